@@ -1,0 +1,116 @@
+//! `casella account …`
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use casella_directory::{Secret, hash_password};
+use casella_store::{NewAccount, StoreError};
+
+use crate::cli::AccountCommand;
+use crate::config;
+
+fn read_password(password_stdin: bool) -> anyhow::Result<Secret<String>> {
+    if !password_stdin {
+        bail!("give the password on standard input with --password-stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(Secret::new(pw))
+}
+
+fn valid_address(address: &str) -> anyhow::Result<String> {
+    let a = address.trim().to_ascii_lowercase();
+    match a.split_once('@') {
+        Some((l, d)) if !l.is_empty() && d.contains('.') || d == "localhost" => {
+            if a.chars().any(|c| c.is_whitespace() || c.is_control()) || a.matches('@').count() != 1
+            {
+                bail!("{address} is not a valid address");
+            }
+            Ok(a)
+        }
+        _ => bail!("{address} is not a valid address (expected user@domain)"),
+    }
+}
+
+pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
+    let store = config::open_store(data)?;
+    match command {
+        AccountCommand::Add {
+            address,
+            password_stdin,
+            admin,
+        } => {
+            let address = valid_address(&address)?;
+            let password = read_password(password_stdin)?;
+            let hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+            match store
+                .create_account(NewAccount {
+                    address: address.clone(),
+                    password_hash: hash,
+                    is_admin: admin,
+                })
+                .await
+            {
+                Ok(a) => println!("created {}", a.address),
+                Err(StoreError::Exists(_)) => bail!("{address} exists already"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AccountCommand::List => {
+            for a in store.list_accounts().await? {
+                let mut notes = Vec::new();
+                if a.is_admin {
+                    notes.push("admin");
+                }
+                if !a.pop_enabled {
+                    notes.push("pop=off");
+                }
+                if !a.imap_enabled {
+                    notes.push("imap=off");
+                }
+                if !a.submission_enabled {
+                    notes.push("submission=off");
+                }
+                if notes.is_empty() {
+                    println!("{}", a.address);
+                } else {
+                    println!("{}\t{}", a.address, notes.join(" "));
+                }
+            }
+        }
+        AccountCommand::Remove { address } => {
+            let Some(a) = store
+                .account_by_address(&address.to_ascii_lowercase())
+                .await?
+            else {
+                bail!("no account {address}");
+            };
+            store.delete_account(a.id).await?;
+            println!("removed {}", a.address);
+        }
+        AccountCommand::Passwd {
+            address,
+            password_stdin,
+        } => {
+            let Some(mut a) = store
+                .account_by_address(&address.to_ascii_lowercase())
+                .await?
+            else {
+                bail!("no account {address}");
+            };
+            let password = read_password(password_stdin)?;
+            a.password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+            store.update_account(&a).await?;
+            println!("password changed for {}", a.address);
+        }
+    }
+    Ok(())
+}

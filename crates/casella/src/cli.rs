@@ -1,0 +1,89 @@
+//! Command-line interface. The names and flags here are an interface other tools
+//! drive; change them only by adding.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{account, deliver, serve};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "casella",
+    version,
+    about = "casella: POP3, IMAP4 and SMTP mail access server"
+)]
+pub struct Cli {
+    /// Data directory (store, configuration, certificates).
+    #[arg(
+        long,
+        global = true,
+        env = "CASELLA_DATA",
+        default_value = "./casella-data"
+    )]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// PROTO=ADDR, e.g. pop3=127.0.0.1:110. PROTO is one of imap imaps pop3 pop3s
+        /// submission submissions smtp lmtp http. May repeat. Without any, the
+        /// bindings of the configuration file are used.
+        #[arg(long = "listen", value_name = "PROTO=ADDR")]
+        listen: Vec<String>,
+    },
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Deliver one message from standard input into a local mailbox (for an MTA).
+    /// Exit status 0 when delivered, 67 for an unknown user, 75 for a temporary failure.
+    Deliver {
+        /// The recipient's address.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create an account (its domain becomes a local domain).
+    Add {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mark the account as an administrator (never allowed on POP3 or IMAP).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Remove an account with all its mail.
+    Remove { address: String },
+    /// Set a new password.
+    Passwd {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen } => serve::run(&cli.data, &listen)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Account { command } => account::run(&cli.data, command)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+    }
+}

@@ -1,0 +1,239 @@
+//! The configuration file `DIR/casella.toml`: written with comments on first run,
+//! read at start. Every key has a default, so an empty file is a valid config.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use casella_directory::LoginType;
+use casella_store::MailStore;
+use casella_store::sqlite::SqliteStore;
+use serde::Deserialize;
+
+pub const CONFIG_FILE: &str = "casella.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub hostname: String,
+    pub store: String,
+    pub tls: TlsConfig,
+    /// Protocol name → addresses.
+    pub listen: BTreeMap<String, Vec<String>>,
+    pub pop3: Pop3Section,
+    pub smtp: SmtpSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Pop3Section {
+    pub login_type: LoginType,
+    pub max_command_size: usize,
+    pub preauth_timeout: u64,
+    pub auth_timeout: u64,
+    pub auth_failure_delay_ms: u64,
+}
+
+impl Default for Pop3Section {
+    fn default() -> Self {
+        Pop3Section {
+            login_type: LoginType::SecureLogin,
+            max_command_size: 512,
+            preauth_timeout: 60,
+            auth_timeout: 600,
+            auth_failure_delay_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SmtpSection {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub timeout: u64,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            max_message_size: 36_700_160,
+            max_recipients: 100,
+            timeout: 300,
+        }
+    }
+}
+
+/// Exchange's default bindings: every IPv4 and IPv6 address on the standard ports.
+pub fn default_listeners() -> BTreeMap<String, Vec<String>> {
+    let both = |port: u16| vec![format!("0.0.0.0:{port}"), format!("[::]:{port}")];
+    let mut m = BTreeMap::new();
+    m.insert("pop3".into(), both(110));
+    m.insert("pop3s".into(), both(995));
+    m.insert("imap".into(), both(143));
+    m.insert("imaps".into(), both(993));
+    m.insert("submission".into(), both(587));
+    m.insert("submissions".into(), both(465));
+    m.insert("smtp".into(), both(25));
+    m.insert("lmtp".into(), vec!["127.0.0.1:24".into()]);
+    m.insert("http".into(), both(8080));
+    m
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: system_hostname(),
+            store: "embedded".into(),
+            tls: TlsConfig::default(),
+            listen: default_listeners(),
+            pop3: Pop3Section::default(),
+            smtp: SmtpSection::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn pop3(&self) -> casella_pop3::Pop3Config {
+        casella_pop3::Pop3Config {
+            hostname: self.hostname.clone(),
+            login_type: self.pop3.login_type,
+            max_command_size: self.pop3.max_command_size.max(16),
+            preauth_timeout: Duration::from_secs(self.pop3.preauth_timeout.max(1)),
+            auth_timeout: Duration::from_secs(self.pop3.auth_timeout.max(1)),
+            auth_failure_delay: Duration::from_millis(self.pop3.auth_failure_delay_ms),
+        }
+    }
+
+    pub fn smtp(&self) -> casella_smtp::SmtpConfig {
+        casella_smtp::SmtpConfig {
+            hostname: self.hostname.clone(),
+            max_message_size: self.smtp.max_message_size,
+            max_recipients: self.smtp.max_recipients.max(1),
+            max_command_size: 4096,
+            timeout: Duration::from_secs(self.smtp.timeout.max(1)),
+        }
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn default_file_text(hostname: &str) -> String {
+    format!(
+        r#"# casella configuration. Every key is optional; the values shown are the defaults.
+# Changes take effect at the next start.
+
+# The name clients use to reach this server; the self-signed certificate made on
+# first run is issued for it.
+hostname = "{hostname}"
+
+# Where mail is kept. "embedded" keeps everything in this data directory.
+store = "embedded"
+
+[tls]
+# A certificate chain and key (PEM) to use instead of the self-signed one in tls/.
+# cert = "/etc/letsencrypt/live/mail.example.org/fullchain.pem"
+# key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
+
+# Listeners, used when `casella serve` is started without --listen. Remove a line
+# to switch that service off. imap, imaps, submission, submissions and http are
+# accepted here and start once this build provides them.
+[listen]
+pop3 = ["0.0.0.0:110", "[::]:110"]
+pop3s = ["0.0.0.0:995", "[::]:995"]
+imap = ["0.0.0.0:143", "[::]:143"]
+imaps = ["0.0.0.0:993", "[::]:993"]
+submission = ["0.0.0.0:587", "[::]:587"]
+submissions = ["0.0.0.0:465", "[::]:465"]
+smtp = ["0.0.0.0:25", "[::]:25"]
+lmtp = ["127.0.0.1:24"]
+http = ["0.0.0.0:8080", "[::]:8080"]
+
+[pop3]
+# secure-login: no password before STLS or on the TLS port (Exchange's default).
+# plaintext-authentication: same for passwords; plaintext-login: passwords allowed
+# on cleartext connections.
+login-type = "secure-login"
+# Longest command line in bytes (Exchange's MaxCommandSize).
+max-command-size = 512
+# Seconds a client may stay idle before and after logging in.
+preauth-timeout = 60
+auth-timeout = 600
+# Pause after a failed login, in milliseconds.
+auth-failure-delay-ms = 1000
+
+[smtp]
+# Largest message accepted, in bytes (advertised with SIZE).
+max-message-size = 36700160
+max-recipients = 100
+# Seconds a client may stay idle between commands.
+timeout = 300
+"#
+    )
+}
+
+/// Reads `DIR/casella.toml`, creating DIR and a commented default file on first run.
+pub fn load_or_create(data: &Path) -> anyhow::Result<Config> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let path = data.join(CONFIG_FILE);
+    if !path.exists() {
+        let text = default_file_text(&system_hostname());
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote the default configuration");
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok(config)
+}
+
+/// Opens the store the configuration names.
+pub fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
+    let config = load_or_create(data)?;
+    match config.store.as_str() {
+        "embedded" | "" => {
+            let store =
+                SqliteStore::open(data.join("store")).context("opening the embedded store")?;
+            Ok(Arc::new(store))
+        }
+        other => {
+            anyhow::bail!("store = {other:?} is not supported by this build (use \"embedded\")")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_parses_to_the_defaults() {
+        let c: Config = toml::from_str(&default_file_text("mail.example.org")).unwrap();
+        assert_eq!(c.hostname, "mail.example.org");
+        assert_eq!(c.listen, default_listeners());
+        assert_eq!(c.pop3.max_command_size, 512);
+        assert_eq!(c.pop3.login_type, LoginType::SecureLogin);
+        let empty: Config = toml::from_str("").unwrap();
+        assert_eq!(empty.store, "embedded");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("hostnme = \"x\"").is_err());
+    }
+}

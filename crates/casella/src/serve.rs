@@ -1,0 +1,186 @@
+//! `casella serve`: open the store, bind the listeners, run until SIGTERM/SIGINT,
+//! then drain.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use casella_directory::Directory;
+use casella_net::{Handler, ListenerSpec, Shutdown, bind, load_or_create_tls, serve};
+use casella_pop3::Pop3Service;
+use casella_smtp::{Mode, SmtpService};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config;
+
+/// Every protocol name `--listen` accepts.
+pub const PROTOCOLS: &[&str] = &[
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "submission",
+    "submissions",
+    "smtp",
+    "lmtp",
+    "http",
+];
+
+/// Most sessions one listener runs at once.
+const MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
+/// How long shutdown waits for sessions to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn implicit_tls(protocol: &str) -> bool {
+    matches!(protocol, "imaps" | "pop3s" | "submissions")
+}
+
+/// Parses `PROTO=ADDR`.
+pub fn parse_listen(arg: &str) -> anyhow::Result<ListenerSpec> {
+    let Some((proto, addr)) = arg.split_once('=') else {
+        bail!("--listen {arg}: expected PROTO=ADDR, e.g. pop3=127.0.0.1:110");
+    };
+    let proto = proto.trim().to_ascii_lowercase();
+    if !PROTOCOLS.contains(&proto.as_str()) {
+        bail!(
+            "--listen {arg}: unknown protocol {proto:?} (one of {})",
+            PROTOCOLS.join(" ")
+        );
+    }
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .with_context(|| format!("--listen {arg}: {addr:?} is not an address:port"))?;
+    Ok(ListenerSpec {
+        implicit_tls: implicit_tls(&proto),
+        protocol: proto,
+        addr,
+    })
+}
+
+pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
+    let config = config::load_or_create(data)?;
+    let from_command_line = !listen.is_empty();
+    let specs: Vec<ListenerSpec> = if from_command_line {
+        listen
+            .iter()
+            .map(|l| parse_listen(l))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        let mut v = Vec::new();
+        for (proto, addrs) in &config.listen {
+            for a in addrs {
+                v.push(
+                    parse_listen(&format!("{proto}={a}")).context("in [listen] of casella.toml")?,
+                );
+            }
+        }
+        v
+    };
+    let store = config::open_store(data)?;
+    let tls = load_or_create_tls(
+        data,
+        &config.hostname,
+        config.tls.cert.as_deref(),
+        config.tls.key.as_deref(),
+    )
+    .context("setting up TLS")?;
+    let directory = Arc::new(Directory::new(store));
+
+    let pop3: Arc<dyn Handler> = Arc::new(Pop3Service::new(
+        config.pop3(),
+        directory.clone(),
+        Some(tls.acceptor.clone()),
+    ));
+    let smtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
+        Mode::Smtp,
+        config.smtp(),
+        directory.clone(),
+        Some(tls.acceptor.clone()),
+    ));
+    let lmtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
+        Mode::Lmtp,
+        config.smtp(),
+        directory.clone(),
+        Some(tls.acceptor.clone()),
+    ));
+
+    let shutdown = Shutdown::new();
+    let mut tasks = Vec::new();
+    for spec in specs {
+        let handler = match spec.protocol.as_str() {
+            "pop3" | "pop3s" => pop3.clone(),
+            "smtp" => smtp.clone(),
+            "lmtp" => lmtp.clone(),
+            other => {
+                tracing::warn!(protocol = other, addr = %spec.addr, "this build does not provide {other} yet; listener not started");
+                continue;
+            }
+        };
+        let listener = match bind(spec.addr) {
+            Ok(l) => l,
+            // The config's IPv6 default on a host without IPv6 is not fatal.
+            Err(e) if !from_command_line && spec.addr.is_ipv6() => {
+                tracing::warn!(protocol = %spec.protocol, addr = %spec.addr, error = %e, "skipping IPv6 listener");
+                continue;
+            }
+            Err(e) => bail!("cannot listen for {} on {}: {e}", spec.protocol, spec.addr),
+        };
+        let local = listener.local_addr()?;
+        // One line per listener on stdout, so scripts (and tests using port 0)
+        // learn the bound addresses.
+        println!("listening {} {}", spec.protocol, local);
+        tracing::info!(protocol = %spec.protocol, addr = %local, tls = spec.implicit_tls, "listening");
+        let acceptor = spec.implicit_tls.then(|| tls.acceptor.clone());
+        tasks.push(tokio::spawn(serve(
+            listener,
+            acceptor,
+            handler,
+            shutdown.clone(),
+            MAX_CONNECTIONS_PER_LISTENER,
+        )));
+    }
+    println!("ready");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let left = shutdown.shutdown(SHUTDOWN_GRACE).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    if left > 0 {
+        tracing::warn!(
+            sessions = left,
+            "closing sessions that did not finish in time"
+        );
+    } else {
+        tracing::info!("all sessions finished");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_arguments() {
+        let s = parse_listen("pop3s=127.0.0.1:995").unwrap();
+        assert_eq!(s.protocol, "pop3s");
+        assert!(s.implicit_tls);
+        let s = parse_listen("SMTP=[::1]:2525").unwrap();
+        assert_eq!(s.protocol, "smtp");
+        assert!(!s.implicit_tls);
+        assert!(parse_listen("gopher=127.0.0.1:70").is_err());
+        assert!(parse_listen("pop3").is_err());
+        assert!(parse_listen("pop3=localhost").is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! casella-directory: who may log in, with what, over which protocol.
+//!
+//! Owns: password hashing (argon2id), credential checks, the login policy
+//! (Exchange's LoginType, per-account protocol switches, barred accounts), and the
+//! decoding of SASL PLAIN and LOGIN.
+//! Must not: speak any protocol's syntax — sessions map [`AuthFailure`] to their own
+//! replies — or log a password (they travel as [`Secret`]).
+
+mod password;
+mod policy;
+pub mod sasl;
+mod secret;
+
+pub use password::{hash_password, verify_password};
+pub use policy::{LoginType, Protocol};
+pub use secret::Secret;
+
+use std::sync::Arc;
+
+use casella_store::{Account, MailStore, StoreError};
+
+/// Why a login was refused. Sessions turn each into their protocol's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Unknown user or wrong password (never say which).
+    InvalidCredentials,
+    /// The account exists but this protocol is switched off for it.
+    ProtocolDisabled,
+    /// Administrators, anonymous and guest may not use POP3/IMAP.
+    Barred,
+    /// The policy forbids passwords on this (cleartext) connection.
+    EncryptionRequired,
+    /// The store failed; the client may retry.
+    Temporary,
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub account: Account,
+}
+
+/// Names that are never accepted as a login, whatever the store holds.
+const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
+
+pub struct Directory {
+    store: Arc<dyn MailStore>,
+}
+
+impl Directory {
+    pub fn new(store: Arc<dyn MailStore>) -> Directory {
+        Directory { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MailStore> {
+        &self.store
+    }
+
+    /// Normalises a login name to the stored form: trimmed, lower-case.
+    pub fn normalize(login: &str) -> String {
+        login.trim().to_ascii_lowercase()
+    }
+
+    /// Checks a password login for `protocol`. Policy (`login_type` versus
+    /// `tls_active`) is checked first, so no password is verified on a connection
+    /// where it should never have been sent.
+    pub async fn login_with_password(
+        &self,
+        protocol: Protocol,
+        login_type: LoginType,
+        tls_active: bool,
+        login: &str,
+        password: &Secret<String>,
+    ) -> Result<Authenticated, AuthFailure> {
+        if !login_type.passwords_allowed(tls_active) {
+            return Err(AuthFailure::EncryptionRequired);
+        }
+        let login = Self::normalize(login);
+        if login.is_empty() || REFUSED_LOGINS.contains(&login.as_str()) {
+            return Err(AuthFailure::Barred);
+        }
+        let account = match self.store.account_by_address(&login).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                // Spend the same time as a real check so timing does not reveal
+                // which addresses exist.
+                let _ = verify_password(DUMMY_HASH.to_string(), password.clone()).await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                return Err(AuthFailure::Temporary);
+            }
+        };
+        if !verify_password(account.password_hash.clone(), password.clone()).await {
+            return Err(AuthFailure::InvalidCredentials);
+        }
+        // Checked after the password, so a wrong password does not reveal the
+        // account's switches.
+        if account.is_admin && protocol.bars_administrators() {
+            return Err(AuthFailure::Barred);
+        }
+        if !protocol.enabled_for(&account) {
+            return Err(AuthFailure::ProtocolDisabled);
+        }
+        Ok(Authenticated { account })
+    }
+
+    /// Looks an account up for delivery; `None` when no such mailbox exists.
+    pub async fn recipient(&self, address: &str) -> Result<Option<Account>, StoreError> {
+        self.store
+            .account_by_address(&Self::normalize(address))
+            .await
+    }
+}
+
+/// An argon2id hash of a random password, verified against when the user does not
+/// exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3GcBHBNL1c08zFNyoaaSv+WHHk6Oh8XlLVaZu2GKPjY";

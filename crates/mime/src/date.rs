@@ -1,0 +1,307 @@
+//! Date: header parsing — RFC 5322 §3.3, plus the obsolete forms of §4.3 (two- and
+//! three-digit years, alphabetic zones, comments anywhere), for SEARCH SENT*.
+//!
+//! Tolerant on purpose: the day of week is optional and never checked against the
+//! date, a missing or unknown zone counts as "-0000" (UTC, zone unknown, as §4.3
+//! asks for military zones), seconds are optional, and the asctime order
+//! ("Mon Jan  2 15:04:05 2006") and "02-Jan-2006" are accepted too.
+
+/// Parses an RFC 5322 date-time. Returns the instant as seconds since the Unix epoch
+/// (UTC) and the zone's offset east of UTC in seconds, or `None` if no valid
+/// calendar date and time can be found.
+pub fn parse_rfc5322_date(s: &str) -> Option<(i64, i32)> {
+    let cleaned = strip_comments(s);
+    let tokens: Vec<&str> = cleaned
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut rest = tokens.as_slice();
+
+    // Optional day-of-week ("Mon", "Monday", "Mon.").
+    if let Some(first) = rest.first()
+        && first.chars().all(|c| c.is_ascii_alphabetic() || c == '.')
+        && month_number(first).is_none()
+    {
+        rest = &rest[1..];
+    }
+
+    let (year, month, day, time, zone) = split_fields(rest)?;
+    let (hour, minute, second) = parse_time(time)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let offset = zone.map_or(0, parse_zone);
+
+    let days = days_from_civil(year, month, day);
+    let local = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    Some((local - i64::from(offset), offset))
+}
+
+type Fields<'a> = (i64, u32, u32, &'a str, Option<&'a str>);
+
+/// Picks year, month, day, time and zone out of the tokens after the day of week.
+fn split_fields<'a>(t: &[&'a str]) -> Option<Fields<'a>> {
+    match t {
+        // "02-Jan-2006 15:04:05 [zone]"
+        [dmy, time, rest @ ..] if dmy.matches('-').count() == 2 => {
+            let mut it = dmy.split('-');
+            let day = parse_num(it.next()?)?;
+            let month = month_number(it.next()?)?;
+            let year = parse_year(it.next()?)?;
+            Some((year, month, day, time, rest.first().copied()))
+        }
+        // asctime: "Jan 2 15:04:05 2006 [zone]"
+        [mon, day, time, year, rest @ ..] if month_number(mon).is_some() && time.contains(':') => {
+            Some((
+                parse_year(year)?,
+                month_number(mon)?,
+                parse_num(day)?,
+                time,
+                rest.first().copied(),
+            ))
+        }
+        // RFC 5322: "2 Jan 2006 15:04:05 [zone]"
+        [day, mon, year, time, rest @ ..] => Some((
+            parse_year(year)?,
+            month_number(mon)?,
+            parse_num(day)?,
+            time,
+            rest.first().copied(),
+        )),
+        _ => None,
+    }
+}
+
+/// "hh:mm" or "hh:mm:ss" (a fractional part on the seconds is ignored).
+fn parse_time(t: &str) -> Option<(u32, u32, u32)> {
+    let mut it = t.split(':');
+    let hour = parse_num(it.next()?)?;
+    let minute = parse_num(it.next()?)?;
+    let second = match it.next() {
+        Some(s) => parse_num(s.split('.').next().unwrap_or(s))?,
+        None => 0,
+    };
+    if it.next().is_some() || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some((hour, minute, second))
+}
+
+/// Zone offset in seconds east of UTC. RFC 5322 §4.3: unknown alphabetic zones
+/// (including military ones) mean "-0000", i.e. UTC with no zone information.
+fn parse_zone(z: &str) -> i32 {
+    let bytes = z.as_bytes();
+    if let [sign @ (b'+' | b'-'), digits @ ..] = bytes {
+        let digits: Vec<u8> = digits.iter().copied().filter(|&b| b != b':').collect();
+        if digits.len() == 4 && digits.iter().all(u8::is_ascii_digit) {
+            let n = |i: usize| i32::from(digits[i] - b'0');
+            let hours = n(0) * 10 + n(1);
+            let minutes = n(2) * 10 + n(3);
+            if hours <= 23 && minutes <= 59 {
+                let off = hours * 3600 + minutes * 60;
+                return if *sign == b'-' { -off } else { off };
+            }
+        }
+        return 0;
+    }
+    let hours = match z.to_ascii_uppercase().as_str() {
+        "EDT" => -4,
+        "EST" | "CDT" => -5,
+        "CST" | "MDT" => -6,
+        "MST" | "PDT" => -7,
+        "PST" => -8,
+        _ => 0,
+    };
+    hours * 3600
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// RFC 5322 §4.3: two-digit years 00–49 are 2000–2049, 50–99 are 1950–1999;
+/// three-digit years are added to 1900.
+fn parse_year(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let y: i64 = s.parse().ok()?;
+    let y = match s.len() {
+        1 | 2 if y < 50 => y + 2000,
+        1 | 2 => y + 1900,
+        3 => y + 1900,
+        _ => y,
+    };
+    (1..=9999).contains(&y).then_some(y)
+}
+
+fn month_number(s: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    if s.len() < 3 || !s.is_ascii() {
+        return None;
+    }
+    let prefix = s[..3].to_ascii_lowercase();
+    MONTHS
+        .iter()
+        .position(|m| *m == prefix)
+        .map(|i| i as u32 + 1)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// days_from_civil algorithm).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400; // [0, 399]
+    let mp = i64::from((m + 9) % 12); // March = 0
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1; // [0, 365]
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
+    era * 146_097 + doe - 719_468
+}
+
+/// Replaces RFC 5322 comments (nested, with quoted-pairs) by a space.
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0u32;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => {
+                depth += 1;
+                out.push(' ');
+            }
+            ')' if depth > 0 => depth -= 1,
+            '\\' if depth > 0 => {
+                chars.next();
+            }
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Option<(i64, i32)> {
+        parse_rfc5322_date(s)
+    }
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        assert_eq!(days_from_civil(1900, 1, 1), -25_567);
+    }
+
+    #[test]
+    fn rfc5322_examples() {
+        // RFC 5322 Appendix A.1.1
+        assert_eq!(
+            p("Fri, 21 Nov 1997 09:55:06 -0600"),
+            Some((880_127_706, -6 * 3600))
+        );
+        // Appendix A.6.2: obsolete two-digit year, comments, zone name
+        assert_eq!(
+            p("21 Nov 97 09:55:06 GMT"),
+            Some((880_106_106, 0))
+        );
+        // Appendix A.6.3: folding whitespace and comments everywhere
+        assert_eq!(
+            p("Thu,\r\n      13\r\n        Feb\r\n          1969\r\n      23:32\r\n               -0330 (Newfoundland Time)"),
+            Some((-27_723_480, -(3 * 3600 + 30 * 60)))
+        );
+    }
+
+    #[test]
+    fn known_answers() {
+        let cases: &[(&str, Option<(i64, i32)>)] = &[
+            ("Sat, 24 Mar 2007 23:00:00 +0200", Some((1_174_770_000, 7200))),
+            ("24 Mar 2007 23:00:00 +0200", Some((1_174_770_000, 7200))),
+            ("Sat 24 Mar 2007 23:00:00 +0200", Some((1_174_770_000, 7200))),
+            ("Sun, 12 Aug 2012 12:34:56 +0300", Some((1_344_764_096, 10_800))),
+            ("Thu, 01 Jan 1970 00:00:00 +0000", Some((0, 0))),
+            ("Thu, 01 Jan 1970 00:00:00 -0000", Some((0, 0))),
+            ("Thu, 1 Jan 1970 00:00 UT", Some((0, 0))),
+            ("Thu, 1 Jan 1970 00:00:00 Z", Some((0, 0))),
+            ("Thu, 1 Jan 1970 00:00:00", Some((0, 0))),
+            ("Thu, 1 Jan 1970 00:00:00 XYZ", Some((0, 0))),
+            ("Thu, 1 Jan 1970 00:00:00 A", Some((0, 0))),
+            ("1 Jan 1970 00:00:00 EST", Some((5 * 3600, -5 * 3600))),
+            ("1 Jan 1970 00:00:00 EDT", Some((4 * 3600, -4 * 3600))),
+            ("1 Jan 1970 00:00:00 cst", Some((6 * 3600, -6 * 3600))),
+            ("1 Jan 1970 00:00:00 CDT", Some((5 * 3600, -5 * 3600))),
+            ("1 Jan 1970 00:00:00 MST", Some((7 * 3600, -7 * 3600))),
+            ("1 Jan 1970 00:00:00 MDT", Some((6 * 3600, -6 * 3600))),
+            ("1 Jan 1970 00:00:00 PST", Some((8 * 3600, -8 * 3600))),
+            ("1 Jan 1970 00:00:00 PDT", Some((7 * 3600, -7 * 3600))),
+            ("1 Jan 1970 00:00:00 +0530", Some((-19_800, 19_800))),
+            ("1 Jan 1970 00:00:00 +05:30", Some((-19_800, 19_800))),
+            ("1 Jan 49 00:00:00 +0000", Some((2_493_072_000, 0))),
+            ("1 Jan 50 00:00:00 +0000", Some((-631_152_000, 0))),
+            ("1 Jan 070 00:00:00 +0000", Some((0, 0))),
+            ("Mon, 29 Feb 2024 12:00:00 +0000", Some((1_709_208_000, 0))),
+            ("Monday, 1 January 2024 00:00:00 +0000", Some((1_704_067_200, 0))),
+            ("01-Jan-2024 00:00:00 +0000", Some((1_704_067_200, 0))),
+            ("Mon Jan  1 00:00:00 2024", Some((1_704_067_200, 0))),
+            ("Mon Jan  1 00:00:00 2024 +0100", Some((1_704_063_600, 3600))),
+            ("1 Jan 2024 23:59:60 +0000", Some((1_704_153_600, 0))),
+            ("(comment) 1 (x) Jan 2024 00:00:00 +0000 (UTC)", Some((1_704_067_200, 0))),
+            ("1 Jan 2024 00:00:00.123 +0000", Some((1_704_067_200, 0))),
+            // Invalid
+            ("", None),
+            ("garbage", None),
+            ("30 Feb 2024 00:00:00 +0000", None),
+            ("29 Feb 2023 00:00:00 +0000", None),
+            ("1 Foo 2024 00:00:00 +0000", None),
+            ("1 Jan 2024 24:00:00 +0000", None),
+            ("1 Jan 2024 23:60:00 +0000", None),
+            ("1 Jan 2024", None),
+            ("0 Jan 2024 00:00:00 +0000", None),
+            ("1 Jan 20245 00:00:00 +0000", None),
+            ("1 Jan 2024 00:00:00:00 +0000", None),
+            ("1 Jan 2024 aa:00:00 +0000", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(p(input), *expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn bad_numeric_zone_is_utc() {
+        assert_eq!(p("1 Jan 1970 00:00:00 +2500"), Some((0, 0)));
+        assert_eq!(p("1 Jan 1970 00:00:00 +12"), Some((0, 0)));
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        for s in [
+            "((((", "))))", "\\", "1 Jan 2024 00:00:00 +", "1-2-3 4", "ä ö ü",
+            "1 Jän 2024 00:00:00", "9 Jan 0 0:0", "-", "1 Jan -1 00:00:00",
+        ] {
+            let _ = p(s);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! casella-mime: everything IMAP and POP3 need to know about a message, computed
+//! once at delivery with a real MIME parser (mail-parser), so no command ever
+//! re-parses stored bytes.
+//!
+//! Owns: the typed ENVELOPE (RFC 9051 §7.5.2), the BODYSTRUCTURE tree with the byte
+//! offsets of every part (for BODY[section] and BINARY[section]), and the decoded
+//! header fields that SEARCH matches on.
+//! Must not: do I/O, know about mailboxes, or render IMAP syntax (that is the IMAP
+//! protocol crate's job).
+//! Invariant: `parse` never panics on any input and always returns a structure;
+//! malformed MIME degrades to text/plain, as Dovecot does.
+
+mod address;
+mod date;
+mod parse;
+
+pub use address::parse_address_list;
+pub use date::parse_rfc5322_date;
+pub use parse::parse;
+
+use serde::{Deserialize, Serialize};
+
+/// The result of parsing one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParsedMessage {
+    pub envelope: Envelope,
+    pub body: BodyPart,
+    pub search: SearchFields,
+}
+
+/// IMAP ENVELOPE fields — RFC 9051 §7.5.2. Strings are the raw header values
+/// (encoded-words kept as they are, folding CRLF removed), as Dovecot returns them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub from: Vec<Address>,
+    pub sender: Vec<Address>,
+    pub reply_to: Vec<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub bcc: Vec<Address>,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// One element of an IMAP address list. Groups follow RFC 9051 §7.5.2: a start
+/// marker with `mailbox = group name, host = None`, and an end marker with all
+/// fields `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: Option<String>,
+    pub adl: Option<String>,
+    pub mailbox: Option<String>,
+    pub host: Option<String>,
+}
+
+/// Byte offsets of a part within the whole message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartOffsets {
+    /// First byte of the part's MIME header (for the top level: 0).
+    pub header_start: u32,
+    /// First byte of the part's body (after the blank line ending the header).
+    pub body_start: u32,
+    /// One past the last byte of the part's body.
+    pub body_end: u32,
+}
+
+/// Content-Disposition: the value and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disposition {
+    pub kind: String,
+    pub params: Vec<(String, String)>,
+}
+
+/// One node of the BODYSTRUCTURE tree — RFC 9051 §7.5.2 (BODYSTRUCTURE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    /// Lower-case type and subtype, e.g. "text", "plain"; "multipart", "mixed".
+    pub media_type: String,
+    pub media_subtype: String,
+    /// Content-Type parameters in header order, names lower-cased.
+    pub params: Vec<(String, String)>,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    /// Content-Transfer-Encoding, upper-case as IMAP examples show ("7BIT", "BASE64").
+    pub encoding: String,
+    /// Size of the body in octets (body_end - body_start).
+    pub size: u32,
+    /// Number of lines of the body, for text/* and message/rfc822 parts.
+    pub lines: u32,
+    pub md5: Option<String>,
+    pub disposition: Option<Disposition>,
+    pub language: Vec<String>,
+    pub location: Option<String>,
+    pub offsets: PartOffsets,
+    /// Children of a multipart (empty otherwise).
+    pub parts: Vec<BodyPart>,
+    /// For message/rfc822 (and message/global): the enclosed message's envelope and body.
+    pub message: Option<Box<(Envelope, BodyPart)>>,
+}
+
+/// Decoded (UTF-8) header values SEARCH matches on — RFC 9051 §6.4.4.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchFields {
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
+    pub subject: String,
+    /// The Date: header as seconds since the Unix epoch (UTC), if it parses.
+    pub sent_date: Option<i64>,
+    /// Offset in seconds east of UTC of the Date: header (for SENTON etc. by the
+    /// date in the sender's zone, as RFC 9051 §6.4.4 asks).
+    pub sent_tz_offset: Option<i32>,
+    /// The whole header block, unfolded and with encoded-words decoded, one field per
+    /// line, for HEADER searches.
+    pub header_text: String,
+    /// Decoded text of all text/* parts (HTML stripped to text), for BODY/TEXT searches.
+    pub body_text: String,
+}

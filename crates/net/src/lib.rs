@@ -1,0 +1,19 @@
+//! casella-net: the network edge every protocol shares.
+//!
+//! Owns: binding listeners (IPv4 and IPv6), TLS configuration (a configured
+//! certificate, or a self-signed one made on first run), the [`Stream`] type that
+//! starts cleartext and upgrades in place (STARTTLS/STLS) or starts in TLS, reading
+//! command lines with a length cap, connection limits, and graceful shutdown.
+//! Must not: know any mail protocol.
+
+mod line;
+mod listener;
+mod shutdown;
+mod stream;
+mod tls;
+
+pub use line::{LineError, read_line};
+pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};
+pub use shutdown::{Shutdown, ShutdownSignal};
+pub use stream::Stream;
+pub use tls::{TlsError, TlsSetup, load_or_create_tls};

@@ -1,0 +1,86 @@
+//! Reading one command line with a cap on its length. An over-long line is consumed
+//! to its end and reported, so the session can answer and go on.
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The peer closed the connection (possibly mid-line).
+    #[error("connection closed")]
+    Closed,
+    /// The line was longer than the limit; it has been discarded.
+    #[error("line too long")]
+    TooLong,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads up to and including LF into `buf` (cleared first), without the line end
+/// (CRLF or bare LF). Lines longer than `max` bytes (line end included) are
+/// discarded up to their LF and give `TooLong`.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), LineError> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Err(LineError::Closed);
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let n = chunk.len();
+        if !too_long {
+            if buf.len() + n > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        reader.consume(n);
+        if done {
+            break;
+        }
+    }
+    if too_long {
+        return Err(LineError::TooLong);
+    }
+    buf.pop(); // LF
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::BufReader;
+
+    #[tokio::test]
+    async fn lines_and_limits() {
+        let data: &[u8] = b"USER a\r\nbare\n0123456789012\r\nnext\r\npartial";
+        let mut r = BufReader::with_capacity(4, data);
+        let mut buf = Vec::new();
+        read_line(&mut r, &mut buf, 10).await.unwrap();
+        assert_eq!(buf, b"USER a");
+        read_line(&mut r, &mut buf, 10).await.unwrap();
+        assert_eq!(buf, b"bare");
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await,
+            Err(LineError::TooLong)
+        ));
+        read_line(&mut r, &mut buf, 10).await.unwrap();
+        assert_eq!(buf, b"next", "the session goes on after a long line");
+        assert!(matches!(
+            read_line(&mut r, &mut buf, 10).await,
+            Err(LineError::Closed)
+        ));
+    }
+}

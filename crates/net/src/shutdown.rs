@@ -1,0 +1,99 @@
+//! Graceful shutdown: listeners stop accepting, sessions are told to finish at their
+//! next command boundary, and the server waits (bounded) for them to end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+/// Owned by the server: triggers shutdown and waits for connections to drain.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    active: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+/// Held by every listener and session: tells them when to stop.
+#[derive(Clone)]
+pub struct ShutdownSignal {
+    rx: watch::Receiver<bool>,
+}
+
+/// Counts one live connection; dropping it lets shutdown finish.
+pub struct ConnectionGuard {
+    active: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        let (tx, _) = watch::channel(false);
+        Shutdown {
+            tx: Arc::new(tx),
+            active: Arc::new(AtomicUsize::new(0)),
+            drained: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn signal(&self) -> ShutdownSignal {
+        ShutdownSignal {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    /// Registers a live connection.
+    pub fn track(&self) -> ConnectionGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard {
+            active: self.active.clone(),
+            drained: self.drained.clone(),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Tells everyone to stop, then waits up to `grace` for connections to end.
+    /// Returns the number still open when the grace period ran out.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let _ = self.tx.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.drained.notified();
+            if self.active() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active();
+            }
+        }
+    }
+}
+
+impl ShutdownSignal {
+    pub fn is_shutting_down(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Completes when shutdown starts.
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|v| *v).await;
+    }
+}

@@ -1,0 +1,745 @@
+//! One POP3 session: AUTHORIZATION → TRANSACTION → UPDATE (RFC 1939 §3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use casella_directory::sasl::{self, SaslError};
+use casella_directory::{AuthFailure, Directory, Protocol, Secret};
+use casella_net::{ConnectionInfo, LineError, ShutdownSignal, Stream, read_line};
+use casella_store::{
+    Account, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock, MessageRef,
+    PopDeleteAction, SpecialUse, StoreError, Uid,
+};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio_rustls::TlsAcceptor;
+
+use crate::Pop3Config;
+use crate::command::{self, Command, ParseError};
+
+/// SASL responses may be longer than commands (PLAIN with long names).
+const MAX_SASL_LINE: usize = 8192;
+
+pub(crate) struct Session {
+    config: Arc<Pop3Config>,
+    directory: Arc<Directory>,
+    tls: Option<TlsAcceptor>,
+    info: ConnectionInfo,
+    signal: ShutdownSignal,
+    /// Replies waiting to be written; flushed before the session waits for input,
+    /// so pipelined commands (RFC 2449 PIPELINING) get their replies in one write.
+    out: Vec<u8>,
+    tls_active: bool,
+}
+
+enum State {
+    Authorization { user: Option<String> },
+    Transaction(Maildrop),
+}
+
+struct Maildrop {
+    account: Account,
+    _lock: MaildropLock,
+    messages: Vec<PopMessage>,
+}
+
+struct PopMessage {
+    mailbox: MailboxId,
+    uid: Uid,
+    size: u32,
+    blob: BlobId,
+    uidl: String,
+    deleted: bool,
+}
+
+/// What the session loop does after a command.
+enum Next {
+    Continue,
+    Close,
+    StartTls,
+}
+
+type Reader = BufReader<Stream>;
+
+impl Session {
+    pub(crate) fn new(
+        config: Arc<Pop3Config>,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+    ) -> Session {
+        Session {
+            config,
+            directory,
+            tls,
+            info,
+            signal,
+            out: Vec::with_capacity(256),
+            tls_active: false,
+        }
+    }
+
+    fn store(&self) -> &Arc<dyn MailStore> {
+        self.directory.store()
+    }
+
+    fn reply(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self, reader: &mut Reader) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            reader.get_mut().write_all(&self.out).await?;
+            self.out.clear();
+        }
+        reader.get_mut().flush().await
+    }
+
+    pub(crate) async fn run(mut self, stream: Stream) {
+        self.tls_active = stream.is_tls();
+        let mut reader = BufReader::with_capacity(4096, stream);
+        let mut state = State::Authorization { user: None };
+        let remote = self.info.remote;
+        tracing::debug!(%remote, tls = self.tls_active, "pop3 connection");
+        self.reply("+OK The casella POP3 service is ready.");
+        let mut line = Vec::with_capacity(128);
+        loop {
+            // Flush only when no pipelined command is waiting in the buffer.
+            if reader.buffer().is_empty() && self.flush(&mut reader).await.is_err() {
+                return;
+            }
+            let timeout = match state {
+                State::Authorization { .. } => self.config.preauth_timeout,
+                State::Transaction(_) => self.config.auth_timeout,
+            };
+            let max = self.config.max_command_size;
+            let mut signal = self.signal.clone();
+            let read = tokio::select! {
+                _ = signal.wait() => {
+                    // RFC 1939 §6: ending without QUIT removes nothing.
+                    self.reply("-ERR [SYS/TEMP] The server is shutting down; try again shortly");
+                    let _ = self.flush(&mut reader).await;
+                    return;
+                }
+                r = tokio::time::timeout(timeout, read_line(&mut reader, &mut line, max)) => r,
+            };
+            let next = match read {
+                Err(_) => {
+                    self.reply("-ERR Disconnected for inactivity");
+                    let _ = self.flush(&mut reader).await;
+                    return;
+                }
+                Ok(Err(LineError::Closed)) | Ok(Err(LineError::Io(_))) => return,
+                Ok(Err(LineError::TooLong)) => {
+                    self.reply(&format!(
+                        "-ERR Command line too long (the limit is {max} bytes)"
+                    ));
+                    Next::Continue
+                }
+                Ok(Ok(())) => match command::parse(&line) {
+                    Err(ParseError::Unknown) => {
+                        self.reply("-ERR Unknown command");
+                        Next::Continue
+                    }
+                    Err(e) => {
+                        self.reply(&format!("-ERR {e}"));
+                        Next::Continue
+                    }
+                    Ok(cmd) => self.dispatch(cmd, &mut state, &mut reader).await,
+                },
+            };
+            match next {
+                Next::Continue => {}
+                Next::Close => {
+                    let _ = self.flush(&mut reader).await;
+                    let _ = reader.get_mut().shutdown().await;
+                    return;
+                }
+                Next::StartTls => {
+                    if self.flush(&mut reader).await.is_err() {
+                        return;
+                    }
+                    let Some(acceptor) = self.tls.clone() else {
+                        return;
+                    };
+                    // Whatever the client sent after STLS is discarded, not run
+                    // after the handshake (the STARTTLS injection attack).
+                    let stream = reader.into_inner();
+                    match tokio::time::timeout(
+                        self.config.preauth_timeout,
+                        stream.into_tls(&acceptor),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => {
+                            reader = BufReader::with_capacity(4096, s);
+                            self.tls_active = true;
+                            state = State::Authorization { user: None };
+                        }
+                        _ => {
+                            tracing::debug!(%remote, "STLS handshake failed");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command, state: &mut State, reader: &mut Reader) -> Next {
+        match state {
+            State::Authorization { user } => match cmd {
+                Command::Capa => self.capa(true),
+                Command::Quit => {
+                    self.reply("+OK casella POP3 server signing off");
+                    return Next::Close;
+                }
+                Command::Stls => return self.stls(),
+                Command::Utf8 => self.reply("+OK UTF8 enabled"),
+                Command::User(name) => {
+                    if self.passwords_refused() {
+                        *user = None;
+                    } else {
+                        self.reply("+OK Send your password");
+                        *user = Some(name);
+                    }
+                }
+                Command::Pass(password) => {
+                    let Some(name) = user.take() else {
+                        self.reply("-ERR Send USER first");
+                        return Next::Continue;
+                    };
+                    if let Some(maildrop) = self.login(&name, Secret::new(password)).await {
+                        *state = State::Transaction(maildrop);
+                    }
+                }
+                Command::Auth { mechanism, initial } => {
+                    *user = None;
+                    if let Some(maildrop) = self.authenticate(mechanism, initial, reader).await {
+                        *state = State::Transaction(maildrop);
+                    }
+                }
+                Command::Apop => self.reply("-ERR APOP is not supported; use USER/PASS or AUTH"),
+                Command::Stat
+                | Command::List(_)
+                | Command::Retr(_)
+                | Command::Dele(_)
+                | Command::Noop
+                | Command::Rset
+                | Command::Top(..)
+                | Command::Uidl(_) => self.reply("-ERR Log in first"),
+            },
+            State::Transaction(drop) => match cmd {
+                Command::Capa => self.capa(false),
+                Command::Quit => {
+                    self.update(drop).await;
+                    return Next::Close;
+                }
+                Command::Stat => {
+                    let (n, size) = drop
+                        .messages
+                        .iter()
+                        .filter(|m| !m.deleted)
+                        .fold((0u64, 0u64), |(n, s), m| (n + 1, s + m.size as u64));
+                    self.reply(&format!("+OK {n} {size}"));
+                }
+                Command::List(None) => {
+                    let (n, size) = drop
+                        .messages
+                        .iter()
+                        .filter(|m| !m.deleted)
+                        .fold((0u64, 0u64), |(n, s), m| (n + 1, s + m.size as u64));
+                    let mut text = format!("+OK {n} messages ({size} octets)\r\n");
+                    for (i, m) in drop.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
+                        text.push_str(&format!("{} {}\r\n", i + 1, m.size));
+                    }
+                    text.push('.');
+                    self.reply(&text);
+                }
+                Command::List(Some(n)) => match message(drop, n) {
+                    Ok(m) => {
+                        let size = m.size;
+                        self.reply(&format!("+OK {n} {size}"))
+                    }
+                    Err(e) => self.reply(e),
+                },
+                Command::Uidl(None) => {
+                    let mut text = String::from("+OK Unique-ID listing follows\r\n");
+                    for (i, m) in drop.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
+                        text.push_str(&format!("{} {}\r\n", i + 1, m.uidl));
+                    }
+                    text.push('.');
+                    self.reply(&text);
+                }
+                Command::Uidl(Some(n)) => match message(drop, n) {
+                    Ok(m) => {
+                        let uidl = m.uidl.clone();
+                        self.reply(&format!("+OK {n} {uidl}"))
+                    }
+                    Err(e) => self.reply(e),
+                },
+                Command::Retr(n) => self.retrieve(drop, n, None).await,
+                Command::Top(n, lines) => self.retrieve(drop, n, Some(lines)).await,
+                Command::Dele(n) => match message_mut(drop, n) {
+                    Ok(m) => {
+                        m.deleted = true;
+                        self.reply(&format!("+OK Message {n} deleted"));
+                    }
+                    Err(e) => self.reply(e),
+                },
+                Command::Noop => self.reply("+OK"),
+                Command::Rset => {
+                    for m in &mut drop.messages {
+                        m.deleted = false;
+                    }
+                    let n = drop.messages.len();
+                    self.reply(&format!("+OK Maildrop has {n} messages"));
+                }
+                Command::User(_) | Command::Pass(_) | Command::Auth { .. } | Command::Apop => {
+                    self.reply("-ERR You are logged in already")
+                }
+                Command::Stls => self.reply("-ERR STLS is only valid before login"),
+                Command::Utf8 => self.reply("-ERR UTF8 is only valid before login"),
+            },
+        }
+        Next::Continue
+    }
+
+    /// Under SecureLogin (or PlaintextAuthentication), passwords on a cleartext
+    /// connection are refused before they are sent.
+    fn passwords_refused(&mut self) -> bool {
+        if self.config.login_type.passwords_allowed(self.tls_active) {
+            return false;
+        }
+        let hint = if self.tls.is_some() {
+            " Use STLS first."
+        } else {
+            ""
+        };
+        self.reply(&format!(
+            "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection.{hint}"
+        ));
+        true
+    }
+
+    /// RFC 2449 §5 CAPA. Before login it offers only what works on this connection.
+    fn capa(&mut self, before_login: bool) {
+        let mut text = String::from("+OK Capability list follows\r\n");
+        text.push_str(
+            "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\nUTF8\r\n",
+        );
+        if before_login {
+            if self.config.login_type.passwords_allowed(self.tls_active) {
+                text.push_str("USER\r\nSASL PLAIN LOGIN\r\n");
+            }
+            if !self.tls_active && self.tls.is_some() {
+                text.push_str("STLS\r\n");
+            }
+        }
+        text.push_str(concat!(
+            "IMPLEMENTATION casella ",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n."
+        ));
+        self.reply(&text);
+    }
+
+    fn stls(&mut self) -> Next {
+        if self.tls_active {
+            self.reply("-ERR TLS is already active");
+            return Next::Continue;
+        }
+        if self.tls.is_none() {
+            self.reply("-ERR STLS is not available");
+            return Next::Continue;
+        }
+        self.reply("+OK Begin TLS negotiation");
+        Next::StartTls
+    }
+
+    /// AUTH — RFC 5034. PLAIN and LOGIN, with or without initial response.
+    async fn authenticate(
+        &mut self,
+        mechanism: Option<String>,
+        initial: Option<String>,
+        reader: &mut Reader,
+    ) -> Option<Maildrop> {
+        let Some(mechanism) = mechanism else {
+            // A bare AUTH lists the mechanisms (as Outlook expects, like Dovecot).
+            if self.config.login_type.passwords_allowed(self.tls_active) {
+                self.reply("+OK\r\nPLAIN\r\nLOGIN\r\n.");
+            } else {
+                self.reply("+OK\r\n.");
+            }
+            return None;
+        };
+        if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            self.reply("-ERR Unsupported authentication mechanism");
+            return None;
+        }
+        if self.passwords_refused() {
+            return None;
+        }
+        let result = match mechanism.as_str() {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(i) => sasl::decode_response(&i),
+                    None => self.challenge(reader, "").await,
+                };
+                response.and_then(|r| sasl::decode_plain(&r)).map(|c| {
+                    // An authorization identity other than the login is not allowed.
+                    let ok = c
+                        .authzid
+                        .as_deref()
+                        .is_none_or(|z| z.eq_ignore_ascii_case(&c.authcid));
+                    (c.authcid, c.password, ok)
+                })
+            }
+            _ => {
+                let user = match initial {
+                    Some(i) => sasl::decode_response(&i),
+                    None => {
+                        self.challenge(reader, &sasl::encode_challenge(b"Username:"))
+                            .await
+                    }
+                };
+                match user.and_then(|u| sasl::decode_login_step(&u)) {
+                    Err(e) => Err(e),
+                    Ok(user) => {
+                        let pass = self
+                            .challenge(reader, &sasl::encode_challenge(b"Password:"))
+                            .await;
+                        pass.and_then(|p| sasl::decode_login_step(&p))
+                            .map(|p| (user, Secret::new(p), true))
+                    }
+                }
+            }
+        };
+        match result {
+            Err(SaslError::Cancelled) => {
+                self.reply("-ERR Authentication cancelled");
+                None
+            }
+            Err(e) => {
+                self.reply(&format!("-ERR Authentication failed: {e}"));
+                None
+            }
+            Ok((_, _, false)) => {
+                self.reply("-ERR [AUTH] Acting as another user is not allowed");
+                None
+            }
+            Ok((user, password, true)) => self.login(&user, password).await,
+        }
+    }
+
+    /// Sends a SASL challenge and reads the client's response line.
+    async fn challenge(&mut self, reader: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
+        self.reply(&format!("+ {text}"));
+        if self.flush(reader).await.is_err() {
+            return Err(SaslError::Cancelled);
+        }
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(
+            self.config.preauth_timeout,
+            read_line(reader, &mut line, MAX_SASL_LINE),
+        )
+        .await;
+        match read {
+            Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
+            _ => Err(SaslError::Cancelled),
+        }
+    }
+
+    /// Checks the password and opens the maildrop. Replies either way.
+    async fn login(&mut self, user: &str, password: Secret<String>) -> Option<Maildrop> {
+        let remote = self.info.remote;
+        let result = self
+            .directory
+            .login_with_password(
+                Protocol::Pop3,
+                self.config.login_type,
+                self.tls_active,
+                user,
+                &password,
+            )
+            .await;
+        let account = match result {
+            Ok(auth) => auth.account,
+            Err(failure) => {
+                tracing::warn!(
+                    protocol = "pop3", %remote, user = %user, reason = ?failure,
+                    "login failed"
+                );
+                if failure != AuthFailure::Temporary {
+                    tokio::time::sleep(self.config.auth_failure_delay).await;
+                }
+                let text = match failure {
+                    AuthFailure::InvalidCredentials => {
+                        "-ERR [AUTH] Authentication failed: wrong user name or password"
+                    }
+                    AuthFailure::ProtocolDisabled => {
+                        "-ERR [AUTH] Login failure or POP3 disabled: POP3 access is turned off for this mailbox"
+                    }
+                    AuthFailure::Barred => "-ERR [AUTH] This account may not log in over POP3",
+                    AuthFailure::EncryptionRequired => {
+                        "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection. Use STLS first."
+                    }
+                    AuthFailure::Temporary => {
+                        "-ERR [SYS/TEMP] Temporary server problem, try again later"
+                    }
+                };
+                self.reply(text);
+                return None;
+            }
+        };
+        let lock = match self.store().lock_maildrop(account.id).await {
+            Ok(l) => l,
+            Err(StoreError::InUse(_)) => {
+                tracing::info!(protocol = "pop3", %remote, user = %account.address, "maildrop in use");
+                self.reply("-ERR [IN-USE] Your mailbox is in use by another POP3 session");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "maildrop lock failed");
+                self.reply("-ERR [SYS/TEMP] Temporary server problem, try again later");
+                return None;
+            }
+        };
+        match self.open_maildrop(&account).await {
+            Ok(messages) => {
+                tracing::info!(
+                    protocol = "pop3", %remote, user = %account.address,
+                    messages = messages.len(), "login"
+                );
+                let n = messages.len();
+                let size: u64 = messages.iter().map(|m| m.size as u64).sum();
+                self.reply(&format!(
+                    "+OK Logged in; maildrop has {n} messages ({size} octets)"
+                ));
+                Some(Maildrop {
+                    account,
+                    _lock: lock,
+                    messages,
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, user = %account.address, "opening maildrop failed");
+                self.reply("-ERR [SYS/TEMP] Your mailbox could not be opened, try again later");
+                None
+            }
+        }
+    }
+
+    /// The messages POP3 serves: the account's chosen folders (INBOX by default), each
+    /// in ascending UID order. UIDLs are `<uidvalidity><uid>` in hex (as Dovecot's
+    /// default), stable across sessions and restarts and unique across folders.
+    async fn open_maildrop(&self, account: &Account) -> Result<Vec<PopMessage>, StoreError> {
+        let mut messages = Vec::new();
+        for name in &account.settings.pop.folders {
+            let Some(mailbox) = self.store().mailbox_by_name(account.id, name).await? else {
+                continue;
+            };
+            for m in self.store().list_messages(mailbox.id).await? {
+                messages.push(PopMessage {
+                    mailbox: mailbox.id,
+                    uid: m.uid,
+                    size: m.size,
+                    blob: m.blob,
+                    uidl: format!("{:08x}{:08x}", mailbox.uid_validity.0, m.uid.0),
+                    deleted: false,
+                });
+            }
+        }
+        Ok(messages)
+    }
+
+    /// RETR (whole message) and TOP (header and `lines` body lines), byte-stuffed
+    /// (RFC 1939 §3).
+    async fn retrieve(&mut self, drop: &mut Maildrop, n: u32, lines: Option<u32>) {
+        let (blob, size, mailbox, uid) = match message(drop, n) {
+            Ok(m) => (m.blob.clone(), m.size, m.mailbox, m.uid),
+            Err(e) => {
+                self.reply(e);
+                return;
+            }
+        };
+        let raw = match self.store().read_blob(&blob).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!(error = %e, "reading message failed");
+                self.reply("-ERR [SYS/TEMP] The message could not be read, try again later");
+                return;
+            }
+        };
+        let content = match lines {
+            None => &raw[..],
+            Some(l) => top(&raw, l),
+        };
+        match lines {
+            None => self
+                .out
+                .extend_from_slice(format!("+OK {size} octets\r\n").as_bytes()),
+            Some(_) => self
+                .out
+                .extend_from_slice(b"+OK Top of message follows\r\n"),
+        }
+        stuff_into(content, &mut self.out);
+        self.out.extend_from_slice(b".\r\n");
+        if lines.is_none() && drop.account.settings.pop.mark_read {
+            let seen: FlagSet = [Flag::Seen].into_iter().collect();
+            if let Err(e) = self
+                .store()
+                .store_flags(mailbox, &[uid], FlagOp::Add, &seen)
+                .await
+            {
+                tracing::warn!(error = %e, "marking a retrieved message as read failed");
+            }
+        }
+    }
+
+    /// The UPDATE state (RFC 1939 §6): remove what DELE marked, all or nothing.
+    async fn update(&mut self, drop: &mut Maildrop) {
+        let deleted: Vec<MessageRef> = drop
+            .messages
+            .iter()
+            .filter(|m| m.deleted)
+            .map(|m| MessageRef {
+                mailbox: m.mailbox,
+                uid: m.uid,
+            })
+            .collect();
+        if deleted.is_empty() {
+            self.reply("+OK casella POP3 server signing off");
+            return;
+        }
+        let result = match drop.account.settings.pop.delete_action {
+            PopDeleteAction::Expunge => self
+                .store()
+                .expunge(drop.account.id, &deleted)
+                .await
+                .map(|_| ()),
+            PopDeleteAction::MoveToTrash => self.move_to_trash(&drop.account, &deleted).await,
+        };
+        match result {
+            Ok(()) => {
+                let n = deleted.len();
+                tracing::info!(protocol = "pop3", user = %drop.account.address, deleted = n, "update");
+                self.reply(&format!(
+                    "+OK casella POP3 server signing off ({n} messages deleted)"
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "POP3 update failed");
+                self.reply("-ERR [SYS/TEMP] Deleted messages could not be removed; none were");
+            }
+        }
+    }
+
+    async fn move_to_trash(
+        &self,
+        account: &Account,
+        refs: &[MessageRef],
+    ) -> Result<(), StoreError> {
+        let boxes = self.store().list_mailboxes(account.id).await?;
+        let Some(trash) = boxes
+            .iter()
+            .find(|m| m.special_use == Some(SpecialUse::Trash))
+        else {
+            return self.store().expunge(account.id, refs).await.map(|_| ());
+        };
+        let mut by_box: HashMap<MailboxId, Vec<Uid>> = HashMap::new();
+        for r in refs.iter().filter(|r| r.mailbox != trash.id) {
+            by_box.entry(r.mailbox).or_default().push(r.uid);
+        }
+        for (mailbox, uids) in by_box {
+            self.store().copy(mailbox, &uids, trash.id).await?;
+        }
+        let moved: Vec<MessageRef> = refs
+            .iter()
+            .filter(|r| r.mailbox != trash.id)
+            .copied()
+            .collect();
+        self.store().expunge(account.id, &moved).await.map(|_| ())
+    }
+}
+
+fn message(drop: &Maildrop, n: u32) -> Result<&PopMessage, &'static str> {
+    match drop.messages.get(n as usize - 1) {
+        None => Err("-ERR No such message"),
+        Some(m) if m.deleted => Err("-ERR Message is deleted"),
+        Some(m) => Ok(m),
+    }
+}
+
+fn message_mut(drop: &mut Maildrop, n: u32) -> Result<&mut PopMessage, &'static str> {
+    match drop.messages.get_mut(n as usize - 1) {
+        None => Err("-ERR No such message"),
+        Some(m) if m.deleted => Err("-ERR Message is deleted"),
+        Some(m) => Ok(m),
+    }
+}
+
+/// The header, the blank line, and the first `lines` lines of the body (RFC 1939 §7).
+fn top(raw: &[u8], lines: u32) -> &[u8] {
+    let body_start = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None => return raw,
+    };
+    let mut end = body_start;
+    for _ in 0..lines {
+        match raw[end..].iter().position(|&b| b == b'\n') {
+            Some(i) => end += i + 1,
+            None => {
+                end = raw.len();
+                break;
+            }
+        }
+    }
+    &raw[..end]
+}
+
+/// Appends `content` byte-stuffed: a line starting with "." gets another "."; the
+/// result ends with CRLF so the terminating ".\r\n" is on its own line.
+fn stuff_into(content: &[u8], out: &mut Vec<u8>) {
+    out.reserve(content.len() + 16);
+    let mut at_line_start = true;
+    for &b in content {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !content.is_empty() && !content.ends_with(b"\r\n") {
+        if content.ends_with(b"\r") {
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuffing() {
+        let mut out = Vec::new();
+        stuff_into(b".a\r\nb\r\n..c\r\n.\r\n", &mut out);
+        assert_eq!(out, b"..a\r\nb\r\n...c\r\n..\r\n");
+        out.clear();
+        stuff_into(b"no end", &mut out);
+        assert_eq!(out, b"no end\r\n");
+    }
+
+    #[test]
+    fn top_lines() {
+        let raw = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
+        assert_eq!(top(raw, 0), b"A: 1\r\nB: 2\r\n\r\n");
+        assert_eq!(top(raw, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
+        assert_eq!(top(raw, 10), &raw[..]);
+        assert_eq!(top(b"only header\r\n", 3), b"only header\r\n");
+    }
+}

@@ -1,0 +1,227 @@
+//! SMTP/LMTP command lines — RFC 5321 §4.1, RFC 2033 §4.1 (LHLO).
+
+/// ESMTP parameters of MAIL/RCPT: upper-cased keyword and optional value.
+pub type Params = Vec<(String, Option<String>)>;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    Lhlo(String),
+    Mail {
+        from: String,
+        params: Params,
+    },
+    Rcpt {
+        to: String,
+        params: Params,
+    },
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Expn,
+    Help,
+    StartTls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("500 5.5.2 Syntax error, command unrecognized")]
+    Unknown,
+    #[error("501 5.5.4 {0}")]
+    Syntax(&'static str),
+}
+
+pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    let line =
+        std::str::from_utf8(line).map_err(|_| ParseError::Syntax("Command is not valid UTF-8"))?;
+    let line = line.trim_end();
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_start()),
+        None => (line, ""),
+    };
+    let verb = verb.to_ascii_uppercase();
+    let no_args = |c| {
+        if rest.is_empty() {
+            Ok(c)
+        } else {
+            Err(ParseError::Syntax("This command takes no arguments"))
+        }
+    };
+    match verb.as_str() {
+        "EHLO" | "HELO" | "LHLO" => {
+            let domain = rest.split_whitespace().next().unwrap_or("");
+            if domain.is_empty() {
+                return Err(ParseError::Syntax(
+                    "A domain name or address literal is required",
+                ));
+            }
+            let d = domain.to_string();
+            Ok(match verb.as_str() {
+                "EHLO" => Command::Ehlo(d),
+                "HELO" => Command::Helo(d),
+                _ => Command::Lhlo(d),
+            })
+        }
+        "MAIL" => {
+            let rest = strip_keyword(rest, "FROM:")
+                .ok_or(ParseError::Syntax("Use MAIL FROM:<address>"))?;
+            let (from, params) = path_and_params(rest)?;
+            Ok(Command::Mail { from, params })
+        }
+        "RCPT" => {
+            let rest =
+                strip_keyword(rest, "TO:").ok_or(ParseError::Syntax("Use RCPT TO:<address>"))?;
+            let (to, params) = path_and_params(rest)?;
+            if to.is_empty() {
+                return Err(ParseError::Syntax("A recipient address is required"));
+            }
+            Ok(Command::Rcpt { to, params })
+        }
+        "DATA" => no_args(Command::Data),
+        "RSET" => no_args(Command::Rset),
+        // RFC 5321 §4.1.1.9: NOOP may carry an argument, which is ignored.
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_args(Command::Quit),
+        "VRFY" => Ok(Command::Vrfy),
+        "EXPN" => Ok(Command::Expn),
+        "HELP" => Ok(Command::Help),
+        "STARTTLS" => no_args(Command::StartTls),
+        _ => Err(ParseError::Unknown),
+    }
+}
+
+/// Strips "FROM:" / "TO:" case-insensitively, allowing the space some clients put
+/// after the colon.
+fn strip_keyword<'a>(s: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = s.get(..keyword.len())?;
+    if head.eq_ignore_ascii_case(keyword) {
+        Some(s[keyword.len()..].trim_start())
+    } else {
+        None
+    }
+}
+
+/// `<path> [param[=value] ...]` — RFC 5321 §4.1.2. A source route (`@a,@b:`) is
+/// accepted and dropped (§4.1.1.3). Returns the address without angle brackets.
+fn path_and_params(s: &str) -> Result<(String, Params), ParseError> {
+    let s = s.trim();
+    let (path, rest) = if let Some(inner) = s.strip_prefix('<') {
+        // The path ends at the first '>' outside a quoted local part.
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in inner.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '>' if !quoted => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or(ParseError::Syntax("Missing '>' after the address"))?;
+        (&inner[..end], &inner[end + 1..])
+    } else {
+        // Lenient: a bare address without brackets, as some scripts send.
+        match s.find(' ') {
+            Some(i) => (&s[..i], &s[i..]),
+            None => (s, ""),
+        }
+    };
+    let path = match path.find(':') {
+        Some(i) if path.starts_with('@') => &path[i + 1..],
+        _ => path,
+    };
+    if path.contains(char::is_whitespace) && !path.contains('"') {
+        return Err(ParseError::Syntax("Addresses may not contain spaces"));
+    }
+    let mut params = Vec::new();
+    for p in rest.split_whitespace() {
+        match p.split_once('=') {
+            Some((k, v)) => params.push((k.to_ascii_uppercase(), Some(v.to_string()))),
+            None => params.push((p.to_ascii_uppercase(), None)),
+        }
+    }
+    Ok((path.to_string(), params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answers() {
+        assert_eq!(
+            parse(b"EHLO client.example"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(parse(b"lhlo x"), Ok(Command::Lhlo("x".into())));
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME"),
+            Ok(Command::Mail {
+                from: "a@b.example".into(),
+                params: vec![
+                    ("SIZE".into(), Some("100".into())),
+                    ("BODY".into(), Some("8BITMIME".into()))
+                ]
+            })
+        );
+        assert_eq!(
+            parse(b"MAIL FROM:<>"),
+            Ok(Command::Mail {
+                from: "".into(),
+                params: vec![]
+            })
+        );
+        assert_eq!(
+            parse(b"mail from: <x@y>"),
+            Ok(Command::Mail {
+                from: "x@y".into(),
+                params: vec![]
+            })
+        );
+        assert_eq!(
+            parse(b"RCPT TO:<@relay.example:user@d.example>"),
+            Ok(Command::Rcpt {
+                to: "user@d.example".into(),
+                params: vec![]
+            })
+        );
+        assert_eq!(
+            parse(b"RCPT TO:<\"odd>name\"@d.example>"),
+            Ok(Command::Rcpt {
+                to: "\"odd>name\"@d.example".into(),
+                params: vec![]
+            })
+        );
+        assert_eq!(
+            parse(b"RCPT TO:<postmaster>"),
+            Ok(Command::Rcpt {
+                to: "postmaster".into(),
+                params: vec![]
+            })
+        );
+        assert!(parse(b"RCPT TO:<>").is_err());
+        assert!(parse(b"MAIL FROM:<a@b").is_err());
+        assert!(parse(b"EHLO").is_err());
+        assert_eq!(parse(b"FOO"), Err(ParseError::Unknown));
+        assert_eq!(parse(b"NOOP hello"), Ok(Command::Noop));
+        assert_eq!(
+            parse("RCPT TO:<josé@exämple.org>".as_bytes()),
+            Ok(Command::Rcpt {
+                to: "josé@exämple.org".into(),
+                params: vec![]
+            })
+        );
+    }
+}

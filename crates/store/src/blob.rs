@@ -1,0 +1,110 @@
+//! Content-addressed message bytes in the data directory: `blobs/ab/cd/<sha256>`.
+//! A blob is written once (temp file, fsync, rename, fsync of the directory) before
+//! the metadata that refers to it is committed, so a committed message always has
+//! its bytes. Blobs are immutable; identical messages share one file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{StoreError, StoreResult};
+use crate::types::BlobId;
+
+#[derive(Debug, Clone)]
+pub struct BlobDir {
+    root: PathBuf,
+}
+
+impl BlobDir {
+    pub fn open(root: impl Into<PathBuf>) -> StoreResult<BlobDir> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(BlobDir { root })
+    }
+
+    pub fn id_of(bytes: &[u8]) -> BlobId {
+        BlobId(hex::encode(Sha256::digest(bytes)))
+    }
+
+    fn path_of(&self, id: &BlobId) -> StoreResult<PathBuf> {
+        let h = &id.0;
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Invalid(format!("bad blob id {h}")));
+        }
+        Ok(self.root.join(&h[0..2]).join(&h[2..4]).join(h))
+    }
+
+    pub fn exists(&self, id: &BlobId) -> StoreResult<bool> {
+        Ok(self.path_of(id)?.exists())
+    }
+
+    /// Writes `bytes` durably unless a blob with the same content exists.
+    pub fn put(&self, bytes: &[u8]) -> StoreResult<BlobId> {
+        let id = Self::id_of(bytes);
+        let path = self.path_of(&id)?;
+        if path.exists() {
+            return Ok(id);
+        }
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| StoreError::from(e.error))?;
+        sync_dir(&dir)?;
+        Ok(id)
+    }
+
+    pub fn get(&self, id: &BlobId) -> StoreResult<Vec<u8>> {
+        let path = self.path_of(id)?;
+        fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Internal(format!("blob {id} is missing"))
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    pub fn remove(&self, id: &BlobId) -> StoreResult<()> {
+        let path = self.path_of(id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Makes a rename or create in `dir` durable.
+pub fn sync_dir(dir: &Path) -> StoreResult<()> {
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_idempotent_and_content_addressed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(tmp.path()).unwrap();
+        let a = blobs.put(b"hello").unwrap();
+        let b = blobs.put(b"hello").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(blobs.get(&a).unwrap(), b"hello");
+        assert_ne!(blobs.put(b"other").unwrap(), a);
+        blobs.remove(&a).unwrap();
+        assert!(!blobs.exists(&a).unwrap());
+    }
+
+    #[test]
+    fn rejects_ids_that_would_escape_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(tmp.path()).unwrap();
+        assert!(blobs.get(&BlobId("../../etc/passwd".into())).is_err());
+    }
+}

@@ -1,0 +1,600 @@
+//! The conformance suite every [`MailStore`] backend must pass. A backend's test
+//! calls [`run_all`] with a fresh, empty store. Each check uses its own accounts,
+//! so the checks do not depend on one another.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::{
+    Change, DEFAULT_MAILBOXES, Flag, FlagOp, FlagSet, MailStore, MessageRef, ModSeq, NewAccount,
+    NewMessage, SpecialUse, StoreError, Uid,
+};
+
+/// Runs every check; panics with a message naming the failed check.
+pub async fn run_all(store: Arc<dyn MailStore>) {
+    accounts(&*store).await;
+    default_mailboxes(&*store).await;
+    append_assigns_ascending_uids_and_modseqs(&*store).await;
+    bytes_round_trip_and_line_ends(&*store).await;
+    parsed_metadata_is_stored(&*store).await;
+    flags(&*store).await;
+    expunge_is_atomic_and_remembered(&*store).await;
+    identical_messages_share_a_blob(&*store).await;
+    copy_keeps_flags_and_dates(&*store).await;
+    mailbox_lifecycle(&*store).await;
+    maildrop_lock_is_exclusive(&*store).await;
+    change_feed_reports_committed_changes(&*store).await;
+    concurrent_appends_get_distinct_uids(store.clone()).await;
+}
+
+async fn new_account(store: &dyn MailStore, address: &str) -> crate::Account {
+    store
+        .create_account(NewAccount {
+            address: address.to_string(),
+            password_hash: "$argon2id$test".to_string(),
+            is_admin: false,
+        })
+        .await
+        .expect("create_account")
+}
+
+fn message(subject: &str) -> NewMessage {
+    NewMessage {
+        raw: format!("From: a@example.org\r\nSubject: {subject}\r\n\r\nHello {subject}\r\n")
+            .into_bytes(),
+        internal_date: Some(1_700_000_000),
+        flags: FlagSet::new(),
+    }
+}
+
+async fn inbox(store: &dyn MailStore, account: crate::AccountId) -> crate::Mailbox {
+    store
+        .mailbox_by_name(account, "INBOX")
+        .await
+        .expect("mailbox_by_name")
+        .expect("INBOX exists")
+}
+
+async fn accounts(store: &dyn MailStore) {
+    let a = new_account(store, "Alice@Example.ORG").await;
+    assert_eq!(
+        a.address, "alice@example.org",
+        "addresses are stored lower-case"
+    );
+    assert!(a.pop_enabled && a.imap_enabled && a.submission_enabled);
+    let dup = store
+        .create_account(NewAccount {
+            address: "alice@example.org".into(),
+            password_hash: "x".into(),
+            is_admin: false,
+        })
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Exists(_))),
+        "duplicate account: {dup:?}"
+    );
+    let found = store.account_by_address("ALICE@example.org").await.unwrap();
+    assert_eq!(
+        found.as_ref().map(|f| f.id),
+        Some(a.id),
+        "lookup is case-insensitive"
+    );
+    assert!(store.is_local_domain("example.org").await.unwrap());
+    assert!(store.is_local_domain("EXAMPLE.org").await.unwrap());
+    assert!(!store.is_local_domain("elsewhere.test").await.unwrap());
+
+    let mut changed = a.clone();
+    changed.password_hash = "$argon2id$new".into();
+    changed.pop_enabled = false;
+    changed.settings.pop.mark_read = true;
+    changed.settings.pop.folders.push("Junk Email".into());
+    store.update_account(&changed).await.unwrap();
+    assert_eq!(
+        store.account(a.id).await.unwrap(),
+        changed,
+        "update_account persists"
+    );
+
+    let b = new_account(store, "bob@other.test").await;
+    let listed: Vec<_> = store
+        .list_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert!(listed.contains(&a.id) && listed.contains(&b.id));
+    store.deliver(b.id, message("bye").raw).await.unwrap();
+    store.delete_account(b.id).await.unwrap();
+    assert!(
+        store
+            .account_by_address("bob@other.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.is_local_domain("other.test").await.unwrap());
+    assert!(matches!(
+        store.account(b.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn default_mailboxes(store: &dyn MailStore) {
+    let a = new_account(store, "folders@example.org").await;
+    let boxes = store.list_mailboxes(a.id).await.unwrap();
+    for (name, role) in DEFAULT_MAILBOXES {
+        let mb = boxes
+            .iter()
+            .find(|m| m.name == *name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(mb.special_use, *role, "{name} role");
+        assert_eq!(mb.uid_next, Uid(1));
+        assert!(mb.subscribed);
+    }
+    let validities: HashSet<_> = boxes.iter().map(|m| m.uid_validity).collect();
+    assert_eq!(
+        validities.len(),
+        boxes.len(),
+        "UIDVALIDITY differs between mailboxes"
+    );
+    assert_eq!(inbox(store, a.id).await.name, "INBOX");
+    assert!(
+        store
+            .mailbox_by_name(a.id, "iNbOx")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let trash = boxes
+        .iter()
+        .find(|m| m.special_use == Some(SpecialUse::Trash))
+        .unwrap();
+    assert_eq!(trash.name, "Deleted Items");
+}
+
+async fn append_assigns_ascending_uids_and_modseqs(store: &dyn MailStore) {
+    let a = new_account(store, "uids@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let mut last_uid = 0;
+    let mut last_modseq = mb.highest_modseq;
+    for i in 0..5 {
+        let ap = store
+            .append(mb.id, message(&format!("m{i}")))
+            .await
+            .unwrap();
+        assert!(ap.uid.0 > last_uid, "UIDs ascend");
+        assert!(ap.modseq > last_modseq, "MODSEQ ascends");
+        assert_eq!(ap.uid_validity, mb.uid_validity);
+        last_uid = ap.uid.0;
+        last_modseq = ap.modseq;
+    }
+    let after = store.mailbox(mb.id).await.unwrap();
+    assert_eq!(after.uid_next, Uid(last_uid + 1));
+    assert_eq!(after.highest_modseq, last_modseq);
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert_eq!(
+        list.iter().map(|m| m.uid.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(list.iter().all(|m| m.internal_date == 1_700_000_000));
+
+    // Expunging the highest UID never lets it be handed out again.
+    store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: mb.id,
+                uid: Uid(5),
+            }],
+        )
+        .await
+        .unwrap();
+    let ap = store.append(mb.id, message("after")).await.unwrap();
+    assert_eq!(ap.uid, Uid(6), "UIDs are not reused");
+}
+
+async fn bytes_round_trip_and_line_ends(store: &dyn MailStore) {
+    let a = new_account(store, "bytes@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let exact =
+        b"Subject: exact\r\n\r\n.leading dot\r\n\xff\xfe 8-bit\r\nno final newline".to_vec();
+    let ap = store
+        .append(
+            mb.id,
+            NewMessage {
+                raw: exact.clone(),
+                internal_date: None,
+                flags: FlagSet::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ap.size as usize, exact.len());
+    let lf = b"Subject: lf\n\nline\n".to_vec();
+    store
+        .append(
+            mb.id,
+            NewMessage {
+                raw: lf,
+                internal_date: None,
+                flags: FlagSet::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert_eq!(
+        store.read_blob(&list[0].blob).await.unwrap(),
+        exact,
+        "bytes kept exactly"
+    );
+    assert_eq!(list[0].size as usize, exact.len());
+    assert_eq!(
+        store.read_blob(&list[1].blob).await.unwrap(),
+        b"Subject: lf\r\n\r\nline\r\n",
+        "bare LF stored as CRLF"
+    );
+    assert_eq!(list[1].size, 21);
+    let now = crate::now_unix();
+    assert!(
+        (list[1].internal_date - now).abs() < 300,
+        "INTERNALDATE defaults to now"
+    );
+}
+
+async fn parsed_metadata_is_stored(store: &dyn MailStore) {
+    let a = new_account(store, "parsed@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let raw = b"From: Ann <ann@example.org>\r\nTo: b@example.org\r\nSubject: Parsed once\r\n\
+Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBody text\r\n";
+    store
+        .append(
+            mb.id,
+            NewMessage {
+                raw: raw.to_vec(),
+                internal_date: None,
+                flags: FlagSet::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let list = store.list_messages(mb.id).await.unwrap();
+    let parsed = store.parsed(&list[0].blob).await.unwrap();
+    assert_eq!(parsed.envelope.subject.as_deref(), Some("Parsed once"));
+    assert_eq!(
+        parsed.envelope.message_id.as_deref(),
+        Some("<1@example.org>")
+    );
+    assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
+    assert_eq!(parsed.body.media_type, "text");
+    assert_eq!(parsed.search.subject, "Parsed once");
+}
+
+async fn flags(store: &dyn MailStore) {
+    let a = new_account(store, "flags@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let mut initial = FlagSet::new();
+    initial.insert(Flag::Draft);
+    let ap = store
+        .append(
+            mb.id,
+            NewMessage {
+                flags: initial,
+                ..message("f")
+            },
+        )
+        .await
+        .unwrap();
+    let seen: FlagSet = [Flag::Seen, Flag::Keyword("$Forwarded".into())]
+        .into_iter()
+        .collect();
+    let up = store
+        .store_flags(mb.id, &[ap.uid, Uid(999)], FlagOp::Add, &seen)
+        .await
+        .unwrap();
+    assert_eq!(up.len(), 1, "missing UIDs are skipped");
+    assert!(up[0].modseq > ap.modseq);
+    assert_eq!(up[0].flags.len(), 3);
+    let again = store
+        .store_flags(mb.id, &[ap.uid], FlagOp::Add, &seen)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "no change, no MODSEQ");
+    let rm: FlagSet = [Flag::Draft].into_iter().collect();
+    let up2 = store
+        .store_flags(mb.id, &[ap.uid], FlagOp::Remove, &rm)
+        .await
+        .unwrap();
+    assert!(up2[0].modseq > up[0].modseq);
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert_eq!(list[0].flags, seen);
+    assert_eq!(list[0].modseq, up2[0].modseq);
+    let up3 = store
+        .store_flags(mb.id, &[ap.uid], FlagOp::Replace, &FlagSet::new())
+        .await
+        .unwrap();
+    assert!(up3[0].flags.is_empty());
+}
+
+async fn expunge_is_atomic_and_remembered(store: &dyn MailStore) {
+    let a = new_account(store, "expunge@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let junk = store
+        .mailbox_by_name(a.id, "Junk Email")
+        .await
+        .unwrap()
+        .unwrap();
+    let x = store.append(mb.id, message("x")).await.unwrap();
+    let y = store.append(mb.id, message("y")).await.unwrap();
+    let z = store.append(junk.id, message("z")).await.unwrap();
+    let before = store.mailbox(mb.id).await.unwrap().highest_modseq;
+    let removed = store
+        .expunge(
+            a.id,
+            &[
+                MessageRef {
+                    mailbox: mb.id,
+                    uid: x.uid,
+                },
+                MessageRef {
+                    mailbox: junk.id,
+                    uid: z.uid,
+                },
+                MessageRef {
+                    mailbox: mb.id,
+                    uid: Uid(77),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 2);
+    let left: Vec<_> = store
+        .list_messages(mb.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(left, vec![y.uid]);
+    assert!(store.list_messages(junk.id).await.unwrap().is_empty());
+    let after = store.mailbox(mb.id).await.unwrap().highest_modseq;
+    assert!(after > before, "expunge takes a MODSEQ");
+    assert_eq!(
+        store.expunged_since(mb.id, after).await.unwrap(),
+        Vec::<Uid>::new()
+    );
+    assert_eq!(store.expunged_since(mb.id, before).await.unwrap(), vec![x.uid]);
+    assert_eq!(
+        store.expunged_since(mb.id, ModSeq(0)).await.unwrap(),
+        vec![x.uid]
+    );
+
+    // Another account's mailbox in the list fails the whole call and removes nothing.
+    let other = new_account(store, "expunge2@example.org").await;
+    let oi = inbox(store, other.id).await;
+    let o = store.append(oi.id, message("o")).await.unwrap();
+    let err = store
+        .expunge(
+            a.id,
+            &[
+                MessageRef {
+                    mailbox: mb.id,
+                    uid: y.uid,
+                },
+                MessageRef {
+                    mailbox: oi.id,
+                    uid: o.uid,
+                },
+            ],
+        )
+        .await;
+    assert!(err.is_err(), "cross-account expunge refused");
+    assert_eq!(
+        store.list_messages(mb.id).await.unwrap().len(),
+        1,
+        "all or nothing"
+    );
+    assert_eq!(store.list_messages(oi.id).await.unwrap().len(), 1);
+}
+
+async fn identical_messages_share_a_blob(store: &dyn MailStore) {
+    let a = new_account(store, "dedup@example.org").await;
+    let b = new_account(store, "dedup2@example.org").await;
+    let x = store.deliver(a.id, message("same").raw).await.unwrap();
+    store.deliver(b.id, message("same").raw).await.unwrap();
+    let la = store
+        .list_messages(inbox(store, a.id).await.id)
+        .await
+        .unwrap();
+    let lb = store
+        .list_messages(inbox(store, b.id).await.id)
+        .await
+        .unwrap();
+    assert_eq!(la[0].blob, lb[0].blob, "content-addressed");
+    store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: x.mailbox,
+                uid: x.uid,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_blob(&lb[0].blob).await.unwrap(),
+        message("same").raw,
+        "a shared blob outlives one of its messages"
+    );
+}
+
+async fn copy_keeps_flags_and_dates(store: &dyn MailStore) {
+    let a = new_account(store, "copy@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let archive = store
+        .mailbox_by_name(a.id, "Archive")
+        .await
+        .unwrap()
+        .unwrap();
+    let flags: FlagSet = [Flag::Flagged].into_iter().collect();
+    let x = store
+        .append(
+            mb.id,
+            NewMessage {
+                flags: flags.clone(),
+                ..message("c")
+            },
+        )
+        .await
+        .unwrap();
+    let pairs = store
+        .copy(mb.id, &[x.uid, Uid(500)], archive.id)
+        .await
+        .unwrap();
+    assert_eq!(pairs, vec![(x.uid, Uid(1))]);
+    let copied = store.list_messages(archive.id).await.unwrap();
+    assert_eq!(copied[0].flags, flags);
+    assert_eq!(copied[0].internal_date, 1_700_000_000);
+    assert_eq!(store.mailbox(archive.id).await.unwrap().uid_next, Uid(2));
+}
+
+async fn mailbox_lifecycle(store: &dyn MailStore) {
+    let a = new_account(store, "boxes@example.org").await;
+    let projects = store
+        .create_mailbox(a.id, "Projects/2026", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_mailbox(a.id, "Projects/2026", None).await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        store.create_mailbox(a.id, "inbox", None).await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        store.create_mailbox(a.id, "", None).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.append(projects.id, message("p")).await.unwrap();
+    store.rename_mailbox(projects.id, "Old/2026").await.unwrap();
+    let renamed = store
+        .mailbox_by_name(a.id, "Old/2026")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.id, projects.id);
+    assert_eq!(renamed.uid_validity, projects.uid_validity);
+    assert_eq!(store.list_messages(renamed.id).await.unwrap().len(), 1);
+    store.set_subscribed(renamed.id, false).await.unwrap();
+    assert!(!store.mailbox(renamed.id).await.unwrap().subscribed);
+    store.delete_mailbox(renamed.id).await.unwrap();
+    assert!(
+        store
+            .mailbox_by_name(a.id, "Old/2026")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store.create_mailbox(a.id, "Old/2026", None).await.unwrap();
+    assert_ne!(
+        again.uid_validity, projects.uid_validity,
+        "a new mailbox gets a new UIDVALIDITY"
+    );
+    let inbox = inbox(store, a.id).await;
+    assert!(
+        store.delete_mailbox(inbox.id).await.is_err(),
+        "INBOX cannot be deleted"
+    );
+}
+
+async fn maildrop_lock_is_exclusive(store: &dyn MailStore) {
+    let a = new_account(store, "lock@example.org").await;
+    let b = new_account(store, "lock2@example.org").await;
+    let held = store.lock_maildrop(a.id).await.expect("first lock");
+    assert!(matches!(
+        store.lock_maildrop(a.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    let other = store
+        .lock_maildrop(b.id)
+        .await
+        .expect("other account unaffected");
+    drop(held);
+    let again = store.lock_maildrop(a.id).await.expect("released on drop");
+    drop(again);
+    drop(other);
+}
+
+async fn change_feed_reports_committed_changes(store: &dyn MailStore) {
+    let a = new_account(store, "feed@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let mut rx = store.subscribe(a.id);
+    let ap = store.append(mb.id, message("feed")).await.unwrap();
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+    store
+        .store_flags(mb.id, &[ap.uid], FlagOp::Add, &seen)
+        .await
+        .unwrap();
+    store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: mb.id,
+                uid: ap.uid,
+            }],
+        )
+        .await
+        .unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    let c1 = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("append change")
+        .unwrap();
+    assert!(
+        matches!(c1, Change::Appended { uid, .. } if uid == ap.uid),
+        "{c1:?}"
+    );
+    let c2 = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("flag change")
+        .unwrap();
+    assert!(
+        matches!(c2, Change::Flags { uid, .. } if uid == ap.uid),
+        "{c2:?}"
+    );
+    let c3 = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("expunge change")
+        .unwrap();
+    assert!(
+        matches!(c3, Change::Expunged { ref uids, .. } if uids == &vec![ap.uid]),
+        "{c3:?}"
+    );
+}
+
+async fn concurrent_appends_get_distinct_uids(store: Arc<dyn MailStore>) {
+    let a = new_account(&*store, "concurrent@example.org").await;
+    let mb = inbox(&*store, a.id).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(mb.id, message(&format!("c{i}")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut uids = Vec::new();
+    let mut modseqs = HashSet::new();
+    for t in tasks {
+        let ap = t.await.unwrap();
+        uids.push(ap.uid.0);
+        assert!(modseqs.insert(ap.modseq), "MODSEQs are unique");
+    }
+    uids.sort();
+    assert_eq!(uids, (1..=20).collect::<Vec<_>>(), "no gaps, no duplicates");
+}

@@ -1,0 +1,195 @@
+//! casella-store: the mail model behind one trait, [`MailStore`].
+//!
+//! Owns: accounts, mailboxes, messages (UIDs, MODSEQ, flags, INTERNALDATE), the
+//! message bytes (content-addressed blobs), the metadata parsed once at delivery
+//! (envelope, body structure, search fields), the change feed and the POP3 maildrop
+//! lock.
+//! Must not: know any protocol's syntax. Sessions call this API and nothing below it.
+//! Invariants:
+//! - Nothing is reported as done before it is durable: every mutating method returns
+//!   only after its transaction committed with a synchronous write, and a message's
+//!   blob is synced to disk before the metadata that names it.
+//! - UIDs in a mailbox are strictly ascending and never reused; UIDNEXT only grows.
+//! - Every change to a mailbox takes a new MODSEQ, strictly greater than all before,
+//!   and expunged UIDs are remembered with their MODSEQ (for QRESYNC's VANISHED).
+//! - Changes are published on the feed after commit, never before.
+//!
+//! Backends: [`sqlite::SqliteStore`] (the embedded default). Every backend must pass
+//! [`conformance::run_all`].
+
+pub mod blob;
+pub mod changes;
+pub mod conformance;
+mod error;
+pub mod sqlite;
+mod types;
+
+pub use casella_mime::ParsedMessage;
+pub use changes::Change;
+pub use error::{StoreError, StoreResult};
+pub use types::*;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+/// Held while a POP3 session owns an account's maildrop (RFC 1939 §8: exclusive
+/// access). Dropping it releases the lock.
+pub struct MaildropLock {
+    _release: Box<dyn Send + Sync>,
+}
+
+impl MaildropLock {
+    pub fn new(release: Box<dyn Send + Sync>) -> MaildropLock {
+        MaildropLock { _release: release }
+    }
+}
+
+/// The storage API every protocol uses. All methods are safe to call concurrently
+/// from many sessions (and, for shared backends, from many nodes).
+#[async_trait]
+pub trait MailStore: Send + Sync + 'static {
+    // ---- accounts ----
+
+    /// Creates the account and its default mailboxes ([`DEFAULT_MAILBOXES`]).
+    /// `Exists` if the address is taken (addresses compare case-insensitively).
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    /// Removes the account with all its mailboxes and messages.
+    async fn delete_account(&self, id: AccountId) -> StoreResult<()>;
+    async fn account(&self, id: AccountId) -> StoreResult<Account>;
+    async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// Writes the account's password hash, switches and settings.
+    async fn update_account(&self, account: &Account) -> StoreResult<()>;
+    /// A domain is local when some account has an address in it.
+    async fn is_local_domain(&self, domain: &str) -> StoreResult<bool>;
+
+    // ---- mailboxes ----
+
+    async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
+    async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox>;
+    /// Looks a mailbox up by name; `INBOX` matches case-insensitively.
+    async fn mailbox_by_name(&self, account: AccountId, name: &str)
+    -> StoreResult<Option<Mailbox>>;
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Mailbox>;
+    /// Deletes the mailbox and its messages. INBOX cannot be deleted.
+    async fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()>;
+    /// Renames the mailbox. The new name gets a fresh UIDVALIDITY only if it is
+    /// reused later; the mailbox keeps its own.
+    async fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> StoreResult<()>;
+    async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()>;
+
+    // ---- messages ----
+
+    /// Appends one message durably and returns its UID.
+    async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended>;
+    /// All messages of the mailbox in ascending UID order.
+    async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>>;
+    /// What was parsed at delivery for the message with these bytes.
+    async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage>;
+    /// The message bytes exactly as stored.
+    async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
+    /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the
+    /// messages whose flags changed, each with its new MODSEQ.
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &FlagSet,
+    ) -> StoreResult<Vec<FlagUpdate>>;
+    /// Removes the messages, all or nothing, even across mailboxes of the account.
+    /// Returns the messages that existed and are now gone.
+    async fn expunge(
+        &self,
+        account: AccountId,
+        messages: &[MessageRef],
+    ) -> StoreResult<Vec<MessageRef>>;
+    /// Copies messages into another mailbox (flags and INTERNALDATE kept); returns
+    /// (source UID, new UID) pairs in source order.
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>>;
+    /// UIDs expunged from the mailbox with a MODSEQ greater than `since`.
+    async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>>;
+
+    // ---- sessions ----
+
+    /// Takes the account's POP3 maildrop lock, or `InUse` when another session holds it.
+    async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock>;
+    /// The change feed of the account's mailboxes.
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change>;
+
+    // ---- conveniences built on the above ----
+
+    /// Local delivery: append to the account's INBOX.
+    async fn deliver(&self, account: AccountId, raw: Vec<u8>) -> StoreResult<Appended> {
+        let inbox = self
+            .mailbox_by_name(account, "INBOX")
+            .await?
+            .ok_or_else(|| StoreError::NotFound("INBOX".into()))?;
+        self.append(
+            inbox.id,
+            NewMessage {
+                raw,
+                internal_date: None,
+                flags: FlagSet::new(),
+            },
+        )
+        .await
+    }
+}
+
+/// Stores line ends as CRLF: a bare LF becomes CRLF, everything else is kept.
+/// POP3 and IMAP both send CRLF, so sizes and bytes on the wire equal the stored ones.
+pub fn normalize_line_ends(raw: Vec<u8>) -> Vec<u8> {
+    let bare = raw
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+        .count();
+    if bare == 0 {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len() + bare);
+    let mut prev = 0u8;
+    for &b in &raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_line_ends;
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_crlf_is_kept() {
+        assert_eq!(
+            normalize_line_ends(b"a\nb\r\nc\n".to_vec()),
+            b"a\r\nb\r\nc\r\n"
+        );
+        assert_eq!(normalize_line_ends(b"\n".to_vec()), b"\r\n");
+        assert_eq!(normalize_line_ends(b"x\r\n".to_vec()), b"x\r\n");
+        assert_eq!(normalize_line_ends(b"a\rb".to_vec()), b"a\rb");
+    }
+}

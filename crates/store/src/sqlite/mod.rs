@@ -1,0 +1,973 @@
+//! The embedded default backend: SQLite (WAL, `synchronous=FULL`) for metadata in
+//! `DIR/store.db`, blob files under `DIR/blobs`.
+//!
+//! Concurrency: one writer connection (writes are serialised, `BEGIN IMMEDIATE`),
+//! a small pool of reader connections (WAL lets them read while the writer writes).
+//! All SQLite work runs on tokio's blocking pool. Other processes (`casella
+//! deliver`) may write to the same files; SQLite's file locks serialise them and
+//! `busy_timeout` makes them wait instead of failing.
+//!
+//! Blob lifetime: a blob row's refcount counts the message rows that name it. When it
+//! drops to zero the row stays, and a collection pass removes file and row inside a
+//! write transaction; an append that finds its blob's file missing inside its own
+//! write transaction writes it again. Both checks run under the write lock, so a
+//! committed message never points at a removed file.
+
+mod schema;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::broadcast;
+
+use crate::blob::BlobDir;
+use crate::changes::{Change, ChangeFeed};
+use crate::error::{StoreError, StoreResult};
+use crate::types::*;
+use crate::{MailStore, MaildropLock, ParsedMessage, normalize_line_ends, now_unix};
+
+/// Readers kept open for reuse; more are opened on demand and closed after use.
+const READER_POOL: usize = 8;
+
+struct Inner {
+    db_path: PathBuf,
+    blobs: BlobDir,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    feed: ChangeFeed,
+    /// Accounts whose maildrop a POP3 session holds (this process only; the
+    /// embedded store serves one server process).
+    maildrops: Mutex<HashSet<AccountId>>,
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(ref f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Temporary(e.to_string())
+            }
+            rusqlite::Error::SqliteFailure(ref f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                StoreError::Temporary(e.to_string())
+            }
+            other => StoreError::Internal(format!("sqlite: {other}")),
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk (WAL fsynced) before it returns — the ack rule.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let target = schema::MIGRATIONS.len() as i64;
+    if version > target {
+        return Err(StoreError::Internal(format!(
+            "store schema version {version} is newer than this casella ({target})"
+        )));
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let db_path = dir.join("store.db");
+        let mut writer = open_connection(&db_path)?;
+        migrate(&mut writer)?;
+        let blobs = BlobDir::open(dir.join("blobs"))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                db_path,
+                blobs,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                feed: ChangeFeed::default(),
+                maildrops: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&inner.db_path)?,
+            };
+            let result = f(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READER_POOL {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(StoreError::internal)?
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &Inner) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx, &inner)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(StoreError::internal)?
+    }
+
+    /// Removes blobs no message refers to any more (see the module docs).
+    async fn collect_blobs(&self) -> StoreResult<()> {
+        self.write(|tx, inner| {
+            let mut stmt = tx.prepare("SELECT hash FROM blobs WHERE refcount = 0")?;
+            let hashes: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for h in hashes {
+                inner.blobs.remove(&BlobId(h.clone()))?;
+                tx.execute("DELETE FROM blobs WHERE hash = ?1", [&h])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn publish(&self, account: AccountId, changes: Vec<Change>) {
+        self.inner.feed.publish(account, changes);
+    }
+}
+
+// ---- row helpers ----
+
+const ACCOUNT_COLUMNS: &str =
+    "id, address, password_hash, is_admin, pop_enabled, imap_enabled, submission_enabled, settings";
+
+fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let settings: String = r.get(7)?;
+    Ok(Account {
+        id: AccountId(r.get(0)?),
+        address: r.get(1)?,
+        password_hash: r.get(2)?,
+        is_admin: r.get(3)?,
+        pop_enabled: r.get(4)?,
+        imap_enabled: r.get(5)?,
+        submission_enabled: r.get(6)?,
+        // A settings document this version cannot read falls back to defaults
+        // rather than locking the user out.
+        settings: serde_json::from_str(&settings).unwrap_or_default(),
+    })
+}
+
+const MAILBOX_COLUMNS: &str =
+    "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed";
+
+fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
+    let special: Option<String> = r.get(3)?;
+    Ok(Mailbox {
+        id: MailboxId(r.get(0)?),
+        account: AccountId(r.get(1)?),
+        name: r.get(2)?,
+        special_use: special.as_deref().and_then(SpecialUse::from_attribute),
+        uid_validity: UidValidity(r.get(4)?),
+        uid_next: Uid(r.get(5)?),
+        highest_modseq: ModSeq(r.get::<_, i64>(6)? as u64),
+        subscribed: r.get(7)?,
+    })
+}
+
+fn get_mailbox(conn: &Connection, id: MailboxId) -> StoreResult<Mailbox> {
+    conn.query_row(
+        &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"),
+        [id.0],
+        mailbox_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", id.0)))
+}
+
+fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
+    let name = canonical_name(name);
+    Ok(conn
+        .query_row(
+            &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?1 AND name = ?2"),
+            params![account.0, name],
+            mailbox_from_row,
+        )
+        .optional()?)
+}
+
+/// `INBOX` is case-insensitive (RFC 9051 §5.1); every other name is kept as given.
+fn canonical_name(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".to_string();
+    }
+    if let Some(rest) = name.get(..6)
+        && rest.eq_ignore_ascii_case("INBOX/")
+    {
+        return format!("INBOX/{}", &name[6..]);
+    }
+    name.to_string()
+}
+
+fn validate_mailbox_name(name: &str) -> StoreResult<()> {
+    if name.is_empty()
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control())
+    {
+        return Err(StoreError::Invalid(format!("bad mailbox name {name:?}")));
+    }
+    Ok(())
+}
+
+/// A UIDVALIDITY unique within this store: seconds since the epoch, or one more than
+/// the last one handed out if the clock has not moved on.
+fn next_uid_validity(tx: &Transaction<'_>) -> StoreResult<UidValidity> {
+    let last: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'last_uidvalidity'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let last: u32 = last.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let now = (now_unix().clamp(1, u32::MAX as i64)) as u32;
+    let next = now.max(last.saturating_add(1)).max(1);
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES('last_uidvalidity', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [next.to_string()],
+    )?;
+    Ok(UidValidity(next))
+}
+
+fn insert_mailbox(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> StoreResult<Mailbox> {
+    let name = canonical_name(name);
+    validate_mailbox_name(&name)?;
+    if find_mailbox(tx, account, &name)?.is_some() {
+        return Err(StoreError::Exists(format!("mailbox {name}")));
+    }
+    let validity = next_uid_validity(tx)?;
+    tx.execute(
+        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed)
+         VALUES (?1, ?2, ?3, ?4, 1, 1, 1)",
+        params![account.0, name, special_use.map(|s| s.attribute()), validity.0],
+    )?;
+    get_mailbox(tx, MailboxId(tx.last_insert_rowid()))
+}
+
+/// Bumps the mailbox's MODSEQ and returns the new value.
+fn next_modseq(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<ModSeq> {
+    let v: i64 = tx.query_row(
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1
+         RETURNING highest_modseq",
+        [mailbox.0],
+        |r| r.get(0),
+    )?;
+    Ok(ModSeq(v as u64))
+}
+
+fn release_blob(tx: &Transaction<'_>, hash: &str) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE blobs SET refcount = refcount - 1 WHERE hash = ?1",
+        [hash],
+    )?;
+    Ok(())
+}
+
+fn account_of_mailbox(conn: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
+    Ok(get_mailbox(conn, mailbox)?.account)
+}
+
+/// Deletes all messages of a mailbox, releasing their blobs.
+fn clear_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<()> {
+    let mut stmt = tx.prepare("SELECT blob FROM messages WHERE mailbox_id = ?1")?;
+    let blobs: Vec<String> = stmt
+        .query_map([mailbox.0], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for b in blobs {
+        release_blob(tx, &b)?;
+    }
+    tx.execute("DELETE FROM messages WHERE mailbox_id = ?1", [mailbox.0])?;
+    tx.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [mailbox.0])?;
+    Ok(())
+}
+
+struct MaildropGuard {
+    inner: Arc<Inner>,
+    account: AccountId,
+}
+
+impl Drop for MaildropGuard {
+    fn drop(&mut self) {
+        self.inner
+            .maildrops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.account);
+    }
+}
+
+#[async_trait]
+impl MailStore for SqliteStore {
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
+        let address = new.address.to_ascii_lowercase();
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            return Err(StoreError::Invalid(format!("{address} is not an address")));
+        };
+        let domain = domain.to_string();
+        let account = self
+            .write(move |tx, _| {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT id FROM accounts WHERE address = ?1", [&address], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if exists.is_some() {
+                    return Err(StoreError::Exists(format!("account {address}")));
+                }
+                let settings = serde_json::to_string(&AccountSettings::default())
+                    .map_err(StoreError::internal)?;
+                tx.execute(
+                    "INSERT INTO accounts(address, domain, password_hash, is_admin, settings, created)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![address, domain, new.password_hash, new.is_admin, settings, now_unix()],
+                )?;
+                let id = AccountId(tx.last_insert_rowid());
+                for (name, role) in DEFAULT_MAILBOXES {
+                    insert_mailbox(tx, id, name, *role)?;
+                }
+                tx.query_row(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                    [id.0],
+                    account_from_row,
+                )
+                .map_err(Into::into)
+            })
+            .await?;
+        Ok(account)
+    }
+
+    async fn delete_account(&self, id: AccountId) -> StoreResult<()> {
+        self.write(move |tx, _| {
+            let mut stmt = tx.prepare("SELECT id FROM mailboxes WHERE account_id = ?1")?;
+            let boxes: Vec<i64> = stmt
+                .query_map([id.0], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for b in boxes {
+                clear_mailbox(tx, MailboxId(b))?;
+            }
+            tx.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
+            let n = tx.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {}", id.0)));
+            }
+            Ok(())
+        })
+        .await?;
+        self.collect_blobs().await
+    }
+
+    async fn account(&self, id: AccountId) -> StoreResult<Account> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                [id.0],
+                account_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("account {}", id.0)))
+        })
+        .await
+    }
+
+    async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
+        let address = address.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
+                [address],
+                account_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY address"
+            ))?;
+            Ok(stmt
+                .query_map([], account_from_row)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn update_account(&self, account: &Account) -> StoreResult<()> {
+        let a = account.clone();
+        self.write(move |tx, _| {
+            let settings = serde_json::to_string(&a.settings).map_err(StoreError::internal)?;
+            let n = tx.execute(
+                "UPDATE accounts SET password_hash = ?2, is_admin = ?3, pop_enabled = ?4,
+                 imap_enabled = ?5, submission_enabled = ?6, settings = ?7 WHERE id = ?1",
+                params![
+                    a.id.0,
+                    a.password_hash,
+                    a.is_admin,
+                    a.pop_enabled,
+                    a.imap_enabled,
+                    a.submission_enabled,
+                    settings
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {}", a.address)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
+        let domain = domain.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = ?1)",
+                [domain],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?1 ORDER BY name"
+            ))?;
+            Ok(stmt
+                .query_map([account.0], mailbox_from_row)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
+        self.read(move |c| get_mailbox(c, id)).await
+    }
+
+    async fn mailbox_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<Mailbox>> {
+        let name = name.to_string();
+        self.read(move |c| find_mailbox(c, account, &name)).await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Mailbox> {
+        let name = name.to_string();
+        let mb = self
+            .write(move |tx, _| insert_mailbox(tx, account, &name, special_use))
+            .await?;
+        self.publish(account, vec![Change::MailboxList]);
+        Ok(mb)
+    }
+
+    async fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
+        let account = self
+            .write(move |tx, _| {
+                let mb = get_mailbox(tx, id)?;
+                if mb.name == "INBOX" {
+                    return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+                }
+                clear_mailbox(tx, id)?;
+                tx.execute("DELETE FROM mailboxes WHERE id = ?1", [id.0])?;
+                Ok(mb.account)
+            })
+            .await?;
+        self.publish(account, vec![Change::MailboxList]);
+        self.collect_blobs().await
+    }
+
+    async fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> StoreResult<()> {
+        let new_name = canonical_name(new_name);
+        let account = self
+            .write(move |tx, _| {
+                validate_mailbox_name(&new_name)?;
+                let mb = get_mailbox(tx, id)?;
+                if new_name == "INBOX" {
+                    return Err(StoreError::Exists("mailbox INBOX".into()));
+                }
+                if find_mailbox(tx, mb.account, &new_name)?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {new_name}")));
+                }
+                tx.execute(
+                    "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
+                    params![id.0, new_name],
+                )?;
+                Ok(mb.account)
+            })
+            .await?;
+        self.publish(account, vec![Change::MailboxList]);
+        Ok(())
+    }
+
+    async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()> {
+        self.write(move |tx, _| {
+            let n = tx.execute(
+                "UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1",
+                params![id.0, subscribed],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("mailbox {}", id.0)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended> {
+        let inner = self.inner.clone();
+        // Parse and write the blob outside the write lock: both are the slow part.
+        let (raw, blob, parsed_json) = tokio::task::spawn_blocking(move || {
+            let raw = normalize_line_ends(message.raw);
+            let parsed = casella_mime::parse(&raw);
+            let json = serde_json::to_string(&parsed).map_err(StoreError::internal)?;
+            let blob = inner.blobs.put(&raw)?;
+            Ok::<_, StoreError>((raw, blob, json))
+        })
+        .await
+        .map_err(StoreError::internal)??;
+        let size = u32::try_from(raw.len())
+            .map_err(|_| StoreError::TooBig("messages are limited to 4 GiB".into()))?;
+        let internal_date = message.internal_date.unwrap_or_else(now_unix);
+        let flags = flags_to_string(&message.flags);
+        let (appended, account) = self
+            .write(move |tx, inner| {
+                let mb = get_mailbox(tx, mailbox)?;
+                let modseq = next_modseq(tx, mailbox)?;
+                let uid = mb.uid_next;
+                if uid.0 == u32::MAX {
+                    return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
+                }
+                tx.execute(
+                    "INSERT INTO blobs(hash, size, refcount, parsed) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
+                    params![blob.0, size, parsed_json],
+                )?;
+                // Under the write lock: the collector cannot remove the file now.
+                if !inner.blobs.exists(&blob)? {
+                    inner.blobs.put(&raw)?;
+                }
+                tx.execute(
+                    "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![mailbox.0, uid.0, modseq.0 as i64, blob.0, size, internal_date, flags],
+                )?;
+                tx.execute(
+                    "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
+                    params![mailbox.0, uid.0 + 1],
+                )?;
+                Ok((
+                    Appended {
+                        mailbox,
+                        uid_validity: mb.uid_validity,
+                        uid,
+                        modseq,
+                        size,
+                    },
+                    mb.account,
+                ))
+            })
+            .await?;
+        self.publish(
+            account,
+            vec![Change::Appended {
+                mailbox,
+                uid: appended.uid,
+                modseq: appended.modseq,
+            }],
+        );
+        Ok(appended)
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>> {
+        self.read(move |c| {
+            // Distinguish "no such mailbox" from "empty".
+            get_mailbox(c, mailbox)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+                 WHERE mailbox_id = ?1 ORDER BY uid",
+            )?;
+            let rows = stmt.query_map([mailbox.0], |r| {
+                let flags: String = r.get(4)?;
+                Ok(MessageSummary {
+                    uid: Uid(r.get(0)?),
+                    modseq: ModSeq(r.get::<_, i64>(1)? as u64),
+                    size: r.get(2)?,
+                    internal_date: r.get(3)?,
+                    flags: flags_from_string(&flags),
+                    blob: BlobId(r.get(5)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage> {
+        let blob = blob.clone();
+        self.read(move |c| {
+            let json: String = c
+                .query_row("SELECT parsed FROM blobs WHERE hash = ?1", [&blob.0], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))?;
+            serde_json::from_str(&json).map_err(StoreError::internal)
+        })
+        .await
+    }
+
+    async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
+        let inner = self.inner.clone();
+        let blob = blob.clone();
+        tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
+            .await
+            .map_err(StoreError::internal)?
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &FlagSet,
+    ) -> StoreResult<Vec<FlagUpdate>> {
+        let uids = uids.to_vec();
+        let flags = flags.clone();
+        let (updates, account) = self
+            .write(move |tx, _| {
+                let account = account_of_mailbox(tx, mailbox)?;
+                let mut updates = Vec::new();
+                let mut modseq: Option<ModSeq> = None;
+                let mut get = tx.prepare_cached(
+                    "SELECT flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2",
+                )?;
+                let mut set = tx.prepare_cached(
+                    "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2",
+                )?;
+                for uid in uids {
+                    let Some(current) = get
+                        .query_row(params![mailbox.0, uid.0], |r| r.get::<_, String>(0))
+                        .optional()?
+                    else {
+                        continue;
+                    };
+                    let current = flags_from_string(&current);
+                    let new: FlagSet = match op {
+                        FlagOp::Replace => flags.clone(),
+                        FlagOp::Add => current.union(&flags).cloned().collect(),
+                        FlagOp::Remove => current.difference(&flags).cloned().collect(),
+                    };
+                    if new == current {
+                        continue;
+                    }
+                    // One MODSEQ for the whole command (RFC 7162 §3.1.3 allows it).
+                    let m = match modseq {
+                        Some(m) => m,
+                        None => {
+                            let m = next_modseq(tx, mailbox)?;
+                            modseq = Some(m);
+                            m
+                        }
+                    };
+                    set.execute(params![mailbox.0, uid.0, flags_to_string(&new), m.0 as i64])?;
+                    updates.push(FlagUpdate {
+                        uid,
+                        flags: new,
+                        modseq: m,
+                    });
+                }
+                Ok((updates, account))
+            })
+            .await?;
+        self.publish(
+            account,
+            updates
+                .iter()
+                .map(|u| Change::Flags {
+                    mailbox,
+                    uid: u.uid,
+                    flags: u.flags.clone(),
+                    modseq: u.modseq,
+                })
+                .collect(),
+        );
+        Ok(updates)
+    }
+
+    async fn expunge(
+        &self,
+        account: AccountId,
+        messages: &[MessageRef],
+    ) -> StoreResult<Vec<MessageRef>> {
+        let messages = messages.to_vec();
+        let (removed, changes) = self
+            .write(move |tx, _| {
+                let mut by_mailbox: HashMap<MailboxId, Vec<Uid>> = HashMap::new();
+                for m in &messages {
+                    by_mailbox.entry(m.mailbox).or_default().push(m.uid);
+                }
+                let mut removed = Vec::new();
+                let mut changes = Vec::new();
+                let mut boxes: Vec<_> = by_mailbox.into_iter().collect();
+                boxes.sort_by_key(|(m, _)| *m);
+                for (mailbox, mut uids) in boxes {
+                    if get_mailbox(tx, mailbox)?.account != account {
+                        return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
+                    }
+                    uids.sort();
+                    uids.dedup();
+                    let modseq = next_modseq(tx, mailbox)?;
+                    let mut gone = Vec::new();
+                    for uid in uids {
+                        let blob: Option<String> = tx
+                            .query_row(
+                                "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob",
+                                params![mailbox.0, uid.0],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        if let Some(blob) = blob {
+                            release_blob(tx, &blob)?;
+                            tx.execute(
+                                "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
+                                params![mailbox.0, uid.0, modseq.0 as i64],
+                            )?;
+                            gone.push(uid);
+                            removed.push(MessageRef { mailbox, uid });
+                        }
+                    }
+                    if !gone.is_empty() {
+                        changes.push(Change::Expunged {
+                            mailbox,
+                            uids: gone,
+                            modseq,
+                        });
+                    }
+                }
+                Ok((removed, changes))
+            })
+            .await?;
+        self.publish(account, changes);
+        if !removed.is_empty() {
+            self.collect_blobs().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let uids = uids.to_vec();
+        let (pairs, account, changes) = self
+            .write(move |tx, _| {
+                let src = get_mailbox(tx, from)?;
+                let dst = get_mailbox(tx, to)?;
+                if src.account != dst.account {
+                    return Err(StoreError::Invalid("copy across accounts".into()));
+                }
+                let mut pairs = Vec::new();
+                let mut changes = Vec::new();
+                let mut next = dst.uid_next.0;
+                let mut modseq = None;
+                for uid in uids {
+                    let row: Option<(String, u32, i64, String)> = tx
+                        .query_row(
+                            "SELECT blob, size, internal_date, flags FROM messages
+                             WHERE mailbox_id = ?1 AND uid = ?2",
+                            params![from.0, uid.0],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        )
+                        .optional()?;
+                    let Some((blob, size, date, flags)) = row else {
+                        continue;
+                    };
+                    if next == u32::MAX {
+                        return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
+                    }
+                    let m = match modseq {
+                        Some(m) => m,
+                        None => {
+                            let m = next_modseq(tx, to)?;
+                            modseq = Some(m);
+                            m
+                        }
+                    };
+                    tx.execute(
+                        "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![to.0, next, m.0 as i64, blob, size, date, flags],
+                    )?;
+                    tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE hash = ?1", [&blob])?;
+                    pairs.push((uid, Uid(next)));
+                    changes.push(Change::Appended {
+                        mailbox: to,
+                        uid: Uid(next),
+                        modseq: m,
+                    });
+                    next += 1;
+                }
+                tx.execute("UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1", params![to.0, next])?;
+                Ok((pairs, src.account, changes))
+            })
+            .await?;
+        self.publish(account, changes);
+        Ok(pairs)
+    }
+
+    async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+            )?;
+            Ok(stmt
+                .query_map(params![mailbox.0, since.0 as i64], |r| Ok(Uid(r.get(0)?)))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock> {
+        let mut held = self
+            .inner
+            .maildrops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !held.insert(account) {
+            return Err(StoreError::InUse(
+                "maildrop is locked by another session".into(),
+            ));
+        }
+        Ok(MaildropLock::new(Box::new(MaildropGuard {
+            inner: self.inner.clone(),
+            account,
+        })))
+    }
+
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change> {
+        self.inner.feed.subscribe(account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        crate::conformance::run_all(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, validity) = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let a = store
+                .create_account(NewAccount {
+                    address: "u@example.org".into(),
+                    password_hash: "x".into(),
+                    is_admin: false,
+                })
+                .await
+                .unwrap();
+            let ap = store
+                .deliver(a.id, b"Subject: hi\r\n\r\nbody\r\n".to_vec())
+                .await
+                .unwrap();
+            (ap.uid, ap.uid_validity)
+        };
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .account_by_address("U@example.org")
+            .await
+            .unwrap()
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "inbox").await.unwrap().unwrap();
+        assert_eq!(inbox.uid_validity, validity);
+        let msgs = store.list_messages(inbox.id).await.unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].uid, uid);
+        assert_eq!(
+            store.read_blob(&msgs[0].blob).await.unwrap(),
+            b"Subject: hi\r\n\r\nbody\r\n"
+        );
+    }
+}

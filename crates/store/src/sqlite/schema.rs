@@ -1,0 +1,60 @@
+//! The embedded store's schema, versioned with `PRAGMA user_version`. Each entry of
+//! [`MIGRATIONS`] moves the schema one version up; they run in one transaction at open.
+
+pub const MIGRATIONS: &[&str] = &[
+    // version 1
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE accounts (
+        id                 INTEGER PRIMARY KEY,
+        address            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        domain             TEXT NOT NULL COLLATE NOCASE,
+        password_hash      TEXT NOT NULL,
+        is_admin           INTEGER NOT NULL DEFAULT 0,
+        pop_enabled        INTEGER NOT NULL DEFAULT 1,
+        imap_enabled       INTEGER NOT NULL DEFAULT 1,
+        submission_enabled INTEGER NOT NULL DEFAULT 1,
+        settings           TEXT NOT NULL DEFAULT '{}',
+        created            INTEGER NOT NULL
+    );
+    CREATE INDEX accounts_domain ON accounts(domain);
+    CREATE TABLE mailboxes (
+        id             INTEGER PRIMARY KEY,
+        account_id     INTEGER NOT NULL REFERENCES accounts(id),
+        name           TEXT NOT NULL,
+        special_use    TEXT,
+        uidvalidity    INTEGER NOT NULL,
+        uidnext        INTEGER NOT NULL,
+        highest_modseq INTEGER NOT NULL,
+        subscribed     INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (account_id, name)
+    );
+    -- One row per distinct message content; refcount counts the messages rows.
+    CREATE TABLE blobs (
+        hash     TEXT PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        refcount INTEGER NOT NULL,
+        parsed   TEXT NOT NULL
+    );
+    CREATE INDEX blobs_unreferenced ON blobs(refcount) WHERE refcount = 0;
+    CREATE TABLE messages (
+        mailbox_id    INTEGER NOT NULL,
+        uid           INTEGER NOT NULL,
+        modseq        INTEGER NOT NULL,
+        blob          TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        flags         TEXT NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE expunged (
+        mailbox_id INTEGER NOT NULL,
+        uid        INTEGER NOT NULL,
+        modseq     INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    "#,
+];

@@ -1,0 +1,295 @@
+//! The mail model's vocabulary: newtypes for the RFC's numbers and the records the
+//! store hands out. Names follow RFC 9051 with Rust casing.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An account's row id in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountId(pub i64);
+
+/// A mailbox's row id in the store (stable across renames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MailboxId(pub i64);
+
+/// A message UID — RFC 9051 §2.3.1.1: non-zero, strictly ascending within a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Uid(pub u32);
+
+/// RFC 9051 §2.3.1.1 UIDVALIDITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UidValidity(pub u32);
+
+/// RFC 7162 §3.1.1 mod-sequence: strictly increasing per mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ModSeq(pub u64);
+
+/// Content address of a message's bytes: lower-case hex SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobId(pub String);
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Special-use roles — RFC 6154 §2. casella creates one mailbox per role for each
+/// account, with Exchange's folder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialUse {
+    All,
+    Archive,
+    Drafts,
+    Flagged,
+    Junk,
+    Sent,
+    Trash,
+}
+
+impl SpecialUse {
+    /// The attribute as written in LIST replies, e.g. `\Sent`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::All => "\\All",
+            SpecialUse::Archive => "\\Archive",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Flagged => "\\Flagged",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Trash => "\\Trash",
+        }
+    }
+
+    /// Parses an attribute such as `\Sent` (case-insensitive).
+    pub fn from_attribute(s: &str) -> Option<SpecialUse> {
+        let s = s.strip_prefix('\\')?;
+        Some(match s.to_ascii_lowercase().as_str() {
+            "all" => SpecialUse::All,
+            "archive" => SpecialUse::Archive,
+            "drafts" => SpecialUse::Drafts,
+            "flagged" => SpecialUse::Flagged,
+            "junk" => SpecialUse::Junk,
+            "sent" => SpecialUse::Sent,
+            "trash" => SpecialUse::Trash,
+            _ => return None,
+        })
+    }
+}
+
+/// The folders every new account gets, Exchange's names with their roles.
+pub const DEFAULT_MAILBOXES: &[(&str, Option<SpecialUse>)] = &[
+    ("INBOX", None),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Sent Items", Some(SpecialUse::Sent)),
+    ("Deleted Items", Some(SpecialUse::Trash)),
+    ("Junk Email", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+/// What POP3's DELE does for an account (the users' options issue lets users pick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PopDeleteAction {
+    /// RFC 1939: the message is removed for good at QUIT.
+    #[default]
+    Expunge,
+    /// Moved to the account's Trash (Deleted Items) at QUIT.
+    MoveToTrash,
+}
+
+/// Per-account POP3 options. Stored with the account so the POP3 service can honour
+/// them without any schema change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PopOptions {
+    /// Mailbox names POP3 serves, in order. INBOX by default.
+    pub folders: Vec<String>,
+    /// Set \Seen on messages retrieved with RETR.
+    pub mark_read: bool,
+    pub delete_action: PopDeleteAction,
+}
+
+impl Default for PopOptions {
+    fn default() -> Self {
+        PopOptions {
+            folders: vec!["INBOX".to_string()],
+            mark_read: false,
+            delete_action: PopDeleteAction::Expunge,
+        }
+    }
+}
+
+/// Per-account settings kept as one document, so later issues add fields with a
+/// serde default instead of a migration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountSettings {
+    pub pop: PopOptions,
+}
+
+/// An account as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    /// Lower-case `local@domain`.
+    pub address: String,
+    /// PHC string (argon2id). Never logged.
+    pub password_hash: String,
+    /// Administrators are barred from POP3 and IMAP (Exchange policy).
+    pub is_admin: bool,
+    pub pop_enabled: bool,
+    pub imap_enabled: bool,
+    pub submission_enabled: bool,
+    pub settings: AccountSettings,
+}
+
+impl Account {
+    /// The domain part of the address.
+    pub fn domain(&self) -> &str {
+        self.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+/// What `create_account` needs.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub address: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+}
+
+/// A mailbox (folder) with its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account: AccountId,
+    /// Full hierarchical name with `/` as separator; INBOX is always `INBOX`.
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    pub uid_validity: UidValidity,
+    pub uid_next: Uid,
+    pub highest_modseq: ModSeq,
+    pub subscribed: bool,
+}
+
+/// A message flag — RFC 9051 §2.3.2. `\Recent` is per session and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Flag {
+    Seen,
+    Answered,
+    Flagged,
+    Deleted,
+    Draft,
+    /// A keyword such as `$Forwarded` or `$Junk`, kept as the client wrote it.
+    Keyword(String),
+}
+
+impl Flag {
+    /// Parses `\Seen`, `$Label`, … System flags are case-insensitive.
+    pub fn parse(s: &str) -> Option<Flag> {
+        if let Some(sys) = s.strip_prefix('\\') {
+            return Some(match sys.to_ascii_lowercase().as_str() {
+                "seen" => Flag::Seen,
+                "answered" => Flag::Answered,
+                "flagged" => Flag::Flagged,
+                "deleted" => Flag::Deleted,
+                "draft" => Flag::Draft,
+                _ => return None,
+            });
+        }
+        if s.is_empty() {
+            return None;
+        }
+        Some(Flag::Keyword(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Flag::Seen => "\\Seen",
+            Flag::Answered => "\\Answered",
+            Flag::Flagged => "\\Flagged",
+            Flag::Deleted => "\\Deleted",
+            Flag::Draft => "\\Draft",
+            Flag::Keyword(k) => k,
+        }
+    }
+}
+
+/// A message's flags and keywords.
+pub type FlagSet = BTreeSet<Flag>;
+
+/// Encodes a flag set the way the store keeps it: space-separated.
+pub fn flags_to_string(flags: &FlagSet) -> String {
+    let mut out = String::new();
+    for f in flags {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(f.as_str());
+    }
+    out
+}
+
+/// Decodes what `flags_to_string` wrote.
+pub fn flags_from_string(s: &str) -> FlagSet {
+    s.split(' ').filter_map(Flag::parse).collect()
+}
+
+/// One message of a mailbox as listings show it: enough for POP3 and IMAP FLAGS,
+/// RFC822.SIZE, INTERNALDATE and UID without reading the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSummary {
+    pub uid: Uid,
+    pub modseq: ModSeq,
+    pub size: u32,
+    /// INTERNALDATE, seconds since the Unix epoch.
+    pub internal_date: i64,
+    pub flags: FlagSet,
+    pub blob: BlobId,
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The message bytes. Bare LF line ends are stored as CRLF.
+    pub raw: Vec<u8>,
+    /// INTERNALDATE; `None` means now.
+    pub internal_date: Option<i64>,
+    pub flags: FlagSet,
+}
+
+/// What an append created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub mailbox: MailboxId,
+    pub uid_validity: UidValidity,
+    pub uid: Uid,
+    pub modseq: ModSeq,
+    pub size: u32,
+}
+
+/// A message named by mailbox and UID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageRef {
+    pub mailbox: MailboxId,
+    pub uid: Uid,
+}
+
+/// How `store_flags` changes flags — RFC 9051 §6.4.6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// A flag change that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub uid: Uid,
+    pub flags: FlagSet,
+    pub modseq: ModSeq,
+}
