@@ -96,6 +96,32 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             store.delete_account(a.id).await?;
             println!("removed {}", a.address);
         }
+        AccountCommand::Set { address, settings } => {
+            let Some(mut a) = store
+                .account_by_address(&address.to_ascii_lowercase())
+                .await?
+            else {
+                bail!("no account {address}");
+            };
+            for setting in &settings {
+                let Some((key, value)) = setting.split_once('=') else {
+                    bail!("{setting}: expected KEY=VALUE");
+                };
+                let on = match value.to_ascii_lowercase().as_str() {
+                    "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    _ => bail!("{setting}: the value must be on or off"),
+                };
+                match key.to_ascii_lowercase().as_str() {
+                    "pop" | "pop3" => a.pop_enabled = on,
+                    "imap" => a.imap_enabled = on,
+                    "submission" | "smtp" => a.submission_enabled = on,
+                    other => bail!("unknown setting {other} (pop, imap, submission)"),
+                }
+            }
+            store.update_account(&a).await?;
+            println!("updated {}", a.address);
+        }
         AccountCommand::Passwd {
             address,
             password_stdin,

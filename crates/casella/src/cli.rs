@@ -67,6 +67,13 @@ pub enum AccountCommand {
     List,
     /// Remove an account with all its mail.
     Remove { address: String },
+    /// Switch protocols on or off for an account (Exchange's Set-CASMailbox):
+    /// pop=on|off imap=on|off submission=on|off.
+    Set {
+        address: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
     /// Set a new password.
     Passwd {
         address: String,

@@ -209,10 +209,7 @@ impl Parser<'_> {
     /// stray ";" skipped.
     fn list(&mut self) {
         loop {
-            while self.pos < self.t.len()
-                && (self.t[self.pos].is(',')
-                    || self.t[self.pos].is(';')
-                    || self.t[self.pos].kind == Kind::Comment)
+            while self.pos < self.t.len() && (self.t[self.pos].is(',') || self.t[self.pos].is(';'))
             {
                 self.pos += 1;
             }
@@ -247,9 +244,7 @@ impl Parser<'_> {
         });
         self.pos = colon + 1;
         loop {
-            while self.pos < self.t.len()
-                && (self.t[self.pos].is(',') || self.t[self.pos].kind == Kind::Comment)
-            {
+            while self.pos < self.t.len() && self.t[self.pos].is(',') {
                 self.pos += 1;
             }
             if self.pos >= self.t.len() {
@@ -438,7 +433,10 @@ mod tests {
             ("   ", vec![]),
             (" , ,, ", vec![]),
             ("(just a comment)", vec![]),
-            ("user@example.com", vec![a(None, None, "user", "example.com")]),
+            (
+                "user@example.com",
+                vec![a(None, None, "user", "example.com")],
+            ),
             (
                 "  user.name+tag@sub.example.co.uk  ",
                 vec![a(None, None, "user.name+tag", "sub.example.co.uk")],
@@ -523,7 +521,12 @@ mod tests {
             (
                 "Joe <@a.example, @b.example : joe@c.example>, x@y",
                 vec![
-                    a(Some("Joe"), Some("@a.example,@b.example"), "joe", "c.example"),
+                    a(
+                        Some("Joe"),
+                        Some("@a.example,@b.example"),
+                        "joe",
+                        "c.example",
+                    ),
                     a(None, None, "x", "y"),
                 ],
             ),
@@ -565,7 +568,11 @@ mod tests {
             ),
             (
                 "\"My Group\": a@b",
-                vec![group_start("My Group"), a(None, None, "a", "b"), group_end()],
+                vec![
+                    group_start("My Group"),
+                    a(None, None, "a", "b"),
+                    group_end(),
+                ],
             ),
             (
                 "g1: a@b;, g2: ; c@d",
@@ -602,13 +609,13 @@ mod tests {
             ),
             ("<>", vec![a(None, None, MISSING_MAILBOX, MISSING_DOMAIN)]),
             ("user@", vec![a(None, None, "user", MISSING_DOMAIN)]),
-            ("@example.com", vec![a(None, None, MISSING_MAILBOX, "example.com")]),
+            (
+                "@example.com",
+                vec![a(None, None, MISSING_MAILBOX, "example.com")],
+            ),
             ("<@route>", vec![a(None, None, MISSING_MAILBOX, "route")]),
             ("a@b@c", vec![a(None, None, "a", "b@c")]),
-            (
-                "\"\" <empty@name>",
-                vec![a(None, None, "empty", "name")],
-            ),
+            ("\"\" <empty@name>", vec![a(None, None, "empty", "name")]),
             (
                 "\"unterminated <x@y>",
                 vec![Address {
@@ -627,8 +634,23 @@ mod tests {
     #[test]
     fn invariants_hold_on_odd_input() {
         let inputs = [
-            "<<<>>>", ":::", ";;;", "@@@", "((((", "))))", "\"", "\\", "[", "]", "a:b:c;d;",
-            "g: <a@b, c@d", "<@a,@b", "x <@a:> y", ". . .", "a.@.b", "\u{0}\u{1}",
+            "<<<>>>",
+            ":::",
+            ";;;",
+            "@@@",
+            "((((",
+            "))))",
+            "\"",
+            "\\",
+            "[",
+            "]",
+            "a:b:c;d;",
+            "g: <a@b, c@d",
+            "<@a,@b",
+            "x <@a:> y",
+            ". . .",
+            "a.@.b",
+            "\u{0}\u{1}",
         ];
         for input in inputs {
             let list = parse_address_list(input);

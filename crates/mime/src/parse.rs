@@ -26,9 +26,11 @@ use crate::{
 use header::{Boundary, Field, find_boundary, scan_header, unfold};
 use text::{decode_body, decode_words, to_text, truncate_chars};
 
-/// Deepest nesting of multiparts and message/rfc822 parts that is parsed (Dovecot
-/// uses the same figure); deeper parts become leaves.
-const MAX_DEPTH: usize = 100;
+/// Deepest nesting of multiparts and message/rfc822 parts that is parsed; deeper
+/// parts become leaves. Each level is two levels of JSON when the result is
+/// stored, and serde_json refuses to read back more than 128, so this stays well
+/// below 64 (real mail nests a handful of levels).
+const MAX_DEPTH: usize = 50;
 /// Most parts in one message; later parts are not split out.
 const MAX_PARTS: usize = 10_000;
 /// Cap on `SearchFields::body_text` and `header_text`.
@@ -102,6 +104,8 @@ struct TextRef {
 struct PartOut<'a> {
     part: BodyPart,
     fields: Vec<Field<'a>>,
+    /// `part.offsets.body_end`, unclamped.
+    body_end: usize,
     /// The boundary line that ended this part; `None` at the end of input.
     end: Option<Boundary>,
 }
@@ -175,20 +179,20 @@ impl<'a> Walker<'a> {
             }
             (None, Kind::Message) if !flatten => {
                 let inner = self.part(body_start, stack, PartContext::TopLevel, depth + 1);
-                let body_end = inner.part.offsets.body_end as usize;
                 let env = envelope(&inner.fields);
                 part.message = Some(Box::new((env, inner.part)));
-                (body_end, inner.end)
+                (inner.body_end, inner.end)
             }
             (None, Kind::Message) => {
                 // Too deep: the enclosed message becomes one text/plain body.
                 let found = find_boundary(raw, body_start, stack);
                 let body_end = found.map_or(raw.len(), |b| b.end);
-                let inner = leaf_text_plain(PartOffsets {
+                let mut inner = leaf_text_plain(PartOffsets {
                     header_start: offset(body_start),
                     body_start: offset(body_start),
                     body_end: offset(body_end),
                 });
+                inner.lines = count_lines(&raw[body_start..body_end]);
                 part.message = Some(Box::new((Envelope::default(), inner)));
                 (body_end, found)
             }
@@ -220,6 +224,7 @@ impl<'a> Walker<'a> {
         PartOut {
             part,
             fields: hb.fields,
+            body_end,
             end,
         }
     }

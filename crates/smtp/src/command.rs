@@ -9,14 +9,8 @@ pub enum Command {
     Ehlo(String),
     Helo(String),
     Lhlo(String),
-    Mail {
-        from: String,
-        params: Params,
-    },
-    Rcpt {
-        to: String,
-        params: Params,
-    },
+    Mail { from: String, params: Params },
+    Rcpt { to: String, params: Params },
     Data,
     Rset,
     Noop,

@@ -365,7 +365,10 @@ async fn expunge_is_atomic_and_remembered(store: &dyn MailStore) {
         store.expunged_since(mb.id, after).await.unwrap(),
         Vec::<Uid>::new()
     );
-    assert_eq!(store.expunged_since(mb.id, before).await.unwrap(), vec![x.uid]);
+    assert_eq!(
+        store.expunged_since(mb.id, before).await.unwrap(),
+        vec![x.uid]
+    );
     assert_eq!(
         store.expunged_since(mb.id, ModSeq(0)).await.unwrap(),
         vec![x.uid]

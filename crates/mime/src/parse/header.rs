@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn header_fields_and_folding() {
-        let raw = b"Subject: hello\r\n world\r\nFrom : a@b\r\nbroken line\r\n\tcont\r\nX:\r\n\r\nbody";
+        let raw =
+            b"Subject: hello\r\n world\r\nFrom : a@b\r\nbroken line\r\n\tcont\r\nX:\r\n\r\nbody";
         let h = scan_header(raw, 0, &[]);
         assert_eq!(
             names(&h),

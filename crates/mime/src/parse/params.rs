@@ -389,7 +389,10 @@ mod tests {
             ct.params,
             p(&[
                 ("access-type", "URL"),
-                ("url", "ftp://cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar")
+                (
+                    "url",
+                    "ftp://cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar"
+                )
             ])
         );
         // RFC 2231 §4.1 example: extended first section keeps "name*".

@@ -2,11 +2,11 @@
 //! transfer encodings (RFC 2045 §6.7, §6.8), charsets, and HTML to text. The
 //! decoders and charset tables are mail-parser's.
 
+use mail_parser::HeaderValue;
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
-use mail_parser::HeaderValue;
 
 /// Raw header bytes as a string: UTF-8 when valid (RFC 6532), otherwise read as
 /// windows-1252 — the usual meaning of stray 8-bit bytes in headers — so no byte
@@ -72,7 +72,12 @@ fn is_utf8_name(c: &str) -> bool {
     let c = c.to_ascii_lowercase();
     matches!(
         c.as_str(),
-        "utf-8" | "utf8" | "unicode-1-1-utf-8" | "unicode11utf8" | "unicode20utf8" | "x-unicode20utf8"
+        "utf-8"
+            | "utf8"
+            | "unicode-1-1-utf-8"
+            | "unicode11utf8"
+            | "unicode20utf8"
+            | "x-unicode20utf8"
     )
 }
 
@@ -130,7 +135,10 @@ pub(crate) fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
             }
             _ => {}
         }
-        match (body.get(i + 1).copied().and_then(hex), body.get(i + 2).copied().and_then(hex)) {
+        match (
+            body.get(i + 1).copied().and_then(hex),
+            body.get(i + 2).copied().and_then(hex),
+        ) {
             (Some(h), Some(l)) => {
                 out.push(h << 4 | l);
                 i += 3;
@@ -179,7 +187,10 @@ mod tests {
             decode_words("=?UTF-8?B?SGVsbG8gV29ybGQ=?= again"),
             "Hello World again"
         );
-        assert_eq!(decode_words("broken =?utf-8?x?y?= word"), "broken =?utf-8?x?y?= word");
+        assert_eq!(
+            decode_words("broken =?utf-8?x?y?= word"),
+            "broken =?utf-8?x?y?= word"
+        );
         assert_eq!(decode_words(""), "");
     }
 
@@ -195,8 +206,14 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(decode_body(b"SGVsbG8=\r\n", "BASE64", None, false, usize::MAX), "Hello");
-        assert_eq!(decode_body(b"SGVs!bG8=", "BASE64", None, false, usize::MAX), "Hello");
+        assert_eq!(
+            decode_body(b"SGVsbG8=\r\n", "BASE64", None, false, usize::MAX),
+            "Hello"
+        );
+        assert_eq!(
+            decode_body(b"SGVs!bG8=", "BASE64", None, false, usize::MAX),
+            "Hello"
+        );
         assert_eq!(
             decode_body(b"caf\xe9", "8BIT", Some("iso-8859-1"), false, usize::MAX),
             "café"
