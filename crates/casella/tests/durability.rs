@@ -47,9 +47,7 @@ fn smtp_and_lmtp_acknowledged_messages_survive_sigkill() {
     while !lmtp.line().starts_with("250 ") {}
     let n = 25;
     for i in 0..n {
-        smtp.send(
-            format!("MAIL FROM:<x@r.test>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n").as_bytes(),
-        );
+        smtp.send(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n");
         smtp.expect("250");
         smtp.expect("250");
         smtp.expect("354");
