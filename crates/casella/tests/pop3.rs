@@ -495,3 +495,55 @@ fn sigterm_ends_sessions_and_exits_cleanly() {
     let l = c.try_line();
     assert!(l.as_deref().is_none_or(|l| l.starts_with("-ERR")), "{l:?}");
 }
+
+#[test]
+fn authenticated_sessions_time_out_too() {
+    let s = server_with("[pop3]\nauth-timeout = 1\nauth-failure-delay-ms = 0\n");
+    s.deliver(USER, b"Subject: t\r\n\r\nx\r\n");
+    let mut c = login(&s);
+    c.send_line("DELE 1");
+    c.expect("+OK");
+    assert_eq!(c.line(), "-ERR Disconnected for inactivity");
+    assert!(c.is_closed());
+    // A timeout is not a QUIT: the message is still there.
+    let mut c = login(&s);
+    c.send_line("STAT");
+    c.expect("+OK 1 ");
+}
+
+#[test]
+fn a_configured_certificate_is_used_instead_of_a_self_signed_one() {
+    // Borrow the certificate another server made, as if an administrator had one.
+    let donor = server();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("fullchain.pem");
+    let key = dir.path().join("privkey.pem");
+    std::fs::copy(donor.cert_path(), &cert).unwrap();
+    std::fs::copy(donor.data_dir().join("tls/key.pem"), &key).unwrap();
+    let s = server_with(&format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[pop3]\nauth-failure-delay-ms = 0\n",
+        cert.display(),
+        key.display()
+    ));
+    assert!(
+        !s.cert_path().exists(),
+        "no self-signed certificate was made"
+    );
+    // The client trusts only the configured certificate.
+    let mut c = LineClient::connect_tls(s.addr("pop3s"), &cert);
+    c.expect("+OK");
+}
+
+#[test]
+fn the_same_protocol_can_listen_on_several_addresses() {
+    let s = TestServer::builder(BIN)
+        .protocols(&["pop3s", "smtp", "smtp"])
+        .start();
+    let smtp = s.addrs_of("smtp");
+    assert_eq!(smtp.len(), 2);
+    assert_ne!(smtp[0], smtp[1]);
+    for addr in smtp {
+        let mut c = LineClient::connect(addr);
+        c.expect("220");
+    }
+}

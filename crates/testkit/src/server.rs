@@ -50,7 +50,7 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     protocols: Vec<String>,
     child: Option<Child>,
-    addrs: HashMap<String, SocketAddr>,
+    addrs: HashMap<String, Vec<SocketAddr>>,
 }
 
 impl TestServer {
@@ -77,11 +77,17 @@ impl TestServer {
         self.dir.path().join("tls").join("cert.pem")
     }
 
+    /// The first listener of `protocol`.
     pub fn addr(&self, protocol: &str) -> SocketAddr {
-        *self
-            .addrs
-            .get(protocol)
-            .unwrap_or_else(|| panic!("no {protocol} listener"))
+        self.addrs_of(protocol)[0]
+    }
+
+    /// Every listener of `protocol`, in the order they were given.
+    pub fn addrs_of(&self, protocol: &str) -> Vec<SocketAddr> {
+        match self.addrs.get(protocol) {
+            Some(v) if !v.is_empty() => v.clone(),
+            _ => panic!("no {protocol} listener"),
+        }
     }
 
     pub fn port(&self, protocol: &str) -> u16 {
@@ -132,8 +138,8 @@ impl TestServer {
             if let Some(rest) = line.strip_prefix("listening ") {
                 let mut parts = rest.split(' ');
                 if let (Some(p), Some(a)) = (parts.next(), parts.next()) {
-                    self.addrs
-                        .insert(p.to_string(), a.parse().expect("address"));
+                    let addr: SocketAddr = a.parse().expect("address");
+                    self.addrs.entry(p.to_string()).or_default().push(addr);
                 }
             }
         }
