@@ -19,8 +19,8 @@ Subcommands (all take --host, --port, --user, --password, --timeout, and
   count
       Logs in and prints "count: N".
   find --header NAME: --header NAME: ...
-      Logs in, prints "count: N", and for every message prints the header lines that
-      start with one of the given names, as "msg I: LINE".
+      Logs in, prints "count: N", and for every message prints the header fields
+      (unfolded) that start with one of the given names, as "msg I: FIELD".
 """
 
 import argparse
@@ -190,11 +190,18 @@ def cmd_find(args):
     names = [h.lower().encode() for h in args.header]
     for i in range(1, count + 1):
         _, lines, _ = conn.retr(i)
+        # Unfold the header (RFC 5322 section 2.2.3), one field per entry.
+        fields = []
         for line in lines:
             if line == b"":
                 break
-            if any(line.lower().startswith(n) for n in names):
-                print(f"msg {i}: {line.decode(errors='replace')}")
+            if line[:1] in (b" ", b"\t") and fields:
+                fields[-1] += b" " + line.strip()
+            else:
+                fields.append(line)
+        for field in fields:
+            if any(field.lower().startswith(n) for n in names):
+                print(f"msg {i}: {field.decode(errors='replace')}")
     conn.quit()
 
 
