@@ -34,12 +34,40 @@ pub enum Change {
     },
     /// A mailbox was created, deleted or renamed.
     MailboxList,
+    /// The mailbox changed in a way this process did not see (another process or
+    /// node wrote to it): sessions resynchronise from the store.
+    MailboxChanged { mailbox: MailboxId },
+}
+
+impl Change {
+    /// The mailbox the change is about, if any.
+    pub fn mailbox(&self) -> Option<MailboxId> {
+        match self {
+            Change::Appended { mailbox, .. }
+            | Change::Flags { mailbox, .. }
+            | Change::Expunged { mailbox, .. }
+            | Change::MailboxChanged { mailbox } => Some(*mailbox),
+            Change::MailboxList => None,
+        }
+    }
+
+    fn modseq(&self) -> Option<ModSeq> {
+        match self {
+            Change::Appended { modseq, .. }
+            | Change::Flags { modseq, .. }
+            | Change::Expunged { modseq, .. } => Some(*modseq),
+            _ => None,
+        }
+    }
 }
 
 /// Per-account broadcast channels, created on first subscription.
 #[derive(Default)]
 pub struct ChangeFeed {
     channels: Mutex<HashMap<AccountId, broadcast::Sender<Change>>>,
+    /// The highest MODSEQ announced per mailbox, so a watcher can tell changes made
+    /// elsewhere from our own.
+    announced: Mutex<HashMap<MailboxId, ModSeq>>,
 }
 
 impl ChangeFeed {
@@ -50,8 +78,45 @@ impl ChangeFeed {
             .subscribe()
     }
 
+    /// Accounts with at least one live subscriber.
+    pub fn subscribed_accounts(&self) -> Vec<AccountId> {
+        let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// Called by a watcher that read a mailbox's MODSEQ from the store: if it is
+    /// newer than anything announced here, the change came from elsewhere.
+    pub fn observe(&self, account: AccountId, mailbox: MailboxId, modseq: ModSeq) {
+        let newer = {
+            let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+            let known = announced.entry(mailbox).or_insert(ModSeq(0));
+            if modseq > *known {
+                *known = modseq;
+                true
+            } else {
+                false
+            }
+        };
+        if newer {
+            self.publish(account, [Change::MailboxChanged { mailbox }]);
+        }
+    }
+
     /// Publishes changes that are already committed.
     pub fn publish(&self, account: AccountId, changes: impl IntoIterator<Item = Change>) {
+        let changes: Vec<Change> = changes.into_iter().collect();
+        {
+            let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+            for c in &changes {
+                if let (Some(m), Some(s)) = (c.mailbox(), c.modseq()) {
+                    let known = announced.entry(m).or_insert(ModSeq(0));
+                    *known = (*known).max(s);
+                }
+            }
+        }
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = map.get(&account) else {
             return;

@@ -25,6 +25,75 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     maildrop_lock_is_exclusive(&*store).await;
     change_feed_reports_committed_changes(&*store).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;
+    batches_changes_recent_and_move(&*store).await;
+}
+
+async fn batches_changes_recent_and_move(store: &dyn MailStore) {
+    let a = new_account(store, "batch@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let start = store.mailbox(mb.id).await.unwrap().highest_modseq;
+    let batch = store
+        .append_batch(mb.id, vec![message("b1"), message("b2"), message("b3")])
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.iter().map(|b| b.uid.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(store.append_batch(mb.id, vec![]).await.unwrap().is_empty());
+
+    // changed_since sees new messages and flag changes, nothing older.
+    let changed = store.changed_since(mb.id, start).await.unwrap();
+    assert_eq!(changed.len(), 3);
+    let mid = store.mailbox(mb.id).await.unwrap().highest_modseq;
+    assert!(store.changed_since(mb.id, mid).await.unwrap().is_empty());
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+    store
+        .store_flags(mb.id, &[Uid(2)], FlagOp::Add, &seen)
+        .await
+        .unwrap();
+    let changed = store.changed_since(mb.id, mid).await.unwrap();
+    assert_eq!(
+        changed.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![Uid(2)]
+    );
+    assert_eq!(changed[0].flags, seen);
+
+    // \Recent is handed out once.
+    assert_eq!(store.claim_recent(mb.id, Uid(3)).await.unwrap(), Uid(0));
+    assert_eq!(store.claim_recent(mb.id, Uid(3)).await.unwrap(), Uid(3));
+    assert_eq!(
+        store.claim_recent(mb.id, Uid(2)).await.unwrap(),
+        Uid(3),
+        "never lowered"
+    );
+
+    // MOVE: copied and expunged in one step; the expunge is remembered.
+    let archive = store
+        .mailbox_by_name(a.id, "Archive")
+        .await
+        .unwrap()
+        .unwrap();
+    let before = store.mailbox(mb.id).await.unwrap().highest_modseq;
+    let pairs = store
+        .move_messages(mb.id, &[Uid(1), Uid(3), Uid(99)], archive.id)
+        .await
+        .unwrap();
+    assert_eq!(pairs, vec![(Uid(1), Uid(1)), (Uid(3), Uid(2))]);
+    let left: Vec<_> = store
+        .list_messages(mb.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(left, vec![Uid(2)]);
+    assert_eq!(store.list_messages(archive.id).await.unwrap().len(), 2);
+    assert_eq!(
+        store.expunged_since(mb.id, before).await.unwrap(),
+        vec![Uid(1), Uid(3)]
+    );
+    assert!(store.move_messages(mb.id, &[Uid(2)], mb.id).await.is_err());
 }
 
 async fn new_account(store: &dyn MailStore, address: &str) -> crate::Account {
@@ -552,30 +621,39 @@ async fn change_feed_reports_committed_changes(store: &dyn MailStore) {
         .await
         .unwrap();
     let wait = std::time::Duration::from_secs(5);
-    let c1 = tokio::time::timeout(wait, rx.recv())
-        .await
-        .expect("append change")
-        .unwrap();
+    let c1 = next_specific(&mut rx, wait, "append change").await;
     assert!(
         matches!(c1, Change::Appended { uid, .. } if uid == ap.uid),
         "{c1:?}"
     );
-    let c2 = tokio::time::timeout(wait, rx.recv())
-        .await
-        .expect("flag change")
-        .unwrap();
+    let c2 = next_specific(&mut rx, wait, "flag change").await;
     assert!(
         matches!(c2, Change::Flags { uid, .. } if uid == ap.uid),
         "{c2:?}"
     );
-    let c3 = tokio::time::timeout(wait, rx.recv())
-        .await
-        .expect("expunge change")
-        .unwrap();
+    let c3 = next_specific(&mut rx, wait, "expunge change").await;
     assert!(
         matches!(c3, Change::Expunged { ref uids, .. } if uids == &vec![ap.uid]),
         "{c3:?}"
     );
+}
+
+/// The next change that is not a `MailboxChanged` (which a backend may send at any
+/// time when it cannot tell its own commits from others').
+async fn next_specific(
+    rx: &mut tokio::sync::broadcast::Receiver<Change>,
+    wait: std::time::Duration,
+    what: &str,
+) -> Change {
+    loop {
+        let c = tokio::time::timeout(wait, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing received"))
+            .expect("feed open");
+        if !matches!(c, Change::MailboxChanged { .. }) {
+            return c;
+        }
+    }
 }
 
 async fn concurrent_appends_get_distinct_uids(store: Arc<dyn MailStore>) {

@@ -85,8 +85,30 @@ pub trait MailStore: Send + Sync + 'static {
 
     // ---- messages ----
 
-    /// Appends one message durably and returns its UID.
-    async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended>;
+    /// Appends messages durably, all or nothing (MULTIAPPEND), in order.
+    async fn append_batch(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<NewMessage>,
+    ) -> StoreResult<Vec<Appended>>;
+    /// Messages whose MODSEQ is greater than `since` (new or changed), by UID.
+    async fn changed_since(
+        &self,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> StoreResult<Vec<MessageSummary>>;
+    /// \Recent (IMAP4rev1): the first session to claim a message sees it as recent.
+    /// Raises the mailbox's watermark to `up_to` and returns the previous one; the
+    /// caller's recent messages are those with UIDs above it, up to `up_to`.
+    async fn claim_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid>;
+    /// Moves messages (RFC 6851) in one transaction: copies them into `to` and
+    /// expunges them from `from`. Returns (source UID, new UID) pairs.
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>>;
     /// All messages of the mailbox in ascending UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>>;
     /// What was parsed at delivery for the message with these bytes.
@@ -128,6 +150,13 @@ pub trait MailStore: Send + Sync + 'static {
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change>;
 
     // ---- conveniences built on the above ----
+
+    /// Appends one message durably and returns its UID.
+    async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended> {
+        let mut v = self.append_batch(mailbox, vec![message]).await?;
+        v.pop()
+            .ok_or_else(|| StoreError::Internal("append returned nothing".into()))
+    }
 
     /// Local delivery: append to the account's INBOX.
     async fn deliver(&self, account: AccountId, raw: Vec<u8>) -> StoreResult<Appended> {

@@ -105,16 +105,19 @@ impl SqliteStore {
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
         let blobs = BlobDir::open(dir.join("blobs"))?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                db_path,
-                blobs,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-                feed: ChangeFeed::default(),
-                maildrops: Mutex::new(HashSet::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            db_path,
+            blobs,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            feed: ChangeFeed::default(),
+            maildrops: Mutex::new(HashSet::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("casella-store-watch".into())
+            .spawn(move || watch_other_writers(weak))?;
+        Ok(SqliteStore { inner })
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
@@ -179,6 +182,67 @@ impl SqliteStore {
 
     fn publish(&self, account: AccountId, changes: Vec<Change>) {
         self.inner.feed.publish(account, changes);
+    }
+}
+
+/// How often the watcher looks for commits made by other processes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Other processes (`casella deliver`) write to the same database. While some
+/// session listens for changes, this thread polls SQLite's `data_version` (it
+/// changes when another connection commits) and, when it moved, reads the MODSEQ of
+/// the watched accounts' mailboxes; the feed publishes `MailboxChanged` for any that
+/// moved past what this process announced. Ends when the store is dropped.
+fn watch_other_writers(inner: std::sync::Weak<Inner>) {
+    let mut conn: Option<Connection> = None;
+    let mut last_version: Option<i64> = None;
+    loop {
+        std::thread::sleep(WATCH_INTERVAL);
+        let Some(inner) = inner.upgrade() else { return };
+        let accounts = inner.feed.subscribed_accounts();
+        if accounts.is_empty() {
+            continue;
+        }
+        if conn.is_none() {
+            match open_connection(&inner.db_path) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store watcher cannot open the database");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        let version: i64 = match c.query_row("PRAGMA data_version", [], |r| r.get(0)) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "store watcher query failed");
+                conn = None;
+                continue;
+            }
+        };
+        if last_version == Some(version) {
+            continue;
+        }
+        last_version = Some(version);
+        for account in accounts {
+            let rows: rusqlite::Result<Vec<(i64, i64)>> = c
+                .prepare_cached("SELECT id, highest_modseq FROM mailboxes WHERE account_id = ?1")
+                .and_then(|mut st| {
+                    st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                });
+            match rows {
+                Ok(rows) => {
+                    for (id, modseq) in rows {
+                        inner
+                            .feed
+                            .observe(account, MailboxId(id), ModSeq(modseq as u64));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "store watcher query failed"),
+            }
+        }
     }
 }
 
@@ -342,6 +406,132 @@ fn clear_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<()> {
     tx.execute("DELETE FROM messages WHERE mailbox_id = ?1", [mailbox.0])?;
     tx.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [mailbox.0])?;
     Ok(())
+}
+
+struct Prepared {
+    raw: Vec<u8>,
+    size: u32,
+    blob: BlobId,
+    parsed_json: String,
+    internal_date: i64,
+    flags: String,
+}
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageSummary> {
+    let flags: String = r.get(4)?;
+    Ok(MessageSummary {
+        uid: Uid(r.get(0)?),
+        modseq: ModSeq(r.get::<_, i64>(1)? as u64),
+        size: r.get(2)?,
+        internal_date: r.get(3)?,
+        flags: flags_from_string(&flags),
+        blob: BlobId(r.get(5)?),
+    })
+}
+
+/// Copies inside an open transaction; one MODSEQ for the whole copy.
+fn copy_in_tx(
+    tx: &Transaction<'_>,
+    from: MailboxId,
+    uids: &[Uid],
+    to: MailboxId,
+) -> StoreResult<(Vec<(Uid, Uid)>, AccountId, Vec<Change>)> {
+    let src = get_mailbox(tx, from)?;
+    let dst = get_mailbox(tx, to)?;
+    if src.account != dst.account {
+        return Err(StoreError::Invalid("copy across accounts".into()));
+    }
+    let mut pairs = Vec::new();
+    let mut changes = Vec::new();
+    let mut next = dst.uid_next.0;
+    let mut modseq = None;
+    let mut get = tx.prepare_cached(
+        "SELECT blob, size, internal_date, flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2",
+    )?;
+    for &uid in uids {
+        let row: Option<(String, u32, i64, String)> = get
+            .query_row(params![from.0, uid.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((blob, size, date, flags)) = row else {
+            continue;
+        };
+        if next == u32::MAX {
+            return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
+        }
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = next_modseq(tx, to)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        tx.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![to.0, next, m.0 as i64, blob, size, date, flags],
+        )?;
+        tx.execute(
+            "UPDATE blobs SET refcount = refcount + 1 WHERE hash = ?1",
+            [&blob],
+        )?;
+        pairs.push((uid, Uid(next)));
+        changes.push(Change::Appended {
+            mailbox: to,
+            uid: Uid(next),
+            modseq: m,
+        });
+        next += 1;
+    }
+    tx.execute(
+        "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
+        params![to.0, next],
+    )?;
+    Ok((pairs, src.account, changes))
+}
+
+/// Expunges inside an open transaction; one MODSEQ for the mailbox. Returns the
+/// change to publish (none if nothing was there).
+fn expunge_in_tx(
+    tx: &Transaction<'_>,
+    mailbox: MailboxId,
+    mut uids: Vec<Uid>,
+) -> StoreResult<Option<Change>> {
+    uids.sort();
+    uids.dedup();
+    let mut gone = Vec::new();
+    let mut modseq = None;
+    for uid in uids {
+        let blob: Option<String> = tx
+            .query_row(
+                "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob",
+                params![mailbox.0, uid.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(blob) = blob else { continue };
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = next_modseq(tx, mailbox)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        release_blob(tx, &blob)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
+            params![mailbox.0, uid.0, m.0 as i64],
+        )?;
+        gone.push(uid);
+    }
+    Ok(modseq.map(|modseq| Change::Expunged {
+        mailbox,
+        uids: gone,
+        modseq,
+    }))
 }
 
 struct MaildropGuard {
@@ -586,69 +776,153 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended> {
+    async fn append_batch(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<NewMessage>,
+    ) -> StoreResult<Vec<Appended>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let inner = self.inner.clone();
-        // Parse and write the blob outside the write lock: both are the slow part.
-        let (raw, blob, parsed_json) = tokio::task::spawn_blocking(move || {
-            let raw = normalize_line_ends(message.raw);
-            let parsed = casella_mime::parse(&raw);
-            let json = serde_json::to_string(&parsed).map_err(StoreError::internal)?;
-            let blob = inner.blobs.put(&raw)?;
-            Ok::<_, StoreError>((raw, blob, json))
+        // Parse and write the blobs outside the write lock: both are the slow part.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(messages.len());
+            for message in messages {
+                let raw = normalize_line_ends(message.raw);
+                let size = u32::try_from(raw.len())
+                    .map_err(|_| StoreError::TooBig("messages are limited to 4 GiB".into()))?;
+                let parsed = casella_mime::parse(&raw);
+                let json = serde_json::to_string(&parsed).map_err(StoreError::internal)?;
+                let blob = inner.blobs.put(&raw)?;
+                let date = message.internal_date.unwrap_or_else(now_unix);
+                out.push(Prepared {
+                    raw,
+                    size,
+                    blob,
+                    parsed_json: json,
+                    internal_date: date,
+                    flags: flags_to_string(&message.flags),
+                });
+            }
+            Ok::<_, StoreError>(out)
         })
         .await
         .map_err(StoreError::internal)??;
-        let size = u32::try_from(raw.len())
-            .map_err(|_| StoreError::TooBig("messages are limited to 4 GiB".into()))?;
-        let internal_date = message.internal_date.unwrap_or_else(now_unix);
-        let flags = flags_to_string(&message.flags);
         let (appended, account) = self
             .write(move |tx, inner| {
                 let mb = get_mailbox(tx, mailbox)?;
                 let modseq = next_modseq(tx, mailbox)?;
-                let uid = mb.uid_next;
-                if uid.0 == u32::MAX {
-                    return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
-                }
-                tx.execute(
-                    "INSERT INTO blobs(hash, size, refcount, parsed) VALUES (?1, ?2, 1, ?3)
-                     ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
-                    params![blob.0, size, parsed_json],
-                )?;
-                // Under the write lock: the collector cannot remove the file now.
-                if !inner.blobs.exists(&blob)? {
-                    inner.blobs.put(&raw)?;
-                }
-                tx.execute(
-                    "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![mailbox.0, uid.0, modseq.0 as i64, blob.0, size, internal_date, flags],
-                )?;
-                tx.execute(
-                    "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
-                    params![mailbox.0, uid.0 + 1],
-                )?;
-                Ok((
-                    Appended {
+                let mut uid = mb.uid_next.0;
+                let mut appended = Vec::with_capacity(prepared.len());
+                for p in &prepared {
+                    if uid == u32::MAX {
+                        return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
+                    }
+                    tx.execute(
+                        "INSERT INTO blobs(hash, size, refcount, parsed) VALUES (?1, ?2, 1, ?3)
+                         ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
+                        params![p.blob.0, p.size, p.parsed_json],
+                    )?;
+                    // Under the write lock: the collector cannot remove the file now.
+                    if !inner.blobs.exists(&p.blob)? {
+                        inner.blobs.put(&p.raw)?;
+                    }
+                    tx.execute(
+                        "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![mailbox.0, uid, modseq.0 as i64, p.blob.0, p.size, p.internal_date, p.flags],
+                    )?;
+                    appended.push(Appended {
                         mailbox,
                         uid_validity: mb.uid_validity,
-                        uid,
+                        uid: Uid(uid),
                         modseq,
-                        size,
-                    },
-                    mb.account,
-                ))
+                        size: p.size,
+                    });
+                    uid += 1;
+                }
+                tx.execute(
+                    "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
+                    params![mailbox.0, uid],
+                )?;
+                Ok((appended, mb.account))
             })
             .await?;
         self.publish(
             account,
-            vec![Change::Appended {
-                mailbox,
-                uid: appended.uid,
-                modseq: appended.modseq,
-            }],
+            appended
+                .iter()
+                .map(|a| Change::Appended {
+                    mailbox,
+                    uid: a.uid,
+                    modseq: a.modseq,
+                })
+                .collect(),
         );
         Ok(appended)
+    }
+
+    async fn changed_since(
+        &self,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> StoreResult<Vec<MessageSummary>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+                 WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+            )?;
+            let rows = stmt.query_map(params![mailbox.0, since.0 as i64], summary_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn claim_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid> {
+        self.write(move |tx, _| {
+            let previous: u32 = tx
+                .query_row(
+                    "SELECT recent_uid FROM mailboxes WHERE id = ?1",
+                    [mailbox.0],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", mailbox.0)))?;
+            if up_to.0 > previous {
+                tx.execute(
+                    "UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1",
+                    params![mailbox.0, up_to.0],
+                )?;
+            }
+            Ok(Uid(previous))
+        })
+        .await
+    }
+
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        if from == to {
+            return Err(StoreError::Invalid(
+                "source and destination are the same".into(),
+            ));
+        }
+        let uids = uids.to_vec();
+        let (pairs, account, changes) = self
+            .write(move |tx, _| {
+                let (pairs, account, mut changes) = copy_in_tx(tx, from, &uids, to)?;
+                let moved: Vec<Uid> = pairs.iter().map(|(s, _)| *s).collect();
+                changes.extend(expunge_in_tx(tx, from, moved)?);
+                Ok((pairs, account, changes))
+            })
+            .await?;
+        self.publish(account, changes);
+        self.collect_blobs().await?;
+        Ok(pairs)
     }
 
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>> {
@@ -659,17 +933,7 @@ impl MailStore for SqliteStore {
                 "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
                  WHERE mailbox_id = ?1 ORDER BY uid",
             )?;
-            let rows = stmt.query_map([mailbox.0], |r| {
-                let flags: String = r.get(4)?;
-                Ok(MessageSummary {
-                    uid: Uid(r.get(0)?),
-                    modseq: ModSeq(r.get::<_, i64>(1)? as u64),
-                    size: r.get(2)?,
-                    internal_date: r.get(3)?,
-                    flags: flags_from_string(&flags),
-                    blob: BlobId(r.get(5)?),
-                })
-            })?;
+            let rows = stmt.query_map([mailbox.0], summary_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -783,38 +1047,15 @@ impl MailStore for SqliteStore {
                 let mut changes = Vec::new();
                 let mut boxes: Vec<_> = by_mailbox.into_iter().collect();
                 boxes.sort_by_key(|(m, _)| *m);
-                for (mailbox, mut uids) in boxes {
+                for (mailbox, uids) in boxes {
                     if get_mailbox(tx, mailbox)?.account != account {
                         return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
                     }
-                    uids.sort();
-                    uids.dedup();
-                    let modseq = next_modseq(tx, mailbox)?;
-                    let mut gone = Vec::new();
-                    for uid in uids {
-                        let blob: Option<String> = tx
-                            .query_row(
-                                "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob",
-                                params![mailbox.0, uid.0],
-                                |r| r.get(0),
-                            )
-                            .optional()?;
-                        if let Some(blob) = blob {
-                            release_blob(tx, &blob)?;
-                            tx.execute(
-                                "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-                                params![mailbox.0, uid.0, modseq.0 as i64],
-                            )?;
-                            gone.push(uid);
-                            removed.push(MessageRef { mailbox, uid });
+                    if let Some(c) = expunge_in_tx(tx, mailbox, uids)? {
+                        if let Change::Expunged { uids, .. } = &c {
+                            removed.extend(uids.iter().map(|&uid| MessageRef { mailbox, uid }));
                         }
-                    }
-                    if !gone.is_empty() {
-                        changes.push(Change::Expunged {
-                            mailbox,
-                            uids: gone,
-                            modseq,
-                        });
+                        changes.push(c);
                     }
                 }
                 Ok((removed, changes))
@@ -835,56 +1076,7 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Vec<(Uid, Uid)>> {
         let uids = uids.to_vec();
         let (pairs, account, changes) = self
-            .write(move |tx, _| {
-                let src = get_mailbox(tx, from)?;
-                let dst = get_mailbox(tx, to)?;
-                if src.account != dst.account {
-                    return Err(StoreError::Invalid("copy across accounts".into()));
-                }
-                let mut pairs = Vec::new();
-                let mut changes = Vec::new();
-                let mut next = dst.uid_next.0;
-                let mut modseq = None;
-                for uid in uids {
-                    let row: Option<(String, u32, i64, String)> = tx
-                        .query_row(
-                            "SELECT blob, size, internal_date, flags FROM messages
-                             WHERE mailbox_id = ?1 AND uid = ?2",
-                            params![from.0, uid.0],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                        )
-                        .optional()?;
-                    let Some((blob, size, date, flags)) = row else {
-                        continue;
-                    };
-                    if next == u32::MAX {
-                        return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
-                    }
-                    let m = match modseq {
-                        Some(m) => m,
-                        None => {
-                            let m = next_modseq(tx, to)?;
-                            modseq = Some(m);
-                            m
-                        }
-                    };
-                    tx.execute(
-                        "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![to.0, next, m.0 as i64, blob, size, date, flags],
-                    )?;
-                    tx.execute("UPDATE blobs SET refcount = refcount + 1 WHERE hash = ?1", [&blob])?;
-                    pairs.push((uid, Uid(next)));
-                    changes.push(Change::Appended {
-                        mailbox: to,
-                        uid: Uid(next),
-                        modseq: m,
-                    });
-                    next += 1;
-                }
-                tx.execute("UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1", params![to.0, next])?;
-                Ok((pairs, src.account, changes))
-            })
+            .write(move |tx, _| copy_in_tx(tx, from, &uids, to))
             .await?;
         self.publish(account, changes);
         Ok(pairs)
@@ -933,6 +1125,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         crate::conformance::run_all(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_by_another_process_reach_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two stores on one directory stand for the server and `casella deliver`.
+        let server = SqliteStore::open(dir.path()).unwrap();
+        let other = SqliteStore::open(dir.path()).unwrap();
+        let a = server
+            .create_account(NewAccount {
+                address: "w@example.org".into(),
+                password_hash: "x".into(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let mut rx = server.subscribe(a.id);
+        let ap = other
+            .deliver(a.id, b"Subject: x\r\n\r\ny\r\n".to_vec())
+            .await
+            .unwrap();
+        let deadline = std::time::Duration::from_secs(5);
+        loop {
+            let change = tokio::time::timeout(deadline, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if change
+                == (Change::MailboxChanged {
+                    mailbox: ap.mailbox,
+                })
+            {
+                break;
+            }
+        }
     }
 
     #[tokio::test]

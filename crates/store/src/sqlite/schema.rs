@@ -57,4 +57,9 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (mailbox_id, uid)
     ) WITHOUT ROWID;
     "#,
+    // version 2: sessions resynchronise by MODSEQ; \Recent is claimed per mailbox.
+    r#"
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
