@@ -429,13 +429,16 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageSummary> {
     })
 }
 
+/// (source UID, new UID) pairs, the owning account, and the changes to publish.
+type CopyOutcome = (Vec<(Uid, Uid)>, AccountId, Vec<Change>);
+
 /// Copies inside an open transaction; one MODSEQ for the whole copy.
 fn copy_in_tx(
     tx: &Transaction<'_>,
     from: MailboxId,
     uids: &[Uid],
     to: MailboxId,
-) -> StoreResult<(Vec<(Uid, Uid)>, AccountId, Vec<Change>)> {
+) -> StoreResult<CopyOutcome> {
     let src = get_mailbox(tx, from)?;
     let dst = get_mailbox(tx, to)?;
     if src.account != dst.account {
