@@ -173,6 +173,9 @@ pub struct Mailbox {
     pub uid_next: Uid,
     pub highest_modseq: ModSeq,
     pub subscribed: bool,
+    /// Messages with a UID above this are \Recent for the next session that claims
+    /// them (see `MailStore::claim_recent`).
+    pub recent_watermark: Uid,
 }
 
 /// A message flag — RFC 9051 §2.3.2. `\Recent` is per session and never stored.

@@ -267,8 +267,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-const MAILBOX_COLUMNS: &str =
-    "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed";
+const MAILBOX_COLUMNS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed, recent_uid";
 
 fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let special: Option<String> = r.get(3)?;
@@ -281,6 +280,7 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         uid_next: Uid(r.get(5)?),
         highest_modseq: ModSeq(r.get::<_, i64>(6)? as u64),
         subscribed: r.get(7)?,
+        recent_watermark: Uid(r.get(8)?),
     })
 }
 
