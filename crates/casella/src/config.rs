@@ -23,7 +23,32 @@ pub struct Config {
     /// Protocol name → addresses.
     pub listen: BTreeMap<String, Vec<String>>,
     pub pop3: Pop3Section,
+    pub imap: ImapSection,
     pub smtp: SmtpSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImapSection {
+    pub login_type: LoginType,
+    pub max_command_size: usize,
+    pub append_limit: u32,
+    pub preauth_timeout: u64,
+    pub auth_timeout: u64,
+    pub auth_failure_delay_ms: u64,
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        ImapSection {
+            login_type: LoginType::SecureLogin,
+            max_command_size: 10240,
+            append_limit: 36_700_160,
+            preauth_timeout: 60,
+            auth_timeout: 1800,
+            auth_failure_delay_ms: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +122,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             listen: default_listeners(),
             pop3: Pop3Section::default(),
+            imap: ImapSection::default(),
             smtp: SmtpSection::default(),
         }
     }
@@ -111,6 +137,18 @@ impl Config {
             preauth_timeout: Duration::from_secs(self.pop3.preauth_timeout.max(1)),
             auth_timeout: Duration::from_secs(self.pop3.auth_timeout.max(1)),
             auth_failure_delay: Duration::from_millis(self.pop3.auth_failure_delay_ms),
+        }
+    }
+
+    pub fn imap(&self) -> casella_imap::ImapConfig {
+        casella_imap::ImapConfig {
+            hostname: self.hostname.clone(),
+            login_type: self.imap.login_type,
+            max_command_size: self.imap.max_command_size.max(64),
+            append_limit: self.imap.append_limit.max(1024),
+            preauth_timeout: Duration::from_secs(self.imap.preauth_timeout.max(1)),
+            auth_timeout: Duration::from_secs(self.imap.auth_timeout.max(1)),
+            auth_failure_delay: Duration::from_millis(self.imap.auth_failure_delay_ms),
         }
     }
 
@@ -151,8 +189,8 @@ store = "embedded"
 # key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
 
 # Listeners, used when `casella serve` is started without --listen. Remove a line
-# to switch that service off. imap, imaps, submission, submissions and http are
-# accepted here and start once this build provides them.
+# to switch that service off. submission, submissions and http are accepted here
+# and start once this build provides them.
 [listen]
 pop3 = ["0.0.0.0:110", "[::]:110"]
 pop3s = ["0.0.0.0:995", "[::]:995"]
@@ -175,6 +213,18 @@ max-command-size = 512
 preauth-timeout = 60
 auth-timeout = 600
 # Pause after a failed login, in milliseconds.
+auth-failure-delay-ms = 1000
+
+[imap]
+# The same login policies as for POP3.
+login-type = "secure-login"
+# Longest command line in bytes, literals excluded (Exchange's MaxCommandSize).
+max-command-size = 10240
+# Largest message APPEND accepts, in bytes (advertised as APPENDLIMIT).
+append-limit = 36700160
+# Seconds a client may stay idle before and after logging in (RFC 9051: 30 minutes).
+preauth-timeout = 60
+auth-timeout = 1800
 auth-failure-delay-ms = 1000
 
 [smtp]

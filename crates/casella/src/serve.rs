@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use casella_directory::Directory;
+use casella_imap::ImapService;
 use casella_net::{Handler, ListenerSpec, Shutdown, bind, load_or_create_tls, serve};
 use casella_pop3::Pop3Service;
 use casella_smtp::{Mode, SmtpService};
@@ -94,6 +95,11 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         directory.clone(),
         Some(tls.acceptor.clone()),
     ));
+    let imap: Arc<dyn Handler> = Arc::new(ImapService::new(
+        config.imap(),
+        directory.clone(),
+        Some(tls.acceptor.clone()),
+    ));
     let smtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
         Mode::Smtp,
         config.smtp(),
@@ -112,6 +118,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     for spec in specs {
         let handler = match spec.protocol.as_str() {
             "pop3" | "pop3s" => pop3.clone(),
+            "imap" | "imaps" => imap.clone(),
             "smtp" => smtp.clone(),
             "lmtp" => lmtp.clone(),
             other => {

@@ -1,0 +1,67 @@
+//! The CAPABILITY list — RFC 9051 §7.2.2 — which depends on the session's state.
+
+/// Extensions offered once logged in; all are implemented in full.
+const AUTHENTICATED: &[&str] = &[
+    "IMAP4rev1",
+    "IMAP4rev2",
+    "LITERAL+",
+    "SASL-IR",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "NAMESPACE",
+    "UNSELECT",
+    "UIDPLUS",
+    "MOVE",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "STATUS=SIZE",
+    "ESEARCH",
+    "SEARCHRES",
+    "MULTIAPPEND",
+    "BINARY",
+    "UTF8=ACCEPT",
+];
+
+/// The capability words, space-separated, without the leading "CAPABILITY".
+pub fn capabilities(
+    authenticated: bool,
+    tls_active: bool,
+    starttls_available: bool,
+    passwords_allowed: bool,
+    append_limit: u32,
+) -> String {
+    let mut caps: Vec<String> = Vec::new();
+    if authenticated {
+        caps.extend(AUTHENTICATED.iter().map(|s| s.to_string()));
+        caps.push(format!("APPENDLIMIT={append_limit}"));
+    } else {
+        caps.extend(
+            [
+                "IMAP4rev1",
+                "IMAP4rev2",
+                "LITERAL+",
+                "SASL-IR",
+                "ID",
+                "ENABLE",
+                "IDLE",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        if !tls_active && starttls_available {
+            caps.push("STARTTLS".into());
+        }
+        if passwords_allowed {
+            caps.push("AUTH=PLAIN".into());
+            caps.push("AUTH=LOGIN".into());
+        } else {
+            // RFC 9051 §6.2.3: LOGIN is refused until TLS is active.
+            caps.push("LOGINDISABLED".into());
+        }
+    }
+    caps.join(" ")
+}

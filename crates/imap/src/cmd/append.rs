@@ -1,0 +1,84 @@
+//! APPEND — RFC 9051 §6.3.12; MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315 §3),
+//! literal8 (RFC 3516 §4.4), APPENDLIMIT (RFC 7889).
+
+use casella_proto_imap::AppendMessage;
+use casella_store::{Flag, FlagSet, NewMessage};
+
+use crate::cmd::{store_error, uid_set};
+use crate::session::Session;
+
+impl Session {
+    pub(crate) async fn cmd_append(&mut self, tag: &str, name: &str, messages: Vec<AppendMessage>) {
+        let Some(name) = self.mailbox_arg(tag, name) else {
+            return;
+        };
+        let store = self.store();
+        let account = match self.auth.as_ref() {
+            Some(a) => a.account.id,
+            None => return,
+        };
+        let mb = match store.mailbox_by_name(account, &name).await {
+            Ok(Some(m)) => m,
+            // RFC 9051 §6.3.12: TRYCREATE tells the client to CREATE and retry.
+            Ok(None) => {
+                self.tagged(tag, "NO [TRYCREATE] No such mailbox");
+                return;
+            }
+            Err(e) => {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply);
+                return;
+            }
+        };
+        let limit = self.shared.config.append_limit as usize;
+        let mut new = Vec::with_capacity(messages.len());
+        for m in messages {
+            if m.data.is_empty() {
+                self.tagged(tag, "NO [CANNOT] An empty message cannot be appended");
+                return;
+            }
+            if m.data.len() > limit {
+                self.tagged(
+                    tag,
+                    &format!("NO [TOOBIG] The message is larger than the limit of {limit} bytes"),
+                );
+                return;
+            }
+            let mut flags = FlagSet::new();
+            for f in &m.flags {
+                if f.eq_ignore_ascii_case("\\Recent") {
+                    continue;
+                }
+                match Flag::parse(f) {
+                    Some(flag) => {
+                        flags.insert(flag);
+                    }
+                    None => {
+                        self.tagged(tag, &format!("BAD Invalid flag {f}"));
+                        return;
+                    }
+                }
+            }
+            new.push(NewMessage {
+                raw: m.data,
+                internal_date: m.internal_date,
+                flags,
+            });
+        }
+        match store.append_batch(mb.id, new).await {
+            Ok(appended) => {
+                let uids: Vec<_> = appended.iter().map(|a| a.uid).collect();
+                let status = format!(
+                    "OK [APPENDUID {} {}] APPEND completed",
+                    mb.uid_validity.0,
+                    uid_set(&uids)
+                );
+                self.finish(tag, &status, true).await;
+            }
+            Err(e) => {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply)
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! STARTTLS, LOGIN, AUTHENTICATE (RFC 9051 §6.2), ID (RFC 2971), ENABLE (RFC 5161).
+
+use casella_directory::sasl::{self, SaslError};
+use casella_directory::{AuthFailure, Protocol, Secret};
+
+use crate::session::{Auth, Next, Reader, Session};
+
+impl Session {
+    /// STARTTLS — RFC 9051 §6.2.1.
+    pub(crate) fn cmd_starttls(&mut self, tag: &str) -> Next {
+        if self.tls_active {
+            self.tagged(tag, "BAD TLS is already active");
+            return Next::Continue;
+        }
+        if self.shared.tls.is_none() {
+            self.tagged(tag, "NO STARTTLS is not available");
+            return Next::Continue;
+        }
+        self.tagged(tag, "OK Begin TLS negotiation now");
+        Next::StartTls
+    }
+
+    /// LOGIN — RFC 9051 §6.2.3: refused while LOGINDISABLED.
+    pub(crate) async fn cmd_login(&mut self, tag: &str, user: &str, password: Secret<String>) {
+        if !self.passwords_allowed() {
+            self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
+            return;
+        }
+        self.login(tag, user, password).await;
+    }
+
+    /// AUTHENTICATE — RFC 9051 §6.2.2, PLAIN (RFC 4616) and LOGIN, with SASL-IR.
+    pub(crate) async fn cmd_authenticate(
+        &mut self,
+        tag: &str,
+        mechanism: &str,
+        initial: Option<String>,
+        io: &mut Reader,
+    ) {
+        let mechanism = mechanism.to_ascii_uppercase();
+        if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            self.tagged(tag, "NO [CANNOT] Unsupported authentication mechanism");
+            return;
+        }
+        if !self.passwords_allowed() {
+            self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
+            return;
+        }
+        let result = if mechanism == "PLAIN" {
+            let response = match initial {
+                Some(i) => sasl::decode_response(&i),
+                None => self.challenge(io, "").await,
+            };
+            response
+                .and_then(|r| sasl::decode_plain(&r))
+                .and_then(|c| match c.authzid.as_deref() {
+                    Some(z) if !z.eq_ignore_ascii_case(&c.authcid) => Err(SaslError::Malformed),
+                    _ => Ok((c.authcid, c.password)),
+                })
+        } else {
+            let user = match initial {
+                Some(i) => sasl::decode_response(&i),
+                None => {
+                    self.challenge(io, &sasl::encode_challenge(b"Username:"))
+                        .await
+                }
+            };
+            match user.and_then(|u| sasl::decode_login_step(&u)) {
+                Err(e) => Err(e),
+                Ok(user) => {
+                    let pass = self
+                        .challenge(io, &sasl::encode_challenge(b"Password:"))
+                        .await;
+                    pass.and_then(|p| sasl::decode_login_step(&p))
+                        .map(|p| (user, Secret::new(p)))
+                }
+            }
+        };
+        match result {
+            Ok((user, password)) => self.login(tag, &user, password).await,
+            Err(SaslError::Cancelled) => self.tagged(tag, "BAD Authentication cancelled"),
+            Err(e) => self.tagged(tag, &format!("BAD Invalid SASL response: {e}")),
+        }
+    }
+
+    async fn challenge(&mut self, io: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
+        self.line(&format!("+ {text}"));
+        if self.flush(io).await.is_err() {
+            return Err(SaslError::Cancelled);
+        }
+        match self.read_continuation(io).await {
+            Some(line) => sasl::decode_response(&line),
+            None => Err(SaslError::Cancelled),
+        }
+    }
+
+    async fn login(&mut self, tag: &str, user: &str, password: Secret<String>) {
+        let remote = self.info.remote;
+        let directory = self.shared.directory.clone();
+        let result = directory
+            .login_with_password(
+                Protocol::Imap,
+                self.shared.config.login_type,
+                self.tls_active,
+                user,
+                &password,
+            )
+            .await;
+        match result {
+            Ok(auth) => {
+                tracing::info!(protocol = "imap", %remote, user = %auth.account.address, "login");
+                let changes = self.store().subscribe(auth.account.id);
+                self.auth = Some(Auth {
+                    account: auth.account,
+                    changes,
+                });
+                let caps = self.capability_string();
+                self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));
+            }
+            Err(failure) => {
+                tracing::warn!(protocol = "imap", %remote, user = %user, reason = ?failure, "login failed");
+                if failure != AuthFailure::Temporary {
+                    tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+                }
+                let text = match failure {
+                    AuthFailure::InvalidCredentials => {
+                        "NO [AUTHENTICATIONFAILED] Authentication failed: wrong user name or password"
+                    }
+                    AuthFailure::ProtocolDisabled => {
+                        "NO [CONTACTADMIN] Login failure or IMAP disabled: IMAP access is turned off for this mailbox"
+                    }
+                    AuthFailure::Barred => {
+                        "NO [CONTACTADMIN] This account may not log in over IMAP"
+                    }
+                    AuthFailure::EncryptionRequired => {
+                        "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first"
+                    }
+                    AuthFailure::Temporary => {
+                        "NO [UNAVAILABLE] Temporary server problem, try again later"
+                    }
+                };
+                self.tagged(tag, text);
+            }
+        }
+    }
+
+    /// ID — RFC 2971 §3.1: we log what the client says and tell who we are.
+    pub(crate) fn cmd_id(&mut self, tag: &str, params: Option<Vec<(String, Option<String>)>>) {
+        if let Some(params) = params {
+            let client: Vec<String> = params
+                .iter()
+                .take(30)
+                .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NIL")))
+                .collect();
+            tracing::info!(protocol = "imap", remote = %self.info.remote, client = %client.join(" "), "ID");
+        }
+        self.line(concat!(
+            "* ID (\"name\" \"casella\" \"version\" \"",
+            env!("CARGO_PKG_VERSION"),
+            "\" \"vendor\" \"casella\")"
+        ));
+        self.tagged(tag, "OK ID completed");
+    }
+
+    /// ENABLE — RFC 5161 §3.1; IMAP4rev2 (RFC 9051 §6.3.1), UTF8=ACCEPT (RFC 6855 §3).
+    pub(crate) fn cmd_enable(&mut self, tag: &str, caps: Vec<String>) {
+        if self.selected.is_some() {
+            // RFC 5161 §3.1: only in the authenticated state.
+            self.tagged(tag, "BAD ENABLE is only valid before SELECT");
+            return;
+        }
+        let mut enabled = Vec::new();
+        for c in caps {
+            match c.to_ascii_uppercase().as_str() {
+                "IMAP4REV2" if !self.rev2 => {
+                    self.rev2 = true;
+                    enabled.push("IMAP4rev2");
+                }
+                "UTF8=ACCEPT" if !self.utf8_accept => {
+                    self.utf8_accept = true;
+                    enabled.push("UTF8=ACCEPT");
+                }
+                // Unknown or already enabled: not listed (RFC 5161 §3.2).
+                _ => {}
+            }
+        }
+        if enabled.is_empty() {
+            self.line("* ENABLED");
+        } else {
+            self.line(&format!("* ENABLED {}", enabled.join(" ")));
+        }
+        self.tagged(tag, "OK ENABLE completed");
+    }
+}

@@ -1,0 +1,116 @@
+//! COPY (RFC 9051 §6.4.7) and MOVE (§6.4.8, RFC 6851), with COPYUID (RFC 4315 §3).
+
+use casella_proto_imap::SequenceSet;
+
+use crate::cmd::{store_error, uid_set};
+use crate::session::Session;
+
+impl Session {
+    pub(crate) async fn cmd_copy(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SequenceSet,
+        name: &str,
+        is_move: bool,
+    ) {
+        let verb = match (uid, is_move) {
+            (false, false) => "COPY",
+            (true, false) => "UID COPY",
+            (false, true) => "MOVE",
+            (true, true) => "UID MOVE",
+        };
+        let targets = match self.resolve(&set, uid) {
+            Ok(t) => t,
+            Err(e) => {
+                self.tagged(tag, &format!("BAD {e}"));
+                return;
+            }
+        };
+        let Some(name) = self.mailbox_arg(tag, name) else {
+            return;
+        };
+        let store = self.store();
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        if is_move && sel.read_only {
+            self.tagged(tag, "NO [READ-ONLY] The mailbox is read-only");
+            return;
+        }
+        let dest = match store.mailbox_by_name(sel.mailbox.account, &name).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                self.tagged(tag, "NO [TRYCREATE] No such mailbox");
+                return;
+            }
+            Err(e) => {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply);
+                return;
+            }
+        };
+        let source = sel.id();
+        // Ghosts (expunged elsewhere) cannot be copied any more.
+        let uids: Vec<_> = targets
+            .iter()
+            .filter(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| !m.expunged))
+            .map(|(_, u)| *u)
+            .collect();
+        if uids.is_empty() {
+            // RFC 9051 §6.4.7: nothing to do is still success.
+            self.finish(tag, &format!("OK {verb} completed"), !is_move || uid)
+                .await;
+            return;
+        }
+        if is_move && dest.id == source {
+            self.tagged(
+                tag,
+                "NO [CANNOT] Source and destination are the same mailbox",
+            );
+            return;
+        }
+        let result = if is_move {
+            store.move_messages(source, &uids, dest.id).await
+        } else {
+            store.copy(source, &uids, dest.id).await
+        };
+        let pairs = match result {
+            Ok(p) => p,
+            Err(e) => {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply);
+                return;
+            }
+        };
+        let src: Vec<_> = pairs.iter().map(|(s, _)| *s).collect();
+        let dst: Vec<_> = pairs.iter().map(|(_, d)| *d).collect();
+        let copyuid = if pairs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {} {} {}] ",
+                dest.uid_validity.0,
+                uid_set(&src),
+                uid_set(&dst)
+            )
+        };
+        if is_move {
+            // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            if !copyuid.is_empty() {
+                self.line(&format!("* OK {copyuid}Moved"));
+            }
+            if let Some(sel) = self.selected.as_mut() {
+                for l in sel.remove_uids(&src) {
+                    self.out.extend_from_slice(l.as_bytes());
+                    self.out.extend_from_slice(b"\r\n");
+                }
+            }
+            self.finish(tag, &format!("OK {verb} completed"), true)
+                .await;
+        } else {
+            self.finish(tag, &format!("OK {copyuid}{verb} completed"), true)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! FETCH and UID FETCH — RFC 9051 §6.4.5 (and the RFC822* items of RFC 3501
+//! §6.4.5), BINARY (RFC 3516). Envelope and body structure come from what was
+//! parsed at delivery; the bytes are read only for body sections.
+
+use casella_proto_imap::section::{self, BinaryError};
+use casella_proto_imap::{FetchAttr, FetchItems, Section, SectionText, SequenceSet, encode};
+use casella_store::{Flag, FlagOp, FlagSet, ParsedMessage, Uid};
+
+use crate::cmd::store_error;
+use crate::session::{Reader, Session};
+use crate::view::flag_list;
+
+/// The section spec as it is echoed in the response, e.g. `1.2.HEADER.FIELDS (FROM)`.
+fn section_spec(s: &Section) -> String {
+    let mut out: Vec<String> = s.part.iter().map(|p| p.to_string()).collect();
+    match &s.text {
+        None => {}
+        Some(SectionText::Header) => out.push("HEADER".into()),
+        Some(SectionText::Text) => out.push("TEXT".into()),
+        Some(SectionText::Mime) => out.push("MIME".into()),
+        Some(SectionText::HeaderFields { not, fields }) => {
+            let name = if *not {
+                "HEADER.FIELDS.NOT"
+            } else {
+                "HEADER.FIELDS"
+            };
+            out.push(format!("{name} ({})", fields.join(" ")));
+        }
+    }
+    out.join(".")
+}
+
+fn part_spec(part: &[u32]) -> String {
+    part.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Whether fetching `attr` sets \Seen (RFC 9051 §6.4.5: non-PEEK body data).
+fn sets_seen(attr: &FetchAttr) -> bool {
+    matches!(
+        attr,
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+    )
+}
+
+fn needs_parsed(attr: &FetchAttr) -> bool {
+    match attr {
+        FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => true,
+        FetchAttr::BodySection { section, .. } => {
+            !section.part.is_empty() || section.text.is_some()
+        }
+        FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => true,
+        FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } => !part.is_empty(),
+        _ => false,
+    }
+}
+
+fn needs_raw(attr: &FetchAttr) -> bool {
+    matches!(
+        attr,
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Header
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { .. }
+            | FetchAttr::Binary { .. }
+            | FetchAttr::BinarySize { .. }
+    )
+}
+
+impl Session {
+    pub(crate) async fn cmd_fetch(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: SequenceSet,
+        items: FetchItems,
+        io: &mut Reader,
+    ) {
+        let verb = if uid { "UID FETCH" } else { "FETCH" };
+        let targets = match self.resolve(&set, uid) {
+            Ok(t) => t,
+            Err(e) => {
+                self.tagged(tag, &format!("BAD {e}"));
+                return;
+            }
+        };
+        let mut attrs = items.attrs;
+        // UID FETCH always returns UID (RFC 9051 §6.4.9).
+        if uid && !attrs.contains(&FetchAttr::Uid) {
+            attrs.insert(0, FetchAttr::Uid);
+        }
+        let want_parsed = attrs.iter().any(needs_parsed);
+        let want_raw = attrs.iter().any(needs_raw);
+        let store = self.store();
+
+        // Set \Seen first, in one store call, so the responses show it.
+        let mut seen_now: Vec<Uid> = Vec::new();
+        if attrs.iter().any(sets_seen)
+            && let Some(sel) = self.selected.as_ref()
+            && !sel.read_only
+        {
+            let unseen: Vec<Uid> = targets
+                .iter()
+                .filter_map(|(seq, u)| {
+                    sel.by_seq(*seq)
+                        .filter(|m| !m.expunged && !m.flags.contains(&Flag::Seen))
+                        .map(|_| *u)
+                })
+                .collect();
+            if !unseen.is_empty() {
+                let seen: FlagSet = [Flag::Seen].into_iter().collect();
+                match store
+                    .store_flags(sel.id(), &unseen, FlagOp::Add, &seen)
+                    .await
+                {
+                    Ok(updates) => {
+                        if let Some(sel) = self.selected.as_mut() {
+                            for u in updates {
+                                if let Ok(i) = sel.messages.binary_search_by_key(&u.uid, |m| m.uid)
+                                {
+                                    sel.messages[i].flags = u.flags;
+                                    sel.messages[i].modseq = u.modseq;
+                                }
+                                seen_now.push(u.uid);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let reply = store_error(&e);
+                        self.tagged(tag, &reply);
+                        return;
+                    }
+                }
+            }
+        }
+
+        let utf8 = self.utf8();
+        let rev1 = !self.rev2;
+        let mut missing = false;
+        for (seq, u) in targets {
+            let Some(m) = self.selected.as_ref().and_then(|s| s.by_seq(seq)).cloned() else {
+                continue;
+            };
+            let parsed: Option<ParsedMessage> = if want_parsed {
+                match store.parsed(&m.blob).await {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        missing = true;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let raw: Option<Vec<u8>> = if want_raw {
+                match store.read_blob(&m.blob).await {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        missing = true;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let mut out = format!("* {seq} FETCH (").into_bytes();
+            let mut first = true;
+            let mut sep = |out: &mut Vec<u8>| {
+                if !first {
+                    out.push(b' ');
+                }
+                first = false;
+            };
+            let mut flags_sent = false;
+            for attr in &attrs {
+                sep(&mut out);
+                match attr {
+                    FetchAttr::Uid => out.extend_from_slice(format!("UID {}", u.0).as_bytes()),
+                    FetchAttr::Flags => {
+                        flags_sent = true;
+                        out.extend_from_slice(
+                            format!("FLAGS ({})", flag_list(&m.flags, rev1 && m.recent)).as_bytes(),
+                        );
+                    }
+                    FetchAttr::InternalDate => {
+                        out.extend_from_slice(b"INTERNALDATE ");
+                        encode::date_time(&mut out, m.internal_date);
+                    }
+                    FetchAttr::Rfc822Size => {
+                        out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes())
+                    }
+                    FetchAttr::ModSeq => {
+                        out.extend_from_slice(format!("MODSEQ ({})", m.modseq.0).as_bytes())
+                    }
+                    FetchAttr::Envelope => {
+                        out.extend_from_slice(b"ENVELOPE ");
+                        if let Some(p) = &parsed {
+                            encode::envelope(&mut out, &p.envelope, utf8);
+                        }
+                    }
+                    FetchAttr::Body => {
+                        out.extend_from_slice(b"BODY ");
+                        if let Some(p) = &parsed {
+                            encode::body_structure(&mut out, &p.body, false, utf8);
+                        }
+                    }
+                    FetchAttr::BodyStructure => {
+                        out.extend_from_slice(b"BODYSTRUCTURE ");
+                        if let Some(p) = &parsed {
+                            encode::body_structure(&mut out, &p.body, true, utf8);
+                        }
+                    }
+                    FetchAttr::Rfc822 => {
+                        out.extend_from_slice(b"RFC822 ");
+                        encode::literal(&mut out, raw.as_deref().unwrap_or_default());
+                    }
+                    FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
+                        let (name, text) = if *attr == FetchAttr::Rfc822Header {
+                            ("RFC822.HEADER ", SectionText::Header)
+                        } else {
+                            ("RFC822.TEXT ", SectionText::Text)
+                        };
+                        out.extend_from_slice(name.as_bytes());
+                        let sec = Section {
+                            part: vec![],
+                            text: Some(text),
+                        };
+                        let data = match (&raw, &parsed) {
+                            (Some(r), Some(p)) => section::body_section(r, &p.body, &sec),
+                            _ => None,
+                        };
+                        encode::nstring(&mut out, data.as_deref());
+                    }
+                    FetchAttr::BodySection {
+                        section: sec,
+                        partial,
+                        ..
+                    } => {
+                        let data = match (&raw, &parsed) {
+                            (Some(r), Some(p)) => section::body_section(r, &p.body, sec),
+                            (Some(r), None) if sec.part.is_empty() && sec.text.is_none() => {
+                                Some(r.clone())
+                            }
+                            _ => None,
+                        };
+                        out.extend_from_slice(format!("BODY[{}]", section_spec(sec)).as_bytes());
+                        match (data, partial) {
+                            (Some(d), Some(p)) => {
+                                out.extend_from_slice(format!("<{}> ", p.offset).as_bytes());
+                                encode::nstring(
+                                    &mut out,
+                                    Some(section::partial(&d, p.offset, p.count)),
+                                );
+                            }
+                            (Some(d), None) => {
+                                out.push(b' ');
+                                encode::nstring(&mut out, Some(&d));
+                            }
+                            // A part that does not exist reads as empty (as Dovecot answers).
+                            (None, Some(p)) => out.extend_from_slice(format!("<{}> \"\"", p.offset).as_bytes()),
+                            (None, None) => out.extend_from_slice(b" \"\""),
+                        }
+                    }
+                    FetchAttr::Binary { part, partial, .. } => {
+                        let data = binary(&raw, &parsed, part);
+                        let data = match data {
+                            Ok(d) => d,
+                            Err(BinaryError::UnknownCte) => {
+                                self.tagged(tag, "NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server");
+                                return;
+                            }
+                            Err(BinaryError::NotFound) => Vec::new(),
+                        };
+                        out.extend_from_slice(format!("BINARY[{}]", part_spec(part)).as_bytes());
+                        let slice = match partial {
+                            Some(p) => {
+                                out.extend_from_slice(format!("<{}>", p.offset).as_bytes());
+                                section::partial(&data, p.offset, p.count)
+                            }
+                            None => &data[..],
+                        };
+                        out.push(b' ');
+                        if slice.contains(&0) {
+                            encode::binary_literal(&mut out, slice);
+                        } else {
+                            encode::literal(&mut out, slice);
+                        }
+                    }
+                    FetchAttr::BinarySize { part } => {
+                        let size = match binary(&raw, &parsed, part) {
+                            Ok(d) => d.len(),
+                            Err(BinaryError::UnknownCte) => {
+                                self.tagged(tag, "NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server");
+                                return;
+                            }
+                            Err(BinaryError::NotFound) => 0,
+                        };
+                        out.extend_from_slice(
+                            format!("BINARY.SIZE[{}] {size}", part_spec(part)).as_bytes(),
+                        );
+                    }
+                }
+            }
+            // RFC 9051 §6.4.5: when \Seen was set as a side effect, FLAGS is returned.
+            if !flags_sent && seen_now.contains(&u) {
+                sep(&mut out);
+                out.extend_from_slice(
+                    format!("FLAGS ({})", flag_list(&m.flags, rev1 && m.recent)).as_bytes(),
+                );
+            }
+            out.extend_from_slice(b")\r\n");
+            self.out.extend_from_slice(&out);
+            if self.maybe_flush(io).await.is_err() {
+                return;
+            }
+        }
+        let status = if missing {
+            format!("OK [EXPUNGEISSUED] {verb} completed; some messages were expunged meanwhile")
+        } else {
+            format!("OK {verb} completed")
+        };
+        self.finish(tag, &status, uid).await;
+    }
+}
+
+fn binary(
+    raw: &Option<Vec<u8>>,
+    parsed: &Option<ParsedMessage>,
+    part: &[u32],
+) -> Result<Vec<u8>, BinaryError> {
+    match (raw, parsed) {
+        (Some(r), Some(p)) => section::binary_section(r, &p.body, part),
+        (Some(r), None) if part.is_empty() => Ok(r.clone()),
+        _ => Err(BinaryError::NotFound),
+    }
+}

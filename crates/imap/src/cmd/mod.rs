@@ -1,0 +1,117 @@
+//! One file per group of commands. Each handler starts with the RFC sections it
+//! follows.
+
+mod append;
+mod auth;
+mod copy;
+mod fetch;
+mod idle;
+mod mailbox;
+mod search;
+mod select;
+mod store;
+
+use casella_proto_imap::SequenceSet;
+use casella_store::{StoreError, Uid};
+
+use crate::session::Session;
+
+/// The one place store errors become IMAP response codes (RFC 5530).
+pub(crate) fn store_error(e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound(what) => format!("NO [NONEXISTENT] No such {what}"),
+        StoreError::Exists(what) => format!("NO [ALREADYEXISTS] {what} exists already"),
+        StoreError::Invalid(why) => format!("NO [CANNOT] {why}"),
+        StoreError::InUse(why) => format!("NO [INUSE] {why}"),
+        StoreError::TooBig(why) => format!("NO [TOOBIG] {why}"),
+        StoreError::Temporary(_) => "NO [UNAVAILABLE] Temporary failure, try again".into(),
+        StoreError::Internal(why) => {
+            tracing::error!(error = %why, "store failure");
+            "NO [SERVERBUG] Internal error; the administrator can find details in the log".into()
+        }
+    }
+}
+
+impl Session {
+    /// The messages a sequence set names in the selected view, as (seq, uid) in
+    /// ascending order. `uid` says whether the set holds UIDs or sequence numbers;
+    /// `$` is the saved search result (RFC 5182). For message numbers, a number past
+    /// the end is an error (RFC 9051 §6.4.5: BAD); for UIDs it just matches nothing.
+    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, Uid)>, String> {
+        let Some(sel) = self.selected.as_ref() else {
+            return Err("No mailbox selected".into());
+        };
+        let mut out = Vec::new();
+        match set {
+            SequenceSet::Saved => {
+                for &u in &self.saved_search {
+                    if let Some(seq) = sel.seq_of(Uid(u)) {
+                        out.push((seq, Uid(u)));
+                    }
+                }
+            }
+            SequenceSet::Ranges(ranges) if uid => {
+                let max = sel.max_uid();
+                for (i, m) in sel.messages.iter().enumerate() {
+                    if ranges.iter().any(|r| r.contains(m.uid.0, max)) {
+                        out.push((i as u32 + 1, m.uid));
+                    }
+                }
+            }
+            SequenceSet::Ranges(ranges) => {
+                let exists = sel.exists();
+                for r in ranges {
+                    let (lo, hi) = r.bounds(exists);
+                    if lo == 0 || hi > exists {
+                        return Err("Invalid message sequence number".into());
+                    }
+                }
+                for (i, m) in sel.messages.iter().enumerate() {
+                    let seq = i as u32 + 1;
+                    if ranges.iter().any(|r| r.contains(seq, exists)) {
+                        out.push((seq, m.uid));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Compact UID set text for COPYUID/APPENDUID: `1:3,7` — in the given order.
+pub(crate) fn uid_set(uids: &[Uid]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i].0;
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1].0 == end + 1 {
+            i += 1;
+            end += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets() {
+        let u = |v: &[u32]| v.iter().map(|&n| Uid(n)).collect::<Vec<_>>();
+        assert_eq!(uid_set(&u(&[1, 2, 3, 7])), "1:3,7");
+        assert_eq!(uid_set(&u(&[5])), "5");
+        assert_eq!(uid_set(&u(&[])), "");
+        assert_eq!(uid_set(&u(&[4, 2, 3])), "4,2:3");
+    }
+}

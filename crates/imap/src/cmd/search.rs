@@ -1,0 +1,152 @@
+//! SEARCH and UID SEARCH — RFC 9051 §6.4.4; ESEARCH (RFC 4731), SEARCHRES (RFC 5182).
+
+use casella_proto_imap::{SearchKey, SearchReturn};
+use casella_store::Uid;
+
+use crate::search::{SearchInput, SearchScope, matches, needs_parsed};
+use crate::session::Session;
+
+impl Session {
+    pub(crate) async fn cmd_search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        returns: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        criteria: SearchKey,
+    ) {
+        let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+        let saving = returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Save));
+        if let Some(cs) = &charset
+            && !cs.eq_ignore_ascii_case("UTF-8")
+            && !cs.eq_ignore_ascii_case("US-ASCII")
+        {
+            if saving {
+                self.saved_search.clear();
+            }
+            self.tagged(
+                tag,
+                "NO [BADCHARSET (UTF-8 US-ASCII)] Only UTF-8 and US-ASCII are supported",
+            );
+            return;
+        }
+        let store = self.store();
+        let want_parsed = needs_parsed(&criteria);
+        let rev1 = !self.rev2;
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        let scope = SearchScope {
+            max_seq: sel.exists(),
+            max_uid: sel.max_uid(),
+            saved: &self.saved_search,
+        };
+        let mut hits: Vec<(u32, Uid)> = Vec::new();
+        for (i, m) in sel.messages.iter().enumerate() {
+            let parsed = if want_parsed {
+                match store.parsed(&m.blob).await {
+                    Ok(p) => Some(p),
+                    // An expunged message's metadata may be gone: it matches nothing.
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let input = SearchInput {
+                seq: i as u32 + 1,
+                uid: m.uid.0,
+                flags: &m.flags,
+                recent: m.recent && rev1,
+                size: m.size,
+                internal_date: m.internal_date,
+                modseq: m.modseq.0,
+                parsed: parsed.as_ref(),
+            };
+            if matches(&criteria, &input, &scope) {
+                hits.push((i as u32 + 1, m.uid));
+            }
+        }
+        let numbers: Vec<u32> = hits
+            .iter()
+            .map(|(s, u)| if uid { u.0 } else { *s })
+            .collect();
+        match returns {
+            None if rev1 => {
+                let mut line = String::from("* SEARCH");
+                for n in &numbers {
+                    line.push(' ');
+                    line.push_str(&n.to_string());
+                }
+                self.line(&line);
+            }
+            returns => {
+                let mut opts = returns.unwrap_or_default();
+                if opts.is_empty() {
+                    // RFC 4731 §3.1: RETURN () means ALL.
+                    opts.push(SearchReturn::All);
+                }
+                if opts.contains(&SearchReturn::Save) {
+                    // RFC 5182 §2.1: with only MIN and/or MAX, only those are saved.
+                    let only_min_max = !opts.contains(&SearchReturn::All)
+                        && !opts.contains(&SearchReturn::Count)
+                        && (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max));
+                    let mut saved: Vec<u32> = if only_min_max {
+                        let mut v = Vec::new();
+                        if opts.contains(&SearchReturn::Min)
+                            && let Some(f) = hits.first()
+                        {
+                            v.push(f.1.0);
+                        }
+                        if opts.contains(&SearchReturn::Max)
+                            && let Some(l) = hits.last()
+                        {
+                            v.push(l.1.0);
+                        }
+                        v
+                    } else {
+                        hits.iter().map(|(_, u)| u.0).collect()
+                    };
+                    saved.sort_unstable();
+                    saved.dedup();
+                    self.saved_search = saved;
+                }
+                let shown: Vec<&SearchReturn> =
+                    opts.iter().filter(|o| **o != SearchReturn::Save).collect();
+                if !shown.is_empty() {
+                    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+                    if uid {
+                        line.push_str(" UID");
+                    }
+                    for o in shown {
+                        match o {
+                            SearchReturn::Min => {
+                                if let Some(n) = numbers.first() {
+                                    line.push_str(&format!(" MIN {n}"));
+                                }
+                            }
+                            SearchReturn::Max => {
+                                if let Some(n) = numbers.last() {
+                                    line.push_str(&format!(" MAX {n}"));
+                                }
+                            }
+                            SearchReturn::Count => {
+                                line.push_str(&format!(" COUNT {}", numbers.len()))
+                            }
+                            SearchReturn::All => {
+                                if !numbers.is_empty() {
+                                    let set: Vec<Uid> = numbers.iter().map(|&n| Uid(n)).collect();
+                                    line.push_str(&format!(" ALL {}", super::uid_set(&set)));
+                                }
+                            }
+                            SearchReturn::Save => {}
+                        }
+                    }
+                    self.line(&line);
+                }
+            }
+        }
+        self.finish(tag, &format!("OK {verb} completed"), uid).await;
+    }
+}

@@ -1,0 +1,99 @@
+//! casella-imap: IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) server sessions.
+//!
+//! Owns: the session state machine (not authenticated → authenticated → selected →
+//! logout), each command's behaviour, the selected mailbox's view (sequence numbers,
+//! flags, \Recent) and how other sessions' changes reach it (EXISTS, EXPUNGE, FETCH
+//! FLAGS at the points RFC 9051 §7.5.1 allows), and IDLE.
+//! Must not: parse or encode wire syntax by hand where `casella-proto-imap` does it,
+//! or touch storage below the `MailStore` API.
+//! Invariants:
+//! - A session's sequence numbers change only when it reports them: an expunge by
+//!   another session stays in this view (as a ghost) until EXPUNGE may be sent.
+//! - No EXPUNGE is sent while answering FETCH, STORE or SEARCH (non-UID forms).
+//! - Nothing is answered OK before the store committed it.
+
+mod capability;
+mod cmd;
+mod names;
+pub mod search;
+mod session;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use casella_directory::{Directory, LoginType};
+use casella_net::{ConnectionInfo, Handler, SessionFuture, ShutdownSignal, Stream};
+use tokio_rustls::TlsAcceptor;
+
+/// IMAP settings (Set-ImapSettings names, kebab-case in the config file).
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub hostname: String,
+    pub login_type: LoginType,
+    /// Longest command line, literals excluded (Exchange's MaxCommandSize: 10240).
+    pub max_command_size: usize,
+    /// Largest message APPEND accepts (advertised as APPENDLIMIT) and largest literal.
+    pub append_limit: u32,
+    pub preauth_timeout: Duration,
+    /// Idle time allowed after login (RFC 9051 §5.4: at least 30 minutes).
+    pub auth_timeout: Duration,
+    pub auth_failure_delay: Duration,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            hostname: "localhost".into(),
+            login_type: LoginType::SecureLogin,
+            max_command_size: 10240,
+            append_limit: 36_700_160,
+            preauth_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(1800),
+            auth_failure_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub config: ImapConfig,
+    pub directory: Arc<Directory>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// The IMAP service: shared by the imap and imaps listeners.
+pub struct ImapService {
+    shared: Arc<Shared>,
+}
+
+impl ImapService {
+    pub fn new(
+        config: ImapConfig,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+    ) -> ImapService {
+        ImapService {
+            shared: Arc::new(Shared {
+                config,
+                directory,
+                tls,
+            }),
+        }
+    }
+}
+
+impl Handler for ImapService {
+    fn handle(
+        &self,
+        stream: Stream,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+    ) -> SessionFuture {
+        let session = session::Session::new(self.shared.clone(), info, signal, stream.is_tls());
+        Box::pin(session.run(stream))
+    }
+
+    fn busy_reply(&self) -> &'static [u8] {
+        b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
+    }
+}

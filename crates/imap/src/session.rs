@@ -1,0 +1,486 @@
+//! One IMAP session: reading commands (lines and literals), dispatching them by
+//! state, and writing responses.
+
+use std::sync::Arc;
+
+use casella_directory::Secret;
+use casella_net::{ConnectionInfo, LineError, ShutdownSignal, Stream, read_line};
+use casella_proto_imap::{Command, CommandBody, LiteralSpec, literal_at_end, parse_command};
+use casella_store::{Account, Change, MailStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::broadcast;
+
+use crate::Shared;
+use crate::capability::capabilities;
+use crate::view::Selected;
+
+pub(crate) type Reader = BufReader<Stream>;
+
+/// Flush the output buffer when it grows beyond this while answering one command.
+const FLUSH_THRESHOLD: usize = 256 * 1024;
+
+/// The logged-in user.
+pub(crate) struct Auth {
+    pub account: Account,
+    pub changes: broadcast::Receiver<Change>,
+}
+
+pub(crate) struct Session {
+    pub shared: Arc<Shared>,
+    pub info: ConnectionInfo,
+    pub signal: ShutdownSignal,
+    pub out: Vec<u8>,
+    pub tls_active: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051 §6.3.1).
+    pub rev2: bool,
+    /// ENABLE UTF8=ACCEPT (RFC 6855).
+    pub utf8_accept: bool,
+    pub auth: Option<Auth>,
+    pub selected: Option<Selected>,
+    /// UIDs saved by SEARCH RETURN (SAVE) — RFC 5182 — ascending.
+    pub saved_search: Vec<u32>,
+    /// The selected mailbox disappeared; the session ends after this command.
+    pub gone: bool,
+}
+
+/// What the loop does after a command.
+pub(crate) enum Next {
+    Continue,
+    Logout,
+    StartTls,
+    /// Close at once (BYE already queued).
+    Close,
+}
+
+/// Why reading a command failed.
+enum ReadError {
+    Closed,
+    /// Timed out waiting for the client.
+    Idle,
+    ShuttingDown,
+    /// Answered already (e.g. too long); go on with the next command.
+    Answered,
+    /// A protocol violation after which the stream cannot be resynchronised.
+    Fatal(String),
+}
+
+impl Session {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+        tls_active: bool,
+    ) -> Session {
+        Session {
+            shared,
+            info,
+            signal,
+            out: Vec::with_capacity(1024),
+            tls_active,
+            rev2: false,
+            utf8_accept: false,
+            auth: None,
+            selected: None,
+            saved_search: Vec::new(),
+            gone: false,
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn MailStore> {
+        self.shared.directory.store().clone()
+    }
+
+    pub fn line(&mut self, s: &str) {
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub fn tagged(&mut self, tag: &str, status: &str) {
+        self.line(&format!("{tag} {status}"));
+    }
+
+    pub async fn flush(&mut self, io: &mut Reader) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            io.get_mut().write_all(&self.out).await?;
+            self.out.clear();
+        }
+        io.get_mut().flush().await
+    }
+
+    /// Writes out a large response in pieces.
+    pub async fn maybe_flush(&mut self, io: &mut Reader) -> std::io::Result<()> {
+        if self.out.len() >= FLUSH_THRESHOLD {
+            io.get_mut().write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Mailbox names and strings in UTF-8 (rev2 or UTF8=ACCEPT), else modified
+    /// UTF-7 names and 8-bit only in literals.
+    pub fn utf8(&self) -> bool {
+        self.rev2 || self.utf8_accept
+    }
+
+    pub fn passwords_allowed(&self) -> bool {
+        self.shared
+            .config
+            .login_type
+            .passwords_allowed(self.tls_active)
+    }
+
+    pub fn capability_string(&self) -> String {
+        capabilities(
+            self.auth.is_some(),
+            self.tls_active,
+            self.shared.tls.is_some(),
+            self.passwords_allowed(),
+            self.shared.config.append_limit,
+        )
+    }
+
+    pub(crate) async fn run(mut self, stream: Stream) {
+        let mut io = BufReader::with_capacity(8192, stream);
+        let caps = self.capability_string();
+        self.line(&format!(
+            "* OK [CAPABILITY {caps}] casella IMAP4rev2 service ready"
+        ));
+        loop {
+            if io.buffer().is_empty() && self.flush(&mut io).await.is_err() {
+                return;
+            }
+            let command = match self.read_command(&mut io).await {
+                Ok(c) => c,
+                Err(ReadError::Closed) => return,
+                Err(ReadError::Answered) => continue,
+                Err(ReadError::Idle) => {
+                    self.line("* BYE Autologout; idle for too long");
+                    let _ = self.flush(&mut io).await;
+                    return;
+                }
+                Err(ReadError::ShuttingDown) => {
+                    self.line("* BYE [UNAVAILABLE] Server shutting down");
+                    let _ = self.flush(&mut io).await;
+                    return;
+                }
+                Err(ReadError::Fatal(why)) => {
+                    self.line(&format!("* BYE {why}"));
+                    let _ = self.flush(&mut io).await;
+                    return;
+                }
+            };
+            let next = match parse_command(&command) {
+                Err(e) => {
+                    let tag = e.tag.clone().unwrap_or_else(|| "*".into());
+                    self.line(&format!("{tag} BAD {}", e.message));
+                    Next::Continue
+                }
+                Ok(cmd) => self.dispatch(cmd, &mut io).await,
+            };
+            match next {
+                Next::Continue => {}
+                Next::Logout | Next::Close => {
+                    let _ = self.flush(&mut io).await;
+                    let _ = io.get_mut().shutdown().await;
+                    return;
+                }
+                Next::StartTls => {
+                    if self.flush(&mut io).await.is_err() {
+                        return;
+                    }
+                    let Some(acceptor) = self.shared.tls.clone() else {
+                        return;
+                    };
+                    // RFC 9051 §6.2.1: input pipelined after STARTTLS is discarded.
+                    let stream = io.into_inner();
+                    let timeout = self.shared.config.preauth_timeout;
+                    match tokio::time::timeout(timeout, stream.into_tls(&acceptor)).await {
+                        Ok(Ok(s)) => {
+                            io = BufReader::with_capacity(8192, s);
+                            self.tls_active = true;
+                        }
+                        _ => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn idle_timeout(&self) -> std::time::Duration {
+        if self.auth.is_some() {
+            self.shared.config.auth_timeout
+        } else {
+            self.shared.config.preauth_timeout
+        }
+    }
+
+    /// Reads one line, honouring the idle timeout and shutdown.
+    async fn read_one_line(
+        &mut self,
+        io: &mut Reader,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), ReadError> {
+        let mut signal = self.signal.clone();
+        let timeout = self.idle_timeout();
+        tokio::select! {
+            _ = signal.wait() => Err(ReadError::ShuttingDown),
+            r = tokio::time::timeout(timeout, read_line(io, buf, max)) => match r {
+                Err(_) => Err(ReadError::Idle),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(LineError::TooLong)) => {
+                    self.line(&format!(
+                        "* BAD Command line too long (the limit is {max} bytes)"
+                    ));
+                    Err(ReadError::Answered)
+                }
+                Ok(Err(_)) => Err(ReadError::Closed),
+            }
+        }
+    }
+
+    /// Reads a complete command: its lines joined by CRLF, each literal inline
+    /// after its `{n}` announcement (the form `parse_command` takes). Sync literals
+    /// get a "+" continuation; literals over the limit are refused before they are
+    /// sent (RFC 7888 §4, RFC 9051 §7.5 TOOBIG).
+    async fn read_command(&mut self, io: &mut Reader) -> Result<Vec<u8>, ReadError> {
+        let max_line = self.shared.config.max_command_size;
+        let limit = self.shared.config.append_limit as u64;
+        // A whole command (MULTIAPPEND) may hold several literals.
+        let total_limit = limit.saturating_mul(4).max(64 << 20);
+        let mut command = Vec::new();
+        let mut line = Vec::with_capacity(256);
+        loop {
+            self.read_one_line(io, &mut line, max_line).await?;
+            command.extend_from_slice(&line);
+            let Some(LiteralSpec { len, non_sync, .. }) = literal_at_end(&line) else {
+                return Ok(command);
+            };
+            if len > limit || command.len() as u64 + len > total_limit {
+                let tag = first_word(&command);
+                if non_sync {
+                    // The client sends the bytes anyway; we cannot find the next
+                    // command boundary without reading them all.
+                    return Err(ReadError::Fatal(format!(
+                        "[TOOBIG] Literal of {len} bytes is over the limit of {limit}"
+                    )));
+                }
+                self.line(&format!(
+                    "{tag} NO [TOOBIG] Literal of {len} bytes is over the limit of {limit} bytes"
+                ));
+                return Err(ReadError::Answered);
+            }
+            if !non_sync {
+                self.line("+ Ready for literal data");
+                if self.flush(io).await.is_err() {
+                    return Err(ReadError::Closed);
+                }
+            }
+            command.extend_from_slice(b"\r\n");
+            let start = command.len();
+            command.resize(start + len as usize, 0);
+            let timeout = self.idle_timeout();
+            match tokio::time::timeout(timeout, io.read_exact(&mut command[start..])).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(ReadError::Closed),
+                Err(_) => return Err(ReadError::Idle),
+            }
+        }
+    }
+
+    /// Reads one line that is not a command: a SASL response or IDLE's DONE.
+    pub async fn read_continuation(&mut self, io: &mut Reader) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.read_one_line(io, &mut buf, 16 * 1024).await {
+            Ok(()) => Some(String::from_utf8_lossy(&buf).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command, io: &mut Reader) -> Next {
+        let Command { tag, body } = cmd;
+        use CommandBody as C;
+        // Commands valid in any state — RFC 9051 §6.1.
+        match body {
+            C::Capability => {
+                let caps = self.capability_string();
+                self.line(&format!("* CAPABILITY {caps}"));
+                self.finish(&tag, "OK CAPABILITY completed", true).await;
+                return Next::Continue;
+            }
+            C::Noop => {
+                self.finish(&tag, "OK NOOP completed", true).await;
+                return Next::Continue;
+            }
+            C::Logout => {
+                self.line("* BYE casella IMAP4rev2 server logging out");
+                self.tagged(&tag, "OK LOGOUT completed");
+                return Next::Logout;
+            }
+            C::Id(params) => {
+                self.cmd_id(&tag, params);
+                return Next::Continue;
+            }
+            _ => {}
+        }
+        if self.auth.is_none() {
+            return match body {
+                C::StartTls => self.cmd_starttls(&tag),
+                C::Login { username, password } => {
+                    self.cmd_login(&tag, &username, Secret::new(password)).await;
+                    Next::Continue
+                }
+                C::Authenticate { mechanism, initial } => {
+                    self.cmd_authenticate(&tag, &mechanism, initial, io).await;
+                    Next::Continue
+                }
+                _ => {
+                    self.tagged(&tag, "BAD Log in first (LOGIN or AUTHENTICATE)");
+                    Next::Continue
+                }
+            };
+        }
+        match body {
+            C::StartTls | C::Login { .. } | C::Authenticate { .. } => {
+                self.tagged(&tag, "BAD Already logged in");
+            }
+            C::Enable(caps) => self.cmd_enable(&tag, caps),
+            C::Select { mailbox, params } => self.cmd_select(&tag, &mailbox, params, false).await,
+            C::Examine { mailbox, params } => self.cmd_select(&tag, &mailbox, params, true).await,
+            C::Create {
+                mailbox,
+                special_use,
+            } => self.cmd_create(&tag, &mailbox, &special_use).await,
+            C::Delete(mailbox) => self.cmd_delete(&tag, &mailbox).await,
+            C::Rename { from, to } => self.cmd_rename(&tag, &from, &to).await,
+            C::Subscribe(mailbox) => self.cmd_subscribe(&tag, &mailbox, true).await,
+            C::Unsubscribe(mailbox) => self.cmd_subscribe(&tag, &mailbox, false).await,
+            C::List(list) => self.cmd_list(&tag, list).await,
+            C::Lsub { reference, pattern } => self.cmd_lsub(&tag, &reference, &pattern).await,
+            C::Namespace => {
+                self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                self.finish(&tag, "OK NAMESPACE completed", true).await;
+            }
+            C::Status { mailbox, items } => self.cmd_status(&tag, &mailbox, &items).await,
+            C::Append { mailbox, messages } => self.cmd_append(&tag, &mailbox, messages).await,
+            C::Idle => return self.cmd_idle(&tag, io).await,
+            selected_only => {
+                if self.selected.is_none() {
+                    self.tagged(&tag, "BAD No mailbox selected");
+                    return Next::Continue;
+                }
+                return self.dispatch_selected(&tag, selected_only, io).await;
+            }
+        }
+        if self.take_gone() {
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    async fn dispatch_selected(&mut self, tag: &str, body: CommandBody, io: &mut Reader) -> Next {
+        use CommandBody as C;
+        match body {
+            C::Check => self.finish(tag, "OK CHECK completed", true).await,
+            C::Close => self.cmd_close(tag, true).await,
+            C::Unselect => self.cmd_close(tag, false).await,
+            C::Expunge => self.cmd_expunge(tag, None).await,
+            C::UidExpunge(set) => self.cmd_expunge(tag, Some(set)).await,
+            C::Search {
+                uid,
+                returns,
+                charset,
+                criteria,
+            } => self.cmd_search(tag, uid, returns, charset, criteria).await,
+            C::Fetch {
+                uid, set, items, ..
+            } => self.cmd_fetch(tag, uid, set, items, io).await,
+            C::Store {
+                uid,
+                set,
+                action,
+                silent,
+                flags,
+                ..
+            } => self.cmd_store(tag, uid, set, action, silent, flags).await,
+            C::Copy { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, false).await,
+            C::Move { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, true).await,
+            _ => self.tagged(tag, "BAD Command not valid in this state"),
+        }
+        if self.take_gone() {
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    /// Sends pending updates of the selected mailbox, then the tagged reply.
+    /// `allow_expunge` is false while answering FETCH, STORE and SEARCH.
+    pub async fn finish(&mut self, tag: &str, status: &str, allow_expunge: bool) {
+        self.sync_selected(allow_expunge).await;
+        self.tagged(tag, status);
+    }
+
+    /// Folds in changes made elsewhere (RFC 9051 §7.5.1). Cheap when nothing changed:
+    /// only the change feed is looked at.
+    pub async fn sync_selected(&mut self, allow_expunge: bool) {
+        let Some(auth) = self.auth.as_mut() else {
+            return;
+        };
+        let Some(selected) = self.selected.as_ref() else {
+            return;
+        };
+        let mut dirty = false;
+        loop {
+            match auth.changes.try_recv() {
+                Ok(c) => dirty |= c.mailbox() == Some(selected.id()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => dirty = true,
+                Err(_) => break,
+            }
+        }
+        let has_ghosts = selected.messages.iter().any(|m| m.expunged);
+        if !(dirty || allow_expunge && has_ghosts) {
+            return;
+        }
+        self.resync(allow_expunge).await;
+    }
+
+    /// Re-reads the selected mailbox's changes from the store.
+    pub async fn resync(&mut self, allow_expunge: bool) {
+        let store = self.store();
+        let rev1 = !self.rev2;
+        let Some(selected) = self.selected.as_mut() else {
+            return;
+        };
+        match selected.sync(&*store, allow_expunge, rev1).await {
+            Ok(report) => {
+                if report.gone {
+                    self.line("* BYE The selected mailbox was deleted; please reconnect");
+                    self.gone = true;
+                    return;
+                }
+                for l in report.lines {
+                    self.line(&l);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "resynchronising the selected mailbox failed"),
+        }
+    }
+
+    fn take_gone(&mut self) -> bool {
+        std::mem::take(&mut self.gone)
+    }
+}
+
+/// The tag of a command being read, for replies before it is parsed.
+fn first_word(command: &[u8]) -> String {
+    let end = command
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(command.len());
+    let tag = String::from_utf8_lossy(&command[..end]).into_owned();
+    if tag.is_empty() || tag.contains(|c: char| c.is_control() || c == '+') {
+        "*".into()
+    } else {
+        tag
+    }
+}

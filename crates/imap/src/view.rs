@@ -1,0 +1,272 @@
+//! The selected mailbox as this session sees it — RFC 9051 §2.3.1.2 sequence
+//! numbers, and how changes made elsewhere are folded in (§7.5.1: EXISTS any time,
+//! EXPUNGE only between commands other than FETCH/STORE/SEARCH).
+
+use std::collections::BTreeSet;
+
+use casella_store::{
+    BlobId, Flag, FlagSet, MailStore, Mailbox, MailboxId, ModSeq, StoreError, StoreResult, Uid,
+};
+
+/// One message of the view.
+#[derive(Debug, Clone)]
+pub struct ViewMessage {
+    pub uid: Uid,
+    pub flags: FlagSet,
+    pub modseq: ModSeq,
+    pub size: u32,
+    pub internal_date: i64,
+    pub blob: BlobId,
+    /// \Recent in this session (IMAP4rev1).
+    pub recent: bool,
+    /// Expunged elsewhere, not yet reported with EXPUNGE (a ghost keeps its number).
+    pub expunged: bool,
+}
+
+pub struct Selected {
+    pub mailbox: Mailbox,
+    pub read_only: bool,
+    /// Ascending UIDs; index + 1 is the sequence number.
+    pub messages: Vec<ViewMessage>,
+    /// Everything up to this MODSEQ is reflected in `messages`.
+    pub synced: ModSeq,
+    /// Keywords announced in FLAGS so far.
+    pub keywords: BTreeSet<String>,
+}
+
+/// What a sync found, as untagged lines to send.
+#[derive(Default)]
+pub struct SyncReport {
+    pub lines: Vec<String>,
+    /// The mailbox no longer exists.
+    pub gone: bool,
+}
+
+impl Selected {
+    pub fn id(&self) -> MailboxId {
+        self.mailbox.id
+    }
+
+    pub fn exists(&self) -> u32 {
+        self.messages.len() as u32
+    }
+
+    pub fn max_uid(&self) -> u32 {
+        self.messages.last().map(|m| m.uid.0).unwrap_or(0)
+    }
+
+    /// Sequence number (1-based) of a UID in the view.
+    pub fn seq_of(&self, uid: Uid) -> Option<u32> {
+        self.messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| i as u32 + 1)
+    }
+
+    pub fn by_seq(&self, seq: u32) -> Option<&ViewMessage> {
+        self.messages.get((seq as usize).checked_sub(1)?)
+    }
+
+    /// Opens the view: lists messages and claims \Recent (unless read-only).
+    pub async fn open(
+        store: &dyn MailStore,
+        mailbox: Mailbox,
+        read_only: bool,
+    ) -> StoreResult<Selected> {
+        let synced = mailbox.highest_modseq;
+        let list = store.list_messages(mailbox.id).await?;
+        let max = list.last().map(|m| m.uid).unwrap_or(Uid(0));
+        let recent_above = if read_only {
+            mailbox.recent_watermark
+        } else {
+            store.claim_recent(mailbox.id, max).await?
+        };
+        let mut keywords = BTreeSet::new();
+        let messages = list
+            .into_iter()
+            .map(|m| {
+                collect_keywords(&m.flags, &mut keywords);
+                ViewMessage {
+                    recent: m.uid > recent_above,
+                    uid: m.uid,
+                    flags: m.flags,
+                    modseq: m.modseq,
+                    size: m.size,
+                    internal_date: m.internal_date,
+                    blob: m.blob,
+                    expunged: false,
+                }
+            })
+            .collect();
+        Ok(Selected {
+            mailbox,
+            read_only,
+            messages,
+            synced,
+            keywords,
+        })
+    }
+
+    pub fn flags_line(&self) -> String {
+        let mut s = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in &self.keywords {
+            s.push(' ');
+            s.push_str(k);
+        }
+        format!("* FLAGS ({s})")
+    }
+
+    /// Brings the view up to date with the store. New messages are always
+    /// reported (EXISTS, and RECENT for rev1); flag changes as FETCH FLAGS; expunges
+    /// only when `allow_expunge`, otherwise they stay as ghosts until then.
+    pub async fn sync(
+        &mut self,
+        store: &dyn MailStore,
+        allow_expunge: bool,
+        rev1: bool,
+    ) -> StoreResult<SyncReport> {
+        let mut report = SyncReport::default();
+        let current = match store.mailbox(self.id()).await {
+            Ok(m) => m,
+            Err(StoreError::NotFound(_)) => {
+                report.gone = true;
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        if current.highest_modseq > self.synced {
+            // Read the expunges first: anything committed before `current` was read
+            // is in both lists; later changes come again next time (idempotent).
+            let expunged = store.expunged_since(self.id(), self.synced).await?;
+            let changed = store.changed_since(self.id(), self.synced).await?;
+            for uid in expunged {
+                if let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) {
+                    self.messages[i].expunged = true;
+                }
+            }
+            let old_max = Uid(self.max_uid());
+            let mut new_keywords = false;
+            let mut added = Vec::new();
+            for m in changed {
+                match self.messages.binary_search_by_key(&m.uid, |v| v.uid) {
+                    Ok(i) => {
+                        let v = &mut self.messages[i];
+                        v.modseq = v.modseq.max(m.modseq);
+                        if v.flags != m.flags && !v.expunged {
+                            new_keywords |= collect_keywords(&m.flags, &mut self.keywords);
+                            v.flags = m.flags;
+                            let seq = i + 1;
+                            let recent = rev1 && v.recent;
+                            report.lines.push(format!(
+                                "* {seq} FETCH (FLAGS ({}))",
+                                flag_list(&v.flags, recent)
+                            ));
+                        }
+                    }
+                    Err(_) if m.uid > old_max => added.push(m),
+                    // An older UID we do not have was expunged already.
+                    Err(_) => {}
+                }
+            }
+            if new_keywords
+                || added
+                    .iter()
+                    .any(|m| has_new_keyword(&m.flags, &self.keywords))
+            {
+                for m in &added {
+                    collect_keywords(&m.flags, &mut self.keywords);
+                }
+                report.lines.insert(0, self.flags_line());
+            }
+            if !added.is_empty() {
+                let max = added.last().map(|m| m.uid).unwrap_or(old_max);
+                let recent_above = if self.read_only {
+                    current.recent_watermark
+                } else {
+                    store.claim_recent(self.id(), max).await?
+                };
+                for m in added {
+                    self.messages.push(ViewMessage {
+                        recent: m.uid > recent_above,
+                        uid: m.uid,
+                        flags: m.flags,
+                        modseq: m.modseq,
+                        size: m.size,
+                        internal_date: m.internal_date,
+                        blob: m.blob,
+                        expunged: false,
+                    });
+                }
+                report.lines.push(format!("* {} EXISTS", self.exists()));
+                if rev1 {
+                    let recent = self.messages.iter().filter(|m| m.recent).count();
+                    report.lines.push(format!("* {recent} RECENT"));
+                }
+            }
+            self.synced = current.highest_modseq;
+            self.mailbox = current;
+        }
+        if allow_expunge {
+            report.lines.extend(self.report_expunges());
+        }
+        Ok(report)
+    }
+
+    /// EXPUNGE lines for every ghost, removing them. Numbers are given as each
+    /// removal leaves them (RFC 9051 §7.5.1: each EXPUNGE renumbers the rest).
+    pub fn report_expunges(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut i = 0;
+        while i < self.messages.len() {
+            if self.messages[i].expunged {
+                lines.push(format!("* {} EXPUNGE", i + 1));
+                self.messages.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        lines
+    }
+
+    /// Removes messages this session expunged itself, returning EXPUNGE lines.
+    pub fn remove_uids(&mut self, uids: &[Uid]) -> Vec<String> {
+        for uid in uids {
+            if let Ok(i) = self.messages.binary_search_by_key(uid, |m| m.uid) {
+                self.messages[i].expunged = true;
+            }
+        }
+        self.report_expunges()
+    }
+}
+
+/// Adds the keywords of `flags` to `known`; true if any was new.
+fn collect_keywords(flags: &FlagSet, known: &mut BTreeSet<String>) -> bool {
+    let mut new = false;
+    for f in flags {
+        if let Flag::Keyword(k) = f {
+            new |= known.insert(k.clone());
+        }
+    }
+    new
+}
+
+fn has_new_keyword(flags: &FlagSet, known: &BTreeSet<String>) -> bool {
+    flags
+        .iter()
+        .any(|f| matches!(f, Flag::Keyword(k) if !known.contains(k)))
+}
+
+/// `\Seen \Flagged $Label` — with `\Recent` first when asked (rev1).
+pub fn flag_list(flags: &FlagSet, recent: bool) -> String {
+    let mut s = String::new();
+    if recent {
+        s.push_str("\\Recent");
+    }
+    for f in flags {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(f.as_str());
+    }
+    s
+}

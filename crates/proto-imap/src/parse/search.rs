@@ -1,0 +1,229 @@
+//! SEARCH — RFC 9051 §6.4.4; rev1 NEW/OLD/RECENT (RFC 3501 §6.4.4); RETURN
+//! options (ESEARCH, RFC 4731 §3.1; SAVE, RFC 5182 §2.1); MODSEQ (RFC 7162 §3.1.5).
+
+use std::borrow::Cow;
+
+use super::cursor::{Cursor, PResult, fail, show, utf8};
+use super::datetime::search_date;
+use crate::types::{CommandBody, SearchKey, SearchReturn};
+
+/// How deeply parentheses, NOT and OR may nest. Deep enough for clients that chain
+/// ORs; shallow enough that the recursion cannot exhaust a 2 MiB thread stack.
+pub(super) const MAX_DEPTH: usize = 100;
+
+/// `search = "SEARCH" [search-return-opts] SP search-program`, after the keyword.
+pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
+    c.sep("search criteria")?;
+    let mut returns = None;
+    if c.eat_keyword("RETURN") {
+        c.sep("search return options")?;
+        returns = Some(return_options(c)?);
+        c.sep("search criteria")?;
+    }
+    let mut charset = None;
+    if c.eat_keyword("CHARSET") {
+        c.sep("charset")?;
+        charset = Some(c.astring_text("charset")?);
+        c.sep("search criteria")?;
+    }
+    // Strings in a charset other than UTF-8/US-ASCII are decoded lossily so that
+    // the command still parses; the session answers NO [BADCHARSET] for charsets it
+    // does not support (RFC 9051 §6.4.4).
+    let lossy = charset
+        .as_deref()
+        .is_some_and(|cs| !["UTF-8", "US-ASCII"].iter().any(|u| cs.eq_ignore_ascii_case(u)));
+    let mut parser = KeyParser { lossy };
+    let mut keys = vec![parser.key(c, 0)?];
+    while c.eat(b' ') {
+        keys.push(parser.key(c, 0)?);
+    }
+    c.end()?;
+    Ok(CommandBody::Search {
+        uid,
+        returns,
+        charset,
+        criteria: and(keys),
+    })
+}
+
+/// `"(" [search-return-opt *(SP search-return-opt)] ")"`; `()` means ALL
+/// (RFC 4731 §3.1).
+fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
+    c.expect(b'(', "Invalid search return options")?;
+    if c.eat(b')') {
+        return Ok(vec![SearchReturn::All]);
+    }
+    let mut options = Vec::new();
+    loop {
+        let name = c.word();
+        options.push(match name.as_str() {
+            "MIN" => SearchReturn::Min,
+            "MAX" => SearchReturn::Max,
+            "ALL" => SearchReturn::All,
+            "COUNT" => SearchReturn::Count,
+            "SAVE" => SearchReturn::Save,
+            "" => return fail("Invalid search return option"),
+            _ => {
+                return fail(format!(
+                    "Unknown search return option {}",
+                    show(name.as_bytes())
+                ));
+            }
+        });
+        if c.eat(b')') {
+            return Ok(options);
+        }
+        c.expect(b' ', "Expected ')' after search return options")?;
+    }
+}
+
+/// A list of keys is their conjunction; a list of one is that key.
+fn and(mut keys: Vec<SearchKey>) -> SearchKey {
+    if keys.len() == 1
+        && let Some(key) = keys.pop()
+    {
+        return key;
+    }
+    SearchKey::And(keys)
+}
+
+struct KeyParser {
+    /// Decode strings lossily (a charset other than UTF-8 was named).
+    lossy: bool,
+}
+
+impl KeyParser {
+    fn text(&self, c: &mut Cursor<'_>, what: &str) -> PResult<String> {
+        c.sep(what)?;
+        let bytes = c.astring(what)?;
+        if self.lossy && !bytes.contains(&0) {
+            return Ok(match bytes {
+                Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
+                Cow::Owned(v) => String::from_utf8_lossy(&v).into_owned(),
+            });
+        }
+        utf8(bytes, what)
+    }
+
+    /// One `search-key`.
+    fn key(&mut self, c: &mut Cursor<'_>, depth: usize) -> PResult<SearchKey> {
+        use SearchKey::*;
+        if depth >= MAX_DEPTH {
+            return fail("Search criteria nested too deeply");
+        }
+        match c.peek() {
+            None => return fail("Missing search criteria"),
+            Some(b'(') => {
+                c.bump();
+                let mut keys = vec![self.key(c, depth + 1)?];
+                while !c.eat(b')') {
+                    c.expect(b' ', "Expected ')' after search criteria")?;
+                    keys.push(self.key(c, depth + 1)?);
+                }
+                return Ok(and(keys));
+            }
+            Some(b'0'..=b'9' | b'*' | b'$') => return Ok(SequenceSet(c.sequence_set()?)),
+            Some(_) => {}
+        }
+        let name = c.word();
+        let key = match name.as_str() {
+            "ALL" => All,
+            "ANSWERED" => Answered,
+            "DELETED" => Deleted,
+            "DRAFT" => Draft,
+            "FLAGGED" => Flagged,
+            "NEW" => New,
+            "OLD" => Old,
+            "RECENT" => Recent,
+            "SEEN" => Seen,
+            "UNANSWERED" => Unanswered,
+            "UNDELETED" => Undeleted,
+            "UNDRAFT" => Undraft,
+            "UNFLAGGED" => Unflagged,
+            "UNSEEN" => Unseen,
+            "BCC" => Bcc(self.text(c, "BCC string")?),
+            "BODY" => Body(self.text(c, "BODY string")?),
+            "CC" => Cc(self.text(c, "CC string")?),
+            "FROM" => From(self.text(c, "FROM string")?),
+            "SUBJECT" => Subject(self.text(c, "SUBJECT string")?),
+            "TEXT" => Text(self.text(c, "TEXT string")?),
+            "TO" => To(self.text(c, "TO string")?),
+            "HEADER" => {
+                let field = self.text(c, "header field name")?;
+                Header(field, self.text(c, "HEADER string")?)
+            }
+            "BEFORE" => Before(date(c)?),
+            "ON" => On(date(c)?),
+            "SINCE" => Since(date(c)?),
+            "SENTBEFORE" => SentBefore(date(c)?),
+            "SENTON" => SentOn(date(c)?),
+            "SENTSINCE" => SentSince(date(c)?),
+            "KEYWORD" => Keyword(keyword(c)?),
+            "UNKEYWORD" => Unkeyword(keyword(c)?),
+            "LARGER" => Larger(size(c)?),
+            "SMALLER" => Smaller(size(c)?),
+            "NOT" => {
+                c.sep("search criteria")?;
+                Not(Box::new(self.key(c, depth + 1)?))
+            }
+            "OR" => {
+                c.sep("search criteria")?;
+                let a = self.key(c, depth + 1)?;
+                c.sep("search criteria")?;
+                Or(Box::new(a), Box::new(self.key(c, depth + 1)?))
+            }
+            "UID" => {
+                c.sep("sequence set")?;
+                Uid(c.sequence_set()?)
+            }
+            "MODSEQ" => ModSeq(modseq(c)?),
+            "" => return fail("Invalid search criteria"),
+            _ => {
+                return fail(format!(
+                    "Unknown search criterion {}",
+                    show(name.as_bytes())
+                ));
+            }
+        };
+        if !c.delimited() {
+            return fail(format!("Invalid {name} criterion"));
+        }
+        Ok(key)
+    }
+}
+
+fn date(c: &mut Cursor<'_>) -> PResult<crate::types::Date> {
+    c.sep("date")?;
+    search_date(c)
+}
+
+/// `flag-keyword = atom` (no `\`).
+fn keyword(c: &mut Cursor<'_>) -> PResult<String> {
+    c.sep("keyword")?;
+    c.required_atom("keyword")
+}
+
+/// `number64`; values beyond u32 saturate (no message is that large, so
+/// LARGER/SMALLER answer the same).
+fn size(c: &mut Cursor<'_>) -> PResult<u32> {
+    c.sep("size")?;
+    let n = c.number64("size")?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// `search-modsequence = "MODSEQ" [search-modseq-ext] SP mod-sequence-valzer`,
+/// `search-modseq-ext = SP entry-name SP entry-type-req`; the entry is parsed and
+/// ignored (RFC 7162 §3.1.5 lets the server treat all entries alike).
+fn modseq(c: &mut Cursor<'_>) -> PResult<u64> {
+    c.sep("mod-sequence")?;
+    if !c.peek().is_some_and(|b| b.is_ascii_digit()) {
+        c.astring("entry name")?;
+        c.sep("entry type")?;
+        let kind = c.word();
+        if !matches!(kind.as_str(), "PRIV" | "SHARED" | "ALL") {
+            return fail("Invalid entry type");
+        }
+        c.sep("mod-sequence")?;
+    }
+    c.modseq()
+}

@@ -1,0 +1,409 @@
+//! The IMAP command AST. Names follow RFC 9051 §6 and §9 (formal syntax) with Rust
+//! casing. Extensions: RFC 4466/4731 (ESEARCH), 5182 (SEARCHRES), 5258/5819
+//! (LIST-EXTENDED, LIST-STATUS), 6154 (SPECIAL-USE, CREATE-SPECIAL-USE), 3502
+//! (MULTIAPPEND), 3516 (BINARY), 6855 (UTF8=ACCEPT), 7888 (LITERAL+/-), 2971 (ID),
+//! 5161 (ENABLE), 4959 (SASL-IR), 7162 (CONDSTORE/QRESYNC parameters).
+
+/// One client command: tag and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub tag: String,
+    pub body: CommandBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandBody {
+    // Any state — RFC 9051 §6.1
+    Capability,
+    Noop,
+    Logout,
+    /// RFC 2971 ID: `None` for `ID NIL`.
+    Id(Option<Vec<(String, Option<String>)>>),
+
+    // Not authenticated — §6.2
+    StartTls,
+    /// `AUTHENTICATE mech [initial-response]` (SASL-IR, RFC 4959). The initial
+    /// response is kept as sent (base64, or "=" for empty).
+    Authenticate {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    Login {
+        username: String,
+        password: String,
+    },
+
+    // Authenticated — §6.3
+    Enable(Vec<String>),
+    Select {
+        mailbox: String,
+        params: SelectParams,
+    },
+    Examine {
+        mailbox: String,
+        params: SelectParams,
+    },
+    /// CREATE with optional `(USE (\Drafts ...))` (RFC 6154 §3).
+    Create {
+        mailbox: String,
+        special_use: Vec<String>,
+    },
+    Delete(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+    List(ListCommand),
+    /// rev1 LSUB (RFC 3501 §6.3.9).
+    Lsub {
+        reference: String,
+        pattern: String,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    /// APPEND, one or more messages (MULTIAPPEND, RFC 3502).
+    Append {
+        mailbox: String,
+        messages: Vec<AppendMessage>,
+    },
+    Idle,
+
+    // Selected — §6.4
+    /// rev1 CHECK.
+    Check,
+    Close,
+    Unselect,
+    Expunge,
+    /// UID EXPUNGE (RFC 4315 / RFC 9051 §6.4.9).
+    UidExpunge(SequenceSet),
+    Search {
+        uid: bool,
+        /// `RETURN (...)` options (ESEARCH, RFC 4731; SAVE, RFC 5182). `None` when
+        /// no RETURN was given (a rev1-style SEARCH).
+        returns: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        criteria: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        items: FetchItems,
+        /// `(CHANGEDSINCE n)` (RFC 7162 §3.1.4.1), parsed for later use.
+        changed_since: Option<u64>,
+        /// `(VANISHED)` with UID FETCH (RFC 7162 §3.2.6).
+        vanished: bool,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        /// `(UNCHANGEDSINCE n)` (RFC 7162 §3.1.3).
+        unchanged_since: Option<u64>,
+        action: StoreAction,
+        silent: bool,
+        flags: Vec<String>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+}
+
+/// SELECT/EXAMINE parameters (RFC 4466 §2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectParams {
+    pub condstore: bool,
+    /// QRESYNC (uidvalidity, modseq, known-uids, (seq-match)) — RFC 7162 §3.2.5.
+    pub qresync: Option<QresyncParams>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uid_validity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
+/// LIST in all its forms — RFC 9051 §6.3.9, RFC 5258, RFC 5819, RFC 6154.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListCommand {
+    pub reference: String,
+    /// One or more mailbox patterns (`%`, `*` wildcards).
+    pub patterns: Vec<String>,
+    /// Selection options: SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE.
+    pub select: Vec<ListSelect>,
+    /// Return options: SUBSCRIBED, CHILDREN, SPECIAL-USE, STATUS (items).
+    pub returns: Vec<ListReturn>,
+    /// True when the extended syntax was used (any selection/return option or a
+    /// pattern list), which changes reply details (RFC 5258 §3).
+    pub extended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListSelect {
+    Subscribed,
+    Remote,
+    RecursiveMatch,
+    SpecialUse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListReturn {
+    Subscribed,
+    Children,
+    SpecialUse,
+    Status(Vec<StatusItem>),
+}
+
+/// STATUS data items — RFC 9051 §6.3.11, STATUS=SIZE (RFC 8438), CONDSTORE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+}
+
+/// One message of an APPEND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    /// INTERNALDATE as Unix seconds (the date-time's zone applied).
+    pub internal_date: Option<i64>,
+    pub data: Vec<u8>,
+    /// Sent as `~{n}` literal8 (BINARY, RFC 3516 §4.4).
+    pub binary: bool,
+}
+
+/// A sequence set — RFC 9051 §9 `sequence-set`, or `$` (SEARCHRES, RFC 5182).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceSet {
+    Ranges(Vec<SeqRange>),
+    /// `$`: the result saved by the last `SEARCH RETURN (SAVE)`.
+    Saved,
+}
+
+/// `a:b`, `a`, `*`, `a:*` … Bounds as written; the session resolves `*` and order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    pub start: SeqNumber,
+    pub end: SeqNumber,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNumber {
+    Value(u32),
+    /// `*`: the largest number in use.
+    Last,
+}
+
+/// What FETCH asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchItems {
+    pub attrs: Vec<FetchAttr>,
+}
+
+/// FETCH data items — RFC 9051 §6.4.5; RFC822* for rev1 (RFC 3501 §6.4.5);
+/// BINARY (RFC 3516); MODSEQ (RFC 7162).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Flags,
+    InternalDate,
+    Rfc822Size,
+    Envelope,
+    /// `BODY` without a section: the non-extensible body structure.
+    Body,
+    BodyStructure,
+    Uid,
+    ModSeq,
+    /// `RFC822` = `BODY[]` but sets \Seen and answers as `RFC822`.
+    Rfc822,
+    /// `RFC822.HEADER` = `BODY.PEEK[HEADER]`, answered as `RFC822.HEADER`.
+    Rfc822Header,
+    /// `RFC822.TEXT` = `BODY[TEXT]`, answered as `RFC822.TEXT`.
+    Rfc822Text,
+    /// `BODY[section]<partial>` / `BODY.PEEK[...]`.
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<Partial>,
+    },
+    /// `BINARY[part]<partial>` / `BINARY.PEEK[...]`.
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<Partial>,
+    },
+    /// `BINARY.SIZE[part]`.
+    BinarySize { part: Vec<u32> },
+}
+
+/// `<offset.count>`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    pub offset: u32,
+    pub count: u32,
+}
+
+/// A body section specifier — RFC 9051 §6.4.5: part numbers, then an optional text
+/// specifier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Section {
+    /// `1.2.3`; empty for the whole message.
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// `HEADER.FIELDS (a b)` or `HEADER.FIELDS.NOT (a b)`; names as sent.
+    HeaderFields { not: bool, fields: Vec<String> },
+    Text,
+    /// `MIME`: only valid with a part number.
+    Mime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAction {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// A calendar date as in SEARCH (RFC 9051 §9 `date`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// SEARCH criteria — RFC 9051 §6.4.4, plus MODSEQ (RFC 7162 §3.1.5). A list of
+/// keys is an `And`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    Header(String, String),
+    Keyword(String),
+    Larger(u32),
+    /// rev1: `NEW` = RECENT UNSEEN.
+    New,
+    Not(Box<SearchKey>),
+    /// rev1: `OLD` = NOT RECENT.
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    /// rev1 only.
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u32),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    /// A bare sequence set (message numbers), or `$`.
+    SequenceSet(SequenceSet),
+    And(Vec<SearchKey>),
+    ModSeq(u64),
+}
+
+/// ESEARCH return options — RFC 4731 §3.1, SAVE from RFC 5182.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+impl SeqNumber {
+    /// The number, with `*` standing for `largest` (RFC 9051 §9: `*` is the largest
+    /// number in use; in an empty mailbox nothing matches it).
+    pub fn resolve(self, largest: u32) -> u32 {
+        match self {
+            SeqNumber::Value(n) => n,
+            SeqNumber::Last => largest,
+        }
+    }
+}
+
+impl SeqRange {
+    /// Low and high ends, ordered (`4:2` is `2:4`).
+    pub fn bounds(&self, largest: u32) -> (u32, u32) {
+        let a = self.start.resolve(largest);
+        let b = self.end.resolve(largest);
+        (a.min(b), a.max(b))
+    }
+
+    pub fn contains(&self, n: u32, largest: u32) -> bool {
+        let (lo, hi) = self.bounds(largest);
+        lo <= n && n <= hi
+    }
+}
+
+impl SequenceSet {
+    /// Whether `n` is in the set; `largest` resolves `*`. `$` (Saved) is resolved by
+    /// the session, so it never matches here.
+    pub fn contains(&self, n: u32, largest: u32) -> bool {
+        match self {
+            SequenceSet::Ranges(r) => r.iter().any(|r| r.contains(n, largest)),
+            SequenceSet::Saved => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_sets_resolve_star_and_reversed_ranges() {
+        let set = SequenceSet::Ranges(vec![
+            SeqRange { start: SeqNumber::Value(4), end: SeqNumber::Value(2) },
+            SeqRange { start: SeqNumber::Value(9), end: SeqNumber::Last },
+        ]);
+        assert!(set.contains(3, 20));
+        assert!(!set.contains(5, 20));
+        assert!(set.contains(20, 20));
+        assert!(!set.contains(21, 20));
+        // `*` in a range with a larger number: 30:* in a mailbox of 20 is 20:30.
+        let r = SeqRange { start: SeqNumber::Value(30), end: SeqNumber::Last };
+        assert_eq!(r.bounds(20), (20, 30));
+    }
+}
