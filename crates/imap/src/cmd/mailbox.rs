@@ -37,7 +37,11 @@ impl Session {
     /// A mailbox name as a LIST/STATUS argument on the wire.
     pub(crate) fn encode_name(&self, out: &mut Vec<u8>, name: &str) {
         let wire = to_wire(name, self.utf8());
-        encode::quoted_or_literal_utf8(out, &wire, self.utf8());
+        if wire.is_ascii() {
+            encode::astring(out, &wire);
+        } else {
+            encode::quoted_or_literal_utf8(out, &wire, self.utf8());
+        }
     }
 
     pub(crate) async fn find_mailbox(&mut self, tag: &str, name: &str) -> Option<Mailbox> {
