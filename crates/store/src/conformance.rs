@@ -338,6 +338,14 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
     assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
     assert_eq!(parsed.body.media_type, "text");
     assert_eq!(parsed.search.subject, "Parsed once");
+    let missing = crate::BlobId("0".repeat(64));
+    let many = store
+        .parsed_many(&[list[0].blob.clone(), missing])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[0].as_ref(), Some(&parsed));
+    assert!(many[1].is_none());
 }
 
 async fn flags(store: &dyn MailStore) {

@@ -113,6 +113,9 @@ pub trait MailStore: Send + Sync + 'static {
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>>;
     /// What was parsed at delivery for the message with these bytes.
     async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage>;
+    /// `parsed` for many messages in one store round trip; `None` for a blob that is
+    /// gone (its messages were expunged meanwhile). Same order as `blobs`.
+    async fn parsed_many(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<ParsedMessage>>>;
     /// The message bytes exactly as stored.
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
     /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the

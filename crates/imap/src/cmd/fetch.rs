@@ -142,14 +142,37 @@ impl Session {
         let utf8 = self.utf8();
         let rev1 = !self.rev2;
         let mut missing = false;
-        for (seq, u) in targets {
+        // Parsed metadata is read in chunks, one store round trip each.
+        const CHUNK: usize = 256;
+        let mut parsed_chunk: Vec<Option<ParsedMessage>> = Vec::new();
+        for (index, (seq, u)) in targets.iter().copied().enumerate() {
+            if want_parsed && index % CHUNK == 0 {
+                let blobs: Vec<_> = targets[index..(index + CHUNK).min(targets.len())]
+                    .iter()
+                    .filter_map(|(s, _)| {
+                        self.selected
+                            .as_ref()
+                            .and_then(|v| v.by_seq(*s))
+                            .map(|m| m.blob.clone())
+                    })
+                    .collect();
+                parsed_chunk = match store.parsed_many(&blobs).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let reply = store_error(&e);
+                        self.tagged(tag, &reply);
+                        return;
+                    }
+                };
+                parsed_chunk.reverse();
+            }
             let Some(m) = self.selected.as_ref().and_then(|s| s.by_seq(seq)).cloned() else {
                 continue;
             };
             let parsed: Option<ParsedMessage> = if want_parsed {
-                match store.parsed(&m.blob).await {
-                    Ok(p) => Some(p),
-                    Err(_) => {
+                match parsed_chunk.pop().flatten() {
+                    Some(p) => Some(p),
+                    None => {
                         missing = true;
                         continue;
                     }
@@ -262,7 +285,9 @@ impl Session {
                                 encode::nstring(&mut out, Some(&d));
                             }
                             // A part that does not exist reads as empty (as Dovecot answers).
-                            (None, Some(p)) => out.extend_from_slice(format!("<{}> \"\"", p.offset).as_bytes()),
+                            (None, Some(p)) => {
+                                out.extend_from_slice(format!("<{}> \"\"", p.offset).as_bytes())
+                            }
                             (None, None) => out.extend_from_slice(b" \"\""),
                         }
                     }

@@ -44,12 +44,22 @@ impl Session {
             saved: &self.saved_search,
         };
         let mut hits: Vec<(u32, Uid)> = Vec::new();
+        const CHUNK: usize = 512;
+        let mut parsed_chunk: Vec<Option<casella_store::ParsedMessage>> = Vec::new();
         for (i, m) in sel.messages.iter().enumerate() {
+            if want_parsed && i % CHUNK == 0 {
+                let blobs: Vec<_> = sel.messages[i..(i + CHUNK).min(sel.messages.len())]
+                    .iter()
+                    .map(|m| m.blob.clone())
+                    .collect();
+                parsed_chunk = store.parsed_many(&blobs).await.unwrap_or_default();
+                parsed_chunk.reverse();
+            }
             let parsed = if want_parsed {
-                match store.parsed(&m.blob).await {
-                    Ok(p) => Some(p),
+                match parsed_chunk.pop().flatten() {
+                    Some(p) => Some(p),
                     // An expunged message's metadata may be gone: it matches nothing.
-                    Err(_) => continue,
+                    None => continue,
                 }
             } else {
                 None

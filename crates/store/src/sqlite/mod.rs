@@ -956,6 +956,23 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn parsed_many(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<ParsedMessage>>> {
+        let blobs = blobs.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT parsed FROM blobs WHERE hash = ?1")?;
+            let mut out = Vec::with_capacity(blobs.len());
+            for b in &blobs {
+                let json: Option<String> = stmt.query_row([&b.0], |r| r.get(0)).optional()?;
+                out.push(match json {
+                    Some(j) => Some(serde_json::from_str(&j).map_err(StoreError::internal)?),
+                    None => None,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
         let inner = self.inner.clone();
         let blob = blob.clone();
