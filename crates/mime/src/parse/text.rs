@@ -60,12 +60,23 @@ fn decode_charset(bytes: &[u8], charset: Option<&str>) -> String {
     let charset = charset.map(str::trim).filter(|c| !c.is_empty());
     match charset {
         Some(c) if is_utf8_name(c) => String::from_utf8_lossy(bytes).into_owned(),
+        // 8-bit text labelled (or defaulted to) US-ASCII is in practice UTF-8 when
+        // it is valid UTF-8, else the usual Windows code page (as Dovecot reads it).
+        Some(c) if is_ascii_name(c) => to_text(bytes),
         Some(c) => match charset_decoder(c.as_bytes()) {
             Some(decode) => decode(bytes),
             None => to_text(bytes),
         },
         None => to_text(bytes),
     }
+}
+
+fn is_ascii_name(c: &str) -> bool {
+    let c = c.to_ascii_lowercase();
+    matches!(
+        c.as_str(),
+        "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us" | "us"
+    )
 }
 
 fn is_utf8_name(c: &str) -> bool {
@@ -247,5 +258,27 @@ mod tests {
         let mut s = "abc".to_string();
         truncate_chars(&mut s, 10);
         assert_eq!(s, "abc");
+    }
+}
+
+#[cfg(test)]
+mod ascii_label_tests {
+    use super::decode_body;
+
+    #[test]
+    fn eight_bit_text_labelled_us_ascii_is_read_as_utf8() {
+        let text = decode_body(
+            "Σοφία über".as_bytes(),
+            "8BIT",
+            Some("us-ascii"),
+            false,
+            1000,
+        );
+        assert_eq!(text, "Σοφία über");
+        // Not valid UTF-8: Windows-1252.
+        assert_eq!(
+            decode_body(b"caf\xe9", "8BIT", Some("us-ascii"), false, 1000),
+            "café"
+        );
     }
 }
