@@ -83,10 +83,7 @@ mod tests {
             (b"a APPEND INBOX (\\Seen) ~{12+}", spec(12, true, true)),
             (b"{0}", spec(0, false, false)),
             (b"a LOGIN {007}", spec(7, false, false)),
-            (
-                b"a X {18446744073709551615}",
-                spec(u64::MAX, false, false),
-            ),
+            (b"a X {18446744073709551615}", spec(u64::MAX, false, false)),
         ];
         for (line, want) in cases {
             assert_eq!(

@@ -259,11 +259,14 @@ fn authenticate(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     let mut initial = None;
     if c.eat(b' ') {
         let missing = c.at_end();
-        let response = c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
-        // base64 padding only at the end.
-        let padding = response.iter().position(|&b| b == b'=');
+        let response =
+            c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        // base64, padding only at the end; or "=" alone for an empty response.
         let well_formed = !response.is_empty()
-            && padding.is_none_or(|p| response.get(p..).unwrap_or_default().iter().all(|&b| b == b'='));
+            && response
+                .iter()
+                .skip_while(|&&b| b != b'=')
+                .all(|&b| b == b'=');
         if missing {
             return fail("Missing initial response");
         }
@@ -645,10 +648,7 @@ fn store(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
                 }
                 "" => return fail("Invalid STORE modifier"),
                 _ => {
-                    return fail(format!(
-                        "Unknown STORE modifier {}",
-                        show(name.as_bytes())
-                    ));
+                    return fail(format!("Unknown STORE modifier {}", show(name.as_bytes())));
                 }
             }
             if c.eat(b')') {

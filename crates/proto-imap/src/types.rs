@@ -250,7 +250,9 @@ pub enum FetchAttr {
         partial: Option<Partial>,
     },
     /// `BINARY.SIZE[part]`.
-    BinarySize { part: Vec<u32> },
+    BinarySize {
+        part: Vec<u32>,
+    },
 }
 
 /// `<offset.count>`
@@ -273,7 +275,10 @@ pub struct Section {
 pub enum SectionText {
     Header,
     /// `HEADER.FIELDS (a b)` or `HEADER.FIELDS.NOT (a b)`; names as sent.
-    HeaderFields { not: bool, fields: Vec<String> },
+    HeaderFields {
+        not: bool,
+        fields: Vec<String>,
+    },
     Text,
     /// `MIME`: only valid with a part number.
     Mime,
@@ -395,15 +400,24 @@ mod tests {
     #[test]
     fn sequence_sets_resolve_star_and_reversed_ranges() {
         let set = SequenceSet::Ranges(vec![
-            SeqRange { start: SeqNumber::Value(4), end: SeqNumber::Value(2) },
-            SeqRange { start: SeqNumber::Value(9), end: SeqNumber::Last },
+            SeqRange {
+                start: SeqNumber::Value(4),
+                end: SeqNumber::Value(2),
+            },
+            SeqRange {
+                start: SeqNumber::Value(9),
+                end: SeqNumber::Last,
+            },
         ]);
         assert!(set.contains(3, 20));
         assert!(!set.contains(5, 20));
         assert!(set.contains(20, 20));
         assert!(!set.contains(21, 20));
         // `*` in a range with a larger number: 30:* in a mailbox of 20 is 20:30.
-        let r = SeqRange { start: SeqNumber::Value(30), end: SeqNumber::Last };
+        let r = SeqRange {
+            start: SeqNumber::Value(30),
+            end: SeqNumber::Last,
+        };
         assert_eq!(r.bounds(20), (20, 30));
     }
 }

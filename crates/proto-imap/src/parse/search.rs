@@ -7,8 +7,9 @@ use super::cursor::{Cursor, PResult, fail, show, utf8};
 use super::datetime::search_date;
 use crate::types::{CommandBody, SearchKey, SearchReturn};
 
-/// How deeply parentheses, NOT and OR may nest. Deep enough for clients that chain
-/// ORs; shallow enough that the recursion cannot exhaust a 2 MiB thread stack.
+/// How deeply parentheses, NOT and OR may nest: deep enough for clients that chain
+/// ORs, shallow enough that the recursion cannot exhaust a 2 MiB thread stack (a
+/// debug build overflows one somewhere past 600 levels).
 pub(super) const MAX_DEPTH: usize = 100;
 
 /// `search = "SEARCH" [search-return-opts] SP search-program`, after the keyword.
@@ -29,9 +30,11 @@ pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     // Strings in a charset other than UTF-8/US-ASCII are decoded lossily so that
     // the command still parses; the session answers NO [BADCHARSET] for charsets it
     // does not support (RFC 9051 §6.4.4).
-    let lossy = charset
-        .as_deref()
-        .is_some_and(|cs| !["UTF-8", "US-ASCII"].iter().any(|u| cs.eq_ignore_ascii_case(u)));
+    let lossy = charset.as_deref().is_some_and(|cs| {
+        !["UTF-8", "US-ASCII"]
+            .iter()
+            .any(|u| cs.eq_ignore_ascii_case(u))
+    });
     let mut parser = KeyParser { lossy };
     let mut keys = vec![parser.key(c, 0)?];
     while c.eat(b' ') {
@@ -127,6 +130,30 @@ impl KeyParser {
         }
         let name = c.word();
         let key = match name.as_str() {
+            "NOT" => {
+                c.sep("search criteria")?;
+                Not(Box::new(self.key(c, depth + 1)?))
+            }
+            "OR" => {
+                c.sep("search criteria")?;
+                let a = self.key(c, depth + 1)?;
+                c.sep("search criteria")?;
+                Or(Box::new(a), Box::new(self.key(c, depth + 1)?))
+            }
+            _ => self.simple_key(c, &name)?,
+        };
+        if !c.delimited() {
+            return fail(format!("Invalid {name} criterion"));
+        }
+        Ok(key)
+    }
+
+    /// A search key that does not nest. Kept out of [`Self::key`] so that the
+    /// recursive frame stays small.
+    #[inline(never)]
+    fn simple_key(&self, c: &mut Cursor<'_>, name: &str) -> PResult<SearchKey> {
+        use SearchKey::*;
+        Ok(match name {
             "ALL" => All,
             "ANSWERED" => Answered,
             "DELETED" => Deleted,
@@ -162,16 +189,6 @@ impl KeyParser {
             "UNKEYWORD" => Unkeyword(keyword(c)?),
             "LARGER" => Larger(size(c)?),
             "SMALLER" => Smaller(size(c)?),
-            "NOT" => {
-                c.sep("search criteria")?;
-                Not(Box::new(self.key(c, depth + 1)?))
-            }
-            "OR" => {
-                c.sep("search criteria")?;
-                let a = self.key(c, depth + 1)?;
-                c.sep("search criteria")?;
-                Or(Box::new(a), Box::new(self.key(c, depth + 1)?))
-            }
             "UID" => {
                 c.sep("sequence set")?;
                 Uid(c.sequence_set()?)
@@ -184,11 +201,7 @@ impl KeyParser {
                     show(name.as_bytes())
                 ));
             }
-        };
-        if !c.delimited() {
-            return fail(format!("Invalid {name} criterion"));
-        }
-        Ok(key)
+        })
     }
 }
 
