@@ -11,7 +11,7 @@ mod search;
 mod select;
 mod store;
 
-use casella_proto_imap::SequenceSet;
+use casella_proto_imap::{SeqNumber, SequenceSet};
 use casella_store::{StoreError, Uid};
 
 use crate::session::Session;
@@ -61,6 +61,11 @@ impl Session {
             SequenceSet::Ranges(ranges) => {
                 let exists = sel.exists();
                 for r in ranges {
+                    // A range with `*` in an empty mailbox names nothing (clients
+                    // send `1:*` before they know the count); leniency as Dovecot.
+                    if exists == 0 && (r.start == SeqNumber::Last || r.end == SeqNumber::Last) {
+                        continue;
+                    }
                     let (lo, hi) = r.bounds(exists);
                     if lo == 0 || hi > exists {
                         return Err("Invalid message sequence number".into());

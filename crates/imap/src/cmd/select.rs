@@ -17,8 +17,11 @@ impl Session {
         read_only: bool,
     ) {
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected; a
-        // successful one replaces the previous selection without expunging it.
-        self.selected = None;
+        // successful one replaces the previous selection without expunging it,
+        // and a rev2 client is told with OK [CLOSED].
+        if self.selected.take().is_some() && self.rev2 {
+            self.line("* OK [CLOSED] Previous mailbox closed");
+        }
         self.saved_search.clear();
         let Some(name) = self.mailbox_arg(tag, name) else {
             return;
@@ -68,8 +71,21 @@ impl Session {
             view.mailbox.uid_next.0
         ));
         if self.rev2 {
-            // RFC 9051 §6.3.2: the mailbox's LIST response.
-            let mut out = b"* LIST () \"/\" ".to_vec();
+            // RFC 9051 §6.3.2: the mailbox's LIST response, attributes accurate.
+            let prefix = format!("{}/", view.mailbox.name);
+            let children = match store.list_mailboxes(view.mailbox.account).await {
+                Ok(all) => all.iter().any(|m| m.name.starts_with(&prefix)),
+                Err(_) => false,
+            };
+            let mut attrs = vec![if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
+            if let Some(role) = view.mailbox.special_use {
+                attrs.push(role.attribute());
+            }
+            let mut out = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
             self.encode_name(&mut out, &view.mailbox.name);
             self.out.extend_from_slice(&out);
             self.out.extend_from_slice(b"\r\n");
