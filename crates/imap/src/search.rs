@@ -165,16 +165,7 @@ pub fn matches(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>) 
 /// Years outside 0..=65535 clamp to the first or last representable day, which
 /// keeps comparisons ordered.
 pub fn date_of_unix(unix: i64) -> Date {
-    // Days since 0000-03-01, so that the leap day ends each 400-year era's years.
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1st
-    let mp = (5 * doy + 2) / 153; // 0..=11, March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1; // 1..=31
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // 1..=12
-    let year = era * 400 + yoe + i64::from(month <= 2);
+    let (year, month, day) = casella_mime::civil_from_days(unix.div_euclid(86_400));
     match u16::try_from(year) {
         // Both are in range by construction above.
         Ok(year) => Date {

@@ -166,15 +166,65 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// days_from_civil algorithm).
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+/// days_from_civil algorithm). The one calendar implementation of casella.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let era = y.div_euclid(400);
     let yoe = y - era * 400; // [0, 399]
     let mp = i64::from((m + 9) % 12); // March = 0
     let doy = (153 * mp + 2) / 5 + i64::from(d) - 1; // [0, 365]
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
     era * 146_097 + doe - 719_468
+}
+
+/// Year, month (1-12) and day (1-31) of the proleptic Gregorian calendar for a
+/// count of days since 1970-01-01 (the inverse of [`days_from_civil`]).
+///
+/// Works in 400-year eras that start on 1 March, so the leap day is the last day
+/// of its year: an era has 146097 days, and inside it the year of the era
+/// follows from the day of the era by taking out one day per 4 years, adding
+/// one back per 100 and taking one out again per 400.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // 0000-03-01 is 719468 days before 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097); // 0..=146096
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months counted from March: 0 = March … 11 = February. The month lengths
+    // from March repeat 31 30 31 30 31 in blocks of 153 days over 5 months.
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // Both are small and positive by construction.
+    (year, month as u32, day as u32)
+}
+
+/// `Tue, 24 Nov 2026 12:05:00 +0000` — RFC 5322 §3.3 — for a Unix time, in UTC.
+pub fn format_rfc5322_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// Replaces RFC 5322 comments (nested, with quoted-pairs) by a space.
@@ -328,5 +378,28 @@ mod tests {
         ] {
             let _ = p(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod calendar_tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip_and_formatting() {
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(format_rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            format_rfc5322_date(1_795_521_900),
+            "Tue, 24 Nov 2026 12:05:00 +0000"
+        );
+        assert_eq!(
+            format_rfc5322_date(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
     }
 }

@@ -15,7 +15,7 @@ mod date;
 mod parse;
 
 pub use address::parse_address_list;
-pub use date::parse_rfc5322_date;
+pub use date::{civil_from_days, days_from_civil, format_rfc5322_date, parse_rfc5322_date};
 pub use parse::parse;
 
 use serde::{Deserialize, Serialize};

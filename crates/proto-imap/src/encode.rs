@@ -347,7 +347,7 @@ const MONTHS: [&str; 12] = [
 /// client parses).
 pub fn date_time(out: &mut Vec<u8>, unix: i64) {
     let t = unix.clamp(MIN_TIME, MAX_TIME);
-    let (year, month, day) = civil_from_days(t.div_euclid(86_400));
+    let (year, month, day) = casella_mime::civil_from_days(t.div_euclid(86_400));
     let secs = t.rem_euclid(86_400);
     let text = format!(
         "\"{day:02}-{}-{year:04} {:02}:{:02}:{:02} +0000\"",
@@ -357,35 +357,6 @@ pub fn date_time(out: &mut Vec<u8>, unix: i64) {
         secs % 60
     );
     out.extend_from_slice(text.as_bytes());
-}
-
-/// Year, month (1-12) and day (1-31) of the proleptic Gregorian calendar for a
-/// count of days since 1970-01-01.
-///
-/// Works in 400-year eras that start on 1 March, so the leap day is the last day
-/// of its year: an era has 146097 days, and inside it the year of the era
-/// follows from the day of the era by taking out one day per 4 years, adding
-/// one back per 100 and taking one out again per 400.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // 0000-03-01 is 719468 days before 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097); // 0..=146096
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months counted from March: 0 = March … 11 = February. The month lengths
-    // from March repeat 31 30 31 30 31 in blocks of 153 days over 5 months.
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are small and positive by construction.
-    (year, month as u32, day as u32)
 }
 
 #[cfg(test)]
@@ -859,12 +830,12 @@ AAEC\r\n\
                     _ => 31,
                 };
                 for d in 1..=len {
-                    assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+                    assert_eq!(casella_mime::civil_from_days(days), (y, m, d), "day {days}");
                     days += 1;
                 }
             }
         }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(casella_mime::civil_from_days(0), (1970, 1, 1));
     }
 
     /// Days from 1970-01-01 back to 1600-01-01: 370 years, 90 of them leap

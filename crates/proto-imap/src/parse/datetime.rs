@@ -46,7 +46,7 @@ pub(super) fn date_time(c: &mut Cursor<'_>) -> PResult<i64> {
     {
         return fail(BAD);
     }
-    let local = days_from_civil(i64::from(year), month, day) * 86_400
+    let local = casella_mime::days_from_civil(i64::from(year), month, day) * 86_400
         + i64::from(hour) * 3600
         + i64::from(minute) * 60
         + i64::from(second);
@@ -125,28 +125,16 @@ fn valid_date(year: u32, month: u32, day: u32) -> bool {
     (1..=days).contains(&day)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let (month, day) = (i64::from(month), i64::from(day));
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12; // March = 0
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        assert_eq!(casella_mime::days_from_civil(1970, 1, 1), 0);
+        assert_eq!(casella_mime::days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(casella_mime::days_from_civil(1969, 12, 31), -1);
+        assert_eq!(casella_mime::days_from_civil(2024, 2, 29), 19_782);
     }
 
     #[test]
