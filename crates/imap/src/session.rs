@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use casella_directory::Secret;
-use casella_net::{ConnectionInfo, LineError, ShutdownSignal, Stream, read_line};
+use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line};
 use casella_proto_imap::{Command, CommandBody, LiteralSpec, literal_at_end, parse_command};
 use casella_store::{Account, Change, MailStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -223,18 +223,16 @@ impl Session {
     ) -> Result<(), ReadError> {
         let mut signal = self.signal.clone();
         let timeout = self.idle_timeout();
-        tokio::select! {
-            _ = signal.wait() => Err(ReadError::ShuttingDown),
-            r = tokio::time::timeout(timeout, read_line(io, buf, max)) => match r {
-                Err(_) => Err(ReadError::Idle),
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(LineError::TooLong)) => {
-                    self.line(&format!(
-                        "* BAD Command line too long (the limit is {max} bytes)"
-                    ));
-                    Err(ReadError::Answered)
-                }
-                Ok(Err(_)) => Err(ReadError::Closed),
+        match next_line(io, buf, max, timeout, &mut signal).await {
+            NextLine::Line => Ok(()),
+            NextLine::Shutdown => Err(ReadError::ShuttingDown),
+            NextLine::Idle => Err(ReadError::Idle),
+            NextLine::Closed => Err(ReadError::Closed),
+            NextLine::TooLong => {
+                self.line(&format!(
+                    "* BAD Command line too long (the limit is {max} bytes)"
+                ));
+                Err(ReadError::Answered)
             }
         }
     }

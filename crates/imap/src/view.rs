@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use casella_store::{
-    BlobId, Flag, FlagSet, MailStore, Mailbox, MailboxId, ModSeq, StoreError, StoreResult, Uid,
+    BlobId, Flag, FlagSet, MailStore, Mailbox, MailboxId, MessageSummary, ModSeq, StoreError,
+    StoreResult, Uid,
 };
 
 /// One message of the view.
@@ -21,6 +22,21 @@ pub struct ViewMessage {
     pub recent: bool,
     /// Expunged elsewhere, not yet reported with EXPUNGE (a ghost keeps its number).
     pub expunged: bool,
+}
+
+impl ViewMessage {
+    fn new(m: MessageSummary, recent: bool) -> ViewMessage {
+        ViewMessage {
+            recent,
+            uid: m.uid,
+            flags: m.flags,
+            modseq: m.modseq,
+            size: m.size,
+            internal_date: m.internal_date,
+            blob: m.blob,
+            expunged: false,
+        }
+    }
 }
 
 pub struct Selected {
@@ -86,16 +102,8 @@ impl Selected {
             .into_iter()
             .map(|m| {
                 collect_keywords(&m.flags, &mut keywords);
-                ViewMessage {
-                    recent: m.uid > recent_above,
-                    uid: m.uid,
-                    flags: m.flags,
-                    modseq: m.modseq,
-                    size: m.size,
-                    internal_date: m.internal_date,
-                    blob: m.blob,
-                    expunged: false,
-                }
+                let recent = m.uid > recent_above;
+                ViewMessage::new(m, recent)
             })
             .collect();
         Ok(Selected {
@@ -186,16 +194,8 @@ impl Selected {
                     store.claim_recent(self.id(), max).await?
                 };
                 for m in added {
-                    self.messages.push(ViewMessage {
-                        recent: m.uid > recent_above,
-                        uid: m.uid,
-                        flags: m.flags,
-                        modseq: m.modseq,
-                        size: m.size,
-                        internal_date: m.internal_date,
-                        blob: m.blob,
-                        expunged: false,
-                    });
+                    let recent = m.uid > recent_above;
+                    self.messages.push(ViewMessage::new(m, recent));
                 }
                 report.lines.push(format!("* {} EXISTS", self.exists()));
                 if rev1 {

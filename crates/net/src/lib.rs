@@ -12,7 +12,7 @@ mod shutdown;
 mod stream;
 mod tls;
 
-pub use line::{LineError, read_line};
+pub use line::{LineError, NextLine, next_line, read_line};
 pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::Stream;

@@ -1,7 +1,46 @@
 //! Reading one command line with a cap on its length. An over-long line is consumed
 //! to its end and reported, so the session can answer and go on.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::ShutdownSignal;
+
+/// What waiting for a client's next command line gave.
+#[derive(Debug)]
+pub enum NextLine {
+    /// A line is in the buffer (without its line end).
+    Line,
+    /// The line was over the limit and has been discarded.
+    TooLong,
+    /// The client went away (or the connection failed).
+    Closed,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Waits for the next command line, bounded by `idle` and by shutdown: the one
+/// read loop step every protocol session shares.
+pub async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+    idle: Duration,
+    signal: &mut ShutdownSignal,
+) -> NextLine {
+    tokio::select! {
+        _ = signal.wait() => NextLine::Shutdown,
+        r = tokio::time::timeout(idle, read_line(reader, buf, max)) => match r {
+            Err(_) => NextLine::Idle,
+            Ok(Ok(())) => NextLine::Line,
+            Ok(Err(LineError::TooLong)) => NextLine::TooLong,
+            Ok(Err(_)) => NextLine::Closed,
+        },
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Directory, Protocol, Secret};
-use casella_net::{ConnectionInfo, LineError, ShutdownSignal, Stream, read_line};
+use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
 use casella_store::{
     Account, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock, MessageRef,
     PopDeleteAction, SpecialUse, StoreError, Uid,
@@ -115,29 +115,27 @@ impl Session {
             };
             let max = self.config.max_command_size;
             let mut signal = self.signal.clone();
-            let read = tokio::select! {
-                _ = signal.wait() => {
+            let read = next_line(&mut reader, &mut line, max, timeout, &mut signal).await;
+            let next = match read {
+                NextLine::Shutdown => {
                     // RFC 1939 §6: ending without QUIT removes nothing.
                     self.reply("-ERR [SYS/TEMP] The server is shutting down; try again shortly");
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
-                r = tokio::time::timeout(timeout, read_line(&mut reader, &mut line, max)) => r,
-            };
-            let next = match read {
-                Err(_) => {
+                NextLine::Idle => {
                     self.reply("-ERR Disconnected for inactivity");
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
-                Ok(Err(LineError::Closed)) | Ok(Err(LineError::Io(_))) => return,
-                Ok(Err(LineError::TooLong)) => {
+                NextLine::Closed => return,
+                NextLine::TooLong => {
                     self.reply(&format!(
                         "-ERR Command line too long (the limit is {max} bytes)"
                     ));
                     Next::Continue
                 }
-                Ok(Ok(())) => match command::parse(&line) {
+                NextLine::Line => match command::parse(&line) {
                     Err(ParseError::Unknown) => {
                         self.reply("-ERR Unknown command");
                         Next::Continue

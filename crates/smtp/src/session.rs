@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use casella_directory::Directory;
-use casella_net::{ConnectionInfo, LineError, ShutdownSignal, Stream, read_line};
+use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line};
 use casella_store::{Account, StoreError, now_unix};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
@@ -118,26 +118,31 @@ impl Session {
             }
             let mut signal = self.signal.clone();
             let max = self.config.max_command_size;
-            let read = tokio::select! {
-                _ = signal.wait() => {
+            let read = next_line(
+                &mut reader,
+                &mut line,
+                max,
+                self.config.timeout,
+                &mut signal,
+            )
+            .await;
+            let next = match read {
+                NextLine::Shutdown => {
                     self.reply("421 4.3.2 Server shutting down, try again later");
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
-                r = tokio::time::timeout(self.config.timeout, read_line(&mut reader, &mut line, max)) => r,
-            };
-            let next = match read {
-                Err(_) => {
+                NextLine::Idle => {
                     self.reply("421 4.4.2 Timeout exceeded, closing connection");
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
-                Ok(Err(LineError::Closed)) | Ok(Err(LineError::Io(_))) => return,
-                Ok(Err(LineError::TooLong)) => {
+                NextLine::Closed => return,
+                NextLine::TooLong => {
                     self.reply("500 5.5.2 Line too long");
                     Next::Continue
                 }
-                Ok(Ok(())) => match command::parse(&line) {
+                NextLine::Line => match command::parse(&line) {
                     Err(e) => {
                         self.reply(&e.to_string());
                         Next::Continue

@@ -12,23 +12,8 @@ impl Session {
         let Some(name) = self.mailbox_arg(tag, name) else {
             return;
         };
-        let store = self.store();
-        let account = match self.auth.as_ref() {
-            Some(a) => a.account.id,
-            None => return,
-        };
-        let mb = match store.mailbox_by_name(account, &name).await {
-            Ok(Some(m)) => m,
-            // RFC 9051 §6.3.12: TRYCREATE tells the client to CREATE and retry.
-            Ok(None) => {
-                self.tagged(tag, "NO [TRYCREATE] No such mailbox");
-                return;
-            }
-            Err(e) => {
-                let reply = store_error(&e);
-                self.tagged(tag, &reply);
-                return;
-            }
+        let Some(mb) = self.destination(tag, &name).await else {
+            return;
         };
         let limit = self.shared.config.append_limit as usize;
         let mut new = Vec::with_capacity(messages.len());
@@ -65,7 +50,7 @@ impl Session {
                 flags,
             });
         }
-        match store.append_batch(mb.id, new).await {
+        match self.store().append_batch(mb.id, new).await {
             Ok(appended) => {
                 let uids: Vec<_> = appended.iter().map(|a| a.uid).collect();
                 let status = format!(

@@ -38,17 +38,11 @@ impl Session {
             self.tagged(tag, "NO [READ-ONLY] The mailbox is read-only");
             return;
         }
-        let dest = match store.mailbox_by_name(sel.mailbox.account, &name).await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                self.tagged(tag, "NO [TRYCREATE] No such mailbox");
-                return;
-            }
-            Err(e) => {
-                let reply = store_error(&e);
-                self.tagged(tag, &reply);
-                return;
-            }
+        let Some(dest) = self.destination(tag, &name).await else {
+            return;
+        };
+        let Some(sel) = self.selected.as_ref() else {
+            return;
         };
         let source = sel.id();
         // Ghosts (expunged elsewhere) cannot be copied any more.

@@ -60,6 +60,24 @@ impl Session {
         }
     }
 
+    /// The destination of APPEND, COPY or MOVE: a missing one is answered with
+    /// `NO [TRYCREATE]` (RFC 9051 §6.3.12, §6.4.7) so the client can create it.
+    pub(crate) async fn destination(&mut self, tag: &str, name: &str) -> Option<Mailbox> {
+        let store = self.store();
+        match store.mailbox_by_name(self.account_id(), name).await {
+            Ok(Some(m)) => Some(m),
+            Ok(None) => {
+                self.tagged(tag, "NO [TRYCREATE] No such mailbox");
+                None
+            }
+            Err(e) => {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply);
+                None
+            }
+        }
+    }
+
     /// CREATE — RFC 9051 §6.3.4; `(USE (...))` — RFC 6154 §3. Superior names are
     /// created as needed.
     pub(crate) async fn cmd_create(&mut self, tag: &str, name: &str, uses: &[String]) {
