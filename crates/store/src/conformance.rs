@@ -26,6 +26,129 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     change_feed_reports_committed_changes(&*store).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;
     batches_changes_recent_and_move(&*store).await;
+    aliases_resolve_and_make_domains_local(&*store).await;
+    queue_claims_updates_and_removes(&*store).await;
+}
+
+async fn aliases_resolve_and_make_domains_local(store: &dyn MailStore) {
+    let a = new_account(store, "owner@example.org").await;
+    store.add_alias(a.id, "Sales@Shop.example").await.unwrap();
+    assert!(store.is_local_domain("shop.example").await.unwrap());
+    let found = store
+        .account_for_address("sales@shop.example")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.id), Some(a.id));
+    let direct = store
+        .account_for_address("OWNER@example.org")
+        .await
+        .unwrap();
+    assert_eq!(direct.map(|f| f.id), Some(a.id));
+    assert_eq!(
+        store.aliases(a.id).await.unwrap(),
+        vec!["sales@shop.example".to_string()]
+    );
+    assert!(matches!(
+        store.add_alias(a.id, "sales@shop.example").await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        store.add_alias(a.id, "owner@example.org").await,
+        Err(StoreError::Exists(_))
+    ));
+    let clash = store
+        .create_account(NewAccount {
+            address: "sales@shop.example".into(),
+            password_hash: "x".into(),
+            is_admin: false,
+        })
+        .await;
+    assert!(
+        matches!(clash, Err(StoreError::Exists(_))),
+        "an alias is taken: {clash:?}"
+    );
+    store.remove_alias("sales@shop.example").await.unwrap();
+    assert!(
+        store
+            .account_for_address("sales@shop.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.is_local_domain("shop.example").await.unwrap());
+    assert!(matches!(
+        store.remove_alias("sales@shop.example").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn queue_claims_updates_and_removes(store: &dyn MailStore) {
+    use crate::{NewQueued, QueuedRecipient, RecipientState};
+    let a = new_account(store, "sender@example.org").await;
+    let rcpt = |addr: &str| QueuedRecipient {
+        address: addr.into(),
+        orcpt: None,
+        notify: Some("FAILURE".into()),
+        state: RecipientState::Pending,
+        last_reply: None,
+    };
+    let now = crate::now_unix();
+    let id = store
+        .enqueue(NewQueued {
+            sender: "sender@example.org".into(),
+            account: Some(a.id),
+            recipients: vec![rcpt("x@remote.example"), rcpt("y@remote.example")],
+            message: b"Subject: q\r\n\r\nbody\r\n".to_vec(),
+            envid: Some("env1".into()),
+            ret: Some("HDRS".into()),
+            expires: now + 3600,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.queue_message(id).await.unwrap(),
+        b"Subject: q\r\n\r\nbody\r\n"
+    );
+    let claimed = store.queue_claim(now + 1, 600, 10).await.unwrap();
+    let mine: Vec<_> = claimed.into_iter().filter(|q| q.id == id).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].recipients.len(), 2);
+    assert_eq!(mine[0].envid.as_deref(), Some("env1"));
+    assert!(
+        !store
+            .queue_claim(now + 1, 600, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|q| q.id == id),
+        "a claimed entry is not handed out twice"
+    );
+    let mut entry = mine[0].clone();
+    entry.recipients[0].state = RecipientState::Delivered;
+    entry.attempts = 1;
+    entry.next_attempt = now + 60;
+    entry.last_error = Some("451 try later".into());
+    store.queue_update(&entry).await.unwrap();
+    let listed: Vec<_> = store
+        .queue_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.id == id)
+        .collect();
+    assert_eq!(listed[0].recipients[0].state, RecipientState::Delivered);
+    assert_eq!(listed[0].attempts, 1);
+    assert_eq!(listed[0].size, 20);
+    assert!(
+        store
+            .queue_claim(now + 61, 600, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|q| q.id == id)
+    );
+    store.queue_remove(id).await.unwrap();
+    assert!(store.queue_message(id).await.is_err());
 }
 
 async fn batches_changes_recent_and_move(store: &dyn MailStore) {

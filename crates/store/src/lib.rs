@@ -63,6 +63,14 @@ pub trait MailStore: Send + Sync + 'static {
     /// A domain is local when some account has an address in it.
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool>;
 
+    /// Adds an alias (another address the account owns: it receives mail and may
+    /// send as it). `Exists` if the address is an account or alias already.
+    async fn add_alias(&self, account: AccountId, alias: &str) -> StoreResult<()>;
+    async fn remove_alias(&self, alias: &str) -> StoreResult<()>;
+    async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>>;
+    /// The account an address belongs to: its own address or one of its aliases.
+    async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>>;
+
     // ---- mailboxes ----
 
     async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
@@ -144,6 +152,21 @@ pub trait MailStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<(Uid, Uid)>>;
     /// UIDs expunged from the mailbox with a MODSEQ greater than `since`.
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>>;
+
+    // ---- the outbound queue ----
+
+    /// Puts a message on the outbound queue durably, due at once.
+    async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId>;
+    /// Claims up to `limit` entries due at `now`: they are returned and their next
+    /// attempt moves to `now + lease` so no other runner takes them meanwhile; the
+    /// runner then records the outcome with `queue_update` or `queue_remove`.
+    async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>>;
+    /// Every entry, oldest first.
+    async fn queue_list(&self) -> StoreResult<Vec<Queued>>;
+    async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>>;
+    /// Writes recipients' states, attempts, next attempt and last error.
+    async fn queue_update(&self, entry: &Queued) -> StoreResult<()>;
+    async fn queue_remove(&self, id: QueueId) -> StoreResult<()>;
 
     // ---- sessions ----
 

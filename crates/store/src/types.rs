@@ -296,3 +296,63 @@ pub struct FlagUpdate {
     pub flags: FlagSet,
     pub modseq: ModSeq,
 }
+
+/// An outbound queue entry's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueId(pub i64);
+
+/// Where one recipient of a queued message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipientState {
+    Pending,
+    Delivered,
+    /// Permanently failed (a 5xx, or the queue lifetime ran out).
+    Failed,
+}
+
+/// One recipient of a queued message, with its DSN parameters (RFC 3461).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRecipient {
+    pub address: String,
+    /// ORCPT, as given.
+    pub orcpt: Option<String>,
+    /// NOTIFY, as given (e.g. "FAILURE,DELAY" or "NEVER").
+    pub notify: Option<String>,
+    pub state: RecipientState,
+    /// The last reply or error for this recipient.
+    pub last_reply: Option<String>,
+}
+
+/// A message to put on the outbound queue.
+#[derive(Debug, Clone)]
+pub struct NewQueued {
+    /// The reverse path (MAIL FROM), empty for bounces.
+    pub sender: String,
+    /// The account that submitted it (bounces go to its INBOX).
+    pub account: Option<AccountId>,
+    pub recipients: Vec<QueuedRecipient>,
+    pub message: Vec<u8>,
+    /// DSN ENVID and RET (RFC 3461 §4).
+    pub envid: Option<String>,
+    pub ret: Option<String>,
+    /// When to give up (Unix seconds).
+    pub expires: i64,
+}
+
+/// A message on the outbound queue (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: QueueId,
+    pub sender: String,
+    pub account: Option<AccountId>,
+    pub recipients: Vec<QueuedRecipient>,
+    pub size: u64,
+    pub envid: Option<String>,
+    pub ret: Option<String>,
+    pub created: i64,
+    pub expires: i64,
+    pub next_attempt: i64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}

@@ -408,6 +408,26 @@ fn clear_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<()> {
     Ok(())
 }
 
+const QUEUE_COLUMNS: &str = "id, sender, account_id, recipients, length(message), envid, ret, created, expires, next_attempt, attempts, last_error";
+
+fn queued_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Queued> {
+    let recipients: String = r.get(3)?;
+    Ok(Queued {
+        id: QueueId(r.get(0)?),
+        sender: r.get(1)?,
+        account: r.get::<_, Option<i64>>(2)?.map(AccountId),
+        recipients: serde_json::from_str(&recipients).unwrap_or_default(),
+        size: r.get::<_, i64>(4)? as u64,
+        envid: r.get(5)?,
+        ret: r.get(6)?,
+        created: r.get(7)?,
+        expires: r.get(8)?,
+        next_attempt: r.get(9)?,
+        attempts: r.get(10)?,
+        last_error: r.get(11)?,
+    })
+}
+
 struct Prepared {
     raw: Vec<u8>,
     size: u32,
@@ -567,7 +587,10 @@ impl MailStore for SqliteStore {
                         r.get(0)
                     })
                     .optional()?;
-                if exists.is_some() {
+                let alias: Option<String> = tx
+                    .query_row("SELECT alias FROM aliases WHERE alias = ?1", [&address], |r| r.get(0))
+                    .optional()?;
+                if exists.is_some() || alias.is_some() {
                     return Err(StoreError::Exists(format!("account {address}")));
                 }
                 let settings = serde_json::to_string(&AccountSettings::default())
@@ -602,6 +625,7 @@ impl MailStore for SqliteStore {
                 clear_mailbox(tx, MailboxId(b))?;
             }
             tx.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
+            tx.execute("DELETE FROM aliases WHERE account_id = ?1", [id.0])?;
             let n = tx.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {}", id.0)));
@@ -679,10 +703,95 @@ impl MailStore for SqliteStore {
         let domain = domain.to_string();
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = ?1)",
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = ?1)
+                     OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?1)",
                 [domain],
                 |r| r.get(0),
             )?)
+        })
+        .await
+    }
+
+    async fn add_alias(&self, account: AccountId, alias: &str) -> StoreResult<()> {
+        let alias = alias.trim().to_ascii_lowercase();
+        let Some((local, domain)) = alias.rsplit_once('@') else {
+            return Err(StoreError::Invalid(format!("{alias} is not an address")));
+        };
+        if local.is_empty() || domain.is_empty() {
+            return Err(StoreError::Invalid(format!("{alias} is not an address")));
+        }
+        let domain = domain.to_string();
+        self.write(move |tx, _| {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)
+                     OR EXISTS(SELECT 1 FROM aliases WHERE alias = ?1)",
+                [&alias],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(StoreError::Exists(format!("address {alias}")));
+            }
+            let found: Option<i64> = tx
+                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!("account {}", account.0)));
+            }
+            tx.execute(
+                "INSERT INTO aliases(alias, domain, account_id) VALUES (?1, ?2, ?3)",
+                params![alias, domain, account.0],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_alias(&self, alias: &str) -> StoreResult<()> {
+        let alias = alias.trim().to_ascii_lowercase();
+        self.write(move |tx, _| {
+            if tx.execute("DELETE FROM aliases WHERE alias = ?1", [&alias])? == 0 {
+                return Err(StoreError::NotFound(format!("alias {alias}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT alias FROM aliases WHERE account_id = ?1 ORDER BY alias")?;
+            Ok(stmt
+                .query_map([account.0], |r| r.get(0))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>> {
+        let address = address.trim().to_ascii_lowercase();
+        self.read(move |c| {
+            let direct = c
+                .query_row(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
+                    [&address],
+                    account_from_row,
+                )
+                .optional()?;
+            if direct.is_some() {
+                return Ok(direct);
+            }
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id =
+                     (SELECT account_id FROM aliases WHERE alias = ?1)"
+                ),
+                [&address],
+                account_from_row,
+            )
+            .optional()?)
         })
         .await
     }
@@ -1110,6 +1219,98 @@ impl MailStore for SqliteStore {
             Ok(stmt
                 .query_map(params![mailbox.0, since.0 as i64], |r| Ok(Uid(r.get(0)?)))?
                 .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId> {
+        self.write(move |tx, _| {
+            let recipients = serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
+            let now = now_unix();
+            tx.execute(
+                "INSERT INTO queue(sender, account_id, recipients, message, envid, ret, created, expires, next_attempt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
+                params![
+                    new.sender,
+                    new.account.map(|a| a.0),
+                    recipients,
+                    new.message,
+                    new.envid,
+                    new.ret,
+                    now,
+                    new.expires
+                ],
+            )?;
+            Ok(QueueId(tx.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>> {
+        self.write(move |tx, _| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+            ))?;
+            let due: Vec<Queued> = stmt
+                .query_map(params![now, limit as i64], queued_from_row)?
+                .collect::<Result<_, _>>()?;
+            for q in &due {
+                tx.execute(
+                    "UPDATE queue SET next_attempt = ?2 WHERE id = ?1",
+                    params![q.id.0, now + lease],
+                )?;
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<Queued>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY created, id"
+            ))?;
+            Ok(stmt
+                .query_map([], queued_from_row)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>> {
+        self.read(move |c| {
+            c.query_row("SELECT message FROM queue WHERE id = ?1", [id.0], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", id.0)))
+        })
+        .await
+    }
+
+    async fn queue_update(&self, entry: &Queued) -> StoreResult<()> {
+        let e = entry.clone();
+        self.write(move |tx, _| {
+            let recipients = serde_json::to_string(&e.recipients).map_err(StoreError::internal)?;
+            let n = tx.execute(
+                "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = ?4, last_error = ?5,
+                 expires = ?6 WHERE id = ?1",
+                params![e.id.0, recipients, e.next_attempt, e.attempts, e.last_error, e.expires],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("queue entry {}", e.id.0)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_remove(&self, id: QueueId) -> StoreResult<()> {
+        self.write(move |tx, _| {
+            if tx.execute("DELETE FROM queue WHERE id = ?1", [id.0])? == 0 {
+                return Err(StoreError::NotFound(format!("queue entry {}", id.0)));
+            }
+            Ok(())
         })
         .await
     }

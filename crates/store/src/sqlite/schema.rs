@@ -62,4 +62,29 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
     ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
     "#,
+    // version 3: aliases, and the outbound queue of submitted mail.
+    r#"
+    CREATE TABLE aliases (
+        alias      TEXT PRIMARY KEY COLLATE NOCASE,
+        domain     TEXT NOT NULL COLLATE NOCASE,
+        account_id INTEGER NOT NULL REFERENCES accounts(id)
+    );
+    CREATE INDEX aliases_account ON aliases(account_id);
+    CREATE INDEX aliases_domain ON aliases(domain);
+    CREATE TABLE queue (
+        id           INTEGER PRIMARY KEY,
+        sender       TEXT NOT NULL,
+        account_id   INTEGER,
+        recipients   TEXT NOT NULL,
+        message      BLOB NOT NULL,
+        envid        TEXT,
+        ret          TEXT,
+        created      INTEGER NOT NULL,
+        expires      INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT
+    );
+    CREATE INDEX queue_due ON queue(next_attempt);
+    "#,
 ];
