@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use casella_directory::{Secret, hash_password};
 use casella_store::{NewAccount, StoreError};
 
-use crate::cli::AccountCommand;
+use crate::cli::{AccountCommand, AliasCommand};
 use crate::config;
 
 fn read_password(password_stdin: bool) -> anyhow::Result<Secret<String>> {
@@ -116,12 +116,14 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                     "pop" | "pop3" => a.pop_enabled = on,
                     "imap" => a.imap_enabled = on,
                     "submission" | "smtp" => a.submission_enabled = on,
-                    other => bail!("unknown setting {other} (pop, imap, submission)"),
+                    "save-sent" => a.settings.save_sent_copy = on,
+                    other => bail!("unknown setting {other} (pop, imap, submission, save-sent)"),
                 }
             }
             store.update_account(&a).await?;
             println!("updated {}", a.address);
         }
+        AccountCommand::Alias { command } => alias(&*store, command).await?,
         AccountCommand::Passwd {
             address,
             password_stdin,
@@ -136,6 +138,43 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             a.password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
             store.update_account(&a).await?;
             println!("password changed for {}", a.address);
+        }
+    }
+    Ok(())
+}
+
+async fn alias(store: &dyn casella_store::MailStore, command: AliasCommand) -> anyhow::Result<()> {
+    let owner = |address: &str| address.trim().to_ascii_lowercase();
+    match command {
+        AliasCommand::Add { address, alias } => {
+            let Some(a) = store.account_by_address(&owner(&address)).await? else {
+                bail!("no account {address}");
+            };
+            let alias = valid_address(&alias)?;
+            match store.add_alias(a.id, &alias).await {
+                Ok(()) => println!("{alias} is now an alias of {}", a.address),
+                Err(StoreError::Exists(_)) => bail!("{alias} is in use already"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AliasCommand::Remove { address, alias } => {
+            let Some(a) = store.account_by_address(&owner(&address)).await? else {
+                bail!("no account {address}");
+            };
+            let alias = alias.trim().to_ascii_lowercase();
+            if !store.aliases(a.id).await?.contains(&alias) {
+                bail!("{alias} is not an alias of {}", a.address);
+            }
+            store.remove_alias(&alias).await?;
+            println!("removed {alias} from {}", a.address);
+        }
+        AliasCommand::List { address } => {
+            let Some(a) = store.account_by_address(&owner(&address)).await? else {
+                bail!("no account {address}");
+            };
+            for alias in store.aliases(a.id).await? {
+                println!("{alias}");
+            }
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, deliver, serve};
+use crate::{account, deliver, queue, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +42,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// See and manage the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Deliver one message from standard input into a local mailbox (for an MTA).
     /// Exit status 0 when delivered, 67 for an unknown user, 75 for a temporary failure.
     Deliver {
@@ -68,11 +73,17 @@ pub enum AccountCommand {
     /// Remove an account with all its mail.
     Remove { address: String },
     /// Switch protocols on or off for an account (Exchange's Set-CASMailbox):
-    /// pop=on|off imap=on|off submission=on|off.
+    /// pop=on|off imap=on|off submission=on|off save-sent=on|off.
     Set {
         address: String,
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
+    },
+    /// Manage an account's aliases (other addresses it receives mail for and may
+    /// send as).
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
     },
     /// Set a new password.
     Passwd {
@@ -81,6 +92,29 @@ pub enum AccountCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCommand {
+    /// Add ALIAS to the account ADDRESS.
+    Add { address: String, alias: String },
+    /// Remove ALIAS from the account ADDRESS.
+    Remove { address: String, alias: String },
+    /// List the account's aliases.
+    List { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Show the outbound queue.
+    List,
+    /// Try an entry (or every entry) again now.
+    Retry {
+        /// Queue id; all entries when omitted.
+        id: Option<i64>,
+    },
+    /// Remove an entry without sending or bouncing it.
+    Delete { id: i64 },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -92,5 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::Queue { command } => queue::run(&cli.data, command)
+            .await
+            .map(|_| ExitCode::SUCCESS),
     }
 }

@@ -25,6 +25,29 @@ pub struct Config {
     pub pop3: Pop3Section,
     pub imap: ImapSection,
     pub smtp: SmtpSection,
+    pub submission: SubmissionSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SubmissionSection {
+    pub login_type: LoginType,
+    pub auth_failure_delay_ms: u64,
+    /// Messages one user may submit per hour (0: no limit).
+    pub max_messages_per_hour: u32,
+    /// Hours the outbound queue keeps trying a remote recipient.
+    pub queue_lifetime_hours: u64,
+}
+
+impl Default for SubmissionSection {
+    fn default() -> Self {
+        SubmissionSection {
+            login_type: LoginType::SecureLogin,
+            auth_failure_delay_ms: 1000,
+            max_messages_per_hour: 1000,
+            queue_lifetime_hours: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +147,7 @@ impl Default for Config {
             pop3: Pop3Section::default(),
             imap: ImapSection::default(),
             smtp: SmtpSection::default(),
+            submission: SubmissionSection::default(),
         }
     }
 }
@@ -159,6 +183,17 @@ impl Config {
             max_recipients: self.smtp.max_recipients.max(1),
             max_command_size: 4096,
             timeout: Duration::from_secs(self.smtp.timeout.max(1)),
+            ..casella_smtp::SmtpConfig::default()
+        }
+    }
+
+    pub fn submission(&self) -> casella_smtp::SmtpConfig {
+        casella_smtp::SmtpConfig {
+            login_type: self.submission.login_type,
+            auth_failure_delay: Duration::from_millis(self.submission.auth_failure_delay_ms),
+            max_messages_per_hour: self.submission.max_messages_per_hour,
+            queue_lifetime: Duration::from_secs(self.submission.queue_lifetime_hours.max(1) * 3600),
+            ..self.smtp()
         }
     }
 }
@@ -189,8 +224,8 @@ store = "embedded"
 # key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
 
 # Listeners, used when `casella serve` is started without --listen. Remove a line
-# to switch that service off. submission, submissions and http are accepted here
-# and start once this build provides them.
+# to switch that service off. http is accepted here and starts once this build
+# provides it.
 [listen]
 pop3 = ["0.0.0.0:110", "[::]:110"]
 pop3s = ["0.0.0.0:995", "[::]:995"]
@@ -227,7 +262,17 @@ preauth-timeout = 60
 auth-timeout = 1800
 auth-failure-delay-ms = 1000
 
+[submission]
+# The same login policies as for POP3 and IMAP: no AUTH before STARTTLS by default.
+login-type = "secure-login"
+auth-failure-delay-ms = 1000
+# Messages one user may send per hour (0: no limit).
+max-messages-per-hour = 1000
+# Hours the outbound queue keeps retrying a remote recipient before bouncing.
+queue-lifetime-hours = 120
+
 [smtp]
+# Limits for inbound SMTP, LMTP and submission alike.
 # Largest message accepted, in bytes (advertised with SIZE).
 max-message-size = 36700160
 max-recipients = 100

@@ -4,6 +4,7 @@ mod account;
 mod cli;
 mod config;
 mod deliver;
+mod queue;
 mod serve;
 
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use casella_directory::Directory;
 use casella_imap::ImapService;
 use casella_net::{Handler, ListenerSpec, Shutdown, bind, load_or_create_tls, serve};
 use casella_pop3::Pop3Service;
-use casella_smtp::{Mode, SmtpService};
+use casella_smtp::{Mode, RateLimiter, SmtpService};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config;
@@ -113,6 +113,16 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         Some(tls.acceptor.clone()),
     ));
 
+    let outbound = Arc::new(tokio::sync::Notify::new());
+    let submission: Arc<dyn Handler> = Arc::new(SmtpService::with_outbound(
+        Mode::Submission,
+        config.submission(),
+        directory.clone(),
+        Some(tls.acceptor.clone()),
+        Some(outbound.clone()),
+        Arc::new(RateLimiter::default()),
+    ));
+
     let shutdown = Shutdown::new();
     let mut tasks = Vec::new();
     for spec in specs {
@@ -121,6 +131,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
             "imap" | "imaps" => imap.clone(),
             "smtp" => smtp.clone(),
             "lmtp" => lmtp.clone(),
+            "submission" | "submissions" => submission.clone(),
             other => {
                 tracing::warn!(protocol = other, addr = %spec.addr, "this build does not provide {other} yet; listener not started");
                 continue;

@@ -9,8 +9,14 @@ pub enum Command {
     Ehlo(String),
     Helo(String),
     Lhlo(String),
-    Mail { from: String, params: Params },
-    Rcpt { to: String, params: Params },
+    Mail {
+        from: String,
+        params: Params,
+    },
+    Rcpt {
+        to: String,
+        params: Params,
+    },
     Data,
     Rset,
     Noop,
@@ -19,6 +25,16 @@ pub enum Command {
     Expn,
     Help,
     StartTls,
+    /// AUTH mechanism [initial-response] — RFC 4954 §4.
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    /// BDAT size [LAST] — RFC 3030 §2.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +100,39 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "EXPN" => Ok(Command::Expn),
         "HELP" => Ok(Command::Help),
         "STARTTLS" => no_args(Command::StartTls),
+        "AUTH" => {
+            let mut words = rest.split_whitespace();
+            let Some(mechanism) = words.next() else {
+                return Err(ParseError::Syntax("AUTH needs a mechanism"));
+            };
+            let initial = words.next().map(str::to_string);
+            if words.next().is_some() {
+                return Err(ParseError::Syntax(
+                    "AUTH takes a mechanism and an initial response",
+                ));
+            }
+            Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial,
+            })
+        }
+        "BDAT" => {
+            let mut words = rest.split_whitespace();
+            let size = words
+                .next()
+                .filter(|w| !w.is_empty() && w.len() <= 18 && w.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|w| w.parse::<u64>().ok())
+                .ok_or(ParseError::Syntax("BDAT needs a chunk size"))?;
+            let last = match words.next() {
+                None => false,
+                Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+                Some(_) => return Err(ParseError::Syntax("Use BDAT <size> [LAST]")),
+            };
+            if words.next().is_some() {
+                return Err(ParseError::Syntax("Use BDAT <size> [LAST]"));
+            }
+            Ok(Command::Bdat { size, last })
+        }
         _ => Err(ParseError::Unknown),
     }
 }
@@ -210,6 +259,30 @@ mod tests {
         assert!(parse(b"EHLO").is_err());
         assert_eq!(parse(b"FOO"), Err(ParseError::Unknown));
         assert_eq!(parse(b"NOOP hello"), Ok(Command::Noop));
+        assert_eq!(
+            parse(b"BDAT 100 LAST"),
+            Ok(Command::Bdat {
+                size: 100,
+                last: true
+            })
+        );
+        assert_eq!(
+            parse(b"bdat 0"),
+            Ok(Command::Bdat {
+                size: 0,
+                last: false
+            })
+        );
+        assert!(parse(b"BDAT x").is_err());
+        assert!(parse(b"BDAT 1 NOW").is_err());
+        assert_eq!(
+            parse(b"AUTH plain AGEAYg=="),
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGEAYg==".into())
+            })
+        );
+        assert!(parse(b"AUTH").is_err());
         assert_eq!(
             parse("RCPT TO:<josé@exämple.org>".as_bytes()),
             Ok(Command::Rcpt {

@@ -1,25 +1,34 @@
-//! casella-smtp: mail intake for the local domains — inbound SMTP (RFC 5321) on the
-//! `smtp` listener and LMTP (RFC 2033) on the `lmtp` listener.
+//! casella-smtp: mail in and out of casella over SMTP — inbound SMTP for the local
+//! domains (RFC 5321) on `smtp`, LMTP (RFC 2033) on `lmtp`, and message submission
+//! (RFC 6409) on `submission` (STARTTLS) and `submissions` (implicit TLS, RFC 8314).
 //!
-//! Owns: the SMTP/LMTP session state machine, DATA reading, the Received: header,
-//! and handing each accepted message to the store for every recipient.
-//! Must not: relay. A recipient outside the local domains is refused (`550 5.7.1`).
-//! Invariant: `250` after DATA (SMTP) or a recipient's `250` (LMTP) is sent only after
-//! the store has durably committed that recipient's copy.
+//! Owns: the session state machine, DATA and BDAT reading, AUTH for submission,
+//! the sender binding, the Received: header and submission header fixups, and
+//! handing each accepted message to the store: local recipients' INBOX at once,
+//! remote recipients onto the durable outbound queue (the relay crate sends it).
+//! Must not: relay for anyone who is not logged in on submission — inbound SMTP and
+//! LMTP refuse non-local recipients (`550 5.7.1`).
+//! Invariant: a `250` for a message (or an LMTP recipient) is sent only after the
+//! store durably committed it — delivered or queued.
 
 mod command;
 mod data;
+mod headers;
+mod limits;
 mod session;
 mod time;
+mod transaction;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use casella_directory::Directory;
+use casella_directory::{Directory, LoginType};
 use casella_net::{ConnectionInfo, Handler, SessionFuture, ShutdownSignal, Stream};
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 pub use command::{Command, ParseError};
+pub use limits::RateLimiter;
 pub use time::rfc5322_date;
 
 /// Which protocol a listener speaks.
@@ -29,6 +38,8 @@ pub enum Mode {
     Smtp,
     /// RFC 2033 LMTP, for an MTA delivering into casella.
     Lmtp,
+    /// RFC 6409 message submission for logged-in users.
+    Submission,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +52,13 @@ pub struct SmtpConfig {
     pub max_command_size: usize,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
     pub timeout: Duration,
+    /// Submission login policy (Exchange's LoginType, as for POP3 and IMAP).
+    pub login_type: LoginType,
+    pub auth_failure_delay: Duration,
+    /// Messages one user may submit per hour (0: no limit).
+    pub max_messages_per_hour: u32,
+    /// How long the outbound queue keeps trying a remote recipient.
+    pub queue_lifetime: Duration,
 }
 
 impl Default for SmtpConfig {
@@ -51,15 +69,27 @@ impl Default for SmtpConfig {
             max_recipients: 100,
             max_command_size: 4096,
             timeout: Duration::from_secs(300),
+            login_type: LoginType::SecureLogin,
+            auth_failure_delay: Duration::from_secs(1),
+            max_messages_per_hour: 1000,
+            queue_lifetime: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
 
+/// What every session of one listener shares.
+pub(crate) struct Shared {
+    pub config: SmtpConfig,
+    pub directory: Arc<Directory>,
+    pub tls: Option<TlsAcceptor>,
+    /// Woken after a message was queued for remote recipients.
+    pub outbound: Option<Arc<Notify>>,
+    pub rate: Arc<RateLimiter>,
+}
+
 pub struct SmtpService {
     mode: Mode,
-    config: Arc<SmtpConfig>,
-    directory: Arc<Directory>,
-    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
 }
 
 impl SmtpService {
@@ -69,11 +99,28 @@ impl SmtpService {
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
     ) -> SmtpService {
+        SmtpService::with_outbound(mode, config, directory, tls, None, Arc::default())
+    }
+
+    /// A service that queues remote recipients and wakes `outbound` (submission),
+    /// counting messages per user in `rate` (shared by submission listeners).
+    pub fn with_outbound(
+        mode: Mode,
+        config: SmtpConfig,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+        outbound: Option<Arc<Notify>>,
+        rate: Arc<RateLimiter>,
+    ) -> SmtpService {
         SmtpService {
             mode,
-            config: Arc::new(config),
-            directory,
-            tls,
+            shared: Arc::new(Shared {
+                config,
+                directory,
+                tls,
+                outbound,
+                rate,
+            }),
         }
     }
 }
@@ -85,14 +132,7 @@ impl Handler for SmtpService {
         info: ConnectionInfo,
         signal: ShutdownSignal,
     ) -> SessionFuture {
-        let session = session::Session::new(
-            self.mode,
-            self.config.clone(),
-            self.directory.clone(),
-            self.tls.clone(),
-            info,
-            signal,
-        );
+        let session = session::Session::new(self.mode, self.shared.clone(), info, signal);
         Box::pin(session.run(stream))
     }
 

@@ -1,53 +1,44 @@
-//! One SMTP or LMTP session — RFC 5321 §4.1.4 command order, RFC 2033 §4.2 replies.
+//! One SMTP, LMTP or submission session: the connection loop, greeting, EHLO,
+//! STARTTLS and AUTH. The mail transaction (MAIL, RCPT, DATA, BDAT) is in
+//! `transaction.rs`. RFC 5321 §4.1.4 command order, RFC 2033 §4.2, RFC 6409.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use casella_directory::Directory;
-use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line};
-use casella_store::{Account, StoreError, now_unix};
+use casella_directory::sasl::{self, SaslError};
+use casella_directory::{AuthFailure, Protocol, Secret};
+use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
+use casella_store::{Account, now_unix};
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio_rustls::TlsAcceptor;
 
 use crate::command::{self, Command};
-use crate::data::{DataOutcome, read_data};
-use crate::{Mode, SmtpConfig, rfc5322_date};
+use crate::transaction::Envelope;
+use crate::{Mode, Shared};
 
-type Reader = BufReader<Stream>;
+pub(crate) type Reader = BufReader<Stream>;
 
 pub(crate) struct Session {
-    mode: Mode,
-    config: Arc<SmtpConfig>,
-    directory: Arc<Directory>,
-    tls: Option<TlsAcceptor>,
-    info: ConnectionInfo,
+    pub mode: Mode,
+    pub shared: Arc<Shared>,
+    pub info: ConnectionInfo,
     signal: ShutdownSignal,
     out: Vec<u8>,
-    tls_active: bool,
+    pub tls_active: bool,
     /// The EHLO/HELO/LHLO name; `None` until the client greeted.
-    helo: Option<String>,
-    esmtp: bool,
-    envelope: Option<Envelope>,
+    pub helo: Option<String>,
+    pub esmtp: bool,
+    pub envelope: Option<Envelope>,
+    /// The logged-in submitter and every address it may send as.
+    pub auth: Option<(Account, Vec<String>)>,
 }
 
-/// The transaction being built by MAIL and RCPT.
-struct Envelope {
-    from: String,
-    recipients: Vec<Recipient>,
-}
-
-struct Recipient {
-    address: String,
-    account: Account,
-}
-
-enum Next {
+pub(crate) enum Next {
     Continue,
     Close,
     StartTls,
 }
 
-fn queue_id() -> String {
+pub(crate) fn queue_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
@@ -61,17 +52,13 @@ fn queue_id() -> String {
 impl Session {
     pub(crate) fn new(
         mode: Mode,
-        config: Arc<SmtpConfig>,
-        directory: Arc<Directory>,
-        tls: Option<TlsAcceptor>,
+        shared: Arc<Shared>,
         info: ConnectionInfo,
         signal: ShutdownSignal,
     ) -> Session {
         Session {
             mode,
-            config,
-            directory,
-            tls,
+            shared,
             info,
             signal,
             out: Vec::with_capacity(256),
@@ -79,15 +66,16 @@ impl Session {
             helo: None,
             esmtp: false,
             envelope: None,
+            auth: None,
         }
     }
 
-    fn reply(&mut self, line: &str) {
+    pub fn reply(&mut self, line: &str) {
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 
-    async fn flush(&mut self, reader: &mut Reader) -> std::io::Result<()> {
+    pub async fn flush(&mut self, reader: &mut Reader) -> std::io::Result<()> {
         if !self.out.is_empty() {
             reader.get_mut().write_all(&self.out).await?;
             self.out.clear();
@@ -95,19 +83,28 @@ impl Session {
         reader.get_mut().flush().await
     }
 
-    fn protocol_name(&self) -> &'static str {
+    pub fn protocol_name(&self) -> &'static str {
         match self.mode {
             Mode::Lmtp => "LMTP",
             Mode::Smtp => "SMTP",
+            Mode::Submission => "submission",
         }
+    }
+
+    /// May a password be used on this connection (the submission login policy)?
+    fn passwords_allowed(&self) -> bool {
+        self.shared
+            .config
+            .login_type
+            .passwords_allowed(self.tls_active)
     }
 
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
         let mut reader = BufReader::with_capacity(8192, stream);
-        let hostname = self.config.hostname.clone();
+        let hostname = self.shared.config.hostname.clone();
         let banner = match self.mode {
-            Mode::Smtp => format!("220 {hostname} ESMTP casella ready"),
+            Mode::Smtp | Mode::Submission => format!("220 {hostname} ESMTP casella ready"),
             Mode::Lmtp => format!("220 {hostname} LMTP casella ready"),
         };
         self.reply(&banner);
@@ -117,12 +114,12 @@ impl Session {
                 return;
             }
             let mut signal = self.signal.clone();
-            let max = self.config.max_command_size;
+            let max = self.shared.config.max_command_size;
             let read = next_line(
                 &mut reader,
                 &mut line,
                 max,
-                self.config.timeout,
+                self.shared.config.timeout,
                 &mut signal,
             )
             .await;
@@ -161,14 +158,17 @@ impl Session {
                     if self.flush(&mut reader).await.is_err() {
                         return;
                     }
-                    let Some(acceptor) = self.tls.clone() else {
+                    let Some(acceptor) = self.shared.tls.clone() else {
                         return;
                     };
                     // RFC 3207 §4.2: anything pipelined after STARTTLS is discarded,
                     // and the session starts over.
                     let stream = reader.into_inner();
-                    match tokio::time::timeout(self.config.timeout, stream.into_tls(&acceptor))
-                        .await
+                    match tokio::time::timeout(
+                        self.shared.config.timeout,
+                        stream.into_tls(&acceptor),
+                    )
+                    .await
                     {
                         Ok(Ok(s)) => {
                             reader = BufReader::with_capacity(8192, s);
@@ -176,6 +176,7 @@ impl Session {
                             self.helo = None;
                             self.esmtp = false;
                             self.envelope = None;
+                            self.auth = None;
                         }
                         _ => return,
                     }
@@ -186,54 +187,35 @@ impl Session {
 
     async fn dispatch(&mut self, cmd: Command, reader: &mut Reader) -> Next {
         match cmd {
-            Command::Ehlo(d) | Command::Helo(d) if self.mode == Mode::Lmtp => {
-                let _ = d;
+            Command::Ehlo(_) | Command::Helo(_) if self.mode == Mode::Lmtp => {
                 self.reply("500 5.5.1 This is an LMTP server: use LHLO");
             }
-            Command::Lhlo(_) if self.mode == Mode::Smtp => {
+            Command::Lhlo(_) if self.mode != Mode::Lmtp => {
                 self.reply("500 5.5.1 This is an SMTP server: use EHLO");
             }
-            Command::Ehlo(domain) | Command::Lhlo(domain) => {
-                self.helo = Some(domain.clone());
-                self.esmtp = true;
-                self.envelope = None;
-                let hostname = self.config.hostname.clone();
-                let mut lines = vec![format!("{hostname} Hello {domain}")];
-                lines.push(format!("SIZE {}", self.config.max_message_size));
-                lines.push("8BITMIME".into());
-                lines.push("PIPELINING".into());
-                lines.push("ENHANCEDSTATUSCODES".into());
-                lines.push("SMTPUTF8".into());
-                if !self.tls_active && self.tls.is_some() {
-                    lines.push("STARTTLS".into());
-                }
-                let last = lines.len() - 1;
-                for (i, l) in lines.iter().enumerate() {
-                    let sep = if i == last { ' ' } else { '-' };
-                    self.out
-                        .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
-                }
-            }
+            Command::Ehlo(domain) | Command::Lhlo(domain) => self.ehlo(domain),
             Command::Helo(domain) => {
                 self.helo = Some(domain);
                 self.esmtp = false;
                 self.envelope = None;
-                let hostname = self.config.hostname.clone();
+                let hostname = self.shared.config.hostname.clone();
                 self.reply(&format!("250 {hostname}"));
             }
             Command::StartTls => {
                 if self.tls_active {
                     self.reply("503 5.5.1 TLS is already active");
-                } else if self.tls.is_none() {
+                } else if self.shared.tls.is_none() {
                     self.reply("454 4.7.0 TLS not available");
                 } else {
                     self.reply("220 2.0.0 Ready to start TLS");
                     return Next::StartTls;
                 }
             }
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial, reader).await,
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data(reader).await,
+            Command::Bdat { size, last } => return self.bdat(size, last, reader).await,
             Command::Rset => {
                 self.envelope = None;
                 self.reply("250 2.0.0 Ok");
@@ -250,234 +232,162 @@ impl Session {
         Next::Continue
     }
 
-    fn mail(&mut self, from: String, params: crate::command::Params) {
-        if self.helo.is_none() {
-            let greet = if self.mode == Mode::Lmtp {
-                "LHLO"
-            } else {
-                "EHLO/HELO"
-            };
-            self.reply(&format!("503 5.5.1 Send {greet} first"));
+    /// EHLO / LHLO — RFC 5321 §4.1.1.1; the extensions depend on mode and TLS.
+    fn ehlo(&mut self, domain: String) {
+        self.helo = Some(domain.clone());
+        self.esmtp = true;
+        self.envelope = None;
+        let hostname = self.shared.config.hostname.clone();
+        let mut lines = vec![format!("{hostname} Hello {domain}")];
+        lines.push(format!("SIZE {}", self.shared.config.max_message_size));
+        lines.push("8BITMIME".into());
+        lines.push("PIPELINING".into());
+        lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("SMTPUTF8".into());
+        lines.push("CHUNKING".into());
+        if self.mode == Mode::Submission {
+            lines.push("DSN".into());
+            // RFC 4954 §4 with SecureLogin: AUTH only once passwords may be used.
+            if self.passwords_allowed() && self.auth.is_none() {
+                lines.push("AUTH PLAIN LOGIN".into());
+            }
+        }
+        if !self.tls_active && self.shared.tls.is_some() {
+            lines.push("STARTTLS".into());
+        }
+        let last = lines.len() - 1;
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.out
+                .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
+        }
+    }
+
+    /// AUTH — RFC 4954, PLAIN (RFC 4616) and LOGIN, submission only.
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>, reader: &mut Reader) {
+        if self.mode != Mode::Submission {
+            self.reply("503 5.5.1 AUTH is only offered on the submission service");
+            return;
+        }
+        if self.auth.is_some() {
+            self.reply("503 5.5.1 Already authenticated");
             return;
         }
         if self.envelope.is_some() {
-            self.reply("503 5.5.1 Nested MAIL command");
+            self.reply("503 5.5.1 AUTH is not allowed during a mail transaction");
             return;
         }
-        for (name, value) in &params {
-            match (name.as_str(), value.as_deref()) {
-                // RFC 1870 §6: a declared size over the limit is refused at once.
-                ("SIZE", Some(v)) => match v.parse::<u64>() {
-                    Ok(n) if n > self.config.max_message_size as u64 => {
-                        self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        self.reply("501 5.5.4 Invalid SIZE parameter");
-                        return;
-                    }
-                },
-                ("BODY", Some(v))
-                    if v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT") => {}
-                ("SMTPUTF8", None) => {}
-                _ if !self.esmtp => {
-                    self.reply("555 5.5.4 Parameters need EHLO");
-                    return;
+        if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            self.reply("504 5.5.4 Unrecognized authentication mechanism");
+            return;
+        }
+        if !self.passwords_allowed() {
+            self.reply("538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first");
+            return;
+        }
+        let result = if mechanism == "PLAIN" {
+            let response = match initial {
+                Some(i) => sasl::decode_response(&i),
+                None => self.challenge(reader, "").await,
+            };
+            response
+                .and_then(|r| sasl::decode_plain(&r))
+                .and_then(|c| match c.authzid.as_deref() {
+                    Some(z) if !z.eq_ignore_ascii_case(&c.authcid) => Err(SaslError::Malformed),
+                    _ => Ok((c.authcid, c.password)),
+                })
+        } else {
+            let user = match initial {
+                Some(i) => sasl::decode_response(&i),
+                None => {
+                    self.challenge(reader, &sasl::encode_challenge(b"Username:"))
+                        .await
                 }
-                _ => {
-                    self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
-                    return;
+            };
+            match user.and_then(|u| sasl::decode_login_step(&u)) {
+                Err(e) => Err(e),
+                Ok(user) => {
+                    let pass = self
+                        .challenge(reader, &sasl::encode_challenge(b"Password:"))
+                        .await;
+                    pass.and_then(|p| sasl::decode_login_step(&p))
+                        .map(|p| (user, Secret::new(p)))
                 }
-            }
-        }
-        if !from.is_empty() && !from.contains('@') {
-            self.reply("553 5.1.7 The sender address must be a full address or <>");
-            return;
-        }
-        self.envelope = Some(Envelope {
-            from,
-            recipients: Vec::new(),
-        });
-        self.reply("250 2.1.0 Sender OK");
-    }
-
-    async fn rcpt(&mut self, to: String, params: crate::command::Params) {
-        let Some(envelope) = self.envelope.as_ref() else {
-            self.reply("503 5.5.1 Send MAIL first");
-            return;
-        };
-        if let Some((name, _)) = params.first() {
-            self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
-            return;
-        }
-        if envelope.recipients.len() >= self.config.max_recipients {
-            self.reply("452 4.5.3 Too many recipients");
-            return;
-        }
-        match self.resolve(&to).await {
-            Ok(Some(account)) => {
-                if let Some(e) = self.envelope.as_mut() {
-                    e.recipients.push(Recipient {
-                        address: to,
-                        account,
-                    });
-                }
-                self.reply("250 2.1.5 Recipient OK");
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "recipient lookup failed");
-                self.reply("451 4.3.0 Temporary lookup failure, try again later");
-            }
-        }
-    }
-
-    /// Finds the local account for a recipient, or replies with the refusal.
-    async fn resolve(&mut self, to: &str) -> Result<Option<Account>, StoreError> {
-        // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted when a
-        // postmaster exists; we look for one in our local domains.
-        let (local, domain) = match to.rsplit_once('@') {
-            Some((l, d)) => (l.to_string(), d.to_ascii_lowercase()),
-            None if to.eq_ignore_ascii_case("postmaster") => {
-                for a in self.directory.store().list_accounts().await? {
-                    if a.address.starts_with("postmaster@") {
-                        return Ok(Some(a));
-                    }
-                }
-                self.reply("550 5.1.1 <postmaster>: Recipient address rejected: User unknown");
-                return Ok(None);
-            }
-            None => {
-                self.reply("501 5.1.3 The recipient address must be a full address");
-                return Ok(None);
             }
         };
-        if !self.directory.store().is_local_domain(&domain).await? {
-            self.reply(&format!("550 5.7.1 <{to}>: Relaying denied"));
-            return Ok(None);
-        }
-        if let Some(a) = self
-            .directory
-            .recipient(&format!("{local}@{domain}"))
-            .await?
-        {
-            return Ok(Some(a));
-        }
-        // Sub-addressing: user+tag@domain reaches user@domain.
-        if let Some((base, _)) = local.split_once('+')
-            && let Some(a) = self
-                .directory
-                .recipient(&format!("{base}@{domain}"))
-                .await?
-        {
-            return Ok(Some(a));
-        }
-        self.reply(&format!(
-            "550 5.1.1 <{to}>: Recipient address rejected: User unknown"
-        ));
-        Ok(None)
-    }
-
-    async fn data(&mut self, reader: &mut Reader) -> Next {
-        let Some(envelope) = self.envelope.take() else {
-            self.reply("503 5.5.1 Send MAIL first");
-            return Next::Continue;
-        };
-        if envelope.recipients.is_empty() {
-            self.reply("554 5.5.1 No valid recipients");
-            return Next::Continue;
-        }
-        self.reply("354 End data with <CR><LF>.<CR><LF>");
-        if self.flush(reader).await.is_err() {
-            return Next::Close;
-        }
-        let read = tokio::time::timeout(
-            // RFC 5321 §4.5.3.2.6: the data block may take longer than a command.
-            self.config.timeout * 2,
-            read_data(reader, self.config.max_message_size),
-        )
-        .await;
-        let body = match read {
+        let (user, password) = match result {
+            Ok(c) => c,
+            Err(SaslError::Cancelled) => {
+                self.reply("501 5.7.0 Authentication cancelled");
+                return;
+            }
             Err(_) => {
-                self.reply("421 4.4.2 Timeout while reading the message");
-                return Next::Close;
+                self.reply("501 5.5.2 Invalid SASL response");
+                return;
             }
-            Ok(Err(_)) => return Next::Close,
-            Ok(Ok(DataOutcome::TooBig)) => {
-                self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
-                return Next::Continue;
-            }
-            Ok(Ok(DataOutcome::Complete(body))) => body,
         };
-        let id = queue_id();
         let remote = self.info.remote;
-        let mut results = Vec::with_capacity(envelope.recipients.len());
-        for r in &envelope.recipients {
-            let mut message = self.received_header(&id, &r.address);
-            message.extend_from_slice(&body);
-            let result = self.directory.store().deliver(r.account.id, message).await;
-            match &result {
-                Ok(ap) => tracing::info!(
-                    protocol = self.protocol_name(), %remote, from = %envelope.from,
-                    to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id, "delivered"
-                ),
-                Err(e) => tracing::error!(
-                    protocol = self.protocol_name(), to = %r.account.address, error = %e,
-                    "delivery failed"
-                ),
+        let directory = self.shared.directory.clone();
+        let outcome = directory
+            .login_with_password(
+                Protocol::Submission,
+                self.shared.config.login_type,
+                self.tls_active,
+                &user,
+                &password,
+            )
+            .await;
+        match outcome {
+            Ok(auth) => {
+                let mut owned = vec![auth.account.address.clone()];
+                match directory.store().aliases(auth.account.id).await {
+                    Ok(a) => owned.extend(a),
+                    Err(e) => tracing::warn!(error = %e, "reading aliases failed"),
+                }
+                tracing::info!(protocol = "submission", %remote, user = %auth.account.address, "login");
+                self.auth = Some((auth.account, owned));
+                self.reply("235 2.7.0 Authentication successful");
             }
-            results.push(result.is_ok());
-        }
-        match self.mode {
-            // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
-            Mode::Lmtp => {
-                for (r, ok) in envelope.recipients.iter().zip(results) {
-                    if ok {
-                        self.reply(&format!("250 2.0.0 <{}> Delivered as {id}", r.address));
-                    } else {
-                        self.reply(&format!(
-                            "451 4.3.0 <{}> Temporary failure, try again later",
-                            r.address
-                        ));
+            Err(failure) => {
+                tracing::warn!(protocol = "submission", %remote, user = %user, reason = ?failure, "login failed");
+                if failure != AuthFailure::Temporary {
+                    tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+                }
+                let text = match failure {
+                    AuthFailure::InvalidCredentials => {
+                        "535 5.7.8 Authentication credentials invalid: wrong user name or password"
                     }
-                }
-            }
-            Mode::Smtp => {
-                if results.iter().all(|&ok| ok) {
-                    self.reply(&format!("250 2.0.0 Ok: queued as {id}"));
-                } else {
-                    self.reply("451 4.3.0 Temporary delivery failure, try again later");
-                }
+                    AuthFailure::ProtocolDisabled => {
+                        "535 5.7.8 Login failure or SMTP disabled: sending mail is turned off for this mailbox"
+                    }
+                    AuthFailure::Barred => "535 5.7.8 This account may not send mail",
+                    AuthFailure::EncryptionRequired => {
+                        "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first"
+                    }
+                    AuthFailure::Temporary => {
+                        "454 4.7.0 Temporary authentication failure, try again later"
+                    }
+                };
+                self.reply(text);
             }
         }
-        Next::Continue
     }
 
-    /// RFC 5321 §4.4 trace header. Names the TLS state (RFC 3848 "with" types).
-    fn received_header(&self, id: &str, recipient: &str) -> Vec<u8> {
-        let helo = self.helo.as_deref().unwrap_or("unknown");
-        let with = match (self.mode, self.esmtp, self.tls_active) {
-            (Mode::Lmtp, _, false) => "LMTP",
-            (Mode::Lmtp, _, true) => "LMTPS",
-            (Mode::Smtp, true, true) => "ESMTPS",
-            (Mode::Smtp, true, false) => "ESMTP",
-            (Mode::Smtp, false, true) => "SMTPS",
-            (Mode::Smtp, false, false) => "SMTP",
-        };
-        let ip = self.info.remote.ip();
-        // Keep CR/LF out of the header whatever the client sent.
-        let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
-        format!(
-            "Received: from {} ([{}])\r\n\tby {} (casella) with {} id {}\r\n\tfor <{}>; {}\r\n",
-            clean(helo),
-            ip,
-            self.config.hostname,
-            with,
-            id,
-            clean(recipient),
-            rfc5322_date(now_unix())
+    /// Sends a SASL challenge (334) and reads the client's response line.
+    async fn challenge(&mut self, reader: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
+        self.reply(&format!("334 {text}"));
+        if self.flush(reader).await.is_err() {
+            return Err(SaslError::Cancelled);
+        }
+        let mut line = Vec::new();
+        match tokio::time::timeout(
+            self.shared.config.timeout,
+            read_line(reader, &mut line, 16 * 1024),
         )
-        .into_bytes()
+        .await
+        {
+            Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
+            _ => Err(SaslError::Cancelled),
+        }
     }
 }

@@ -128,6 +128,9 @@ impl Default for PopOptions {
 #[serde(default)]
 pub struct AccountSettings {
     pub pop: PopOptions,
+    /// Keep a copy of every submitted message in Sent Items (off by default: most
+    /// clients save their own copy over IMAP).
+    pub save_sent_copy: bool,
 }
 
 /// An account as the store keeps it.

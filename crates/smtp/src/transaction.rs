@@ -1,0 +1,520 @@
+//! The mail transaction: MAIL (RFC 5321 §4.1.1.2), RCPT (§4.1.1.3), DATA
+//! (§4.1.1.4), BDAT (RFC 3030), and what happens to an accepted message: local
+//! recipients get it in their INBOX at once, remote ones (submission only) through
+//! the durable outbound queue. Every reply that accepts a message comes after the
+//! store committed it.
+
+use casella_store::{
+    Account, Flag, FlagSet, NewMessage, NewQueued, QueuedRecipient, RecipientState, SpecialUse,
+    StoreError, now_unix,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::Mode;
+use crate::command::Params;
+use crate::data::{DataOutcome, read_data};
+use crate::headers;
+use crate::session::{Next, Reader, Session, queue_id};
+
+/// The transaction being built by MAIL, RCPT and BDAT.
+pub(crate) struct Envelope {
+    from: String,
+    /// DSN RET and ENVID (RFC 3461 §4.3, §4.4).
+    ret: Option<String>,
+    envid: Option<String>,
+    local: Vec<LocalRecipient>,
+    remote: Vec<QueuedRecipient>,
+    /// BDAT chunks so far; `None` after a chunk failed (the rest is discarded).
+    chunks: Option<Vec<u8>>,
+    too_big: bool,
+}
+
+struct LocalRecipient {
+    address: String,
+    account: Account,
+}
+
+impl Envelope {
+    fn recipients(&self) -> usize {
+        self.local.len() + self.remote.len()
+    }
+}
+
+/// Where a recipient goes.
+enum Route {
+    Local(Account),
+    Remote,
+}
+
+impl Session {
+    pub(crate) fn mail(&mut self, from: String, params: Params) {
+        if self.helo.is_none() {
+            let greet = if self.mode == Mode::Lmtp {
+                "LHLO"
+            } else {
+                "EHLO/HELO"
+            };
+            self.reply(&format!("503 5.5.1 Send {greet} first"));
+            return;
+        }
+        if self.envelope.is_some() {
+            self.reply("503 5.5.1 Nested MAIL command");
+            return;
+        }
+        // RFC 6409 §4.3 / RFC 4954 §6: submission needs a login first.
+        if self.mode == Mode::Submission && self.auth.is_none() {
+            self.reply("530 5.7.0 Authentication required");
+            return;
+        }
+        let mut ret = None;
+        let mut envid = None;
+        for (name, value) in &params {
+            match (name.as_str(), value.as_deref()) {
+                // RFC 1870 §6: a declared size over the limit is refused at once.
+                ("SIZE", Some(v)) => match v.parse::<u64>() {
+                    Ok(n) if n > self.shared.config.max_message_size as u64 => {
+                        self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.reply("501 5.5.4 Invalid SIZE parameter");
+                        return;
+                    }
+                },
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("8BITMIME")
+                        || v.eq_ignore_ascii_case("7BIT")
+                        || v.eq_ignore_ascii_case("BINARYMIME") => {}
+                ("SMTPUTF8", None) => {}
+                // RFC 4954 §5: the AUTH parameter is accepted and not trusted.
+                ("AUTH", Some(_)) if self.mode == Mode::Submission => {}
+                ("RET", Some(v)) if self.mode == Mode::Submission => {
+                    if !v.eq_ignore_ascii_case("FULL") && !v.eq_ignore_ascii_case("HDRS") {
+                        self.reply("501 5.5.4 RET must be FULL or HDRS");
+                        return;
+                    }
+                    ret = Some(v.to_ascii_uppercase());
+                }
+                ("ENVID", Some(v)) if self.mode == Mode::Submission => envid = Some(v.to_string()),
+                _ if !self.esmtp => {
+                    self.reply("555 5.5.4 Parameters need EHLO");
+                    return;
+                }
+                _ => {
+                    self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
+                    return;
+                }
+            }
+        }
+        if !from.is_empty() && !from.contains('@') {
+            self.reply("553 5.1.7 The sender address must be a full address or <>");
+            return;
+        }
+        if let Some((account, owned)) = &self.auth {
+            // The sender is bound to the login (RFC 6409 §8; Exchange's reply).
+            if !owns(owned, &from) {
+                tracing::warn!(user = %account.address, from = %from, "sender address refused");
+                self.reply("553 5.7.1 Sender address rejected: not owned by authenticated user");
+                return;
+            }
+            if !self
+                .shared
+                .rate
+                .allows(account.id, self.shared.config.max_messages_per_hour)
+            {
+                self.reply("450 4.7.1 Too many messages sent in the last hour; try again later");
+                return;
+            }
+        }
+        self.envelope = Some(Envelope {
+            from,
+            ret,
+            envid,
+            local: Vec::new(),
+            remote: Vec::new(),
+            chunks: Some(Vec::new()),
+            too_big: false,
+        });
+        self.reply("250 2.1.0 Sender OK");
+    }
+
+    pub(crate) async fn rcpt(&mut self, to: String, params: Params) {
+        let Some(envelope) = self.envelope.as_ref() else {
+            self.reply("503 5.5.1 Send MAIL first");
+            return;
+        };
+        let mut notify = None;
+        let mut orcpt = None;
+        for (name, value) in &params {
+            match (name.as_str(), value.as_deref()) {
+                // RFC 3461 §4.1, §4.2 (submission offers DSN).
+                ("NOTIFY", Some(v)) if self.mode == Mode::Submission => {
+                    let v = v.to_ascii_uppercase();
+                    let ok = v == "NEVER"
+                        || v.split(',')
+                            .all(|p| matches!(p, "SUCCESS" | "FAILURE" | "DELAY"));
+                    if !ok {
+                        self.reply("501 5.5.4 Invalid NOTIFY parameter");
+                        return;
+                    }
+                    notify = Some(v);
+                }
+                ("ORCPT", Some(v)) if self.mode == Mode::Submission => orcpt = Some(v.to_string()),
+                _ => {
+                    self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
+                    return;
+                }
+            }
+        }
+        if envelope.recipients() >= self.shared.config.max_recipients {
+            self.reply("452 4.5.3 Too many recipients");
+            return;
+        }
+        let route = match self.route(&to).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "recipient lookup failed");
+                self.reply("451 4.3.0 Temporary lookup failure, try again later");
+                return;
+            }
+        };
+        let Some(envelope) = self.envelope.as_mut() else {
+            return;
+        };
+        match route {
+            Route::Local(account) => envelope.local.push(LocalRecipient {
+                address: to,
+                account,
+            }),
+            Route::Remote => envelope.remote.push(QueuedRecipient {
+                address: to,
+                orcpt,
+                notify,
+                state: RecipientState::Pending,
+                last_reply: None,
+            }),
+        }
+        self.reply("250 2.1.5 Recipient OK");
+    }
+
+    /// Where a recipient goes, or the refusal already replied (`Ok(None)`).
+    async fn route(&mut self, to: &str) -> Result<Option<Route>, StoreError> {
+        let store = self.shared.directory.store().clone();
+        // RFC 5321 §4.5.1: "postmaster" without a domain reaches our postmaster.
+        let (local, domain) = match to.rsplit_once('@') {
+            Some((l, d)) => (l.to_string(), d.to_ascii_lowercase()),
+            None if to.eq_ignore_ascii_case("postmaster") => {
+                for a in store.list_accounts().await? {
+                    if a.address.starts_with("postmaster@") {
+                        return Ok(Some(Route::Local(a)));
+                    }
+                }
+                self.reply("550 5.1.1 <postmaster>: Recipient address rejected: User unknown");
+                return Ok(None);
+            }
+            None => {
+                self.reply("501 5.1.3 The recipient address must be a full address");
+                return Ok(None);
+            }
+        };
+        if local.is_empty() || domain.is_empty() {
+            self.reply("501 5.1.3 The recipient address must be a full address");
+            return Ok(None);
+        }
+        if !store.is_local_domain(&domain).await? {
+            // Only an authenticated submitter may relay; never an open relay.
+            if self.mode == Mode::Submission && self.auth.is_some() {
+                return Ok(Some(Route::Remote));
+            }
+            self.reply(&format!("550 5.7.1 <{to}>: Relaying denied"));
+            return Ok(None);
+        }
+        if let Some(a) = self
+            .shared
+            .directory
+            .recipient(&format!("{local}@{domain}"))
+            .await?
+        {
+            return Ok(Some(Route::Local(a)));
+        }
+        // Sub-addressing: user+tag@domain reaches user@domain.
+        if let Some((base, _)) = local.split_once('+')
+            && let Some(a) = self
+                .shared
+                .directory
+                .recipient(&format!("{base}@{domain}"))
+                .await?
+        {
+            return Ok(Some(Route::Local(a)));
+        }
+        self.reply(&format!(
+            "550 5.1.1 <{to}>: Recipient address rejected: User unknown"
+        ));
+        Ok(None)
+    }
+
+    fn ready_for_content(&mut self) -> bool {
+        match &self.envelope {
+            None => {
+                self.reply("503 5.5.1 Send MAIL first");
+                false
+            }
+            Some(e) if e.recipients() == 0 => {
+                // The transaction ends here; the client starts over with MAIL.
+                self.envelope = None;
+                self.reply("554 5.5.1 No valid recipients");
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    pub(crate) async fn data(&mut self, reader: &mut Reader) -> Next {
+        if !self.ready_for_content() {
+            return Next::Continue;
+        }
+        if self
+            .envelope
+            .as_ref()
+            .is_some_and(|e| e.chunks.as_ref().is_none_or(|c| !c.is_empty()))
+        {
+            self.reply("503 5.5.1 DATA cannot follow BDAT");
+            return Next::Continue;
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>");
+        if self.flush(reader).await.is_err() {
+            return Next::Close;
+        }
+        let read = tokio::time::timeout(
+            // RFC 5321 §4.5.3.2.6: the data block may take longer than a command.
+            self.shared.config.timeout * 2,
+            read_data(reader, self.shared.config.max_message_size),
+        )
+        .await;
+        match read {
+            Err(_) => {
+                self.reply("421 4.4.2 Timeout while reading the message");
+                Next::Close
+            }
+            Ok(Err(_)) => Next::Close,
+            Ok(Ok(DataOutcome::TooBig)) => {
+                self.envelope = None;
+                self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+                Next::Continue
+            }
+            Ok(Ok(DataOutcome::Complete(body))) => {
+                self.accept_message(body).await;
+                Next::Continue
+            }
+        }
+    }
+
+    /// BDAT — RFC 3030 §2: the chunk is always read, even when it will be refused.
+    pub(crate) async fn bdat(&mut self, size: u64, last: bool, reader: &mut Reader) -> Next {
+        let max = self.shared.config.max_message_size as u64;
+        // Read (or skip) exactly `size` bytes first: the stream stays in step.
+        let mut chunk = Vec::new();
+        let keep = self
+            .envelope
+            .as_ref()
+            .is_some_and(|e| e.chunks.is_some() && !e.too_big)
+            && self
+                .envelope
+                .as_ref()
+                .and_then(|e| e.chunks.as_ref())
+                .map_or(0, |c| c.len() as u64)
+                + size
+                <= max;
+        let read = async {
+            if keep {
+                chunk.resize(size as usize, 0);
+                reader.read_exact(&mut chunk).await.map(|_| ())
+            } else {
+                tokio::io::copy(&mut (&mut *reader).take(size), &mut tokio::io::sink())
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match tokio::time::timeout(self.shared.config.timeout * 2, read).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Next::Close,
+            Err(_) => {
+                self.reply("421 4.4.2 Timeout while reading the message");
+                return Next::Close;
+            }
+        }
+        if !self.ready_for_content() {
+            return Next::Continue;
+        }
+        let Some(envelope) = self.envelope.as_mut() else {
+            return Next::Continue;
+        };
+        if !keep && envelope.chunks.is_some() {
+            envelope.too_big = true;
+        }
+        if let Some(chunks) = envelope.chunks.as_mut() {
+            chunks.extend_from_slice(&chunk);
+        }
+        if !last {
+            if envelope.too_big {
+                self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+            } else {
+                self.reply(&format!("250 2.0.0 {size} octets received"));
+            }
+            return Next::Continue;
+        }
+        if envelope.too_big {
+            self.envelope = None;
+            self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+            return Next::Continue;
+        }
+        let body = envelope.chunks.take().unwrap_or_default();
+        self.accept_message(body).await;
+        Next::Continue
+    }
+
+    /// Delivers or queues a complete message and answers for it.
+    async fn accept_message(&mut self, mut body: Vec<u8>) {
+        let Some(envelope) = self.envelope.take() else {
+            return;
+        };
+        let store = self.shared.directory.store().clone();
+        let remote = self.info.remote;
+        let id = queue_id();
+        let submitter = self.auth.as_ref().map(|(a, _)| a.clone());
+        if let Some((account, owned)) = &self.auth {
+            // RFC 6409 §8: the From: header must be ours too, else a spoof.
+            match headers::from_addresses(&body) {
+                Some(froms) if froms.iter().all(|f| owns(owned, f)) && !froms.is_empty() => {}
+                Some(froms) if !froms.is_empty() => {
+                    tracing::warn!(user = %account.address, from = ?froms, "From: header refused");
+                    self.reply(
+                        "553 5.7.1 Sender address rejected: not owned by authenticated user",
+                    );
+                    return;
+                }
+                _ => body = headers::prepend(&format!("From: <{}>\r\n", envelope.from), body),
+            }
+            body = headers::complete_for_submission(body, &self.shared.config.hostname);
+        }
+        let mut all_ok = true;
+        let mut lmtp_replies = Vec::new();
+        for r in &envelope.local {
+            let message = headers::with_received(&self.trace(&id, Some(&r.address)), &body);
+            let result = store.deliver(r.account.id, message).await;
+            match &result {
+                Ok(ap) => tracing::info!(
+                    protocol = self.protocol_name(), %remote, from = %envelope.from,
+                    to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id, "delivered"
+                ),
+                Err(e) => {
+                    tracing::error!(protocol = self.protocol_name(), to = %r.account.address, error = %e, "delivery failed")
+                }
+            }
+            all_ok &= result.is_ok();
+            lmtp_replies.push(if result.is_ok() {
+                format!("250 2.0.0 <{}> Delivered as {id}", r.address)
+            } else {
+                format!(
+                    "451 4.3.0 <{}> Temporary failure, try again later",
+                    r.address
+                )
+            });
+        }
+        if !envelope.remote.is_empty() && all_ok {
+            let message = headers::with_received(&self.trace(&id, None), &body);
+            let queued = NewQueued {
+                sender: envelope.from.clone(),
+                account: submitter.as_ref().map(|a| a.id),
+                recipients: envelope.remote.clone(),
+                message,
+                envid: envelope.envid.clone(),
+                ret: envelope.ret.clone(),
+                expires: now_unix() + self.shared.config.queue_lifetime.as_secs() as i64,
+            };
+            match store.enqueue(queued).await {
+                Ok(qid) => {
+                    tracing::info!(protocol = self.protocol_name(), %remote, from = %envelope.from,
+                        recipients = envelope.remote.len(), queue_id = qid.0, id = %id, "queued");
+                    if let Some(w) = &self.shared.outbound {
+                        w.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "queueing failed");
+                    all_ok = false;
+                }
+            }
+        }
+        if self.mode == Mode::Lmtp {
+            for r in lmtp_replies {
+                self.reply(&r);
+            }
+            return;
+        }
+        if !all_ok {
+            self.reply("451 4.3.0 Temporary delivery failure, try again later");
+            return;
+        }
+        if let Some(account) = &submitter {
+            self.shared.rate.record(account.id);
+            if account.settings.save_sent_copy {
+                self.save_sent_copy(account, &body).await;
+            }
+        }
+        self.reply(&format!("250 2.0.0 Ok: queued as {id}"));
+    }
+
+    /// Keeps a copy in Sent Items, read (for clients that do not save their own).
+    async fn save_sent_copy(&self, account: &Account, body: &[u8]) {
+        let store = self.shared.directory.store();
+        let sent = match store.list_mailboxes(account.id).await {
+            Ok(boxes) => boxes
+                .into_iter()
+                .find(|m| m.special_use == Some(SpecialUse::Sent)),
+            Err(_) => None,
+        };
+        let Some(sent) = sent else { return };
+        let flags: FlagSet = [Flag::Seen].into_iter().collect();
+        let copy = NewMessage {
+            raw: body.to_vec(),
+            internal_date: None,
+            flags,
+        };
+        if let Err(e) = store.append(sent.id, copy).await {
+            tracing::warn!(error = %e, "saving a copy in Sent Items failed");
+        }
+    }
+
+    /// The Received: header for this hop (RFC 5321 §4.4, RFC 3848 "with" types).
+    fn trace(&self, id: &str, recipient: Option<&str>) -> String {
+        let with = match (self.mode, self.esmtp, self.tls_active, self.auth.is_some()) {
+            (Mode::Lmtp, _, false, _) => "LMTP",
+            (Mode::Lmtp, _, true, _) => "LMTPS",
+            (_, true, true, true) => "ESMTPSA",
+            (_, true, false, true) => "ESMTPA",
+            (_, true, true, false) => "ESMTPS",
+            (_, true, false, false) => "ESMTP",
+            (_, false, true, _) => "SMTPS",
+            (_, false, false, _) => "SMTP",
+        };
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let auth = self.auth.as_ref().map(|(a, _)| a.address.as_str());
+        headers::received(
+            helo,
+            self.info.remote.ip(),
+            &self.shared.config.hostname,
+            with,
+            id,
+            auth,
+            recipient,
+        )
+    }
+}
+
+/// Whether `address` is one of the login's own addresses (case-insensitive).
+fn owns(owned: &[String], address: &str) -> bool {
+    owned.iter().any(|o| o.eq_ignore_ascii_case(address.trim()))
+}
