@@ -106,10 +106,11 @@ impl Directory {
         Ok(Authenticated { account })
     }
 
-    /// Looks an account up for delivery; `None` when no such mailbox exists.
+    /// Looks an account up for delivery by its address or one of its aliases;
+    /// `None` when no such mailbox exists.
     pub async fn recipient(&self, address: &str) -> Result<Option<Account>, StoreError> {
         self.store
-            .account_by_address(&Self::normalize(address))
+            .account_for_address(&Self::normalize(address))
             .await
     }
 }
