@@ -1,5 +1,10 @@
 //! Password hashes: argon2id in PHC string form. Hashing and verifying run on the
 //! blocking pool (tens of milliseconds each by design).
+//!
+//! Each verification needs argon2's working memory (19 MiB with the default
+//! parameters), so only as many run at once as there are cores: memory stays
+//! bounded however many clients log in together, and a flood of logins queues
+//! instead of exhausting the machine.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -17,8 +22,20 @@ pub fn hash_password(password: &Secret<String>) -> Result<String, String> {
         .map_err(|e| format!("hashing failed: {e}"))
 }
 
+/// Verifications allowed to run at once.
+fn verify_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.max(1))
+    })
+}
+
 /// True when `password` matches the PHC string `hash`. A malformed hash never matches.
 pub async fn verify_password(hash: String, password: Secret<String>) -> bool {
+    let Ok(_slot) = verify_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return false;
