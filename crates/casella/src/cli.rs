@@ -47,6 +47,11 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Print the DNS TXT record that publishes a DKIM key's public half.
+    DkimRecord {
+        /// The private key (PEM, RSA or Ed25519) named in [[relay.dkim]].
+        key_file: PathBuf,
+    },
     /// Deliver one message from standard input into a local mailbox (for an MTA).
     /// Exit status 0 when delivered, 67 for an unknown user, 75 for a temporary failure.
     Deliver {
@@ -126,6 +131,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::DkimRecord { key_file } => {
+            let record = casella_relay::dkim::dns_record(&key_file).map_err(anyhow::Error::msg)?;
+            println!("{record}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Queue { command } => queue::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

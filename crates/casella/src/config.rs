@@ -26,6 +26,37 @@ pub struct Config {
     pub imap: ImapSection,
     pub smtp: SmtpSection,
     pub submission: SubmissionSection,
+    pub relay: RelaySection,
+}
+
+/// How mail for remote recipients leaves: DNS MX by default, or a smarthost.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RelaySection {
+    /// `host:port` of a smarthost that takes all outbound mail.
+    pub smarthost: Option<String>,
+    /// required (STARTTLS, verified), opportunistic, or implicit (TLS on connect).
+    pub smarthost_tls: Option<String>,
+    pub smarthost_user: Option<String>,
+    /// A file holding the smarthost password (kept out of this file).
+    pub smarthost_password_file: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the smarthost with.
+    pub smarthost_ca_file: Option<PathBuf>,
+    /// Fixed next hops per recipient domain, `domain = "host:port"`.
+    pub routes: BTreeMap<String, String>,
+    /// DKIM keys: `[[relay.dkim]] domain = "…" selector = "…" key-file = "…"`.
+    pub dkim: Vec<DkimSection>,
+    /// Seconds to wait before each retry; the last one repeats. Default:
+    /// 60, 300, 900, 1800, 3600, 7200, 14400.
+    pub retry_schedule: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DkimSection {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +179,7 @@ impl Default for Config {
             imap: ImapSection::default(),
             smtp: SmtpSection::default(),
             submission: SubmissionSection::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -195,6 +227,84 @@ impl Config {
             queue_lifetime: Duration::from_secs(self.submission.queue_lifetime_hours.max(1) * 3600),
             ..self.smtp()
         }
+    }
+}
+
+impl Config {
+    /// The outbound relay's settings.
+    pub fn relay(&self) -> anyhow::Result<casella_relay::RelayConfig> {
+        use casella_relay::{DkimKey, RelayConfig, Smarthost, TlsMode};
+        let r = &self.relay;
+        let smarthost = match &r.smarthost {
+            None => None,
+            Some(hp) => {
+                let (host, port) = hp
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| {
+                        p.parse::<u16>()
+                            .ok()
+                            .map(|p| (h.trim_matches(['[', ']']).to_string(), p))
+                    })
+                    .with_context(|| format!("[relay] smarthost = {hp:?}: expected host:port"))?;
+                let tls = match r.smarthost_tls.as_deref().unwrap_or("required") {
+                    "required" => TlsMode::Required,
+                    "opportunistic" => TlsMode::Opportunistic,
+                    "implicit" => TlsMode::Implicit,
+                    other => anyhow::bail!(
+                        "[relay] smarthost-tls = {other:?}: use required, opportunistic or implicit"
+                    ),
+                };
+                let auth = match (&r.smarthost_user, &r.smarthost_password_file) {
+                    (Some(user), Some(file)) => {
+                        let pw = std::fs::read_to_string(file)
+                            .with_context(|| format!("reading {}", file.display()))?;
+                        Some((
+                            user.clone(),
+                            casella_directory::Secret::new(pw.trim_end().to_string()),
+                        ))
+                    }
+                    (None, None) => None,
+                    _ => anyhow::bail!(
+                        "[relay] smarthost-user and smarthost-password-file go together"
+                    ),
+                };
+                Some(Smarthost {
+                    host,
+                    port,
+                    tls,
+                    auth,
+                    ca_file: r.smarthost_ca_file.clone(),
+                })
+            }
+        };
+        Ok(RelayConfig {
+            hostname: self.hostname.clone(),
+            smarthost,
+            routes: r
+                .routes
+                .iter()
+                .map(|(d, h)| (d.to_ascii_lowercase(), h.clone()))
+                .collect(),
+            lifetime: Duration::from_secs(self.submission.queue_lifetime_hours.max(1) * 3600),
+            retry_schedule: if r.retry_schedule.is_empty() {
+                RelayConfig::default().retry_schedule
+            } else {
+                r.retry_schedule
+                    .iter()
+                    .map(|s| Duration::from_secs((*s).max(1)))
+                    .collect()
+            },
+            dkim: r
+                .dkim
+                .iter()
+                .map(|d| DkimKey {
+                    domain: d.domain.clone(),
+                    selector: d.selector.clone(),
+                    key_file: d.key_file.clone(),
+                })
+                .collect(),
+            ..RelayConfig::default()
+        })
     }
 }
 
@@ -270,6 +380,25 @@ auth-failure-delay-ms = 1000
 max-messages-per-hour = 1000
 # Hours the outbound queue keeps retrying a remote recipient before bouncing.
 queue-lifetime-hours = 120
+
+[relay]
+# Mail for remote recipients goes to each domain's MX (DNS) unless a smarthost
+# takes it all:
+# smarthost = "smtp.provider.example:587"
+# smarthost-tls = "required"          # or "opportunistic", "implicit"
+# smarthost-user = "account@provider.example"
+# smarthost-password-file = "/etc/casella/smarthost-password"
+# smarthost-ca-file = "/etc/ssl/certs/provider.pem"
+# Seconds before each retry (the last repeats):
+# retry-schedule = [60, 300, 900, 1800, 3600, 7200, 14400]
+# Fixed next hops for some domains:
+# routes = {{ "partner.example" = "mx.partner.example:25" }}
+# DKIM signing per sender domain (publish the TXT record that
+# `casella dkim-record KEY-FILE` prints at SELECTOR._domainkey.DOMAIN):
+# [[relay.dkim]]
+# domain = "example.org"
+# selector = "casella"
+# key-file = "/etc/casella/dkim-example.org.pem"
 
 [smtp]
 # Limits for inbound SMTP, LMTP and submission alike.

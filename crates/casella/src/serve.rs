@@ -11,6 +11,7 @@ use casella_directory::Directory;
 use casella_imap::ImapService;
 use casella_net::{Handler, ListenerSpec, Shutdown, bind, load_or_create_tls, serve};
 use casella_pop3::Pop3Service;
+use casella_relay::Relay;
 use casella_smtp::{Mode, RateLimiter, SmtpService};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -113,7 +114,8 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         Some(tls.acceptor.clone()),
     ));
 
-    let outbound = Arc::new(tokio::sync::Notify::new());
+    let relay = Relay::new(directory.store().clone(), config.relay()?);
+    let outbound = relay.waker();
     let submission: Arc<dyn Handler> = Arc::new(SmtpService::with_outbound(
         Mode::Submission,
         config.submission(),
@@ -160,6 +162,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
             MAX_CONNECTIONS_PER_LISTENER,
         )));
     }
+    tasks.push(tokio::spawn(relay.run(shutdown.signal())));
     println!("ready");
     use std::io::Write;
     let _ = std::io::stdout().flush();

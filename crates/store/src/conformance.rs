@@ -123,6 +123,16 @@ async fn queue_claims_updates_and_removes(store: &dyn MailStore) {
             .any(|q| q.id == id),
         "a claimed entry is not handed out twice"
     );
+    store.queue_release_claims().await.unwrap();
+    assert!(
+        store
+            .queue_claim(now + 1, 600, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|q| q.id == id),
+        "released claims are due again"
+    );
     let mut entry = mine[0].clone();
     entry.recipients[0].state = RecipientState::Delivered;
     entry.attempts = 1;

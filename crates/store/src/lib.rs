@@ -157,10 +157,14 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// Puts a message on the outbound queue durably, due at once.
     async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId>;
-    /// Claims up to `limit` entries due at `now`: they are returned and their next
-    /// attempt moves to `now + lease` so no other runner takes them meanwhile; the
-    /// runner then records the outcome with `queue_update` or `queue_remove`.
+    /// Claims up to `limit` entries due at `now`: they are returned and held for
+    /// `lease` seconds so no other runner takes them meanwhile; the runner then
+    /// records the outcome with `queue_update` or `queue_remove`, which ends the
+    /// claim.
     async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>>;
+    /// Takes back the claims this node holds (called when its relay starts, after a
+    /// crash or restart, so claimed entries need not wait for their lease).
+    async fn queue_release_claims(&self) -> StoreResult<()>;
     /// Every entry, oldest first.
     async fn queue_list(&self) -> StoreResult<Vec<Queued>>;
     async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>>;

@@ -1249,18 +1249,32 @@ impl MailStore for SqliteStore {
     async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>> {
         self.write(move |tx, _| {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+                "SELECT {QUEUE_COLUMNS} FROM queue
+                 WHERE next_attempt <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
+                 ORDER BY next_attempt, id LIMIT ?2"
             ))?;
             let due: Vec<Queued> = stmt
                 .query_map(params![now, limit as i64], queued_from_row)?
                 .collect::<Result<_, _>>()?;
             for q in &due {
                 tx.execute(
-                    "UPDATE queue SET next_attempt = ?2 WHERE id = ?1",
+                    "UPDATE queue SET claimed_until = ?2 WHERE id = ?1",
                     params![q.id.0, now + lease],
                 )?;
             }
             Ok(due)
+        })
+        .await
+    }
+
+    async fn queue_release_claims(&self) -> StoreResult<()> {
+        // One node owns the embedded store: every claim is ours.
+        self.write(|tx, _| {
+            tx.execute(
+                "UPDATE queue SET claimed_until = NULL WHERE claimed_until IS NOT NULL",
+                [],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -1294,7 +1308,7 @@ impl MailStore for SqliteStore {
             let recipients = serde_json::to_string(&e.recipients).map_err(StoreError::internal)?;
             let n = tx.execute(
                 "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = ?4, last_error = ?5,
-                 expires = ?6 WHERE id = ?1",
+                 expires = ?6, claimed_until = NULL WHERE id = ?1",
                 params![e.id.0, recipients, e.next_attempt, e.attempts, e.last_error, e.expires],
             )?;
             if n == 0 {

@@ -87,4 +87,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_due ON queue(next_attempt);
     "#,
+    // version 4: a claim is separate from the retry time, so a restarted node can
+    // take back its own claims at once.
+    r#"
+    ALTER TABLE queue ADD COLUMN claimed_until INTEGER;
+    "#,
 ];
