@@ -7,21 +7,16 @@
 //! message saying what to install (`.ci/run` installs them).
 
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use casella_testkit::TestServer;
+use casella_testkit::clients::{Run, curl, python, run, write};
 
 const USER: &str = "u@example.org";
 const PASSWORD: &str = "a good password";
 const OTHER: &str = "v@example.org";
 const OTHER_PASSWORD: &str = "another password";
-
-/// How long one client program may run.
-const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 
 /// The first message: dot-stuffing matters (a line starting with '.', a line of
 /// two dots, a line of one dot).
@@ -57,124 +52,6 @@ The third body, delivered later.\r\n";
 // Running client programs
 // ---------------------------------------------------------------------------
 
-struct Run {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Everything the program printed, for failure messages.
-    fn dump(&self) -> String {
-        format!(
-            "{} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            self.status,
-            self.out(),
-            self.stderr
-        )
-    }
-
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    #[track_caller]
-    fn success(self) -> Run {
-        assert!(self.status.success(), "{}", self.dump());
-        self
-    }
-}
-
-/// Runs `cmd` with stdout/stderr in files (so a child that keeps them open cannot
-/// hang the test), in its own process group, for at most `CLIENT_LIMIT`.
-#[track_caller]
-fn run(mut cmd: Command, tmp: &Path) -> Run {
-    let what = format!("{cmd:?}");
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let out_path = tmp.join(format!("run-{n}.stdout"));
-    let err_path = tmp.join(format!("run-{n}.stderr"));
-    let out_file = std::fs::File::create(&out_path).expect("stdout file");
-    let err_file = std::fs::File::create(&err_path).expect("stderr file");
-    cmd.stdin(Stdio::null())
-        .stdout(out_file)
-        .stderr(err_file)
-        .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{program}` is not installed, and this test needs it \
-             (CI installs it: `apt-get install -y {program}`; see .ci/run)"
-        ),
-        Err(e) => panic!("cannot start {what}: {e}"),
-    };
-    let deadline = Instant::now() + CLIENT_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // The child leads its own group: this kills it and whatever it started.
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg("--")
-                .arg(format!("-{}", child.id()))
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {CLIENT_LIMIT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                std::fs::read_to_string(&out_path).unwrap_or_default(),
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: std::fs::read(&out_path).expect("read stdout"),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        what,
-    }
-}
-
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
-}
-
-/// `python3 -I tests/clients/SCRIPT ARGS` (isolated: no user site, no PYTHON* env).
-fn python(script: &str, args: &[&str], tmp: &Path) -> Run {
-    let mut cmd = Command::new("python3");
-    cmd.arg("-I").arg(scripts().join(script)).args(args);
-    run(cmd, tmp)
-}
-
-/// `curl` with no ~/.curlrc, no proxy, and its own time limit.
-fn curl(args: &[&str], tmp: &Path) -> Run {
-    let mut cmd = Command::new("curl");
-    cmd.arg("-q")
-        .args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "30",
-            "--connect-timeout",
-            "10",
-        ])
-        .args(args)
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
-    run(cmd, tmp)
-}
-
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
@@ -187,12 +64,6 @@ fn server() -> TestServer {
 
 fn cert(s: &TestServer) -> String {
     s.cert_path().to_string_lossy().into_owned()
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).expect("write file");
-    p.to_string_lossy().into_owned()
 }
 
 /// poplib: the number of messages in USER's maildrop, over implicit TLS.

@@ -7,6 +7,7 @@
 //! test instead of hanging it.
 
 mod client;
+pub mod clients;
 mod server;
 
 pub use client::LineClient;

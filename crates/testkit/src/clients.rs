@@ -1,0 +1,146 @@
+//! Running independent client programs (Python scripts in `tests/clients/`, curl,
+//! fetchmail, mbsync, swaks) from protocol tests.
+//!
+//! Each program runs in its own process group with a time limit; when it overruns
+//! the group is killed and the test fails with what it printed. A missing program
+//! fails the test with the Debian package to install (`.ci/run` installs them).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one client program may run.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a client program did.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub what: String,
+}
+
+impl Run {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Everything the program printed, for failure messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "{} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what,
+            self.status,
+            self.out(),
+            self.stderr
+        )
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert!(self.status.success(), "{}", self.dump());
+        self
+    }
+}
+
+/// The Debian package that holds `program`.
+fn package_of(program: &str) -> &str {
+    match program {
+        "mbsync" => "isync",
+        other => other,
+    }
+}
+
+/// Runs `cmd` with stdout/stderr in files under `tmp` (so a child that keeps them
+/// open cannot hang the test), in its own process group, for at most
+/// [`CLIENT_LIMIT`].
+#[track_caller]
+pub fn run(mut cmd: Command, tmp: &Path) -> Run {
+    let what = format!("{cmd:?}");
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let out_path = tmp.join(format!("run-{n}.stdout"));
+    let err_path = tmp.join(format!("run-{n}.stderr"));
+    let out_file = std::fs::File::create(&out_path).expect("stdout file");
+    let err_file = std::fs::File::create(&err_path).expect("stderr file");
+    cmd.stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{program}` is not installed, and this test needs it \
+             (CI installs it: `apt-get install -y {}`; see .ci/run)",
+            package_of(&program)
+        ),
+        Err(e) => panic!("cannot start {what}: {e}"),
+    };
+    let deadline = Instant::now() + CLIENT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // The child leads its own group: this kills it and whatever it started.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish within {CLIENT_LIMIT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: std::fs::read(&out_path).expect("read stdout"),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        what,
+    }
+}
+
+/// `tests/clients/` of the repository.
+pub fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
+}
+
+/// `python3 -I tests/clients/SCRIPT ARGS` (isolated: no user site, no PYTHON* env).
+#[track_caller]
+pub fn python(script: &str, args: &[&str], tmp: &Path) -> Run {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-I").arg(scripts().join(script)).args(args);
+    run(cmd, tmp)
+}
+
+/// `curl` with no ~/.curlrc, no proxy, and its own time limit.
+#[track_caller]
+pub fn curl(args: &[&str], tmp: &Path) -> Run {
+    let mut cmd = Command::new("curl");
+    cmd.arg("-q")
+        .args(["-sS", "--noproxy", "*", "--max-time", "30", "--connect-timeout", "10"])
+        .args(args)
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy");
+    run(cmd, tmp)
+}
+
+/// Writes `bytes` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write file");
+    p.to_string_lossy().into_owned()
+}
