@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, deliver, queue, serve};
+use crate::{account, deliver, queue, serve, settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +41,17 @@ pub enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// Read or change the live protocol settings (Exchange's Set-PopSettings,
+    /// Set-ImapSettings): `settings pop get [KEY]`, `settings imap set KEY=VALUE...`.
+    /// A running server applies changes within a second.
+    Settings {
+        /// pop, imap or submission
+        protocol: String,
+        /// get or set
+        action: String,
+        /// KEY for get; KEY=VALUE pairs for set
+        args: Vec<String>,
     },
     /// See and manage the outbound queue.
     Queue {
@@ -136,6 +147,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{record}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Settings {
+            protocol,
+            action,
+            args,
+        } => settings::run(&cli.data, &protocol, &action, &args).map(|_| ExitCode::SUCCESS),
         Command::Queue { command } => queue::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -193,6 +193,7 @@ impl Config {
             preauth_timeout: Duration::from_secs(self.pop3.preauth_timeout.max(1)),
             auth_timeout: Duration::from_secs(self.pop3.auth_timeout.max(1)),
             auth_failure_delay: Duration::from_millis(self.pop3.auth_failure_delay_ms),
+            ..casella_pop3::Pop3Config::default()
         }
     }
 
@@ -205,6 +206,7 @@ impl Config {
             preauth_timeout: Duration::from_secs(self.imap.preauth_timeout.max(1)),
             auth_timeout: Duration::from_secs(self.imap.auth_timeout.max(1)),
             auth_failure_delay: Duration::from_millis(self.imap.auth_failure_delay_ms),
+            ..casella_imap::ImapConfig::default()
         }
     }
 
@@ -215,6 +217,7 @@ impl Config {
             max_recipients: self.smtp.max_recipients.max(1),
             max_command_size: 4096,
             timeout: Duration::from_secs(self.smtp.timeout.max(1)),
+            preauth_timeout: Duration::from_secs(self.smtp.timeout.max(1)),
             ..casella_smtp::SmtpConfig::default()
         }
     }
@@ -225,6 +228,8 @@ impl Config {
             auth_failure_delay: Duration::from_millis(self.submission.auth_failure_delay_ms),
             max_messages_per_hour: self.submission.max_messages_per_hour,
             queue_lifetime: Duration::from_secs(self.submission.queue_lifetime_hours.max(1) * 3600),
+            // Exchange's client connector: a minute to log in.
+            preauth_timeout: Duration::from_secs(60),
             ..self.smtp()
         }
     }

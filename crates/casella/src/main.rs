@@ -6,6 +6,7 @@ mod config;
 mod deliver;
 mod queue;
 mod serve;
+mod settings;
 
 use std::process::ExitCode;
 

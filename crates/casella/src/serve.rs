@@ -2,20 +2,22 @@
 //! then drain.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use casella_directory::Directory;
 use casella_imap::ImapService;
-use casella_net::{Handler, ListenerSpec, Shutdown, bind, load_or_create_tls, serve};
+use casella_net::{
+    Handler, ListenerSpec, Live, Shutdown, ShutdownSignal, bind, load_or_create_tls, serve,
+};
 use casella_pop3::Pop3Service;
 use casella_relay::Relay;
 use casella_smtp::{Mode, RateLimiter, SmtpService};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config;
+use crate::{config, settings};
 
 /// Every protocol name `--listen` accepts.
 pub const PROTOCOLS: &[&str] = &[
@@ -91,25 +93,32 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     .context("setting up TLS")?;
     let directory = Arc::new(Directory::new(store));
 
+    // Live settings: casella.toml, overridden by `casella settings` (settings.toml).
+    let overrides = settings::Overrides::load(data)?;
+    let live = LiveSettings {
+        pop3: Live::new(settings::pop3(&config, &overrides)),
+        imap: Live::new(settings::imap(&config, &overrides)),
+        submission: Live::new(settings::submission(&config, &overrides)),
+    };
     let pop3: Arc<dyn Handler> = Arc::new(Pop3Service::new(
-        config.pop3(),
+        live.pop3.clone(),
         directory.clone(),
         Some(tls.acceptor.clone()),
     ));
     let imap: Arc<dyn Handler> = Arc::new(ImapService::new(
-        config.imap(),
+        live.imap.clone(),
         directory.clone(),
         Some(tls.acceptor.clone()),
     ));
     let smtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
         Mode::Smtp,
-        config.smtp(),
+        Live::new(config.smtp()),
         directory.clone(),
         Some(tls.acceptor.clone()),
     ));
     let lmtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
         Mode::Lmtp,
-        config.smtp(),
+        Live::new(config.smtp()),
         directory.clone(),
         Some(tls.acceptor.clone()),
     ));
@@ -118,7 +127,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     let outbound = relay.waker();
     let submission: Arc<dyn Handler> = Arc::new(SmtpService::with_outbound(
         Mode::Submission,
-        config.submission(),
+        live.submission.clone(),
         directory.clone(),
         Some(tls.acceptor.clone()),
         Some(outbound.clone()),
@@ -163,6 +172,12 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         )));
     }
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
+    tasks.push(tokio::spawn(watch_settings(
+        data.to_path_buf(),
+        config.clone(),
+        live,
+        shutdown.signal(),
+    )));
     println!("ready");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -186,6 +201,55 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         tracing::info!("all sessions finished");
     }
     Ok(())
+}
+
+/// The services' live settings.
+struct LiveSettings {
+    pop3: Live<casella_pop3::Pop3Config>,
+    imap: Live<casella_imap::ImapConfig>,
+    submission: Live<casella_smtp::SmtpConfig>,
+}
+
+/// How often the settings file is looked at.
+const SETTINGS_POLL: Duration = Duration::from_millis(500);
+
+/// Applies `casella settings` changes (settings.toml) while the server runs: new
+/// connections get the new values.
+async fn watch_settings(
+    data: PathBuf,
+    config: config::Config,
+    live: LiveSettings,
+    mut signal: ShutdownSignal,
+) {
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let file = settings::path(&data);
+    let mut last = stamp(&file);
+    loop {
+        tokio::select! {
+            _ = signal.wait() => return,
+            _ = tokio::time::sleep(SETTINGS_POLL) => {}
+        }
+        let now = stamp(&file);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match settings::Overrides::load(&data) {
+            Ok(o) => {
+                live.pop3.set(settings::pop3(&config, &o));
+                live.imap.set(settings::imap(&config, &o));
+                live.submission.set(settings::submission(&config, &o));
+                tracing::info!("settings changed; new connections use them");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "settings.toml is not valid; keeping the current settings")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,14 +23,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casella_directory::{Directory, LoginType};
-use casella_net::{ConnectionInfo, Handler, SessionFuture, ShutdownSignal, Stream};
+use std::net::IpAddr;
+
+use casella_net::{
+    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
+    ShutdownSignal, Stream,
+};
+use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
 /// IMAP settings (Set-ImapSettings names, kebab-case in the config file).
 #[derive(Debug, Clone)]
 pub struct ImapConfig {
     pub hostname: String,
+    /// Text of the greeting after the capability code.
+    pub banner: String,
     pub login_type: LoginType,
+    /// Passwords (LOGIN, AUTHENTICATE PLAIN/LOGIN) allowed at all.
+    pub allow_basic_auth: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_user: usize,
     /// Longest command line, literals excluded (Exchange's MaxCommandSize: 10240).
     pub max_command_size: usize,
     /// Largest message APPEND accepts (advertised as APPENDLIMIT) and largest literal.
@@ -45,7 +58,12 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             hostname: "localhost".into(),
+            banner: "The casella IMAP4 service is ready.".into(),
             login_type: LoginType::SecureLogin,
+            allow_basic_auth: true,
+            max_connections: 10_000,
+            max_connections_per_ip: usize::MAX,
+            max_connections_per_user: 16,
             max_command_size: 10240,
             append_limit: 36_700_160,
             preauth_timeout: Duration::from_secs(60),
@@ -56,9 +74,12 @@ impl Default for ImapConfig {
 }
 
 pub(crate) struct Shared {
-    pub config: ImapConfig,
+    pub config: Live<ImapConfig>,
     pub directory: Arc<Directory>,
     pub tls: Option<TlsAcceptor>,
+    pub limits: ConnectionLimits,
+    /// Sessions per account, for max-connections-per-user.
+    pub users: Counter<AccountId>,
 }
 
 /// The IMAP service: shared by the imap and imaps listeners.
@@ -68,7 +89,7 @@ pub struct ImapService {
 
 impl ImapService {
     pub fn new(
-        config: ImapConfig,
+        config: Live<ImapConfig>,
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
     ) -> ImapService {
@@ -77,20 +98,41 @@ impl ImapService {
                 config,
                 directory,
                 tls,
+                limits: ConnectionLimits::default(),
+                users: Counter::default(),
             }),
         }
     }
 }
 
 impl Handler for ImapService {
+    fn admit(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.shared.config.get();
+        self.shared
+            .limits
+            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .map_err(|r| match r {
+                Refusal::ServerFull => {
+                    b"* BYE [UNAVAILABLE] The IMAP service has too many connections, try again later\r\n".to_vec()
+                }
+                Refusal::TooManyFromAddress => {
+                    b"* BYE [UNAVAILABLE] Too many connections from your address, try again later\r\n".to_vec()
+                }
+            })
+    }
+
     fn handle(
         &self,
         stream: Stream,
         info: ConnectionInfo,
         signal: ShutdownSignal,
+        admitted: Admitted,
     ) -> SessionFuture {
         let session = session::Session::new(self.shared.clone(), info, signal, stream.is_tls());
-        Box::pin(session.run(stream))
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run(stream).await
+        })
     }
 
     fn busy_reply(&self) -> &'static [u8] {

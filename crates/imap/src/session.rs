@@ -10,9 +10,9 @@ use casella_store::{Account, Change, MailStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 
-use crate::Shared;
 use crate::capability::capabilities;
 use crate::view::Selected;
+use crate::{ImapConfig, Shared};
 
 pub(crate) type Reader = BufReader<Stream>;
 
@@ -23,10 +23,13 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 pub(crate) struct Auth {
     pub account: Account,
     pub changes: broadcast::Receiver<Change>,
+    pub _slot: casella_net::Slot<casella_store::AccountId>,
 }
 
 pub(crate) struct Session {
     pub shared: Arc<Shared>,
+    /// The settings this session started with.
+    pub config: Arc<ImapConfig>,
     pub info: ConnectionInfo,
     pub signal: ShutdownSignal,
     pub out: Vec<u8>,
@@ -72,6 +75,7 @@ impl Session {
         tls_active: bool,
     ) -> Session {
         Session {
+            config: shared.config.get(),
             shared,
             info,
             signal,
@@ -122,11 +126,9 @@ impl Session {
         self.rev2 || self.utf8_accept
     }
 
+    /// Whether a password login can work on this connection now.
     pub fn passwords_allowed(&self) -> bool {
-        self.shared
-            .config
-            .login_type
-            .passwords_allowed(self.tls_active)
+        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
     pub fn capability_string(&self) -> String {
@@ -135,7 +137,7 @@ impl Session {
             self.tls_active,
             self.shared.tls.is_some(),
             self.passwords_allowed(),
-            self.shared.config.append_limit,
+            self.config.append_limit,
         )
     }
 
@@ -193,7 +195,7 @@ impl Session {
                     };
                     // RFC 9051 §6.2.1: input pipelined after STARTTLS is discarded.
                     let stream = io.into_inner();
-                    let timeout = self.shared.config.preauth_timeout;
+                    let timeout = self.config.preauth_timeout;
                     match tokio::time::timeout(timeout, stream.into_tls(&acceptor)).await {
                         Ok(Ok(s)) => {
                             io = BufReader::with_capacity(8192, s);
@@ -208,9 +210,9 @@ impl Session {
 
     fn idle_timeout(&self) -> std::time::Duration {
         if self.auth.is_some() {
-            self.shared.config.auth_timeout
+            self.config.auth_timeout
         } else {
-            self.shared.config.preauth_timeout
+            self.config.preauth_timeout
         }
     }
 
@@ -242,8 +244,8 @@ impl Session {
     /// get a "+" continuation; literals over the limit are refused before they are
     /// sent (RFC 7888 §4, RFC 9051 §7.5 TOOBIG).
     async fn read_command(&mut self, io: &mut Reader) -> Result<Vec<u8>, ReadError> {
-        let max_line = self.shared.config.max_command_size;
-        let limit = self.shared.config.append_limit as u64;
+        let max_line = self.config.max_command_size;
+        let limit = self.config.append_limit as u64;
         // A whole command (MULTIAPPEND) may hold several literals.
         let total_limit = limit.saturating_mul(4).max(64 << 20);
         let mut command = Vec::new();

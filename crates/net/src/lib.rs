@@ -6,14 +6,18 @@
 //! command lines with a length cap, connection limits, and graceful shutdown.
 //! Must not: know any mail protocol.
 
+mod limits;
 mod line;
 mod listener;
+mod live;
 mod shutdown;
 mod stream;
 mod tls;
 
+pub use limits::{Admitted, ConnectionLimits, Counter, Refusal, Slot};
 pub use line::{LineError, NextLine, next_line, read_line};
 pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};
+pub use live::Live;
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::Stream;
 pub use tls::{TlsError, TlsSetup, load_or_create_tls};

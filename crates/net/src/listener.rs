@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Shutdown, ShutdownSignal, Stream};
+use crate::{Admitted, Shutdown, ShutdownSignal, Stream};
 
 /// How long an implicit-TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,11 +38,19 @@ pub type SessionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A protocol's session entry point.
 pub trait Handler: Send + Sync + 'static {
-    /// Runs one session to its end.
-    fn handle(&self, stream: Stream, info: ConnectionInfo, signal: ShutdownSignal)
-    -> SessionFuture;
-    /// What to send before closing when the server is at its connection limit,
-    /// e.g. `-ERR [SYS/TEMP] too many connections\r\n`.
+    /// Decides whether a new connection from `remote` may start (the service's
+    /// connection limits). `Err` carries the refusal to send before closing, e.g.
+    /// `-ERR [SYS/TEMP] Too many connections from your address\r\n`.
+    fn admit(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>>;
+    /// Runs one session to its end; `admitted` is held until it ends.
+    fn handle(
+        &self,
+        stream: Stream,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+        admitted: Admitted,
+    ) -> SessionFuture;
+    /// What to send when even the listener's hard cap is reached.
     fn busy_reply(&self) -> &'static [u8];
 }
 
@@ -106,9 +114,17 @@ pub async fn serve(
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                tracing::warn!(%remote, %local, "connection limit reached");
-                let busy = handler.busy_reply();
+                tracing::warn!(%remote, %local, "listener connection cap reached");
+                let busy = handler.busy_reply().to_vec();
                 tokio::spawn(refuse(tcp, tls.clone(), busy));
+                continue;
+            }
+        };
+        let admitted = match handler.admit(remote.ip()) {
+            Ok(a) => a,
+            Err(reply) => {
+                tracing::warn!(%remote, %local, "connection refused by the service's limits");
+                tokio::spawn(refuse(tcp, tls.clone(), reply));
                 continue;
             }
         };
@@ -135,18 +151,18 @@ pub async fn serve(
                     }
                 }
             };
-            handler.handle(stream, info, session_signal).await;
+            handler.handle(stream, info, session_signal, admitted).await;
         });
     }
 }
 
-async fn refuse(tcp: TcpStream, tls: Option<TlsAcceptor>, reply: &'static [u8]) {
+async fn refuse(tcp: TcpStream, tls: Option<TlsAcceptor>, reply: Vec<u8>) {
     let attempt = async {
         let mut stream = match tls {
             None => Stream::Plain(tcp),
             Some(a) => Stream::Tls(Box::new(a.accept(tcp).await?)),
         };
-        stream.write_all(reply).await?;
+        stream.write_all(&reply).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), attempt).await;

@@ -15,17 +15,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casella_directory::{Directory, LoginType};
-use casella_net::{ConnectionInfo, Handler, ShutdownSignal, Stream};
+use std::net::IpAddr;
+
+use casella_net::{
+    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, ShutdownSignal,
+    Stream,
+};
+use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
 pub use command::{Command, ParseError};
 
-/// POP3 settings (Exchange's Set-PopSettings names in kebab-case in the config).
+/// The order POP3 numbers messages in (Exchange's MessageSortOrder... SortOrder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    /// Oldest first (message 1 is the oldest).
+    #[default]
+    Ascending,
+    /// Newest first.
+    Descending,
+}
+
+/// POP3 settings (Exchange's Set-PopSettings names in kebab-case). A session
+/// takes a snapshot when it starts; changes apply to new sessions.
 #[derive(Debug, Clone)]
 pub struct Pop3Config {
-    /// Host name shown in the greeting.
+    /// Host name (for logs).
     pub hostname: String,
+    /// Text of the greeting after "+OK ".
+    pub banner: String,
     pub login_type: LoginType,
+    /// Passwords (USER/PASS, AUTH PLAIN/LOGIN) allowed at all (Exchange Online's
+    /// basic-authentication switch).
+    pub allow_basic_auth: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_user: usize,
+    pub sort_order: SortOrder,
     /// Longest command line accepted, line end included (Exchange's MaxCommandSize: 512).
     pub max_command_size: usize,
     /// Idle time allowed before login.
@@ -40,7 +66,13 @@ impl Default for Pop3Config {
     fn default() -> Self {
         Pop3Config {
             hostname: "localhost".into(),
+            banner: "The casella POP3 service is ready.".into(),
             login_type: LoginType::SecureLogin,
+            allow_basic_auth: true,
+            max_connections: 10_000,
+            max_connections_per_ip: usize::MAX,
+            max_connections_per_user: 16,
+            sort_order: SortOrder::Ascending,
             max_command_size: 512,
             preauth_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(600),
@@ -51,41 +83,64 @@ impl Default for Pop3Config {
 
 /// The POP3 service: one per server, shared by its pop3 and pop3s listeners.
 pub struct Pop3Service {
-    config: Arc<Pop3Config>,
+    config: Live<Pop3Config>,
     directory: Arc<Directory>,
     /// For STLS; `None` when no certificate is available.
     tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    users: Arc<Counter<AccountId>>,
 }
 
 impl Pop3Service {
     pub fn new(
-        config: Pop3Config,
+        config: Live<Pop3Config>,
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
     ) -> Pop3Service {
         Pop3Service {
-            config: Arc::new(config),
+            config,
             directory,
             tls,
+            limits: ConnectionLimits::default(),
+            users: Arc::default(),
         }
     }
 }
 
 impl Handler for Pop3Service {
+    fn admit(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.config.get();
+        self.limits
+            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .map_err(|r| match r {
+                Refusal::ServerFull => {
+                    b"-ERR [SYS/TEMP] The POP3 service has too many connections, try again later\r\n".to_vec()
+                }
+                Refusal::TooManyFromAddress => {
+                    b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n".to_vec()
+                }
+            })
+    }
+
     fn handle(
         &self,
         stream: Stream,
         info: ConnectionInfo,
         signal: ShutdownSignal,
+        admitted: Admitted,
     ) -> casella_net::SessionFuture {
         let session = session::Session::new(
-            self.config.clone(),
+            self.config.get(),
             self.directory.clone(),
             self.tls.clone(),
+            self.users.clone(),
             info,
             signal,
         );
-        Box::pin(session.run(stream))
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run(stream).await
+        })
     }
 
     fn busy_reply(&self) -> &'static [u8] {

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Directory, Protocol, Secret};
-use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
+use casella_net::{
+    ConnectionInfo, Counter, NextLine, ShutdownSignal, Slot, Stream, next_line, read_line,
+};
 use casella_store::{
-    Account, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock, MessageRef,
-    PopDeleteAction, SpecialUse, StoreError, Uid,
+    Account, AccountId, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock,
+    MessageRef, PopDeleteAction, SpecialUse, StoreError, Uid,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
 
-use crate::Pop3Config;
 use crate::command::{self, Command, ParseError};
+use crate::{Pop3Config, SortOrder};
 
 /// SASL responses may be longer than commands (PLAIN with long names).
 const MAX_SASL_LINE: usize = 8192;
@@ -23,6 +25,8 @@ pub(crate) struct Session {
     config: Arc<Pop3Config>,
     directory: Arc<Directory>,
     tls: Option<TlsAcceptor>,
+    /// Sessions per account, for max-connections-per-user.
+    users: Arc<Counter<AccountId>>,
     info: ConnectionInfo,
     signal: ShutdownSignal,
     /// Replies waiting to be written; flushed before the session waits for input,
@@ -39,6 +43,7 @@ enum State {
 struct Maildrop {
     account: Account,
     _lock: MaildropLock,
+    _user_slot: Slot<AccountId>,
     messages: Vec<PopMessage>,
 }
 
@@ -65,6 +70,7 @@ impl Session {
         config: Arc<Pop3Config>,
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
+        users: Arc<Counter<AccountId>>,
         info: ConnectionInfo,
         signal: ShutdownSignal,
     ) -> Session {
@@ -72,6 +78,7 @@ impl Session {
             config,
             directory,
             tls,
+            users,
             info,
             signal,
             out: Vec::with_capacity(256),
@@ -102,7 +109,8 @@ impl Session {
         let mut state = State::Authorization { user: None };
         let remote = self.info.remote;
         tracing::debug!(%remote, tls = self.tls_active, "pop3 connection");
-        self.reply("+OK The casella POP3 service is ready.");
+        let banner = self.config.banner.clone();
+        self.reply(&format!("+OK {banner}"));
         let mut line = Vec::with_capacity(128);
         loop {
             // Flush only when no pipelined command is waiting in the buffer.
@@ -307,6 +315,10 @@ impl Session {
     /// Under SecureLogin (or PlaintextAuthentication), passwords on a cleartext
     /// connection are refused before they are sent.
     fn passwords_refused(&mut self) -> bool {
+        if !self.config.allow_basic_auth {
+            self.reply("-ERR [AUTH] Basic authentication (passwords) is turned off for POP3");
+            return true;
+        }
         if self.config.login_type.passwords_allowed(self.tls_active) {
             return false;
         }
@@ -321,6 +333,11 @@ impl Session {
         true
     }
 
+    /// Whether a password login can work on this connection now.
+    fn passwords_usable(&self) -> bool {
+        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
+    }
+
     /// RFC 2449 §5 CAPA. Before login it offers only what works on this connection.
     fn capa(&mut self, before_login: bool) {
         let mut text = String::from("+OK Capability list follows\r\n");
@@ -328,7 +345,7 @@ impl Session {
             "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\nUTF8\r\n",
         );
         if before_login {
-            if self.config.login_type.passwords_allowed(self.tls_active) {
+            if self.passwords_usable() {
                 text.push_str("USER\r\nSASL PLAIN LOGIN\r\n");
             }
             if !self.tls_active && self.tls.is_some() {
@@ -365,7 +382,7 @@ impl Session {
     ) -> Option<Maildrop> {
         let Some(mechanism) = mechanism else {
             // A bare AUTH lists the mechanisms (as Outlook expects, like Dovecot).
-            if self.config.login_type.passwords_allowed(self.tls_active) {
+            if self.passwords_usable() {
                 self.reply("+OK\r\nPLAIN\r\nLOGIN\r\n.");
             } else {
                 self.reply("+OK\r\n.");
@@ -491,6 +508,14 @@ impl Session {
                 return None;
             }
         };
+        let Some(user_slot) = self
+            .users
+            .acquire(account.id, self.config.max_connections_per_user)
+        else {
+            tracing::info!(protocol = "pop3", %remote, user = %account.address, "too many sessions for the user");
+            self.reply("-ERR [SYS/TEMP] Too many connections for this account; close another mail program and try again");
+            return None;
+        };
         let lock = match self.store().lock_maildrop(account.id).await {
             Ok(l) => l,
             Err(StoreError::InUse(_)) => {
@@ -518,6 +543,7 @@ impl Session {
                 Some(Maildrop {
                     account,
                     _lock: lock,
+                    _user_slot: user_slot,
                     messages,
                 })
             }
@@ -533,6 +559,14 @@ impl Session {
     /// in ascending UID order. UIDLs are `<uidvalidity><uid>` in hex (as Dovecot's
     /// default), stable across sessions and restarts and unique across folders.
     async fn open_maildrop(&self, account: &Account) -> Result<Vec<PopMessage>, StoreError> {
+        let mut messages = self.folder_messages(account).await?;
+        if self.config.sort_order == SortOrder::Descending {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    async fn folder_messages(&self, account: &Account) -> Result<Vec<PopMessage>, StoreError> {
         let mut messages = Vec::new();
         for name in &account.settings.pop.folders {
             let Some(mailbox) = self.store().mailbox_by_name(account.id, name).await? else {

@@ -141,6 +141,13 @@ impl Relay {
             }
             // Sleep until the earliest retry this runner scheduled, a wake-up, a
             // finished attempt (a free slot), or the poll interval.
+            // Entries scheduled before this runner started (or by another node)
+            // are not in `next_due`: ask the store when the next one is due.
+            if inner.next_due.load(Ordering::Relaxed) == i64::MAX
+                && let Ok(Some(at)) = inner.store.queue_next_attempt().await
+            {
+                inner.next_due.fetch_min(at, Ordering::Relaxed);
+            }
             let due = inner.next_due.load(Ordering::Relaxed);
             let wait = if due == i64::MAX {
                 POLL

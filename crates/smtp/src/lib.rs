@@ -23,7 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casella_directory::{Directory, LoginType};
-use casella_net::{ConnectionInfo, Handler, SessionFuture, ShutdownSignal, Stream};
+use std::net::IpAddr;
+
+use casella_net::{
+    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
+    ShutdownSignal, Stream,
+};
+use casella_store::AccountId;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
@@ -45,15 +51,25 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub hostname: String,
+    /// Greeting text after "220 HOSTNAME ".
+    pub banner: String,
     /// Largest message accepted (SIZE, RFC 1870).
     pub max_message_size: usize,
     pub max_recipients: usize,
     /// Longest command line (RFC 5321 §4.5.3.1.4 says 512; extensions need more).
     pub max_command_size: usize,
-    /// Idle time allowed between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
+    /// Idle time allowed between commands (RFC 5321 §4.5.3.2.7: 5 minutes); on
+    /// submission, once logged in.
     pub timeout: Duration,
+    /// Idle time allowed on submission before logging in.
+    pub preauth_timeout: Duration,
     /// Submission login policy (Exchange's LoginType, as for POP3 and IMAP).
     pub login_type: LoginType,
+    /// Passwords (AUTH PLAIN/LOGIN) allowed at all on submission.
+    pub allow_basic_auth: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_user: usize,
     pub auth_failure_delay: Duration,
     /// Messages one user may submit per hour (0: no limit).
     pub max_messages_per_hour: u32,
@@ -65,11 +81,17 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             hostname: "localhost".into(),
+            banner: "ESMTP casella ready".into(),
             max_message_size: 36_700_160,
             max_recipients: 100,
             max_command_size: 4096,
             timeout: Duration::from_secs(300),
+            preauth_timeout: Duration::from_secs(300),
             login_type: LoginType::SecureLogin,
+            allow_basic_auth: true,
+            max_connections: 10_000,
+            max_connections_per_ip: usize::MAX,
+            max_connections_per_user: 16,
             auth_failure_delay: Duration::from_secs(1),
             max_messages_per_hour: 1000,
             queue_lifetime: Duration::from_secs(5 * 24 * 3600),
@@ -79,7 +101,10 @@ impl Default for SmtpConfig {
 
 /// What every session of one listener shares.
 pub(crate) struct Shared {
-    pub config: SmtpConfig,
+    pub config: Live<SmtpConfig>,
+    pub limits: ConnectionLimits,
+    /// Sessions per account, for max-connections-per-user.
+    pub users: Counter<AccountId>,
     pub directory: Arc<Directory>,
     pub tls: Option<TlsAcceptor>,
     /// Woken after a message was queued for remote recipients.
@@ -95,7 +120,7 @@ pub struct SmtpService {
 impl SmtpService {
     pub fn new(
         mode: Mode,
-        config: SmtpConfig,
+        config: Live<SmtpConfig>,
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
     ) -> SmtpService {
@@ -106,7 +131,7 @@ impl SmtpService {
     /// counting messages per user in `rate` (shared by submission listeners).
     pub fn with_outbound(
         mode: Mode,
-        config: SmtpConfig,
+        config: Live<SmtpConfig>,
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
         outbound: Option<Arc<Notify>>,
@@ -116,6 +141,8 @@ impl SmtpService {
             mode,
             shared: Arc::new(Shared {
                 config,
+                limits: ConnectionLimits::default(),
+                users: Counter::default(),
                 directory,
                 tls,
                 outbound,
@@ -126,14 +153,34 @@ impl SmtpService {
 }
 
 impl Handler for SmtpService {
+    fn admit(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.shared.config.get();
+        self.shared
+            .limits
+            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .map_err(|r| match r {
+                Refusal::ServerFull => {
+                    b"421 4.7.0 Too many connections, try again later\r\n".to_vec()
+                }
+                Refusal::TooManyFromAddress => {
+                    b"421 4.7.0 Too many connections from your address, try again later\r\n"
+                        .to_vec()
+                }
+            })
+    }
+
     fn handle(
         &self,
         stream: Stream,
         info: ConnectionInfo,
         signal: ShutdownSignal,
+        admitted: Admitted,
     ) -> SessionFuture {
         let session = session::Session::new(self.mode, self.shared.clone(), info, signal);
-        Box::pin(session.run(stream))
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run(stream).await
+        })
     }
 
     fn busy_reply(&self) -> &'static [u8] {

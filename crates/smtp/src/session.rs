@@ -13,13 +13,15 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 use crate::command::{self, Command};
 use crate::transaction::Envelope;
-use crate::{Mode, Shared};
+use crate::{Mode, Shared, SmtpConfig};
 
 pub(crate) type Reader = BufReader<Stream>;
 
 pub(crate) struct Session {
     pub mode: Mode,
     pub shared: Arc<Shared>,
+    /// The settings this session started with.
+    pub config: Arc<SmtpConfig>,
     pub info: ConnectionInfo,
     signal: ShutdownSignal,
     out: Vec<u8>,
@@ -30,6 +32,8 @@ pub(crate) struct Session {
     pub envelope: Option<Envelope>,
     /// The logged-in submitter and every address it may send as.
     pub auth: Option<(Account, Vec<String>)>,
+    /// Held while logged in (max-connections-per-user).
+    user_slot: Option<casella_net::Slot<casella_store::AccountId>>,
 }
 
 pub(crate) enum Next {
@@ -58,6 +62,7 @@ impl Session {
     ) -> Session {
         Session {
             mode,
+            config: shared.config.get(),
             shared,
             info,
             signal,
@@ -67,6 +72,7 @@ impl Session {
             esmtp: false,
             envelope: None,
             auth: None,
+            user_slot: None,
         }
     }
 
@@ -91,20 +97,26 @@ impl Session {
         }
     }
 
+    /// Submission waits `preauth_timeout` for a client that has not logged in.
+    fn idle_timeout(&self) -> std::time::Duration {
+        if self.mode == Mode::Submission && self.auth.is_none() {
+            self.config.preauth_timeout
+        } else {
+            self.config.timeout
+        }
+    }
+
     /// May a password be used on this connection (the submission login policy)?
     fn passwords_allowed(&self) -> bool {
-        self.shared
-            .config
-            .login_type
-            .passwords_allowed(self.tls_active)
+        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
         let mut reader = BufReader::with_capacity(8192, stream);
-        let hostname = self.shared.config.hostname.clone();
+        let hostname = self.config.hostname.clone();
         let banner = match self.mode {
-            Mode::Smtp | Mode::Submission => format!("220 {hostname} ESMTP casella ready"),
+            Mode::Smtp | Mode::Submission => format!("220 {hostname} {}", self.config.banner),
             Mode::Lmtp => format!("220 {hostname} LMTP casella ready"),
         };
         self.reply(&banner);
@@ -114,12 +126,12 @@ impl Session {
                 return;
             }
             let mut signal = self.signal.clone();
-            let max = self.shared.config.max_command_size;
+            let max = self.config.max_command_size;
             let read = next_line(
                 &mut reader,
                 &mut line,
                 max,
-                self.shared.config.timeout,
+                self.idle_timeout(),
                 &mut signal,
             )
             .await;
@@ -164,11 +176,8 @@ impl Session {
                     // RFC 3207 §4.2: anything pipelined after STARTTLS is discarded,
                     // and the session starts over.
                     let stream = reader.into_inner();
-                    match tokio::time::timeout(
-                        self.shared.config.timeout,
-                        stream.into_tls(&acceptor),
-                    )
-                    .await
+                    match tokio::time::timeout(self.config.timeout, stream.into_tls(&acceptor))
+                        .await
                     {
                         Ok(Ok(s)) => {
                             reader = BufReader::with_capacity(8192, s);
@@ -177,6 +186,7 @@ impl Session {
                             self.esmtp = false;
                             self.envelope = None;
                             self.auth = None;
+                            self.user_slot = None;
                         }
                         _ => return,
                     }
@@ -198,7 +208,7 @@ impl Session {
                 self.helo = Some(domain);
                 self.esmtp = false;
                 self.envelope = None;
-                let hostname = self.shared.config.hostname.clone();
+                let hostname = self.config.hostname.clone();
                 self.reply(&format!("250 {hostname}"));
             }
             Command::StartTls => {
@@ -237,9 +247,9 @@ impl Session {
         self.helo = Some(domain.clone());
         self.esmtp = true;
         self.envelope = None;
-        let hostname = self.shared.config.hostname.clone();
+        let hostname = self.config.hostname.clone();
         let mut lines = vec![format!("{hostname} Hello {domain}")];
-        lines.push(format!("SIZE {}", self.shared.config.max_message_size));
+        lines.push(format!("SIZE {}", self.config.max_message_size));
         lines.push("8BITMIME".into());
         lines.push("PIPELINING".into());
         lines.push("ENHANCEDSTATUSCODES".into());
@@ -279,6 +289,11 @@ impl Session {
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("504 5.5.4 Unrecognized authentication mechanism");
+            return;
+        }
+        if !self.config.allow_basic_auth {
+            // Exchange Online's reply when basic authentication is off.
+            self.reply("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
             return;
         }
         if !self.passwords_allowed() {
@@ -331,7 +346,7 @@ impl Session {
         let outcome = directory
             .login_with_password(
                 Protocol::Submission,
-                self.shared.config.login_type,
+                self.config.login_type,
                 self.tls_active,
                 &user,
                 &password,
@@ -339,6 +354,12 @@ impl Session {
             .await;
         match outcome {
             Ok(auth) => {
+                let max = self.config.max_connections_per_user;
+                let Some(slot) = self.shared.users.acquire(auth.account.id, max) else {
+                    self.reply("421 4.7.0 Too many connections for this account, try again later");
+                    return;
+                };
+                self.user_slot = Some(slot);
                 let mut owned = vec![auth.account.address.clone()];
                 match directory.store().aliases(auth.account.id).await {
                     Ok(a) => owned.extend(a),
@@ -351,7 +372,7 @@ impl Session {
             Err(failure) => {
                 tracing::warn!(protocol = "submission", %remote, user = %user, reason = ?failure, "login failed");
                 if failure != AuthFailure::Temporary {
-                    tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+                    tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
                 let text = match failure {
                     AuthFailure::InvalidCredentials => {
@@ -380,11 +401,8 @@ impl Session {
             return Err(SaslError::Cancelled);
         }
         let mut line = Vec::new();
-        match tokio::time::timeout(
-            self.shared.config.timeout,
-            read_line(reader, &mut line, 16 * 1024),
-        )
-        .await
+        match tokio::time::timeout(self.config.timeout, read_line(reader, &mut line, 16 * 1024))
+            .await
         {
             Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),

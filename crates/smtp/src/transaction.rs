@@ -72,7 +72,7 @@ impl Session {
             match (name.as_str(), value.as_deref()) {
                 // RFC 1870 §6: a declared size over the limit is refused at once.
                 ("SIZE", Some(v)) => match v.parse::<u64>() {
-                    Ok(n) if n > self.shared.config.max_message_size as u64 => {
+                    Ok(n) if n > self.config.max_message_size as u64 => {
                         self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
                         return;
                     }
@@ -121,7 +121,7 @@ impl Session {
             if !self
                 .shared
                 .rate
-                .allows(account.id, self.shared.config.max_messages_per_hour)
+                .allows(account.id, self.config.max_messages_per_hour)
             {
                 self.reply("450 4.7.1 Too many messages sent in the last hour; try again later");
                 return;
@@ -167,7 +167,7 @@ impl Session {
                 }
             }
         }
-        if envelope.recipients() >= self.shared.config.max_recipients {
+        if envelope.recipients() >= self.config.max_recipients {
             self.reply("452 4.5.3 Too many recipients");
             return;
         }
@@ -289,8 +289,8 @@ impl Session {
         }
         let read = tokio::time::timeout(
             // RFC 5321 §4.5.3.2.6: the data block may take longer than a command.
-            self.shared.config.timeout * 2,
-            read_data(reader, self.shared.config.max_message_size),
+            self.config.timeout * 2,
+            read_data(reader, self.config.max_message_size),
         )
         .await;
         match read {
@@ -313,7 +313,7 @@ impl Session {
 
     /// BDAT — RFC 3030 §2: the chunk is always read, even when it will be refused.
     pub(crate) async fn bdat(&mut self, size: u64, last: bool, reader: &mut Reader) -> Next {
-        let max = self.shared.config.max_message_size as u64;
+        let max = self.config.max_message_size as u64;
         // Read (or skip) exactly `size` bytes first: the stream stays in step.
         let mut chunk = Vec::new();
         let keep = self
@@ -337,7 +337,7 @@ impl Session {
                     .map(|_| ())
             }
         };
-        match tokio::time::timeout(self.shared.config.timeout * 2, read).await {
+        match tokio::time::timeout(self.config.timeout * 2, read).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Next::Close,
             Err(_) => {
@@ -397,7 +397,7 @@ impl Session {
                 }
                 _ => body = headers::prepend(&format!("From: <{}>\r\n", envelope.from), body),
             }
-            body = headers::complete_for_submission(body, &self.shared.config.hostname);
+            body = headers::complete_for_submission(body, &self.config.hostname);
         }
         let mut all_ok = true;
         let mut lmtp_replies = Vec::new();
@@ -432,7 +432,7 @@ impl Session {
                 message,
                 envid: envelope.envid.clone(),
                 ret: envelope.ret.clone(),
-                expires: now_unix() + self.shared.config.queue_lifetime.as_secs() as i64,
+                expires: now_unix() + self.config.queue_lifetime.as_secs() as i64,
             };
             match store.enqueue(queued).await {
                 Ok(qid) => {
@@ -505,7 +505,7 @@ impl Session {
         headers::received(
             helo,
             self.info.remote.ip(),
-            &self.shared.config.hostname,
+            &self.config.hostname,
             with,
             id,
             auth,

@@ -87,6 +87,12 @@ impl ChangeFeed {
             .collect()
     }
 
+    /// Whether the account has a live subscriber here (a watcher skips the others).
+    pub fn is_subscribed(&self, account: AccountId) -> bool {
+        let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&account).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     /// Called by a watcher that read a mailbox's MODSEQ from the store: if it is
     /// newer than anything announced here, the change came from elsewhere.
     pub fn observe(&self, account: AccountId, mailbox: MailboxId, modseq: ModSeq) {

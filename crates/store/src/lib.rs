@@ -165,6 +165,8 @@ pub trait MailStore: Send + Sync + 'static {
     /// Takes back the claims this node holds (called when its relay starts, after a
     /// crash or restart, so claimed entries need not wait for their lease).
     async fn queue_release_claims(&self) -> StoreResult<()>;
+    /// When the earliest unclaimed entry is due (Unix seconds), if any.
+    async fn queue_next_attempt(&self) -> StoreResult<Option<i64>>;
     /// Every entry, oldest first.
     async fn queue_list(&self) -> StoreResult<Vec<Queued>>;
     async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>>;

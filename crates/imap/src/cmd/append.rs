@@ -15,7 +15,7 @@ impl Session {
         let Some(mb) = self.destination(tag, &name).await else {
             return;
         };
-        let limit = self.shared.config.append_limit as usize;
+        let limit = self.config.append_limit as usize;
         let mut new = Vec::with_capacity(messages.len());
         for m in messages {
             if m.data.is_empty() {

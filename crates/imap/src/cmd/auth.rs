@@ -22,6 +22,13 @@ impl Session {
 
     /// LOGIN — RFC 9051 §6.2.3: refused while LOGINDISABLED.
     pub(crate) async fn cmd_login(&mut self, tag: &str, user: &str, password: Secret<String>) {
+        if !self.config.allow_basic_auth {
+            self.tagged(
+                tag,
+                "NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP",
+            );
+            return;
+        }
         if !self.passwords_allowed() {
             self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
             return;
@@ -40,6 +47,13 @@ impl Session {
         let mechanism = mechanism.to_ascii_uppercase();
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.tagged(tag, "NO [CANNOT] Unsupported authentication mechanism");
+            return;
+        }
+        if !self.config.allow_basic_auth {
+            self.tagged(
+                tag,
+                "NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP",
+            );
             return;
         }
         if !self.passwords_allowed() {
@@ -100,7 +114,7 @@ impl Session {
         let result = directory
             .login_with_password(
                 Protocol::Imap,
-                self.shared.config.login_type,
+                self.config.login_type,
                 self.tls_active,
                 user,
                 &password,
@@ -108,11 +122,21 @@ impl Session {
             .await;
         match result {
             Ok(auth) => {
+                let max = self.config.max_connections_per_user;
+                let Some(slot) = self.shared.users.acquire(auth.account.id, max) else {
+                    tracing::info!(protocol = "imap", %remote, user = %auth.account.address, "too many sessions for the user");
+                    self.tagged(
+                        tag,
+                        &format!("NO [LIMIT] Too many connections for this account (at most {max}); close another mail program and try again"),
+                    );
+                    return;
+                };
                 tracing::info!(protocol = "imap", %remote, user = %auth.account.address, "login");
                 let changes = self.store().subscribe(auth.account.id);
                 self.auth = Some(Auth {
                     account: auth.account,
                     changes,
+                    _slot: slot,
                 });
                 let caps = self.capability_string();
                 self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));
@@ -120,7 +144,7 @@ impl Session {
             Err(failure) => {
                 tracing::warn!(protocol = "imap", %remote, user = %user, reason = ?failure, "login failed");
                 if failure != AuthFailure::Temporary {
-                    tokio::time::sleep(self.shared.config.auth_failure_delay).await;
+                    tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
                 let text = match failure {
                     AuthFailure::InvalidCredentials => {

@@ -23,7 +23,7 @@ impl Session {
             return Next::Close;
         };
         let mut line = Vec::new();
-        let timeout = self.shared.config.auth_timeout;
+        let timeout = self.config.auth_timeout;
         loop {
             let mut signal = self.signal.clone();
             tokio::select! {

@@ -306,7 +306,7 @@ fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> StoreResul
 }
 
 /// `INBOX` is case-insensitive (RFC 9051 §5.1); every other name is kept as given.
-fn canonical_name(name: &str) -> String {
+pub(crate) fn canonical_name(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         return "INBOX".to_string();
     }
@@ -318,7 +318,7 @@ fn canonical_name(name: &str) -> String {
     name.to_string()
 }
 
-fn validate_mailbox_name(name: &str) -> StoreResult<()> {
+pub(crate) fn validate_mailbox_name(name: &str) -> StoreResult<()> {
     if name.is_empty()
         || name.starts_with('/')
         || name.ends_with('/')
@@ -1275,6 +1275,17 @@ impl MailStore for SqliteStore {
                 [],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn queue_next_attempt(&self) -> StoreResult<Option<i64>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

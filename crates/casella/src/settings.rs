@@ -1,0 +1,575 @@
+//! Live protocol settings — Exchange's Set-PopSettings / Set-ImapSettings and the
+//! submission connector — read and written with `casella settings <protocol>
+//! get|set`, kept in `DIR/settings.toml`, and applied by a running server within a
+//! second, without a restart.
+//!
+//! Precedence: a key set with `casella settings` wins; otherwise the `[pop3]`,
+//! `[imap]` or `[submission]` section of casella.toml; otherwise the Exchange
+//! default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use casella_directory::LoginType;
+use casella_pop3::{Pop3Config, SortOrder};
+
+use crate::config::Config;
+
+pub const SETTINGS_FILE: &str = "settings.toml";
+
+/// The services that have settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Pop,
+    Imap,
+    Submission,
+}
+
+impl Service {
+    pub fn parse(s: &str) -> anyhow::Result<Service> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "pop" | "pop3" => Service::Pop,
+            "imap" | "imap4" => Service::Imap,
+            "submission" | "smtp" => Service::Submission,
+            other => bail!("unknown protocol {other:?} (pop, imap or submission)"),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Pop => "pop",
+            Service::Imap => "imap",
+            Service::Submission => "submission",
+        }
+    }
+
+    /// The keys this service has, in the order `get` lists them.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Service::Pop => &[
+                "login-type",
+                "allow-basic-auth",
+                "banner",
+                "max-connections",
+                "max-connections-per-ip",
+                "max-connections-per-user",
+                "preauth-timeout",
+                "auth-timeout",
+                "max-command-size",
+                "auth-failure-delay",
+                "sort-order",
+            ],
+            Service::Imap | Service::Submission => &[
+                "login-type",
+                "allow-basic-auth",
+                "banner",
+                "max-connections",
+                "max-connections-per-ip",
+                "max-connections-per-user",
+                "preauth-timeout",
+                "auth-timeout",
+                "max-command-size",
+                "auth-failure-delay",
+            ],
+        }
+    }
+}
+
+/// What `casella settings … set` stored: service → key → canonical value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides(pub BTreeMap<String, BTreeMap<String, String>>);
+
+pub fn path(data: &Path) -> PathBuf {
+    data.join(SETTINGS_FILE)
+}
+
+impl Overrides {
+    pub fn load(data: &Path) -> anyhow::Result<Overrides> {
+        let p = path(data);
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Overrides::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        };
+        let map: BTreeMap<String, BTreeMap<String, String>> =
+            toml::from_str(&text).with_context(|| format!("in {}", p.display()))?;
+        Ok(Overrides(map))
+    }
+
+    /// Writes the file atomically (temp file and rename), so a running server
+    /// never reads half of it.
+    pub fn save(&self, data: &Path) -> anyhow::Result<()> {
+        let mut text = String::from(
+            "# Written by `casella settings`; a running casella applies changes within a second.\n",
+        );
+        text.push_str(&toml::to_string(&self.0).context("encoding settings")?);
+        let p = path(data);
+        let tmp = data.join(format!(".{SETTINGS_FILE}.tmp"));
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        Ok(())
+    }
+
+    fn get(&self, service: Service, key: &str) -> Option<&str> {
+        self.0
+            .get(service.name())
+            .and_then(|m| m.get(key))
+            .map(String::as_str)
+    }
+
+    /// Validates and records `key=value`.
+    pub fn set(&mut self, service: Service, key: &str, value: &str) -> anyhow::Result<()> {
+        let key = key.trim().to_ascii_lowercase();
+        // Exchange Online's organisation switches name the protocol in the key.
+        let key = match key.strip_prefix("allow-basic-auth-") {
+            Some(p) if Service::parse(p).ok() == Some(service) => "allow-basic-auth".to_string(),
+            Some(p) => bail!("allow-basic-auth-{p} belongs to `casella settings {p}`"),
+            None => key,
+        };
+        if !service.keys().contains(&key.as_str()) {
+            bail!(
+                "{} has no setting {key:?}; known: {}",
+                service.name(),
+                service.keys().join(", ")
+            );
+        }
+        let canonical = canonical(&key, value.trim()).with_context(|| format!("{key}={value}"))?;
+        self.0
+            .entry(service.name().to_string())
+            .or_default()
+            .insert(key, canonical);
+        Ok(())
+    }
+}
+
+fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
+    Ok(match key {
+        "login-type" => login_type_name(
+            LoginType::parse(value)
+                .context("use plaintext-login, plaintext-authentication or secure-login")?,
+        )
+        .to_string(),
+        "allow-basic-auth" => parse_bool(value)?.to_string(),
+        "banner" => {
+            if value.is_empty() || value.len() > 200 || value.chars().any(|c| c.is_control()) {
+                bail!("the banner is one line of at most 200 characters");
+            }
+            value.to_string()
+        }
+        "max-connections" | "max-connections-per-ip" | "max-connections-per-user" => {
+            format_count(parse_count(value)?)
+        }
+        "preauth-timeout" | "auth-timeout" => {
+            let d = parse_duration(value)?;
+            if d < Duration::from_secs(1) {
+                bail!("a timeout is at least 1s");
+            }
+            format_duration(d)
+        }
+        "auth-failure-delay" => format_duration(parse_duration(value)?),
+        "max-command-size" => {
+            let n: usize = value.parse().context("a number of bytes")?;
+            if !(64..=1 << 20).contains(&n) {
+                bail!("between 64 and 1048576 bytes");
+            }
+            n.to_string()
+        }
+        "sort-order" => match value.to_ascii_lowercase().as_str() {
+            "ascending" => "ascending".into(),
+            "descending" => "descending".into(),
+            _ => bail!("ascending or descending"),
+        },
+        other => bail!("unknown setting {other}"),
+    })
+}
+
+fn login_type_name(t: LoginType) -> &'static str {
+    match t {
+        LoginType::PlaintextLogin => "plaintext-login",
+        LoginType::PlaintextAuthentication => "plaintext-authentication",
+        LoginType::SecureLogin => "secure-login",
+    }
+}
+
+fn parse_bool(v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" | "$true" => Ok(true),
+        "false" | "off" | "no" | "0" | "$false" => Ok(false),
+        _ => bail!("true or false"),
+    }
+}
+
+fn parse_count(v: &str) -> anyhow::Result<usize> {
+    if v.eq_ignore_ascii_case("unlimited") || v == "2147483647" {
+        return Ok(usize::MAX);
+    }
+    let n: usize = v.parse().context("a number, or unlimited")?;
+    if n == 0 {
+        bail!("at least 1 (or unlimited)");
+    }
+    Ok(n)
+}
+
+fn format_count(n: usize) -> String {
+    if n == usize::MAX {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+/// `60`, `60s`, `500ms`, `30m`, `1h`, or Exchange's `00:30:00`.
+pub fn parse_duration(v: &str) -> anyhow::Result<Duration> {
+    let v = v.trim();
+    if v.contains(':') {
+        let parts: Vec<u64> = v
+            .split(':')
+            .map(|p| p.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .context("hh:mm:ss")?;
+        let [h, m, s] = parts[..] else {
+            bail!("hh:mm:ss")
+        };
+        return Ok(Duration::from_secs(h * 3600 + m * 60 + s));
+    }
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().context("a duration such as 60s, 10m or 1h")?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => bail!("a duration such as 60s, 10m or 1h"),
+    })
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    if s != 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+// ---- effective settings for each service ----
+
+/// Applies the overrides shared by every service.
+struct Common<'a> {
+    o: &'a Overrides,
+    service: Service,
+}
+
+impl Common<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.o.get(self.service, key)
+    }
+    fn login_type(&self, default: LoginType) -> LoginType {
+        self.get("login-type")
+            .and_then(LoginType::parse)
+            .unwrap_or(default)
+    }
+    fn bool(&self, key: &str, default: bool) -> bool {
+        self.get(key)
+            .and_then(|v| parse_bool(v).ok())
+            .unwrap_or(default)
+    }
+    fn count(&self, key: &str, default: usize) -> usize {
+        self.get(key)
+            .and_then(|v| parse_count(v).ok())
+            .unwrap_or(default)
+    }
+    fn duration(&self, key: &str, default: Duration) -> Duration {
+        self.get(key)
+            .and_then(|v| parse_duration(v).ok())
+            .unwrap_or(default)
+    }
+    fn text(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or(default).to_string()
+    }
+    fn size(&self, key: &str, default: usize) -> usize {
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+pub fn pop3(config: &Config, o: &Overrides) -> Pop3Config {
+    let base = config.pop3();
+    let c = Common {
+        o,
+        service: Service::Pop,
+    };
+    Pop3Config {
+        login_type: c.login_type(base.login_type),
+        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
+        banner: c.text("banner", &base.banner),
+        max_connections: c.count("max-connections", base.max_connections),
+        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
+        max_connections_per_user: c
+            .count("max-connections-per-user", base.max_connections_per_user),
+        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
+        auth_timeout: c.duration("auth-timeout", base.auth_timeout),
+        max_command_size: c.size("max-command-size", base.max_command_size),
+        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        sort_order: match c.get("sort-order") {
+            Some("descending") => SortOrder::Descending,
+            Some("ascending") => SortOrder::Ascending,
+            _ => base.sort_order,
+        },
+        ..base
+    }
+}
+
+pub fn imap(config: &Config, o: &Overrides) -> casella_imap::ImapConfig {
+    let base = config.imap();
+    let c = Common {
+        o,
+        service: Service::Imap,
+    };
+    casella_imap::ImapConfig {
+        login_type: c.login_type(base.login_type),
+        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
+        banner: c.text("banner", &base.banner),
+        max_connections: c.count("max-connections", base.max_connections),
+        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
+        max_connections_per_user: c
+            .count("max-connections-per-user", base.max_connections_per_user),
+        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
+        auth_timeout: c.duration("auth-timeout", base.auth_timeout),
+        max_command_size: c.size("max-command-size", base.max_command_size),
+        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        ..base
+    }
+}
+
+pub fn submission(config: &Config, o: &Overrides) -> casella_smtp::SmtpConfig {
+    let base = config.submission();
+    let c = Common {
+        o,
+        service: Service::Submission,
+    };
+    casella_smtp::SmtpConfig {
+        login_type: c.login_type(base.login_type),
+        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
+        banner: c.text("banner", &base.banner),
+        max_connections: c.count("max-connections", base.max_connections),
+        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
+        max_connections_per_user: c
+            .count("max-connections-per-user", base.max_connections_per_user),
+        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
+        timeout: c.duration("auth-timeout", base.timeout),
+        max_command_size: c.size("max-command-size", base.max_command_size),
+        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        ..base
+    }
+}
+
+/// The effective value of every key of `service`, as `get` prints them.
+pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'static str, String)> {
+    struct View {
+        login_type: LoginType,
+        allow_basic_auth: bool,
+        banner: String,
+        max: [usize; 3],
+        timeouts: [Duration; 3],
+        max_command_size: usize,
+    }
+    let (v, sort) = match service {
+        Service::Pop => {
+            let p = pop3(config, o);
+            let sort = if p.sort_order == SortOrder::Descending {
+                "descending"
+            } else {
+                "ascending"
+            };
+            (
+                View {
+                    login_type: p.login_type,
+                    allow_basic_auth: p.allow_basic_auth,
+                    banner: p.banner,
+                    max: [
+                        p.max_connections,
+                        p.max_connections_per_ip,
+                        p.max_connections_per_user,
+                    ],
+                    timeouts: [p.preauth_timeout, p.auth_timeout, p.auth_failure_delay],
+                    max_command_size: p.max_command_size,
+                },
+                Some(sort),
+            )
+        }
+        Service::Imap => {
+            let i = imap(config, o);
+            (
+                View {
+                    login_type: i.login_type,
+                    allow_basic_auth: i.allow_basic_auth,
+                    banner: i.banner,
+                    max: [
+                        i.max_connections,
+                        i.max_connections_per_ip,
+                        i.max_connections_per_user,
+                    ],
+                    timeouts: [i.preauth_timeout, i.auth_timeout, i.auth_failure_delay],
+                    max_command_size: i.max_command_size,
+                },
+                None,
+            )
+        }
+        Service::Submission => {
+            let s = submission(config, o);
+            (
+                View {
+                    login_type: s.login_type,
+                    allow_basic_auth: s.allow_basic_auth,
+                    banner: s.banner,
+                    max: [
+                        s.max_connections,
+                        s.max_connections_per_ip,
+                        s.max_connections_per_user,
+                    ],
+                    timeouts: [s.preauth_timeout, s.timeout, s.auth_failure_delay],
+                    max_command_size: s.max_command_size,
+                },
+                None,
+            )
+        }
+    };
+    let mut out = vec![
+        ("login-type", login_type_name(v.login_type).to_string()),
+        ("allow-basic-auth", v.allow_basic_auth.to_string()),
+        ("banner", v.banner),
+        ("max-connections", format_count(v.max[0])),
+        ("max-connections-per-ip", format_count(v.max[1])),
+        ("max-connections-per-user", format_count(v.max[2])),
+        ("preauth-timeout", format_duration(v.timeouts[0])),
+        ("auth-timeout", format_duration(v.timeouts[1])),
+        ("max-command-size", v.max_command_size.to_string()),
+        ("auth-failure-delay", format_duration(v.timeouts[2])),
+    ];
+    if let Some(sort) = sort {
+        out.push(("sort-order", sort.to_string()));
+    }
+    out
+}
+
+/// `casella settings <protocol> get [KEY]` / `set KEY=VALUE...`.
+pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow::Result<()> {
+    let service = Service::parse(protocol)?;
+    let config = crate::config::load_or_create(data)?;
+    let mut overrides = Overrides::load(data)?;
+    match action {
+        "get" => {
+            let all = effective(&config, &overrides, service);
+            match args {
+                [] => {
+                    for (k, v) in all {
+                        println!("{k} = {v}");
+                    }
+                }
+                keys => {
+                    for key in keys {
+                        let key = key.to_ascii_lowercase();
+                        let key = key
+                            .strip_prefix("allow-basic-auth-")
+                            .map(|_| "allow-basic-auth".to_string())
+                            .unwrap_or(key);
+                        let Some((_, v)) = all.iter().find(|(k, _)| *k == key) else {
+                            bail!("{} has no setting {key:?}", service.name());
+                        };
+                        println!("{v}");
+                    }
+                }
+            }
+        }
+        "set" => {
+            if args.is_empty() {
+                bail!("give KEY=VALUE pairs");
+            }
+            for a in args {
+                let Some((k, v)) = a.split_once('=') else {
+                    bail!("{a}: expected KEY=VALUE");
+                };
+                overrides.set(service, k, v)?;
+            }
+            overrides.save(data)?;
+            for a in args {
+                let k = a.split_once('=').map(|(k, _)| k).unwrap_or("");
+                println!("{} {k} set", service.name());
+            }
+        }
+        other => bail!("unknown action {other:?} (get or set)"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_and_made_canonical() {
+        let mut o = Overrides::default();
+        o.set(Service::Pop, "login-type", "PlainTextLogin").unwrap();
+        o.set(Service::Pop, "preauth-timeout", "00:01:30").unwrap();
+        o.set(Service::Pop, "auth-timeout", "30m").unwrap();
+        o.set(Service::Pop, "max-connections-per-ip", "unlimited")
+            .unwrap();
+        o.set(Service::Imap, "allow-basic-auth-imap", "$false")
+            .unwrap();
+        assert_eq!(o.get(Service::Pop, "login-type"), Some("plaintext-login"));
+        assert_eq!(o.get(Service::Pop, "preauth-timeout"), Some("90s"));
+        assert_eq!(o.get(Service::Pop, "auth-timeout"), Some("30m"));
+        assert_eq!(o.get(Service::Imap, "allow-basic-auth"), Some("false"));
+        assert!(o.set(Service::Pop, "login-type", "sometimes").is_err());
+        assert!(o.set(Service::Pop, "bogus", "1").is_err());
+        assert!(
+            o.set(Service::Imap, "sort-order", "descending").is_err(),
+            "POP only"
+        );
+        assert!(
+            o.set(Service::Pop, "allow-basic-auth-imap", "false")
+                .is_err()
+        );
+        assert!(o.set(Service::Pop, "banner", "two\nlines").is_err());
+        assert!(o.set(Service::Pop, "max-connections", "0").is_err());
+    }
+
+    #[test]
+    fn overrides_win_over_the_config_file() {
+        let config: Config =
+            toml::from_str("[pop3]\nmax-command-size = 600\nauth-timeout = 120\n").unwrap();
+        let mut o = Overrides::default();
+        assert_eq!(pop3(&config, &o).max_command_size, 600);
+        o.set(Service::Pop, "max-command-size", "1024").unwrap();
+        o.set(Service::Pop, "sort-order", "descending").unwrap();
+        let p = pop3(&config, &o);
+        assert_eq!(p.max_command_size, 1024);
+        assert_eq!(p.auth_timeout, Duration::from_secs(120));
+        assert_eq!(p.sort_order, SortOrder::Descending);
+        let listed = effective(&config, &o, Service::Pop);
+        assert!(listed.contains(&("auth-timeout", "2m".to_string())));
+        assert!(listed.contains(&("banner", "The casella POP3 service is ready.".to_string())));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_millis(0)), "0s");
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Live settings (Exchange's Set-PopSettings / Set-ImapSettings): each change made
+//! with `casella settings` reaches a running server without a restart, and real
+//! clients see its effect.
+
+use std::time::{Duration, Instant};
+
+use casella_testkit::{LineClient, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_casella");
+const USER: &str = "alice@example.org";
+const PASS: &str = "pw";
+
+fn server() -> TestServer {
+    let s = TestServer::builder(BIN)
+        .protocols(&["pop3", "pop3s", "imap", "imaps", "submission"])
+        .config("hostname = \"mail.test\"\n[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n[submission]\nauth-failure-delay-ms = 0\n")
+        .start();
+    s.add_account(USER, PASS);
+    s
+}
+
+fn set(s: &TestServer, protocol: &str, pairs: &[&str]) {
+    let mut args = vec!["settings", protocol, "set"];
+    args.extend_from_slice(pairs);
+    let out = s.cli(&args, b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn get(s: &TestServer, protocol: &str, key: &str) -> String {
+    let out = s.cli(&["settings", protocol, "get", key], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Retries `check` on fresh connections until the new setting shows (bounded).
+fn eventually(mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the setting did not take effect within 10 s");
+}
+
+#[test]
+fn get_lists_exchange_defaults_and_set_validates() {
+    let s = server();
+    let out = s.cli(&["settings", "pop", "get"], b"");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "login-type = secure-login",
+        "allow-basic-auth = true",
+        "banner = The casella POP3 service is ready.",
+        "max-connections-per-user = 16",
+        "preauth-timeout = 1m",
+        "max-command-size = 512",
+        "sort-order = ascending",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert_eq!(get(&s, "imap", "max-command-size"), "10240");
+    assert_eq!(get(&s, "imap", "auth-timeout"), "30m");
+    let out = s.cli(&["settings", "pop", "set", "login-type=whenever"], b"");
+    assert!(!out.status.success());
+    let out = s.cli(&["settings", "imap", "set", "sort-order=descending"], b"");
+    assert!(!out.status.success(), "sort-order is POP3's");
+    set(
+        &s,
+        "imap",
+        &["auth-timeout=00:45:00", "allow-basic-auth-imap=true"],
+    );
+    assert_eq!(get(&s, "imap", "auth-timeout"), "45m");
+}
+
+#[test]
+fn login_type_changes_live_for_pop_imap_and_submission() {
+    let s = server();
+    let mut pop = LineClient::connect(s.addr("pop3"));
+    pop.expect("+OK");
+    pop.send_line(&format!("USER {USER}"));
+    pop.expect("-ERR [AUTH]");
+    set(&s, "pop", &["login-type=plaintext-login"]);
+    set(&s, "imap", &["login-type=plaintext-login"]);
+    set(&s, "submission", &["login-type=plaintext-login"]);
+    eventually(|| {
+        let mut c = LineClient::connect(s.addr("pop3"));
+        c.expect("+OK");
+        c.send_line(&format!("USER {USER}"));
+        c.line().starts_with("+OK")
+    });
+    eventually(|| {
+        let mut c = LineClient::connect(s.addr("imap"));
+        let greeting = c.line();
+        !greeting.contains("LOGINDISABLED") && greeting.contains("AUTH=PLAIN")
+    });
+    let mut c = LineClient::connect(s.addr("imap"));
+    c.expect("* OK");
+    c.send_line(&format!("a LOGIN {USER} {PASS}"));
+    c.expect("a OK");
+    eventually(|| {
+        let mut c = LineClient::connect(s.addr("submission"));
+        c.expect("220");
+        c.send_line("EHLO x");
+        let mut auth = false;
+        loop {
+            let l = c.line();
+            auth |= l.contains("AUTH PLAIN LOGIN");
+            if l.starts_with("250 ") {
+                return auth;
+            }
+        }
+    });
+    // Back to secure-login: cleartext passwords refused again.
+    set(&s, "pop", &["login-type=secure-login"]);
+    eventually(|| {
+        let mut c = LineClient::connect(s.addr("pop3"));
+        c.expect("+OK");
+        c.send_line(&format!("USER {USER}"));
+        c.line().starts_with("-ERR [AUTH]")
+    });
+}
+
+#[test]
+fn banner_and_connection_limits() {
+    let s = server();
+    set(&s, "pop", &["banner=Welcome to Example Mail"]);
+    eventually(|| LineClient::connect(s.addr("pop3")).line() == "+OK Welcome to Example Mail");
+    set(&s, "pop", &["max-connections-per-ip=2"]);
+    set(&s, "imap", &["max-connections-per-ip=1"]);
+    set(&s, "submission", &["max-connections-per-ip=1"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut a = LineClient::connect(s.addr("pop3"));
+    a.expect("+OK");
+    let mut b = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    b.expect("+OK");
+    let mut c = LineClient::connect(s.addr("pop3"));
+    assert_eq!(
+        c.line(),
+        "-ERR [SYS/TEMP] Too many connections from your address, try again later"
+    );
+    assert!(c.is_closed());
+    drop(a);
+    eventually(|| {
+        LineClient::connect(s.addr("pop3"))
+            .line()
+            .starts_with("+OK")
+    });
+    let mut i = LineClient::connect(s.addr("imap"));
+    i.expect("* OK");
+    let mut k = LineClient::connect(s.addr("imap"));
+    assert_eq!(
+        k.line(),
+        "* BYE [UNAVAILABLE] Too many connections from your address, try again later"
+    );
+    let mut m = LineClient::connect(s.addr("submission"));
+    m.expect("220");
+    let mut n = LineClient::connect(s.addr("submission"));
+    assert_eq!(
+        n.line(),
+        "421 4.7.0 Too many connections from your address, try again later"
+    );
+    drop((b, i, m));
+}
+
+#[test]
+fn connections_per_user() {
+    let s = server();
+    set(&s, "imap", &["max-connections-per-user=1"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let login = |s: &TestServer| {
+        let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+        c.expect("* OK");
+        c.send_line(&format!("a LOGIN {USER} {PASS}"));
+        let reply = c.line();
+        (c, reply)
+    };
+    let (first, r) = login(&s);
+    assert!(r.starts_with("a OK"), "{r}");
+    let (_second, r) = login(&s);
+    assert!(
+        r.starts_with("a NO [LIMIT] Too many connections for this account"),
+        "{r}"
+    );
+    drop(first);
+    eventually(|| login(&s).1.starts_with("a OK"));
+}
+
+#[test]
+fn timeouts_sort_order_and_command_size() {
+    let s = server();
+    for i in 1..=3 {
+        s.deliver(USER, format!("Subject: m{i}\r\n\r\n{i}\r\n").as_bytes());
+    }
+    set(
+        &s,
+        "pop",
+        &[
+            "preauth-timeout=1s",
+            "sort-order=descending",
+            "max-command-size=64",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = LineClient::connect(s.addr("pop3"));
+    c.expect("+OK");
+    let start = Instant::now();
+    assert_eq!(c.line(), "-ERR Disconnected for inactivity");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let mut c = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    c.expect("+OK");
+    c.send_line(&format!("USER {}", "x".repeat(80)));
+    c.expect("-ERR Command line too long (the limit is 64 bytes)");
+    c.send_line(&format!("USER {USER}"));
+    c.expect("+OK");
+    c.send_line(&format!("PASS {PASS}"));
+    c.expect("+OK");
+    c.send_line("TOP 1 0");
+    c.expect("+OK");
+    assert_eq!(c.dot_lines(), vec!["Subject: m3", ""], "newest first");
+}
+
+#[test]
+fn basic_auth_can_be_turned_off_per_protocol() {
+    let s = server();
+    set(&s, "pop", &["allow-basic-auth=false"]);
+    set(&s, "imap", &["allow-basic-auth=false"]);
+    set(&s, "submission", &["allow-basic-auth-submission=false"]);
+    eventually(|| {
+        let mut c = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+        c.expect("+OK");
+        c.send_line("CAPA");
+        c.expect("+OK");
+        let caps = c.dot_lines();
+        !caps.iter().any(|l| l == "USER" || l.starts_with("SASL"))
+    });
+    let mut c = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    c.expect("+OK");
+    c.send_line(&format!("USER {USER}"));
+    c.expect("-ERR [AUTH] Basic authentication (passwords) is turned off for POP3");
+    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+    let greeting = c.line();
+    assert!(
+        greeting.contains("LOGINDISABLED") && !greeting.contains("AUTH=PLAIN"),
+        "{greeting}"
+    );
+    c.send_line(&format!("a LOGIN {USER} {PASS}"));
+    c.expect("a NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP");
+    let mut c = LineClient::connect(s.addr("submission"));
+    c.expect("220");
+    c.send_line("STARTTLS");
+    c.expect("220");
+    c.start_tls(&s.cert_path());
+    c.send_line("EHLO x");
+    loop {
+        let l = c.line();
+        assert!(!l.contains("AUTH"), "{l}");
+        if l.starts_with("250 ") {
+            break;
+        }
+    }
+    c.send_line("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHB3");
+    c.expect("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
+}
