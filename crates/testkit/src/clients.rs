@@ -131,7 +131,15 @@ pub fn python(script: &str, args: &[&str], tmp: &Path) -> Run {
 pub fn curl(args: &[&str], tmp: &Path) -> Run {
     let mut cmd = Command::new("curl");
     cmd.arg("-q")
-        .args(["-sS", "--noproxy", "*", "--max-time", "30", "--connect-timeout", "10"])
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "30",
+            "--connect-timeout",
+            "10",
+        ])
         .args(args)
         .env_remove("ALL_PROXY")
         .env_remove("all_proxy");
