@@ -14,13 +14,15 @@
 //!   and expunged UIDs are remembered with their MODSEQ (for QRESYNC's VANISHED).
 //! - Changes are published on the feed after commit, never before.
 //!
-//! Backends: [`sqlite::SqliteStore`] (the embedded default). Every backend must pass
+//! Backends: [`sqlite::SqliteStore`] (the embedded default) and
+//! [`postgres::PgStore`] (shared by many nodes). Every backend must pass
 //! [`conformance::run_all`].
 
 pub mod blob;
 pub mod changes;
 pub mod conformance;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 

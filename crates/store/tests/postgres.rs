@@ -1,0 +1,1012 @@
+//! The PostgreSQL backend against a throwaway PostgreSQL 15 cluster: the
+//! conformance suite, then what only a shared store must get right — several
+//! nodes (two `PgStore`s on one database) appending, locking, claiming and
+//! notifying at once.
+//!
+//! The cluster is started here with initdb / pg_ctl (from /usr/lib/postgresql/15/bin
+//! or `$CASELLA_PG_BIN`), as the `postgres` user when the test runs as root, on a
+//! free loopback port, and stopped (`-m immediate`) and deleted when the test ends,
+//! panics included. Each scenario gets its own database.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use casella_store::postgres::{PgOptions, PgStore};
+use casella_store::{
+    Change, Flag, FlagOp, FlagSet, MailStore, MessageRef, NewAccount, NewMessage, NewQueued,
+    QueuedRecipient, RecipientState, StoreError, Uid,
+};
+use tokio_postgres::NoTls;
+
+// ---- the cluster ----
+
+struct Cluster {
+    bin: PathBuf,
+    /// Run the server binaries as `postgres` (they refuse to run as root).
+    as_postgres: bool,
+    data: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = std::env::var_os("CASELLA_PG_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+        for tool in ["initdb", "pg_ctl", "postgres"] {
+            assert!(
+                bin.join(tool).exists(),
+                "PostgreSQL server binaries not found: {} is missing. Install PostgreSQL 15 \
+                 (Debian/Ubuntu: postgresql-15) or point CASELLA_PG_BIN at its bin directory.",
+                bin.join(tool).display()
+            );
+        }
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("casella-pg-")
+            .tempdir()
+            .expect("temp dir");
+        if as_postgres {
+            let st = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .expect("run chown");
+            assert!(st.success(), "chown of the cluster directory failed");
+        }
+        let cluster = Cluster {
+            bin,
+            as_postgres,
+            data: dir.path().join("data"),
+            port: free_port(),
+            dir,
+        };
+        let out = cluster.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                cluster.data.as_os_str(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-U".as_ref(),
+                "casella".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        let log = cluster.dir.path().join("log");
+        let out = cluster.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                cluster.data.as_os_str(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "start".as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        cluster
+    }
+
+    fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Output {
+        let program = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://casella@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a fresh database and returns its URL.
+    async fn database(&self, name: &str) -> String {
+        let admin = connect(&self.url("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        self.url(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data.clone();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "stop".as_ref(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+        if !out.status.success() {
+            eprintln!(
+                "pg_ctl stop: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The TempDir removes the directory after this.
+    }
+}
+
+/// A plain client for checks behind the store's back.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("admin connection");
+    tokio::spawn(conn);
+    client
+}
+
+async fn node(url: &str, name: &str) -> PgStore {
+    PgStore::connect_with(
+        url,
+        PgOptions {
+            node_id: Some(name.to_string()),
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .expect("connect")
+}
+
+async fn account(store: &dyn MailStore, address: &str) -> casella_store::Account {
+    store
+        .create_account(NewAccount {
+            address: address.into(),
+            password_hash: "x".into(),
+            is_admin: false,
+        })
+        .await
+        .expect("create_account")
+}
+
+fn message(subject: &str) -> NewMessage {
+    NewMessage {
+        raw: format!("From: a@example.org\r\nSubject: {subject}\r\n\r\nHello {subject}\r\n")
+            .into_bytes(),
+        internal_date: None,
+        flags: FlagSet::new(),
+    }
+}
+
+async fn inbox(store: &dyn MailStore, account: casella_store::AccountId) -> casella_store::Mailbox {
+    store
+        .mailbox_by_name(account, "INBOX")
+        .await
+        .unwrap()
+        .expect("INBOX")
+}
+
+// ---- the test ----
+
+#[test]
+fn postgres_backend() {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let started = Instant::now();
+        let mut failed = Vec::new();
+        macro_rules! scenario {
+            ($name:ident) => {{
+                let url = cluster.database(stringify!($name)).await;
+                let t = Instant::now();
+                let r = tokio::spawn($name(url)).await;
+                eprintln!(
+                    "{} {} ({} ms)",
+                    if r.is_ok() { "ok  " } else { "FAIL" },
+                    stringify!($name),
+                    t.elapsed().as_millis()
+                );
+                if r.is_err() {
+                    failed.push(stringify!($name));
+                }
+            }};
+        }
+        scenario!(conformance);
+        scenario!(migrations_are_versioned_and_safe_at_once);
+        scenario!(concurrent_appends_from_two_nodes);
+        scenario!(maildrop_lock_across_nodes);
+        scenario!(changes_reach_the_other_node_quickly);
+        scenario!(listener_reconnects_and_resyncs);
+        scenario!(queue_claims_across_nodes);
+        scenario!(blobs_are_shared_and_freed);
+        scenario!(crossing_moves_do_not_deadlock);
+        scenario!(cancelled_calls_leave_no_open_transaction);
+        scenario!(errors_map_to_the_store_vocabulary);
+        scenario!(import_keeps_uids_and_modseqs);
+        // Over the unix socket (key=value form).
+        let socket = format!(
+            "host={} port={} user=casella dbname=conformance",
+            cluster.dir.path().display(),
+            cluster.port
+        );
+        match PgStore::connect(&socket).await {
+            Ok(store) => {
+                let a = store.account_by_address("alice@example.org").await;
+                assert!(matches!(a, Ok(Some(_))), "{a:?}");
+                eprintln!("ok   unix socket");
+            }
+            Err(e) => {
+                eprintln!("FAIL unix socket: {e}");
+                failed.push("unix socket");
+            }
+        }
+        eprintln!("all scenarios: {} ms", started.elapsed().as_millis());
+        assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    });
+    drop(rt);
+    drop(cluster);
+}
+
+async fn conformance(url: String) {
+    let store = PgStore::connect(&url).await.expect("connect");
+    casella_store::conformance::run_all(Arc::new(store)).await;
+}
+
+async fn migrations_are_versioned_and_safe_at_once(url: String) {
+    // Several nodes starting together: one migrates, the others wait and find the
+    // schema current.
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        starts.push(tokio::spawn(async move { PgStore::connect(&url).await }));
+    }
+    for s in starts {
+        s.await.unwrap().expect("concurrent start");
+    }
+    let admin = connect(&url).await;
+    let versions: Vec<i32> = admin
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<i32> = (1..=casella_store::postgres::MIGRATIONS.len() as i32).collect();
+    assert_eq!(versions, want, "each version applied once");
+    // Again: nothing to do.
+    PgStore::connect(&url).await.expect("restart");
+    // A newer schema than this build is refused, not used.
+    admin
+        .execute("INSERT INTO schema_version(version) VALUES (1000)", &[])
+        .await
+        .unwrap();
+    assert!(matches!(
+        PgStore::connect(&url).await,
+        Err(StoreError::Internal(_))
+    ));
+    admin
+        .execute("DELETE FROM schema_version WHERE version = 1000", &[])
+        .await
+        .unwrap();
+}
+
+async fn concurrent_appends_from_two_nodes(url: String) {
+    let a = Arc::new(node(&url, "a").await);
+    let b = Arc::new(node(&url, "b").await);
+    let acct = account(&*a, "both@example.org").await;
+    let mb = inbox(&*b, acct.id).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store: Arc<PgStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store.append(mb.id, message(&format!("m{i}"))).await
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        let ap = t.await.unwrap().expect("append");
+        assert_eq!(ap.uid_validity, mb.uid_validity);
+        got.push((ap.modseq, ap.uid));
+    }
+    let uids: BTreeSet<u32> = got.iter().map(|(_, u)| u.0).collect();
+    assert_eq!(
+        uids.iter().copied().collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>(),
+        "distinct UIDs, no gaps"
+    );
+    let modseqs: HashSet<_> = got.iter().map(|(m, _)| *m).collect();
+    assert_eq!(modseqs.len(), 40, "MODSEQs are unique");
+    // Commit order: a later MODSEQ always has a later UID.
+    got.sort();
+    assert!(got.windows(2).all(|w| w[0].1 < w[1].1), "{got:?}");
+    let listed = a.list_messages(mb.id).await.unwrap();
+    assert_eq!(listed.len(), 40);
+    let after = b.mailbox(mb.id).await.unwrap();
+    assert_eq!(after.uid_next, Uid(41));
+    assert_eq!(after.highest_modseq, got.last().unwrap().0);
+
+    // Flag changes from both nodes on the same messages are atomic: every add lands.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store: Arc<PgStore> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let kw: FlagSet = [Flag::Keyword(format!("$k{i}"))].into_iter().collect();
+            store
+                .store_flags(mb.id, &[Uid(1), Uid(2)], FlagOp::Add, &kw)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("store_flags");
+    }
+    let listed = a.list_messages(mb.id).await.unwrap();
+    assert_eq!(listed[0].flags.len(), 10, "{:?}", listed[0].flags);
+    assert_eq!(listed[1].flags.len(), 10);
+}
+
+async fn advisory_locks_held(url: &str) -> i64 {
+    let admin = connect(url).await;
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid",
+            &[&0x6361_7301_i64],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn maildrop_lock_across_nodes(url: String) {
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let acct = account(&a, "pop@example.org").await;
+    let held = a.lock_maildrop(acct.id).await.expect("lock on A");
+    assert!(matches!(
+        b.lock_maildrop(acct.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    assert!(matches!(
+        a.lock_maildrop(acct.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    assert_eq!(advisory_locks_held(&url).await, 1);
+    drop(held);
+    // The unlock is queued on drop: the same node sees it at once, another node a
+    // moment later.
+    let on_b = lock_soon(&b, acct.id).await;
+    assert!(matches!(
+        a.lock_maildrop(acct.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    drop(on_b);
+    drop(lock_soon(&a, acct.id).await);
+    // Many sessions on one node lock and unlock; none stays held afterwards.
+    for _ in 0..20 {
+        let l = a.lock_maildrop(acct.id).await.expect("relock on A");
+        drop(l);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while advisory_locks_held(&url).await != 0 {
+        assert!(Instant::now() < deadline, "advisory locks left behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A node that dies (here: its lock connection is cut) loses its locks with its
+    // session, so the maildrop does not stay locked for good.
+    let _held = b.lock_maildrop(acct.id).await.expect("lock on B");
+    let admin = connect(&url).await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks
+             WHERE locktype = 'advisory' AND classid = $1::bigint::oid",
+            &[&0x6361_7301_i64],
+        )
+        .await
+        .unwrap();
+    drop(lock_soon(&a, acct.id).await);
+}
+
+/// Takes the lock, waiting up to 2 s for another node's release to land.
+async fn lock_soon(
+    store: &PgStore,
+    account: casella_store::AccountId,
+) -> casella_store::MaildropLock {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match store.lock_maildrop(account).await {
+            Ok(l) => return l,
+            Err(StoreError::InUse(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("lock after release: {e}"),
+        }
+    }
+}
+
+/// Waits up to `wait` for a change that `want` accepts (skipping others).
+async fn next_about(
+    rx: &mut tokio::sync::broadcast::Receiver<Change>,
+    wait: Duration,
+    want: impl Fn(&Change) -> bool,
+) -> Option<Change> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(c)) if want(&c) => return Some(c),
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => panic!("feed: {e}"),
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn changes_reach_the_other_node_quickly(url: String) {
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let acct = account(&a, "idle@example.org").await;
+    let mb = inbox(&a, acct.id).await;
+    let mut rx = b.subscribe(acct.id);
+    for i in 0..5 {
+        let ap = a.append(mb.id, message(&format!("n{i}"))).await.unwrap();
+        let t = Instant::now();
+        let c = next_about(&mut rx, Duration::from_secs(2), |c| {
+            *c == Change::MailboxChanged { mailbox: mb.id }
+        })
+        .await;
+        let took = t.elapsed();
+        assert!(
+            c.is_some(),
+            "append {i} (UID {}) never reached node B",
+            ap.uid.0
+        );
+        assert!(
+            took < Duration::from_millis(200),
+            "append on A reached B after {took:?}"
+        );
+    }
+    // Flags and expunges too.
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+    a.store_flags(mb.id, &[Uid(1)], FlagOp::Add, &seen)
+        .await
+        .unwrap();
+    assert!(
+        next_about(&mut rx, Duration::from_millis(200), |c| *c
+            == Change::MailboxChanged { mailbox: mb.id })
+        .await
+        .is_some(),
+        "flag change"
+    );
+    a.expunge(
+        acct.id,
+        &[MessageRef {
+            mailbox: mb.id,
+            uid: Uid(2),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        next_about(&mut rx, Duration::from_millis(200), |c| *c
+            == Change::MailboxChanged { mailbox: mb.id })
+        .await
+        .is_some(),
+        "expunge"
+    );
+    // A mailbox created on A shows in B's list.
+    a.create_mailbox(acct.id, "Projects", None).await.unwrap();
+    assert!(
+        next_about(&mut rx, Duration::from_millis(200), |c| *c
+            == Change::MailboxList)
+        .await
+        .is_some(),
+        "mailbox list"
+    );
+    // B's own commits come once, as exact changes: its NOTIFY is not echoed back.
+    let own = b.append(mb.id, message("own")).await.unwrap();
+    let c = next_about(&mut rx, Duration::from_secs(1), |_| true)
+        .await
+        .expect("own append");
+    assert_eq!(
+        c,
+        Change::Appended {
+            mailbox: mb.id,
+            uid: own.uid,
+            modseq: own.modseq
+        }
+    );
+    assert_eq!(
+        next_about(&mut rx, Duration::from_millis(300), |_| true).await,
+        None,
+        "no echo of B's own change"
+    );
+    // An account nobody on B watches costs B nothing (and sends nothing).
+    let other = account(&a, "quiet@example.org").await;
+    a.deliver(other.id, message("q").raw).await.unwrap();
+    assert_eq!(
+        next_about(&mut rx, Duration::from_millis(100), |_| true).await,
+        None
+    );
+}
+
+async fn listener_reconnects_and_resyncs(url: String) {
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let acct = account(&a, "reconnect@example.org").await;
+    let mb = inbox(&a, acct.id).await;
+    let mut rx = b.subscribe(acct.id);
+    let admin = connect(&url).await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'casella-listener' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 2, "both nodes' listeners");
+    // While B is not listening, A appends: B learns of it when it reconnects.
+    a.append(mb.id, message("during the outage")).await.unwrap();
+    assert!(
+        next_about(&mut rx, Duration::from_secs(5), |c| *c
+            == Change::MailboxChanged { mailbox: mb.id })
+        .await
+        .is_some(),
+        "resync hint after reconnect"
+    );
+    // And live notifications work again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'casella-listener' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listeners did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while next_about(&mut rx, Duration::from_millis(50), |_| true)
+        .await
+        .is_some()
+    {}
+    a.append(mb.id, message("after")).await.unwrap();
+    assert!(
+        next_about(&mut rx, Duration::from_millis(200), |c| *c
+            == Change::MailboxChanged { mailbox: mb.id })
+        .await
+        .is_some(),
+        "live again"
+    );
+}
+
+async fn queue_claims_across_nodes(url: String) {
+    let a = Arc::new(node(&url, "node-a").await);
+    let b = Arc::new(node(&url, "node-b").await);
+    let now = casella_store::now_unix();
+    let mut ids = BTreeSet::new();
+    for i in 0..30 {
+        let id = a
+            .enqueue(NewQueued {
+                sender: "s@example.org".into(),
+                account: None,
+                recipients: vec![QueuedRecipient {
+                    address: format!("r{i}@remote.example"),
+                    orcpt: None,
+                    notify: None,
+                    state: RecipientState::Pending,
+                    last_reply: None,
+                }],
+                message: b"Subject: q\r\n\r\nx\r\n".to_vec(),
+                envid: None,
+                ret: None,
+                expires: now + 3600,
+            })
+            .await
+            .unwrap();
+        ids.insert(id);
+    }
+    // Entries are due when they were queued.
+    let next = b.queue_next_attempt().await.unwrap();
+    assert!(
+        matches!(next, Some(t) if (now..=now + 2).contains(&t)),
+        "{next:?}"
+    );
+    let mut runners = Vec::new();
+    for store in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        runners.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store.queue_claim(now + 5, 600, 3).await.expect("claim");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|q| q.id));
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    let mut by_b = BTreeSet::new();
+    for (i, r) in runners.into_iter().enumerate() {
+        let got = r.await.unwrap();
+        if i % 2 == 1 {
+            by_b.extend(got.iter().copied());
+        }
+        claimed.extend(got);
+    }
+    let distinct: BTreeSet<_> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), distinct.len(), "no entry claimed twice");
+    assert_eq!(distinct, ids, "every due entry claimed");
+    assert_eq!(
+        a.queue_next_attempt().await.unwrap(),
+        None,
+        "nothing unclaimed"
+    );
+    // B restarts: it takes back its own claims only.
+    b.queue_release_claims().await.unwrap();
+    let again: BTreeSet<_> = a
+        .queue_claim(now + 5, 600, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(again, by_b, "only node B's claims were released");
+    // An expired lease makes an entry due again for anyone.
+    let later: BTreeSet<_> = b
+        .queue_claim(now + 700, 600, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(later, ids);
+}
+
+async fn blob_rows(admin: &tokio_postgres::Client) -> (i64, i64) {
+    let r = admin
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE refcount <> (SELECT count(*) FROM messages m WHERE m.blob = b.hash))
+             FROM blobs b",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+async fn blobs_are_shared_and_freed(url: String) {
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let admin = connect(&url).await;
+    let x = account(&a, "x@example.org").await;
+    let y = account(&b, "y@example.org").await;
+    let raw = message("shared").raw;
+    let (r1, r2) = tokio::join!(a.deliver(x.id, raw.clone()), b.deliver(y.id, raw.clone()));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(
+        blob_rows(&admin).await,
+        (1, 0),
+        "one row for both, counted twice"
+    );
+    let archive = a.mailbox_by_name(x.id, "Archive").await.unwrap().unwrap();
+    a.copy(r1.mailbox, &[r1.uid], archive.id).await.unwrap();
+    a.expunge(
+        x.id,
+        &[MessageRef {
+            mailbox: r1.mailbox,
+            uid: r1.uid,
+        }],
+    )
+    .await
+    .unwrap();
+    b.expunge(
+        y.id,
+        &[MessageRef {
+            mailbox: r2.mailbox,
+            uid: r2.uid,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(blob_rows(&admin).await, (1, 0), "the copy keeps it");
+    let list = b.list_messages(archive.id).await.unwrap();
+    assert_eq!(b.read_blob(&list[0].blob).await.unwrap(), raw);
+    a.delete_account(x.id).await.unwrap();
+    assert_eq!(
+        blob_rows(&admin).await,
+        (0, 0),
+        "freed with its last message"
+    );
+    assert!(matches!(
+        b.read_blob(&list[0].blob).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Content seen again after being freed is stored again.
+    let again = b.deliver(y.id, raw.clone()).await.unwrap();
+    let list = b.list_messages(again.mailbox).await.unwrap();
+    assert_eq!(b.read_blob(&list[0].blob).await.unwrap(), raw);
+}
+
+async fn crossing_moves_do_not_deadlock(url: String) {
+    let a = Arc::new(node(&url, "a").await);
+    let b = Arc::new(node(&url, "b").await);
+    let acct = account(&*a, "mover@example.org").await;
+    let inbox_id = inbox(&*a, acct.id).await.id;
+    let archive_id = a
+        .mailbox_by_name(acct.id, "Archive")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // The same few contents everywhere, so blob rows are shared and contended.
+    for i in 0..10 {
+        a.append(inbox_id, message(&format!("c{}", i % 3)))
+            .await
+            .unwrap();
+        a.append(archive_id, message(&format!("c{}", i % 3)))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let (from, to) = if i % 2 == 0 {
+            (inbox_id, archive_id)
+        } else {
+            (archive_id, inbox_id)
+        };
+        let account = acct.id;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..8 {
+                let list = store.list_messages(from).await?;
+                let uids: Vec<Uid> = list.iter().take(3).map(|m| m.uid).collect();
+                match round % 4 {
+                    0 => {
+                        store.move_messages(from, &uids, to).await?;
+                    }
+                    1 => {
+                        store.copy(from, &uids, to).await?;
+                    }
+                    2 => {
+                        let refs: Vec<MessageRef> = uids
+                            .iter()
+                            .map(|&uid| MessageRef { mailbox: from, uid })
+                            .collect();
+                        store.expunge(account, &refs).await?;
+                    }
+                    _ => {
+                        store
+                            .append_batch(to, vec![message("c1"), message("c2")])
+                            .await?;
+                    }
+                }
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("no deadlock or conflict");
+    }
+    let admin = connect(&url).await;
+    assert_eq!(blob_rows(&admin).await.1, 0, "reference counts match");
+    for mb in [inbox_id, archive_id] {
+        let list = a.list_messages(mb).await.unwrap();
+        let info = a.mailbox(mb).await.unwrap();
+        assert!(list.iter().all(|m| m.uid < info.uid_next));
+        assert!(list.iter().all(|m| m.modseq <= info.highest_modseq));
+    }
+}
+
+async fn cancelled_calls_leave_no_open_transaction(url: String) {
+    let store = Arc::new(node(&url, "a").await);
+    let acct = account(&*store, "cancel@example.org").await;
+    let mb = inbox(&*store, acct.id).await;
+    // Give up on appends at every stage of their transactions.
+    for i in 0..60u64 {
+        let _ = tokio::time::timeout(
+            Duration::from_micros(50 * i),
+            store.append(mb.id, message(&format!("x{i}"))),
+        )
+        .await;
+    }
+    let ap = store
+        .append(mb.id, message("last"))
+        .await
+        .expect("still works");
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert_eq!(list.last().map(|m| m.uid), Some(ap.uid));
+    let info = store.mailbox(mb.id).await.unwrap();
+    assert_eq!(info.uid_next.0, ap.uid.0 + 1);
+    let admin = connect(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let open: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} transactions left open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn errors_map_to_the_store_vocabulary(url: String) {
+    assert!(matches!(
+        PgStore::connect("postgres://casella@127.0.0.1:1/none").await,
+        Err(StoreError::Temporary(_))
+    ));
+    assert!(matches!(
+        PgStore::connect("postgres://[not a url").await,
+        Err(StoreError::Invalid(_))
+    ));
+    let store = node(&url, "a").await;
+    let acct = account(&store, "err@example.org").await;
+    let mb = inbox(&store, acct.id).await;
+    assert!(matches!(
+        store.mailbox(casella_store::MailboxId(987_654)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .append(casella_store::MailboxId(987_654), message("m"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .read_blob(&casella_store::BlobId("../etc".into()))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .add_alias(casella_store::AccountId(987_654), "z@example.org")
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A NUL in text is refused by PostgreSQL: bad input, not a broken store.
+    assert!(matches!(
+        store.add_alias(acct.id, "nul\0@example.org").await,
+        Err(StoreError::Invalid(_))
+    ));
+    // The connection survives the failed transaction.
+    store.append(mb.id, message("fine")).await.unwrap();
+}
+
+async fn import_keeps_uids_and_modseqs(url: String) {
+    use casella_store::postgres::{ImportMailbox, ImportMessage};
+    use casella_store::{ModSeq, UidValidity};
+    let store = node(&url, "a").await;
+    let acct = account(&store, "moved@example.org").await;
+    let spec = |name: &str| ImportMailbox {
+        name: name.into(),
+        special_use: None,
+        uid_validity: UidValidity(12345),
+        uid_next: Uid(100),
+        highest_modseq: ModSeq(500),
+        subscribed: false,
+    };
+    // The default INBOX is still empty: it takes the source's counters.
+    let mb = store.import_mailbox(acct.id, spec("inbox")).await.unwrap();
+    assert_eq!(mb.name, "INBOX");
+    assert_eq!(mb.uid_validity, UidValidity(12345));
+    let flagged: FlagSet = [Flag::Flagged].into_iter().collect();
+    let imported = |uid: u32, modseq: u64| ImportMessage {
+        uid: Uid(uid),
+        modseq: ModSeq(modseq),
+        internal_date: 1_600_000_000,
+        flags: flagged.clone(),
+        raw: message(&format!("old {uid}")).raw,
+    };
+    store
+        .import_messages(mb.id, vec![imported(5, 300), imported(7, 450)])
+        .await
+        .unwrap();
+    store
+        .import_expunged(mb.id, &[(Uid(6), ModSeq(400))])
+        .await
+        .unwrap();
+    let info = store.mailbox(mb.id).await.unwrap();
+    assert_eq!(
+        (info.uid_next, info.highest_modseq, info.subscribed),
+        (Uid(100), ModSeq(500), false)
+    );
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|m| (m.uid, m.modseq, m.internal_date))
+            .collect::<Vec<_>>(),
+        vec![
+            (Uid(5), ModSeq(300), 1_600_000_000),
+            (Uid(7), ModSeq(450), 1_600_000_000)
+        ]
+    );
+    assert_eq!(list[0].flags, flagged);
+    assert_eq!(
+        store.expunged_since(mb.id, ModSeq(350)).await.unwrap(),
+        vec![Uid(6)]
+    );
+    assert!(matches!(
+        store.import_messages(mb.id, vec![imported(7, 460)]).await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        store.import_mailbox(acct.id, spec("INBOX")).await,
+        Err(StoreError::Exists(_))
+    ));
+    // New mail continues after the imported counters.
+    let ap = store.append(mb.id, message("new")).await.unwrap();
+    assert_eq!((ap.uid, ap.modseq), (Uid(100), ModSeq(501)));
+    let other = store
+        .import_mailbox(acct.id, spec("Old/2019"))
+        .await
+        .unwrap();
+    assert_eq!(other.uid_validity, UidValidity(12345));
+    let fresh = store.create_mailbox(acct.id, "Fresh", None).await.unwrap();
+    assert!(fresh.uid_validity > UidValidity(12345));
+}
