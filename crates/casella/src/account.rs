@@ -41,7 +41,7 @@ fn valid_address(address: &str) -> anyhow::Result<String> {
 }
 
 pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
-    let store = config::open_store(data)?;
+    let store = config::open_store(data).await?;
     match command {
         AccountCommand::Add {
             address,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use casella_directory::LoginType;
 use casella_store::MailStore;
+use casella_store::postgres::{PgOptions, PgStore};
 use casella_store::sqlite::SqliteStore;
 use serde::Deserialize;
 
@@ -19,6 +20,9 @@ pub const CONFIG_FILE: &str = "casella.toml";
 pub struct Config {
     pub hostname: String,
     pub store: String,
+    /// This node's name among several sharing one PostgreSQL store (default: the
+    /// hostname).
+    pub node_id: Option<String>,
     pub tls: TlsConfig,
     /// Protocol name → addresses.
     pub listen: BTreeMap<String, Vec<String>>,
@@ -173,6 +177,7 @@ impl Default for Config {
         Config {
             hostname: system_hostname(),
             store: "embedded".into(),
+            node_id: None,
             tls: TlsConfig::default(),
             listen: default_listeners(),
             pop3: Pop3Section::default(),
@@ -330,8 +335,11 @@ fn default_file_text(hostname: &str) -> String {
 # first run is issued for it.
 hostname = "{hostname}"
 
-# Where mail is kept. "embedded" keeps everything in this data directory.
+# Where mail is kept. "embedded" keeps everything in this data directory;
+# "postgres://casella@db.example.org/casella" shares one PostgreSQL database between
+# any number of casella nodes (each with its own node-id, default: the hostname).
 store = "embedded"
+# node-id = "mail1"
 
 [tls]
 # A certificate chain and key (PEM) to use instead of the self-signed one in tls/.
@@ -431,8 +439,9 @@ pub fn load_or_create(data: &Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Opens the store the configuration names.
-pub fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
+/// Opens the store the configuration names: the embedded one in the data
+/// directory, or PostgreSQL (`store = "postgres://user@host/db"`).
+pub async fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
     let config = load_or_create(data)?;
     match config.store.as_str() {
         "embedded" | "" => {
@@ -440,9 +449,26 @@ pub fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
                 SqliteStore::open(data.join("store")).context("opening the embedded store")?;
             Ok(Arc::new(store))
         }
-        other => {
-            anyhow::bail!("store = {other:?} is not supported by this build (use \"embedded\")")
+        url if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("host=") =>
+        {
+            let options = PgOptions {
+                // A stable name lets a restarted node take back its queue claims.
+                node_id: Some(
+                    config
+                        .node_id
+                        .clone()
+                        .unwrap_or_else(|| config.hostname.clone()),
+                ),
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect_with(url, options)
+                .await
+                .context("connecting to the PostgreSQL store")?;
+            Ok(Arc::new(store))
         }
+        other => anyhow::bail!("store = {other:?}: use \"embedded\" or a postgres:// URL"),
     }
 }
 

@@ -15,7 +15,7 @@ const EX_NOUSER: u8 = 67;
 const EX_TEMPFAIL: u8 = 75;
 
 pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
-    let store = match config::open_store(data) {
+    let store = match config::open_store(data).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("casella deliver: {e:#}");

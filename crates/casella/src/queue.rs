@@ -9,7 +9,7 @@ use crate::cli::QueueCommand;
 use crate::config;
 
 pub async fn run(data: &Path, command: QueueCommand) -> anyhow::Result<()> {
-    let store = config::open_store(data)?;
+    let store = config::open_store(data).await?;
     match command {
         QueueCommand::List => {
             let entries = store.queue_list().await?;

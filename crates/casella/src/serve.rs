@@ -83,7 +83,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         }
         v
     };
-    let store = config::open_store(data)?;
+    let store = config::open_store(data).await?;
     let tls = load_or_create_tls(
         data,
         &config.hostname,

@@ -8,6 +8,7 @@
 
 mod client;
 pub mod clients;
+pub mod postgres;
 mod server;
 
 pub use client::LineClient;

@@ -1,0 +1,195 @@
+//! A throwaway PostgreSQL 15 cluster for tests: `initdb` in a temporary directory,
+//! `pg_ctl start` on a free loopback port, stopped (immediate) and removed when
+//! dropped, panics included. The server refuses to run as root, so as root its
+//! binaries run as the `postgres` user.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub struct Cluster {
+    bin: PathBuf,
+    /// Run the server binaries as `postgres` (they refuse to run as root).
+    as_postgres: bool,
+    data: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Cluster {
+    /// Starts a cluster whose superuser is `casella` (trust authentication on
+    /// loopback). Fails the test with a clear message when PostgreSQL is missing
+    /// (`CASELLA_PG_BIN` overrides /usr/lib/postgresql/15/bin).
+    pub fn start() -> Cluster {
+        let bin = std::env::var_os("CASELLA_PG_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+        for tool in ["initdb", "pg_ctl", "postgres"] {
+            assert!(
+                bin.join(tool).exists(),
+                "PostgreSQL server binaries not found: {} is missing. Install PostgreSQL 15 \
+                 (Debian/Ubuntu: postgresql-15) or point CASELLA_PG_BIN at its bin directory.",
+                bin.join(tool).display()
+            );
+        }
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("casella-pg-")
+            .tempdir()
+            .expect("temp dir");
+        if as_postgres {
+            let st = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .expect("run chown");
+            assert!(st.success(), "chown of the cluster directory failed");
+        }
+        let cluster = Cluster {
+            bin,
+            as_postgres,
+            data: dir.path().join("data"),
+            port: free_port(),
+            dir,
+        };
+        let data = cluster.data.clone();
+        let out = cluster.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-U".as_ref(),
+                "casella".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            cluster.port,
+            cluster.dir.path().display()
+        );
+        let log = cluster.dir.path().join("log");
+        let out = cluster.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "start".as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        cluster
+    }
+
+    fn run(&self, tool: &str, args: &[&OsStr]) -> Output {
+        let program = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://casella@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The directory holding the server's unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Creates a fresh database and returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run(
+            "createdb",
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "casella".as_ref(),
+                name.as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data.clone();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "stop".as_ref(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+        if !out.status.success() {
+            eprintln!(
+                "pg_ctl stop: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The TempDir removes the directory after this.
+    }
+}
