@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, deliver, queue, serve, settings};
+use crate::{account, deliver, migrate, queue, serve, settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,6 +52,16 @@ pub enum Command {
         action: String,
         /// KEY for get; KEY=VALUE pairs for set
         args: Vec<String>,
+    },
+    /// Move an embedded store into PostgreSQL, keeping UIDVALIDITY, UIDs, flags
+    /// and MODSEQs.
+    Migrate {
+        /// The data directory of the embedded store.
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://user@host/database (an empty database).
+        #[arg(long)]
+        to: String,
     },
     /// See and manage the outbound queue.
     Queue {
@@ -152,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action,
             args,
         } => settings::run(&cli.data, &protocol, &action, &args).map(|_| ExitCode::SUCCESS),
+        Command::Migrate { from, to } => migrate::run(&from, &to).await.map(|_| ExitCode::SUCCESS),
         Command::Queue { command } => queue::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

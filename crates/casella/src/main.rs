@@ -4,6 +4,7 @@ mod account;
 mod cli;
 mod config;
 mod deliver;
+mod migrate;
 mod queue;
 mod serve;
 mod settings;

@@ -126,3 +126,118 @@ fn two_nodes_share_one_postgresql_store() {
     pop_a.send_line("STAT");
     pop_a.expect("+OK 5 ");
 }
+
+/// What a client caches, read over IMAP and POP3.
+fn client_view(s: &TestServer) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut c = imap_login(s);
+    c.send_line("s SELECT INBOX");
+    let mut select = Vec::new();
+    loop {
+        let l = c.line();
+        if l.starts_with("s OK") {
+            break;
+        }
+        if l.contains("UIDVALIDITY") || l.contains("UIDNEXT") || l.ends_with("EXISTS") {
+            select.push(l);
+        }
+    }
+    c.send_line("f UID FETCH 1:* (FLAGS)");
+    let mut fetch = Vec::new();
+    loop {
+        let l = c.line();
+        if l.starts_with("f OK") {
+            break;
+        }
+        fetch.push(l.replace("\\Recent ", "").replace("\\Recent", ""));
+    }
+    c.send_line("w STATUS Work (MESSAGES UIDVALIDITY UIDNEXT)");
+    select.push(c.line());
+    c.expect("w OK");
+    drop(c);
+    let mut p = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    p.expect("+OK");
+    p.send_line(&format!("USER {USER}"));
+    p.expect("+OK");
+    p.send_line(&format!("PASS {PASS}"));
+    p.expect("+OK");
+    p.send_line("UIDL");
+    p.expect("+OK");
+    let uidl = p.dot_lines();
+    p.send_line("QUIT");
+    (select, fetch, uidl)
+}
+
+#[test]
+fn migrate_moves_an_embedded_store_into_postgresql_keeping_what_clients_cache() {
+    let mut embedded = TestServer::builder(BIN)
+        .protocols(&["imaps", "pop3s"])
+        .config("hostname = \"old.example.org\"\n[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n")
+        .start();
+    embedded.add_account(USER, PASS);
+    assert!(
+        embedded
+            .cli(&["account", "alias", "add", USER, "sales@example.org"], b"")
+            .status
+            .success()
+    );
+    for i in 1..=4 {
+        embedded.deliver(
+            USER,
+            format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        );
+    }
+    let mut c = imap_login(&embedded);
+    for cmd in [
+        "s SELECT INBOX",
+        "f STORE 2 +FLAGS (\\Flagged $Work)",
+        "d STORE 3 +FLAGS (\\Deleted)",
+        "e EXPUNGE",
+        "c CREATE Work",
+        "a APPEND Work (\\Seen) {16}",
+    ] {
+        let tag = cmd.split(' ').next().unwrap().to_string();
+        c.send_line(cmd);
+        if cmd.ends_with("{16}") {
+            c.expect("+ ");
+            c.send(b"Subject: w\r\n\r\nw\r\n");
+        }
+        while !c.line().starts_with(&format!("{tag} OK")) {}
+    }
+    drop(c);
+    let before = client_view(&embedded);
+    assert_eq!(before.1.len(), 3, "{before:?}");
+    assert!(embedded.stop().success());
+
+    let pg = Cluster::start();
+    let url = pg.database("migrated");
+    let dir = embedded.data_dir().to_string_lossy().into_owned();
+    let out = embedded.cli(&["migrate", "--from", &dir, "--to", &url], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("migrated 1 accounts, 4 messages"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("4/4 messages"),
+        "a progress bar"
+    );
+
+    let node = node(&url, "new");
+    let after = client_view(&node);
+    assert_eq!(before, after, "UIDVALIDITY, UIDs, flags and UIDLs kept");
+    // The alias came along; new mail gets the next UID.
+    node.deliver("sales@example.org", b"Subject: after\r\n\r\nx\r\n");
+    let mut c = imap_login(&node);
+    c.send_line("s SELECT INBOX");
+    while !c.line().starts_with("s OK") {}
+    c.send_line("u UID SEARCH SUBJECT after");
+    assert_eq!(c.line(), "* SEARCH 5");
+    // A second migration into the same database is refused, not merged.
+    let out = embedded.cli(&["migrate", "--from", &dir, "--to", &url], b"");
+    assert!(!out.status.success());
+}

@@ -164,6 +164,18 @@ impl SqliteStore {
         .map_err(StoreError::internal)?
     }
 
+    /// The expunged UIDs of a mailbox with the MODSEQ of each expunge, for a
+    /// migration that keeps QRESYNC state.
+    pub async fn expunged_log(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, ModSeq)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare("SELECT uid, modseq FROM expunged WHERE mailbox_id = ?1 ORDER BY uid")?;
+            Ok(stmt
+                .query_map([mailbox.0], |r| Ok((Uid(r.get(0)?), ModSeq(r.get::<_, i64>(1)? as u64))))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Removes blobs no message refers to any more (see the module docs).
     async fn collect_blobs(&self) -> StoreResult<()> {
         self.write(|tx, inner| {
