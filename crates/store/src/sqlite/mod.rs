@@ -168,9 +168,12 @@ impl SqliteStore {
     /// migration that keeps QRESYNC state.
     pub async fn expunged_log(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, ModSeq)>> {
         self.read(move |c| {
-            let mut stmt = c.prepare("SELECT uid, modseq FROM expunged WHERE mailbox_id = ?1 ORDER BY uid")?;
+            let mut stmt =
+                c.prepare("SELECT uid, modseq FROM expunged WHERE mailbox_id = ?1 ORDER BY uid")?;
             Ok(stmt
-                .query_map([mailbox.0], |r| Ok((Uid(r.get(0)?), ModSeq(r.get::<_, i64>(1)? as u64))))?
+                .query_map([mailbox.0], |r| {
+                    Ok((Uid(r.get(0)?), ModSeq(r.get::<_, i64>(1)? as u64)))
+                })?
                 .collect::<Result<_, _>>()?)
         })
         .await
