@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, deliver, migrate, queue, serve, settings};
+use crate::{account, connectivity, deliver, migrate, queue, serve, settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +62,35 @@ pub enum Command {
         /// postgres://user@host/database (an empty database).
         #[arg(long)]
         to: String,
+    },
+    /// Connect to a service as a client, log in and run a short scenario
+    /// (Exchange's Test-PopConnectivity / Test-ImapConnectivity). Exit status 1
+    /// when a step fails.
+    TestConnectivity {
+        /// pop, imap or submission
+        #[arg(long)]
+        protocol: String,
+        /// HOST:PORT; default: the external connection settings, else casella.toml's listener.
+        #[arg(long)]
+        server: Option<String>,
+        /// plaintext, tls (STARTTLS) or ssl (implicit TLS)
+        #[arg(long)]
+        connection_type: Option<String>,
+        /// The mailbox to log in as.
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// CA certificates (PEM) to trust; default: the server's own certificate.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// For submission: the IMAP endpoint where the probe is looked for.
+        #[arg(long)]
+        imap_server: Option<String>,
     },
     /// See and manage the outbound queue.
     Queue {
@@ -163,6 +192,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args,
         } => settings::run(&cli.data, &protocol, &action, &args).map(|_| ExitCode::SUCCESS),
         Command::Migrate { from, to } => migrate::run(&from, &to).await.map(|_| ExitCode::SUCCESS),
+        Command::TestConnectivity {
+            protocol,
+            server,
+            connection_type,
+            user,
+            password_stdin,
+            json,
+            ca_file,
+            imap_server,
+        } => {
+            let ok = connectivity::run(
+                &cli.data,
+                connectivity::Options {
+                    protocol,
+                    server,
+                    connection_type,
+                    user,
+                    password_stdin,
+                    json,
+                    ca_file,
+                    imap_server,
+                },
+            )
+            .await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Queue { command } => queue::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

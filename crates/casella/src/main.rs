@@ -3,6 +3,7 @@
 mod account;
 mod cli;
 mod config;
+mod connectivity;
 mod deliver;
 mod migrate;
 mod queue;

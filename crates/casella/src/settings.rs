@@ -60,6 +60,8 @@ impl Service {
                 "max-command-size",
                 "auth-failure-delay",
                 "sort-order",
+                "external-connection-settings",
+                "internal-connection-settings",
             ],
             Service::Imap | Service::Submission => &[
                 "login-type",
@@ -72,6 +74,8 @@ impl Service {
                 "auth-timeout",
                 "max-command-size",
                 "auth-failure-delay",
+                "external-connection-settings",
+                "internal-connection-settings",
             ],
         }
     }
@@ -176,6 +180,13 @@ fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
             }
             n.to_string()
         }
+        "external-connection-settings" | "internal-connection-settings" => {
+            let list = parse_connection_settings(value)?;
+            list.iter()
+                .map(ConnectionSetting::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         "sort-order" => match value.to_ascii_lowercase().as_str() {
             "ascending" => "ascending".into(),
             "descending" => "descending".into(),
@@ -261,6 +272,78 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// How users reach a service: Exchange's ExternalConnectionSettings /
+/// InternalConnectionSettings entries, `host:port:ssl` (implicit TLS) or
+/// `host:port:tls` (STARTTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSetting {
+    pub host: String,
+    pub port: u16,
+    /// true: implicit TLS ("ssl"); false: STARTTLS ("tls").
+    pub implicit_tls: bool,
+}
+
+impl std::fmt::Display for ConnectionSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let enc = if self.implicit_tls { "ssl" } else { "tls" };
+        write!(f, "{}:{}:{enc}", self.host, self.port)
+    }
+}
+
+/// A list, comma-separated; Exchange's `{mail.example.org:995:SSL}` form too.
+pub fn parse_connection_settings(v: &str) -> anyhow::Result<Vec<ConnectionSetting>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let inner = v
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(v);
+    let mut out = Vec::new();
+    for item in inner.split(',') {
+        let item = item.trim().trim_matches(['{', '}']);
+        let mut parts = item.rsplitn(3, ':');
+        let (Some(enc), Some(port), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("{item:?}: expected host:port:ssl or host:port:tls");
+        };
+        let implicit_tls = match enc.to_ascii_lowercase().as_str() {
+            "ssl" => true,
+            "tls" => false,
+            _ => bail!("{item:?}: the encryption is ssl (implicit TLS) or tls (STARTTLS)"),
+        };
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("{item:?}: bad port"))?;
+        let host = host.trim_matches(['[', ']']).to_string();
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("{item:?}: bad host name");
+        }
+        out.push(ConnectionSetting {
+            host,
+            port,
+            implicit_tls,
+        });
+    }
+    Ok(out)
+}
+
+/// The external (or internal) connection settings of a service.
+pub fn connection_settings(
+    o: &Overrides,
+    service: Service,
+    external: bool,
+) -> Vec<ConnectionSetting> {
+    let key = if external {
+        "external-connection-settings"
+    } else {
+        "internal-connection-settings"
+    };
+    o.get(service, key)
+        .and_then(|v| parse_connection_settings(v).ok())
+        .unwrap_or_default()
 }
 
 // ---- effective settings for each service ----
@@ -462,6 +545,21 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
     if let Some(sort) = sort {
         out.push(("sort-order", sort.to_string()));
     }
+    for (key, external) in [
+        ("external-connection-settings", true),
+        ("internal-connection-settings", false),
+    ] {
+        let list = connection_settings(o, service, external);
+        let text = if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.iter()
+                .map(ConnectionSetting::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push((key, text));
+    }
     out
 }
 
@@ -562,6 +660,25 @@ mod tests {
         let listed = effective(&config, &o, Service::Pop);
         assert!(listed.contains(&("auth-timeout", "2m".to_string())));
         assert!(listed.contains(&("banner", "The casella POP3 service is ready.".to_string())));
+    }
+
+    #[test]
+    fn connection_settings_accept_exchange_syntax() {
+        let list = parse_connection_settings("{mail.example.org:995:SSL}, pop.example.org:110:TLS")
+            .unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list[0].implicit_tls && !list[1].implicit_tls);
+        assert_eq!(list[0].to_string(), "mail.example.org:995:ssl");
+        assert!(parse_connection_settings("mail:995:plain").is_err());
+        assert!(parse_connection_settings("none").unwrap().is_empty());
+        let mut o = Overrides::default();
+        o.set(
+            Service::Imap,
+            "external-connection-settings",
+            "{mail.example.org:993:SSL}",
+        )
+        .unwrap();
+        assert_eq!(connection_settings(&o, Service::Imap, true)[0].port, 993);
     }
 
     #[test]
