@@ -92,7 +92,8 @@ impl Selected {
         let synced = mailbox.highest_modseq;
         let list = store.list_messages(mailbox.id).await?;
         let max = list.last().map(|m| m.uid).unwrap_or(Uid(0));
-        let recent_above = if read_only {
+        // Claiming is a write: skip it when every message was claimed already.
+        let recent_above = if read_only || max <= mailbox.recent_watermark {
             mailbox.recent_watermark
         } else {
             store.claim_recent(mailbox.id, max).await?
@@ -188,7 +189,7 @@ impl Selected {
             }
             if !added.is_empty() {
                 let max = added.last().map(|m| m.uid).unwrap_or(old_max);
-                let recent_above = if self.read_only {
+                let recent_above = if self.read_only || max <= current.recent_watermark {
                     current.recent_watermark
                 } else {
                     store.claim_recent(self.id(), max).await?
