@@ -119,3 +119,81 @@ pub struct SearchFields {
     /// Decoded text of all text/* parts (HTML stripped to text), for BODY/TEXT searches.
     pub body_text: String,
 }
+
+impl BodyPart {
+    /// The top level of a message as far as its header goes — where the header
+    /// ends and the body starts — found without parsing MIME. Enough for
+    /// `BODY[HEADER]`, `BODY[HEADER.FIELDS (...)]` and `BODY[TEXT]` of the whole
+    /// message; the other fields are those of an untyped text/plain part.
+    pub fn top_level(raw: &[u8]) -> BodyPart {
+        let body_start = header_end(raw);
+        let len = raw.len().min(u32::MAX as usize) as u32;
+        BodyPart {
+            media_type: "text".into(),
+            media_subtype: "plain".into(),
+            params: Vec::new(),
+            id: None,
+            description: None,
+            encoding: "7BIT".into(),
+            size: len.saturating_sub(body_start),
+            lines: 0,
+            md5: None,
+            disposition: None,
+            language: Vec::new(),
+            location: None,
+            offsets: PartOffsets {
+                header_start: 0,
+                body_start,
+                body_end: len,
+            },
+            parts: Vec::new(),
+            message: None,
+        }
+    }
+}
+
+/// One past the empty line that ends the header (CRLF CRLF, or LF LF), or the end
+/// of the message when there is none.
+fn header_end(raw: &[u8]) -> u32 {
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < raw.len() {
+        if at_line_start {
+            if raw[i..].starts_with(b"\r\n") {
+                return (i + 2).min(u32::MAX as usize) as u32;
+            }
+            if raw[i] == b'\n' {
+                return (i + 1).min(u32::MAX as usize) as u32;
+            }
+        }
+        at_line_start = raw[i] == b'\n';
+        i += 1;
+    }
+    raw.len().min(u32::MAX as usize) as u32
+}
+
+#[cfg(test)]
+mod top_level_tests {
+    use super::*;
+
+    #[test]
+    fn top_level_agrees_with_the_full_parse() {
+        let samples: &[&[u8]] = &[
+            b"Subject: a\r\nFrom: b@c\r\n\r\nbody\r\n",
+            b"Subject: a\r\n folded\r\n\r\n\r\nbody after an empty line\r\n",
+            b"Subject: no body\r\n",
+            b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\npart\r\n--x--\r\n",
+            b"",
+        ];
+        for raw in samples {
+            let fast = BodyPart::top_level(raw);
+            let full = parse(raw).body;
+            assert_eq!(
+                fast.offsets,
+                full.offsets,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}

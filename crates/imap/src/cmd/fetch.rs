@@ -2,6 +2,7 @@
 //! §6.4.5), BINARY (RFC 3516). Envelope and body structure come from what was
 //! parsed at delivery; the bytes are read only for body sections.
 
+use casella_mime::BodyPart;
 use casella_proto_imap::section::{self, BinaryError};
 use casella_proto_imap::{FetchAttr, FetchItems, Section, SectionText, SequenceSet, encode};
 use casella_store::{Flag, FlagOp, FlagSet, ParsedMessage, Uid};
@@ -51,10 +52,8 @@ fn sets_seen(attr: &FetchAttr) -> bool {
 fn needs_parsed(attr: &FetchAttr) -> bool {
     match attr {
         FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => true,
-        FetchAttr::BodySection { section, .. } => {
-            !section.part.is_empty() || section.text.is_some()
-        }
-        FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => true,
+        // The whole message's header and text are found in the bytes alone.
+        FetchAttr::BodySection { section, .. } => !section.part.is_empty(),
         FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } => !part.is_empty(),
         _ => false,
     }
@@ -253,10 +252,9 @@ impl Session {
                             part: vec![],
                             text: Some(text),
                         };
-                        let data = match (&raw, &parsed) {
-                            (Some(r), Some(p)) => section::body_section(r, &p.body, &sec),
-                            _ => None,
-                        };
+                        let data = raw
+                            .as_deref()
+                            .and_then(|r| section::body_section(r, &BodyPart::top_level(r), &sec));
                         encode::nstring(&mut out, data.as_deref());
                     }
                     FetchAttr::BodySection {
@@ -266,8 +264,8 @@ impl Session {
                     } => {
                         let data = match (&raw, &parsed) {
                             (Some(r), Some(p)) => section::body_section(r, &p.body, sec),
-                            (Some(r), None) if sec.part.is_empty() && sec.text.is_none() => {
-                                Some(r.clone())
+                            (Some(r), None) if sec.part.is_empty() => {
+                                section::body_section(r, &BodyPart::top_level(r), sec)
                             }
                             _ => None,
                         };
