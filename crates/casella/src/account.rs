@@ -40,6 +40,31 @@ fn valid_address(address: &str) -> anyhow::Result<String> {
     }
 }
 
+/// `backend=SITE` (a site of the front ends' `[sites]`), or `backend=` / `backend=none`
+/// for the front ends' default-backend.
+fn backend_site(data: &Path, value: &str) -> anyhow::Result<Option<String>> {
+    let site = value.trim();
+    if site.is_empty() || site.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if !site
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!(
+            "backend={site}: a site name is letters, digits, '-', '_' and '.' (a name in [sites])"
+        );
+    }
+    // Only front ends read [sites]; this node's configuration may not have them.
+    if let Ok(config) = config::load_or_create(data)
+        && !config.sites.is_empty()
+        && !config.sites.contains_key(site)
+    {
+        eprintln!("warning: site {site:?} is not in this node's [sites]");
+    }
+    Ok(Some(site.to_string()))
+}
+
 pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
     let store = config::open_store(data).await?;
     match command {
@@ -66,18 +91,21 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
         }
         AccountCommand::List => {
             for a in store.list_accounts().await? {
-                let mut notes = Vec::new();
+                let mut notes: Vec<String> = Vec::new();
                 if a.is_admin {
-                    notes.push("admin");
+                    notes.push("admin".into());
                 }
                 if !a.pop_enabled {
-                    notes.push("pop=off");
+                    notes.push("pop=off".into());
                 }
                 if !a.imap_enabled {
-                    notes.push("imap=off");
+                    notes.push("imap=off".into());
                 }
                 if !a.submission_enabled {
-                    notes.push("submission=off");
+                    notes.push("submission=off".into());
+                }
+                if let Some(site) = &a.settings.backend {
+                    notes.push(format!("backend={site}"));
                 }
                 if notes.is_empty() {
                     println!("{}", a.address);
@@ -107,6 +135,10 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 let Some((key, value)) = setting.split_once('=') else {
                     bail!("{setting}: expected KEY=VALUE");
                 };
+                if key.eq_ignore_ascii_case("backend") {
+                    a.settings.backend = backend_site(data, value)?;
+                    continue;
+                }
                 let on = match value.to_ascii_lowercase().as_str() {
                     "on" | "true" | "yes" | "1" => true,
                     "off" | "false" | "no" | "0" => false,
@@ -117,7 +149,9 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                     "imap" => a.imap_enabled = on,
                     "submission" | "smtp" => a.submission_enabled = on,
                     "save-sent" => a.settings.save_sent_copy = on,
-                    other => bail!("unknown setting {other} (pop, imap, submission, save-sent)"),
+                    other => {
+                        bail!("unknown setting {other} (pop, imap, submission, save-sent, backend)")
+                    }
                 }
             }
             store.update_account(&a).await?;

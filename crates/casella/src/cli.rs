@@ -32,8 +32,10 @@ pub enum Command {
     /// Run the server.
     Serve {
         /// PROTO=ADDR, e.g. pop3=127.0.0.1:110. PROTO is one of imap imaps pop3 pop3s
-        /// submission submissions smtp lmtp http. May repeat. Without any, the
-        /// bindings of the configuration file are used.
+        /// submission submissions smtp lmtp http, and on back ends (role =
+        /// "backend") imap-internal pop3-internal submission-internal, for sessions
+        /// front ends hand over (bind internal addresses only). May repeat. Without
+        /// any, the bindings of the configuration file are used.
         #[arg(long = "listen", value_name = "PROTO=ADDR")]
         listen: Vec<String>,
     },
@@ -128,7 +130,9 @@ pub enum AccountCommand {
     /// Remove an account with all its mail.
     Remove { address: String },
     /// Switch protocols on or off for an account (Exchange's Set-CASMailbox):
-    /// pop=on|off imap=on|off submission=on|off save-sent=on|off.
+    /// pop=on|off imap=on|off submission=on|off save-sent=on|off; backend=SITE
+    /// (the site of the front ends' [sites] that serves the mailbox; backend=none
+    /// for their default-backend).
     Set {
         address: String,
         #[arg(value_name = "KEY=VALUE", required = true)]

@@ -31,6 +31,59 @@ pub struct Config {
     pub smtp: SmtpSection,
     pub submission: SubmissionSection,
     pub relay: RelaySection,
+    /// standalone (default), frontend or backend — see README "Front ends and back
+    /// ends".
+    pub role: Role,
+    pub cluster: ClusterSection,
+    /// Site name → its back ends' internal listeners (read by front ends).
+    pub sites: BTreeMap<String, SiteSection>,
+}
+
+/// What a node does among front ends and back ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Serves its mailboxes itself (one node, or N nodes on one PostgreSQL).
+    #[default]
+    Standalone,
+    /// Logs clients in and hands each session over to the account's back end.
+    Frontend,
+    /// Serves sessions front ends hand over on `*-internal` listeners (and, if
+    /// given, its own client listeners as a standalone node does).
+    Backend,
+}
+
+/// Front ends and back ends share a secret; front ends find back ends by site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterSection {
+    /// A file holding the shared secret (at least 16 bytes; surrounding whitespace
+    /// ignored). Relative paths are relative to the data directory.
+    pub secret_file: Option<PathBuf>,
+    /// The site for accounts without a `backend` attribute (front ends).
+    pub default_backend: Option<String>,
+    /// Seconds a front end waits for a back end to accept and greet.
+    pub connect_timeout: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            secret_file: None,
+            default_backend: None,
+            connect_timeout: 5,
+        }
+    }
+}
+
+/// One site: `host:port` of its back ends' internal listeners, per protocol, tried
+/// in turn.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteSection {
+    pub imap: Vec<String>,
+    pub pop3: Vec<String>,
+    pub submission: Vec<String>,
 }
 
 /// How mail for remote recipients leaves: DNS MX by default, or a smarthost.
@@ -185,6 +238,9 @@ impl Default for Config {
             smtp: SmtpSection::default(),
             submission: SubmissionSection::default(),
             relay: RelaySection::default(),
+            role: Role::Standalone,
+            cluster: ClusterSection::default(),
+            sites: BTreeMap::new(),
         }
     }
 }
@@ -341,6 +397,13 @@ hostname = "{hostname}"
 store = "embedded"
 # node-id = "mail1"
 
+# Front end or back end (see the README, "Front ends and back ends"): a front end
+# logs clients in and hands each IMAP, POP3 and submission session over to the back
+# end of the account's site (`casella account set ADDRESS backend=SITE`); a back end
+# takes them on its imap-internal, pop3-internal and submission-internal listeners
+# (bind internal addresses only), from front ends that know the [cluster] secret.
+role = "standalone"                   # or "frontend", "backend"
+
 [tls]
 # A certificate chain and key (PEM) to use instead of the self-signed one in tls/.
 # cert = "/etc/letsencrypt/live/mail.example.org/fullchain.pem"
@@ -420,6 +483,22 @@ max-message-size = 36700160
 max-recipients = 100
 # Seconds a client may stay idle between commands.
 timeout = 300
+
+# Front ends and back ends (role = "frontend" or "backend").
+# [cluster]
+# The secret both prove to each other; never logged. Make one with
+# `head -c 32 /dev/urandom | base64 > FILE` and copy it to every node.
+# secret-file = "/etc/casella/cluster.secret"
+# The site of accounts without a backend attribute (front ends):
+# default-backend = "site1"
+# Seconds a front end waits for a back end to accept and greet:
+# connect-timeout = 5
+# Each site's back ends, per protocol; a front end spreads sessions over them and
+# skips those that do not answer:
+# [sites.site1]
+# imap = ["10.0.0.21:1143", "10.0.0.22:1143"]
+# pop3 = ["10.0.0.21:1110", "10.0.0.22:1110"]
+# submission = ["10.0.0.21:1587", "10.0.0.22:1587"]
 "#
     )
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod cli;
+mod cluster;
 mod config;
 mod connectivity;
 mod deliver;

@@ -17,7 +17,7 @@ use casella_relay::Relay;
 use casella_smtp::{Mode, RateLimiter, SmtpService};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{config, settings};
+use crate::{cluster, config, settings};
 
 /// Every protocol name `--listen` accepts.
 pub const PROTOCOLS: &[&str] = &[
@@ -30,6 +30,11 @@ pub const PROTOCOLS: &[&str] = &[
     "smtp",
     "lmtp",
     "http",
+    // Back ends: sessions handed over by front ends (README, "Front ends and back
+    // ends"). Bind internal addresses only.
+    "imap-internal",
+    "pop3-internal",
+    "submission-internal",
 ];
 
 /// Most sessions one listener runs at once.
@@ -92,6 +97,10 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     )
     .context("setting up TLS")?;
     let directory = Arc::new(Directory::new(store));
+    let cluster = cluster::setup(&config, data, &specs)?;
+    if cluster.role != config::Role::Standalone {
+        tracing::info!(role = ?cluster.role, "front end / back end role");
+    }
 
     // Live settings: casella.toml, overridden by `casella settings` (settings.toml).
     let overrides = settings::Overrides::load(data)?;
@@ -100,16 +109,37 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         imap: Live::new(settings::imap(&config, &overrides)),
         submission: Live::new(settings::submission(&config, &overrides)),
     };
-    let pop3: Arc<dyn Handler> = Arc::new(Pop3Service::new(
-        live.pop3.clone(),
-        directory.clone(),
-        Some(tls.acceptor.clone()),
-    ));
-    let imap: Arc<dyn Handler> = Arc::new(ImapService::new(
-        live.imap.clone(),
-        directory.clone(),
-        Some(tls.acceptor.clone()),
-    ));
+    // A front end's client services hand each session over to its back end after
+    // the login.
+    let (pop3, imap) = match cluster.proxy.clone() {
+        None => (
+            Pop3Service::new(
+                live.pop3.clone(),
+                directory.clone(),
+                Some(tls.acceptor.clone()),
+            ),
+            ImapService::new(
+                live.imap.clone(),
+                directory.clone(),
+                Some(tls.acceptor.clone()),
+            ),
+        ),
+        Some(proxy) => (
+            Pop3Service::with_proxy(
+                live.pop3.clone(),
+                directory.clone(),
+                Some(tls.acceptor.clone()),
+                proxy.clone(),
+            ),
+            ImapService::with_proxy(
+                live.imap.clone(),
+                directory.clone(),
+                Some(tls.acceptor.clone()),
+                proxy,
+            ),
+        ),
+    };
+    let (pop3, imap) = (Arc::new(pop3), Arc::new(imap));
     let smtp: Arc<dyn Handler> = Arc::new(SmtpService::new(
         Mode::Smtp,
         Live::new(config.smtp()),
@@ -125,24 +155,31 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
 
     let relay = Relay::new(directory.store().clone(), config.relay()?);
     let outbound = relay.waker();
-    let submission: Arc<dyn Handler> = Arc::new(SmtpService::with_outbound(
+    let mut submission = SmtpService::with_outbound(
         Mode::Submission,
         live.submission.clone(),
         directory.clone(),
         Some(tls.acceptor.clone()),
         Some(outbound.clone()),
         Arc::new(RateLimiter::default()),
-    ));
+    );
+    if let Some(proxy) = cluster.proxy.clone() {
+        submission = submission.with_proxy(proxy);
+    }
+    let submission = Arc::new(submission);
 
     let shutdown = Shutdown::new();
     let mut tasks = Vec::new();
     for spec in specs {
-        let handler = match spec.protocol.as_str() {
+        let handler: Arc<dyn Handler> = match spec.protocol.as_str() {
             "pop3" | "pop3s" => pop3.clone(),
             "imap" | "imaps" => imap.clone(),
             "smtp" => smtp.clone(),
             "lmtp" => lmtp.clone(),
             "submission" | "submissions" => submission.clone(),
+            "imap-internal" => cluster.internal(&spec.protocol, imap.clone())?,
+            "pop3-internal" => cluster.internal(&spec.protocol, pop3.clone())?,
+            "submission-internal" => cluster.internal(&spec.protocol, submission.clone())?,
             other => {
                 tracing::warn!(protocol = other, addr = %spec.addr, "this build does not provide {other} yet; listener not started");
                 continue;

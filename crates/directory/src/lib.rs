@@ -106,6 +106,32 @@ impl Directory {
         Ok(Authenticated { account })
     }
 
+    /// A login a front end handed over (it checked the password and the policy):
+    /// no password here, but the account must still exist and its switches and
+    /// the administrator bar still apply, in case they changed in between.
+    pub async fn login_handed_over(
+        &self,
+        protocol: Protocol,
+        address: &str,
+    ) -> Result<Authenticated, AuthFailure> {
+        let address = Self::normalize(address);
+        let account = match self.store.account_by_address(&address).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(AuthFailure::InvalidCredentials),
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                return Err(AuthFailure::Temporary);
+            }
+        };
+        if account.is_admin && protocol.bars_administrators() {
+            return Err(AuthFailure::Barred);
+        }
+        if !protocol.enabled_for(&account) {
+            return Err(AuthFailure::ProtocolDisabled);
+        }
+        Ok(Authenticated { account })
+    }
+
     /// Looks an account up for delivery by its address or one of its aliases;
     /// `None` when no such mailbox exists.
     pub async fn recipient(&self, address: &str) -> Result<Option<Account>, StoreError> {

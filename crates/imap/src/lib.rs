@@ -3,7 +3,9 @@
 //! Owns: the session state machine (not authenticated → authenticated → selected →
 //! logout), each command's behaviour, the selected mailbox's view (sequence numbers,
 //! flags, \Recent) and how other sessions' changes reach it (EXISTS, EXPUNGE, FETCH
-//! FLAGS at the points RFC 9051 §7.5.1 allows), and IDLE.
+//! FLAGS at the points RFC 9051 §7.5.1 allows), and IDLE. On a front end a session
+//! is handed over to the account's back end right after LOGIN/AUTHENTICATE
+//! (casella-proxy); `imap-internal` sessions start in the authenticated state.
 //! Must not: parse or encode wire syntax by hand where `casella-proto-imap` does it,
 //! or touch storage below the `MailStore` API.
 //! Invariants:
@@ -29,6 +31,7 @@ use casella_net::{
     Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
     ShutdownSignal, Stream,
 };
+use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
@@ -80,6 +83,8 @@ pub(crate) struct Shared {
     pub limits: ConnectionLimits,
     /// Sessions per account, for max-connections-per-user.
     pub users: Counter<AccountId>,
+    /// On a front end: where a session goes right after its login.
+    pub proxy: Option<Arc<dyn LoginProxy>>,
 }
 
 /// The IMAP service: shared by the imap and imaps listeners.
@@ -93,6 +98,26 @@ impl ImapService {
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
     ) -> ImapService {
+        ImapService::build(config, directory, tls, None)
+    }
+
+    /// A front end's service: sessions log in here and are then handed over to
+    /// the account's back end through `proxy`.
+    pub fn with_proxy(
+        config: Live<ImapConfig>,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+        proxy: Arc<dyn LoginProxy>,
+    ) -> ImapService {
+        ImapService::build(config, directory, tls, Some(proxy))
+    }
+
+    fn build(
+        config: Live<ImapConfig>,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+        proxy: Option<Arc<dyn LoginProxy>>,
+    ) -> ImapService {
         ImapService {
             shared: Arc::new(Shared {
                 config,
@@ -100,6 +125,7 @@ impl ImapService {
                 tls,
                 limits: ConnectionLimits::default(),
                 users: Counter::default(),
+                proxy,
             }),
         }
     }
@@ -137,5 +163,36 @@ impl Handler for ImapService {
 
     fn busy_reply(&self) -> &'static [u8] {
         b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
+    }
+}
+
+/// Sessions handed over by front ends (the `imap-internal` listener).
+impl Backend for ImapService {
+    fn admit_handover(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.shared.config.get();
+        self.shared
+            .limits
+            .admit(remote, c.max_connections, usize::MAX)
+            .map_err(|_| b"XCASELLA-BUSY The IMAP service has too many connections\r\n".to_vec())
+    }
+
+    fn start(
+        &self,
+        stream: Stream,
+        info: ConnectionInfo,
+        who: Handover,
+        signal: ShutdownSignal,
+        admitted: Admitted,
+    ) -> SessionFuture {
+        // The session sees the client, not the front end.
+        let info = ConnectionInfo {
+            remote: who.client,
+            ..info
+        };
+        let session = session::Session::new(self.shared.clone(), info, signal, who.tls);
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run_handed_over(stream, &who.address).await
+        })
     }
 }

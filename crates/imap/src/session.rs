@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use casella_directory::Secret;
+use casella_directory::{Protocol, Secret};
 use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line};
 use casella_proto_imap::{Command, CommandBody, LiteralSpec, literal_at_end, parse_command};
 use casella_store::{Account, Change, MailStore};
@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 
 use crate::capability::capabilities;
+use crate::cmd::failure_text;
 use crate::view::Selected;
 use crate::{ImapConfig, Shared};
 
@@ -44,6 +45,8 @@ pub(crate) struct Session {
     pub saved_search: Vec<u32>,
     /// The selected mailbox disappeared; the session ends after this command.
     pub gone: bool,
+    /// On a front end: the back end this session was just handed over to.
+    pub upstream: Option<casella_proxy::Upstream>,
 }
 
 /// What the loop does after a command.
@@ -87,6 +90,7 @@ impl Session {
             selected: None,
             saved_search: Vec::new(),
             gone: false,
+            upstream: None,
         }
     }
 
@@ -142,11 +146,41 @@ impl Session {
     }
 
     pub(crate) async fn run(mut self, stream: Stream) {
-        let mut io = BufReader::with_capacity(8192, stream);
+        let io = BufReader::with_capacity(8192, stream);
         let caps = self.capability_string();
         self.line(&format!(
             "* OK [CAPABILITY {caps}] casella IMAP4rev2 service ready"
         ));
+        self.serve(io).await
+    }
+
+    /// A session a front end handed over: it starts logged in as `address`, and its
+    /// first line is the untagged form of the reply to LOGIN, which the front end
+    /// tags and passes on.
+    pub(crate) async fn run_handed_over(mut self, stream: Stream, address: &str) {
+        let mut io = BufReader::with_capacity(8192, stream);
+        let directory = self.shared.directory.clone();
+        let entered = match directory.login_handed_over(Protocol::Imap, address).await {
+            Ok(auth) => self.enter(auth.account),
+            Err(failure) => Err(failure_text(&failure).to_string()),
+        };
+        match entered {
+            Ok(()) => {
+                let caps = self.capability_string();
+                self.line(&format!("OK [CAPABILITY {caps}] Logged in"));
+                self.serve(io).await
+            }
+            Err(refusal) => {
+                tracing::info!(protocol = "imap", remote = %self.info.remote, user = %address, reply = %refusal, "handed-over login refused");
+                self.line(&refusal);
+                let _ = self.flush(&mut io).await;
+                let _ = io.get_mut().shutdown().await;
+            }
+        }
+    }
+
+    /// The command loop.
+    async fn serve(mut self, mut io: Reader) {
         loop {
             if io.buffer().is_empty() && self.flush(&mut io).await.is_err() {
                 return;
@@ -179,6 +213,13 @@ impl Session {
                 }
                 Ok(cmd) => self.dispatch(cmd, &mut io).await,
             };
+            if let Some(upstream) = self.upstream.take() {
+                // Handed over to a back end: from now on the front end only relays.
+                if self.flush(&mut io).await.is_ok() {
+                    casella_proxy::relay(io, upstream, self.signal.clone()).await;
+                }
+                return;
+            }
             match next {
                 Next::Continue => {}
                 Next::Logout | Next::Close => {

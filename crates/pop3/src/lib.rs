@@ -1,7 +1,9 @@
 //! casella-pop3: the POP3 service — RFC 1939, with CAPA (RFC 2449), STLS (RFC 2595),
 //! SASL (RFC 5034), response codes (RFC 3206) and UTF8 (RFC 6856).
 //!
-//! Owns: the POP3 session state machine and its replies.
+//! Owns: the POP3 session state machine and its replies. On a front end a session
+//! is handed over to the account's back end right after PASS/AUTH (casella-proxy);
+//! on a back end, `pop3-internal` sessions start with the maildrop opened and locked.
 //! Must not: touch storage below the `MailStore` API or check passwords itself
 //! (the directory does).
 //! Invariants: a maildrop is locked for the whole TRANSACTION state; DELE only marks,
@@ -21,6 +23,7 @@ use casella_net::{
     Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, ShutdownSignal,
     Stream,
 };
+use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
@@ -89,6 +92,8 @@ pub struct Pop3Service {
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     users: Arc<Counter<AccountId>>,
+    /// On a front end: where a session goes right after its login.
+    proxy: Option<Arc<dyn LoginProxy>>,
 }
 
 impl Pop3Service {
@@ -103,7 +108,34 @@ impl Pop3Service {
             tls,
             limits: ConnectionLimits::default(),
             users: Arc::default(),
+            proxy: None,
         }
+    }
+
+    /// A front end's service: sessions log in here and are then handed over to
+    /// the account's back end through `proxy`.
+    pub fn with_proxy(
+        config: Live<Pop3Config>,
+        directory: Arc<Directory>,
+        tls: Option<TlsAcceptor>,
+        proxy: Arc<dyn LoginProxy>,
+    ) -> Pop3Service {
+        Pop3Service {
+            proxy: Some(proxy),
+            ..Pop3Service::new(config, directory, tls)
+        }
+    }
+
+    fn session(&self, info: ConnectionInfo, signal: ShutdownSignal) -> session::Session {
+        session::Session::new(
+            self.config.get(),
+            self.directory.clone(),
+            self.tls.clone(),
+            self.users.clone(),
+            self.proxy.clone(),
+            info,
+            signal,
+        )
     }
 }
 
@@ -129,14 +161,7 @@ impl Handler for Pop3Service {
         signal: ShutdownSignal,
         admitted: Admitted,
     ) -> casella_net::SessionFuture {
-        let session = session::Session::new(
-            self.config.get(),
-            self.directory.clone(),
-            self.tls.clone(),
-            self.users.clone(),
-            info,
-            signal,
-        );
+        let session = self.session(info, signal);
         Box::pin(async move {
             let _admitted = admitted;
             session.run(stream).await
@@ -145,5 +170,35 @@ impl Handler for Pop3Service {
 
     fn busy_reply(&self) -> &'static [u8] {
         b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    }
+}
+
+/// Sessions handed over by front ends (the `pop3-internal` listener).
+impl Backend for Pop3Service {
+    fn admit_handover(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.config.get();
+        self.limits
+            .admit(remote, c.max_connections, usize::MAX)
+            .map_err(|_| b"XCASELLA-BUSY The POP3 service has too many connections\r\n".to_vec())
+    }
+
+    fn start(
+        &self,
+        stream: Stream,
+        info: ConnectionInfo,
+        who: Handover,
+        signal: ShutdownSignal,
+        admitted: Admitted,
+    ) -> casella_net::SessionFuture {
+        // The session sees the client, not the front end.
+        let info = ConnectionInfo {
+            remote: who.client,
+            ..info
+        };
+        let session = self.session(info, signal);
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run_handed_over(stream, &who).await
+        })
     }
 }

@@ -8,6 +8,7 @@ use casella_directory::{AuthFailure, Directory, Protocol, Secret};
 use casella_net::{
     ConnectionInfo, Counter, NextLine, ShutdownSignal, Slot, Stream, next_line, read_line,
 };
+use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{
     Account, AccountId, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock,
     MessageRef, PopDeleteAction, SpecialUse, StoreError, Uid,
@@ -33,6 +34,10 @@ pub(crate) struct Session {
     /// so pipelined commands (RFC 2449 PIPELINING) get their replies in one write.
     out: Vec<u8>,
     tls_active: bool,
+    /// On a front end: where a session goes right after its login.
+    proxy: Option<Arc<dyn LoginProxy>>,
+    /// The back end this session was just handed over to.
+    upstream: Option<Upstream>,
 }
 
 enum State {
@@ -71,6 +76,7 @@ impl Session {
         directory: Arc<Directory>,
         tls: Option<TlsAcceptor>,
         users: Arc<Counter<AccountId>>,
+        proxy: Option<Arc<dyn LoginProxy>>,
         info: ConnectionInfo,
         signal: ShutdownSignal,
     ) -> Session {
@@ -83,6 +89,8 @@ impl Session {
             signal,
             out: Vec::with_capacity(256),
             tls_active: false,
+            proxy,
+            upstream: None,
         }
     }
 
@@ -105,12 +113,44 @@ impl Session {
 
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
-        let mut reader = BufReader::with_capacity(4096, stream);
-        let mut state = State::Authorization { user: None };
-        let remote = self.info.remote;
-        tracing::debug!(%remote, tls = self.tls_active, "pop3 connection");
+        let reader = BufReader::with_capacity(4096, stream);
+        tracing::debug!(remote = %self.info.remote, tls = self.tls_active, "pop3 connection");
         let banner = self.config.banner.clone();
         self.reply(&format!("+OK {banner}"));
+        self.serve(reader, State::Authorization { user: None })
+            .await
+    }
+
+    /// A session a front end handed over: the maildrop is opened and locked as
+    /// after PASS, and the first line is the reply to PASS (or its refusal), which
+    /// the front end passes on.
+    pub(crate) async fn run_handed_over(mut self, stream: Stream, who: &Handover) {
+        self.tls_active = who.tls;
+        let mut reader = BufReader::with_capacity(4096, stream);
+        let directory = self.directory.clone();
+        let maildrop = match directory
+            .login_handed_over(Protocol::Pop3, &who.address)
+            .await
+        {
+            Ok(auth) => self.open_session(auth.account).await,
+            Err(failure) => {
+                tracing::info!(protocol = "pop3", remote = %who.client, user = %who.address, reason = ?failure, "handed-over login refused");
+                self.reply(failure_text(&failure));
+                None
+            }
+        };
+        match maildrop {
+            Some(maildrop) => self.serve(reader, State::Transaction(maildrop)).await,
+            None => {
+                let _ = self.flush(&mut reader).await;
+                let _ = reader.get_mut().shutdown().await;
+            }
+        }
+    }
+
+    /// The command loop, from `state` on.
+    async fn serve(mut self, mut reader: Reader, mut state: State) {
+        let remote = self.info.remote;
         let mut line = Vec::with_capacity(128);
         loop {
             // Flush only when no pipelined command is waiting in the buffer.
@@ -155,6 +195,13 @@ impl Session {
                     Ok(cmd) => self.dispatch(cmd, &mut state, &mut reader).await,
                 },
             };
+            if let Some(upstream) = self.upstream.take() {
+                // Handed over to a back end: from now on the front end only relays.
+                if self.flush(&mut reader).await.is_ok() {
+                    casella_proxy::relay(reader, upstream, self.signal.clone()).await;
+                }
+                return;
+            }
             match next {
                 Next::Continue => {}
                 Next::Close => {
@@ -466,7 +513,8 @@ impl Session {
         }
     }
 
-    /// Checks the password and opens the maildrop. Replies either way.
+    /// Checks the password and opens the maildrop (on a front end: hands the
+    /// session over to the account's back end). Replies either way.
     async fn login(&mut self, user: &str, password: Secret<String>) -> Option<Maildrop> {
         let remote = self.info.remote;
         let result = self
@@ -489,25 +537,57 @@ impl Session {
                 if failure != AuthFailure::Temporary {
                     tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
-                let text = match failure {
-                    AuthFailure::InvalidCredentials => {
-                        "-ERR [AUTH] Authentication failed: wrong user name or password"
-                    }
-                    AuthFailure::ProtocolDisabled => {
-                        "-ERR [AUTH] Login failure or POP3 disabled: POP3 access is turned off for this mailbox"
-                    }
-                    AuthFailure::Barred => "-ERR [AUTH] This account may not log in over POP3",
-                    AuthFailure::EncryptionRequired => {
-                        "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection. Use STLS first."
-                    }
-                    AuthFailure::Temporary => {
-                        "-ERR [SYS/TEMP] Temporary server problem, try again later"
-                    }
-                };
-                self.reply(text);
+                self.reply(failure_text(&failure));
                 return None;
             }
         };
+        if let Some(proxy) = self.proxy.clone() {
+            self.hand_over(&*proxy, account).await;
+            return None;
+        }
+        self.open_session(account).await
+    }
+
+    /// On a front end: hands the logged-in session over to the account's back end,
+    /// whose reply ("+OK ... maildrop has N messages", or a refusal such as
+    /// [IN-USE]) answers the client's PASS or AUTH.
+    async fn hand_over(&mut self, proxy: &dyn LoginProxy, account: Account) {
+        let remote = self.info.remote;
+        let who = Handover {
+            address: account.address.clone(),
+            client: remote,
+            tls: self.tls_active,
+            helo: None,
+            esmtp: false,
+        };
+        match proxy
+            .hand_over("pop3", account.settings.backend.as_deref(), &who)
+            .await
+        {
+            Ok(upstream) if upstream.reply.starts_with("+OK") => {
+                tracing::info!(protocol = "pop3", %remote, user = %account.address, site = %upstream.site, backend = %upstream.peer, "login; handed over");
+                self.reply(&upstream.reply);
+                self.upstream = Some(upstream);
+            }
+            Ok(upstream) if upstream.reply.starts_with("-ERR") => {
+                tracing::info!(protocol = "pop3", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "the back end refused the login");
+                self.reply(&upstream.reply);
+            }
+            Ok(upstream) => {
+                tracing::error!(protocol = "pop3", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "unexpected reply from the back end");
+                self.reply("-ERR [SYS/TEMP] The mailbox server is not reachable, try again later");
+            }
+            Err(e) => {
+                tracing::warn!(protocol = "pop3", %remote, user = %account.address, error = %e, "hand-over failed");
+                self.reply(&format!("-ERR [SYS/TEMP] {}", e.client_text()));
+            }
+        }
+    }
+
+    /// Opens the maildrop of a logged-in account: a per-user slot, the maildrop
+    /// lock, the message list. Replies either way.
+    async fn open_session(&mut self, account: Account) -> Option<Maildrop> {
+        let remote = self.info.remote;
         let Some(user_slot) = self
             .users
             .acquire(account.id, self.config.max_connections_per_user)
@@ -693,6 +773,23 @@ impl Session {
             .copied()
             .collect();
         self.store().expunge(account.id, &moved).await.map(|_| ())
+    }
+}
+
+/// The reply to a refused login.
+fn failure_text(failure: &AuthFailure) -> &'static str {
+    match failure {
+        AuthFailure::InvalidCredentials => {
+            "-ERR [AUTH] Authentication failed: wrong user name or password"
+        }
+        AuthFailure::ProtocolDisabled => {
+            "-ERR [AUTH] Login failure or POP3 disabled: POP3 access is turned off for this mailbox"
+        }
+        AuthFailure::Barred => "-ERR [AUTH] This account may not log in over POP3",
+        AuthFailure::EncryptionRequired => {
+            "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection. Use STLS first."
+        }
+        AuthFailure::Temporary => "-ERR [SYS/TEMP] Temporary server problem, try again later",
     }
 }
 

@@ -6,6 +6,8 @@
 //! the sender binding, the Received: header and submission header fixups, and
 //! handing each accepted message to the store: local recipients' INBOX at once,
 //! remote recipients onto the durable outbound queue (the relay crate sends it).
+//! On a front end a submission session is handed over to the account's back end
+//! right after AUTH (casella-proxy); `submission-internal` sessions start logged in.
 //! Must not: relay for anyone who is not logged in on submission — inbound SMTP and
 //! LMTP refuse non-local recipients (`550 5.7.1`).
 //! Invariant: a `250` for a message (or an LMTP recipient) is sent only after the
@@ -29,6 +31,7 @@ use casella_net::{
     Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
     ShutdownSignal, Stream,
 };
+use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
@@ -115,6 +118,8 @@ pub(crate) struct Shared {
 pub struct SmtpService {
     mode: Mode,
     shared: Arc<Shared>,
+    /// On a front end (submission): where a session goes right after AUTH.
+    proxy: Option<Arc<dyn LoginProxy>>,
 }
 
 impl SmtpService {
@@ -148,7 +153,15 @@ impl SmtpService {
                 outbound,
                 rate,
             }),
+            proxy: None,
         }
+    }
+
+    /// A front end's submission service: sessions log in here and are then handed
+    /// over to the account's back end through `proxy`.
+    pub fn with_proxy(mut self, proxy: Arc<dyn LoginProxy>) -> SmtpService {
+        self.proxy = Some(proxy);
+        self
     }
 }
 
@@ -176,7 +189,13 @@ impl Handler for SmtpService {
         signal: ShutdownSignal,
         admitted: Admitted,
     ) -> SessionFuture {
-        let session = session::Session::new(self.mode, self.shared.clone(), info, signal);
+        let session = session::Session::new(
+            self.mode,
+            self.shared.clone(),
+            self.proxy.clone(),
+            info,
+            signal,
+        );
         Box::pin(async move {
             let _admitted = admitted;
             session.run(stream).await
@@ -185,5 +204,39 @@ impl Handler for SmtpService {
 
     fn busy_reply(&self) -> &'static [u8] {
         b"421 4.7.0 Too many connections, try again later\r\n"
+    }
+}
+
+/// Submission sessions handed over by front ends (the `submission-internal`
+/// listener).
+impl Backend for SmtpService {
+    fn admit_handover(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
+        let c = self.shared.config.get();
+        self.shared
+            .limits
+            .admit(remote, c.max_connections, usize::MAX)
+            .map_err(|_| {
+                b"XCASELLA-BUSY The submission service has too many connections\r\n".to_vec()
+            })
+    }
+
+    fn start(
+        &self,
+        stream: Stream,
+        info: ConnectionInfo,
+        who: Handover,
+        signal: ShutdownSignal,
+        admitted: Admitted,
+    ) -> SessionFuture {
+        // The session sees the client, not the front end.
+        let info = ConnectionInfo {
+            remote: who.client,
+            ..info
+        };
+        let session = session::Session::new(self.mode, self.shared.clone(), None, info, signal);
+        Box::pin(async move {
+            let _admitted = admitted;
+            session.run_handed_over(stream, who).await
+        })
     }
 }

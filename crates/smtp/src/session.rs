@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Protocol, Secret};
 use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
+use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{Account, now_unix};
 use tokio::io::{AsyncWriteExt, BufReader};
 
@@ -34,6 +35,12 @@ pub(crate) struct Session {
     pub auth: Option<(Account, Vec<String>)>,
     /// Held while logged in (max-connections-per-user).
     user_slot: Option<casella_net::Slot<casella_store::AccountId>>,
+    /// On a front end: where a session goes right after AUTH.
+    proxy: Option<Arc<dyn LoginProxy>>,
+    /// The back end this session was just handed over to.
+    upstream: Option<Upstream>,
+    /// A front end handed this session over (its TLS is the front end's).
+    handed_over: bool,
 }
 
 pub(crate) enum Next {
@@ -57,6 +64,7 @@ impl Session {
     pub(crate) fn new(
         mode: Mode,
         shared: Arc<Shared>,
+        proxy: Option<Arc<dyn LoginProxy>>,
         info: ConnectionInfo,
         signal: ShutdownSignal,
     ) -> Session {
@@ -73,6 +81,9 @@ impl Session {
             envelope: None,
             auth: None,
             user_slot: None,
+            proxy,
+            upstream: None,
+            handed_over: false,
         }
     }
 
@@ -113,13 +124,50 @@ impl Session {
 
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
-        let mut reader = BufReader::with_capacity(8192, stream);
+        let reader = BufReader::with_capacity(8192, stream);
         let hostname = self.config.hostname.clone();
         let banner = match self.mode {
             Mode::Smtp | Mode::Submission => format!("220 {hostname} {}", self.config.banner),
             Mode::Lmtp => format!("220 {hostname} LMTP casella ready"),
         };
         self.reply(&banner);
+        self.serve(reader).await
+    }
+
+    /// A submission session a front end handed over: greeted as the client greeted
+    /// the front end, logged in as `who.address` with its sender addresses; the
+    /// first line is the reply to AUTH (or its refusal), which the front end passes
+    /// on.
+    pub(crate) async fn run_handed_over(mut self, stream: Stream, who: Handover) {
+        self.tls_active = who.tls;
+        self.handed_over = true;
+        self.helo = who.helo;
+        self.esmtp = who.esmtp;
+        let mut reader = BufReader::with_capacity(8192, stream);
+        let directory = self.shared.directory.clone();
+        let entered = match directory
+            .login_handed_over(Protocol::Submission, &who.address)
+            .await
+        {
+            Ok(auth) => self.enter(auth.account).await,
+            Err(failure) => Err(failure_text(&failure)),
+        };
+        match entered {
+            Ok(()) => {
+                self.reply("235 2.7.0 Authentication successful");
+                self.serve(reader).await
+            }
+            Err(refusal) => {
+                tracing::info!(protocol = "submission", remote = %who.client, user = %who.address, reply = refusal, "handed-over login refused");
+                self.reply(refusal);
+                let _ = self.flush(&mut reader).await;
+                let _ = reader.get_mut().shutdown().await;
+            }
+        }
+    }
+
+    /// The command loop.
+    async fn serve(mut self, mut reader: Reader) {
         let mut line = Vec::with_capacity(256);
         loop {
             if reader.buffer().is_empty() && self.flush(&mut reader).await.is_err() {
@@ -159,6 +207,13 @@ impl Session {
                     Ok(cmd) => self.dispatch(cmd, &mut reader).await,
                 },
             };
+            if let Some(upstream) = self.upstream.take() {
+                // Handed over to a back end: from now on the front end only relays.
+                if self.flush(&mut reader).await.is_ok() {
+                    casella_proxy::relay(reader, upstream, self.signal.clone()).await;
+                }
+                return;
+            }
             match next {
                 Next::Continue => {}
                 Next::Close => {
@@ -214,7 +269,7 @@ impl Session {
             Command::StartTls => {
                 if self.tls_active {
                     self.reply("503 5.5.1 TLS is already active");
-                } else if self.shared.tls.is_none() {
+                } else if self.shared.tls.is_none() || self.handed_over {
                     self.reply("454 4.7.0 TLS not available");
                 } else {
                     self.reply("220 2.0.0 Ready to start TLS");
@@ -262,7 +317,7 @@ impl Session {
                 lines.push("AUTH PLAIN LOGIN".into());
             }
         }
-        if !self.tls_active && self.shared.tls.is_some() {
+        if !self.tls_active && self.shared.tls.is_some() && !self.handed_over {
             lines.push("STARTTLS".into());
         }
         let last = lines.len() - 1;
@@ -354,42 +409,75 @@ impl Session {
             .await;
         match outcome {
             Ok(auth) => {
-                let max = self.config.max_connections_per_user;
-                let Some(slot) = self.shared.users.acquire(auth.account.id, max) else {
-                    self.reply("421 4.7.0 Too many connections for this account, try again later");
+                if let Some(proxy) = self.proxy.clone() {
+                    self.hand_over(&*proxy, auth.account).await;
                     return;
-                };
-                self.user_slot = Some(slot);
-                let mut owned = vec![auth.account.address.clone()];
-                match directory.store().aliases(auth.account.id).await {
-                    Ok(a) => owned.extend(a),
-                    Err(e) => tracing::warn!(error = %e, "reading aliases failed"),
                 }
-                tracing::info!(protocol = "submission", %remote, user = %auth.account.address, "login");
-                self.auth = Some((auth.account, owned));
-                self.reply("235 2.7.0 Authentication successful");
+                match self.enter(auth.account).await {
+                    Ok(()) => self.reply("235 2.7.0 Authentication successful"),
+                    Err(refusal) => self.reply(refusal),
+                }
             }
             Err(failure) => {
                 tracing::warn!(protocol = "submission", %remote, user = %user, reason = ?failure, "login failed");
                 if failure != AuthFailure::Temporary {
                     tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
-                let text = match failure {
-                    AuthFailure::InvalidCredentials => {
-                        "535 5.7.8 Authentication credentials invalid: wrong user name or password"
-                    }
-                    AuthFailure::ProtocolDisabled => {
-                        "535 5.7.8 Login failure or SMTP disabled: sending mail is turned off for this mailbox"
-                    }
-                    AuthFailure::Barred => "535 5.7.8 This account may not send mail",
-                    AuthFailure::EncryptionRequired => {
-                        "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first"
-                    }
-                    AuthFailure::Temporary => {
-                        "454 4.7.0 Temporary authentication failure, try again later"
-                    }
-                };
-                self.reply(text);
+                self.reply(failure_text(&failure));
+            }
+        }
+    }
+
+    /// Logs the session in as `account`: a slot of max-connections-per-user and the
+    /// addresses it may send as. `Err` is the refusal to send.
+    async fn enter(&mut self, account: Account) -> Result<(), &'static str> {
+        let remote = self.info.remote;
+        let max = self.config.max_connections_per_user;
+        let Some(slot) = self.shared.users.acquire(account.id, max) else {
+            return Err("421 4.7.0 Too many connections for this account, try again later");
+        };
+        self.user_slot = Some(slot);
+        let mut owned = vec![account.address.clone()];
+        match self.shared.directory.store().aliases(account.id).await {
+            Ok(a) => owned.extend(a),
+            Err(e) => tracing::warn!(error = %e, "reading aliases failed"),
+        }
+        tracing::info!(protocol = "submission", %remote, user = %account.address, "login");
+        self.auth = Some((account, owned));
+        Ok(())
+    }
+
+    /// On a front end: hands the logged-in session over to the account's back end,
+    /// whose reply (235, or a refusal) answers the client's AUTH.
+    async fn hand_over(&mut self, proxy: &dyn LoginProxy, account: Account) {
+        let remote = self.info.remote;
+        let who = Handover {
+            address: account.address.clone(),
+            client: remote,
+            tls: self.tls_active,
+            helo: self.helo.clone(),
+            esmtp: self.esmtp,
+        };
+        match proxy
+            .hand_over("submission", account.settings.backend.as_deref(), &who)
+            .await
+        {
+            Ok(upstream) if upstream.reply.starts_with("235") => {
+                tracing::info!(protocol = "submission", %remote, user = %account.address, site = %upstream.site, backend = %upstream.peer, "login; handed over");
+                self.reply(&upstream.reply);
+                self.upstream = Some(upstream);
+            }
+            Ok(upstream) if upstream.reply.starts_with(['4', '5']) => {
+                tracing::info!(protocol = "submission", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "the back end refused the login");
+                self.reply(&upstream.reply);
+            }
+            Ok(upstream) => {
+                tracing::error!(protocol = "submission", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "unexpected reply from the back end");
+                self.reply("454 4.7.0 The mailbox server is not reachable, try again later");
+            }
+            Err(e) => {
+                tracing::warn!(protocol = "submission", %remote, user = %account.address, error = %e, "hand-over failed");
+                self.reply(&format!("454 4.7.0 {}", e.client_text()));
             }
         }
     }
@@ -407,5 +495,22 @@ impl Session {
             Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),
         }
+    }
+}
+
+/// The reply to a refused login.
+fn failure_text(failure: &AuthFailure) -> &'static str {
+    match failure {
+        AuthFailure::InvalidCredentials => {
+            "535 5.7.8 Authentication credentials invalid: wrong user name or password"
+        }
+        AuthFailure::ProtocolDisabled => {
+            "535 5.7.8 Login failure or SMTP disabled: sending mail is turned off for this mailbox"
+        }
+        AuthFailure::Barred => "535 5.7.8 This account may not send mail",
+        AuthFailure::EncryptionRequired => {
+            "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first"
+        }
+        AuthFailure::Temporary => "454 4.7.0 Temporary authentication failure, try again later",
     }
 }

@@ -131,6 +131,10 @@ pub struct AccountSettings {
     /// Keep a copy of every submitted message in Sent Items (off by default: most
     /// clients save their own copy over IMAP).
     pub save_sent_copy: bool,
+    /// The site whose back ends serve this mailbox (a name in the front ends'
+    /// `[sites]`); `None`: the front ends' `default-backend`. Only front ends read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// An account as the store keeps it.

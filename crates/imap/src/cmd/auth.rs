@@ -2,6 +2,8 @@
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Protocol, Secret};
+use casella_proxy::{Handover, LoginProxy};
+use casella_store::Account;
 
 use crate::session::{Auth, Next, Reader, Session};
 
@@ -122,48 +124,85 @@ impl Session {
             .await;
         match result {
             Ok(auth) => {
-                let max = self.config.max_connections_per_user;
-                let Some(slot) = self.shared.users.acquire(auth.account.id, max) else {
-                    tracing::info!(protocol = "imap", %remote, user = %auth.account.address, "too many sessions for the user");
-                    self.tagged(
-                        tag,
-                        &format!("NO [LIMIT] Too many connections for this account (at most {max}); close another mail program and try again"),
-                    );
+                if let Some(proxy) = self.shared.proxy.clone() {
+                    self.hand_over(tag, &*proxy, auth.account).await;
                     return;
-                };
-                tracing::info!(protocol = "imap", %remote, user = %auth.account.address, "login");
-                let changes = self.store().subscribe(auth.account.id);
-                self.auth = Some(Auth {
-                    account: auth.account,
-                    changes,
-                    _slot: slot,
-                });
-                let caps = self.capability_string();
-                self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));
+                }
+                match self.enter(auth.account) {
+                    Ok(()) => {
+                        let caps = self.capability_string();
+                        self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));
+                    }
+                    Err(refusal) => self.tagged(tag, &refusal),
+                }
             }
             Err(failure) => {
                 tracing::warn!(protocol = "imap", %remote, user = %user, reason = ?failure, "login failed");
                 if failure != AuthFailure::Temporary {
                     tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
-                let text = match failure {
-                    AuthFailure::InvalidCredentials => {
-                        "NO [AUTHENTICATIONFAILED] Authentication failed: wrong user name or password"
-                    }
-                    AuthFailure::ProtocolDisabled => {
-                        "NO [CONTACTADMIN] Login failure or IMAP disabled: IMAP access is turned off for this mailbox"
-                    }
-                    AuthFailure::Barred => {
-                        "NO [CONTACTADMIN] This account may not log in over IMAP"
-                    }
-                    AuthFailure::EncryptionRequired => {
-                        "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first"
-                    }
-                    AuthFailure::Temporary => {
-                        "NO [UNAVAILABLE] Temporary server problem, try again later"
-                    }
-                };
-                self.tagged(tag, text);
+                self.tagged(tag, failure_text(&failure));
+            }
+        }
+    }
+
+    /// Takes the session into the authenticated state for `account`: a slot of
+    /// max-connections-per-user and the account's change feed. `Err` is the refusal
+    /// to send (untagged).
+    pub(crate) fn enter(&mut self, account: Account) -> Result<(), String> {
+        let remote = self.info.remote;
+        let max = self.config.max_connections_per_user;
+        let Some(slot) = self.shared.users.acquire(account.id, max) else {
+            tracing::info!(protocol = "imap", %remote, user = %account.address, "too many sessions for the user");
+            return Err(format!(
+                "NO [LIMIT] Too many connections for this account (at most {max}); close another mail program and try again"
+            ));
+        };
+        tracing::info!(protocol = "imap", %remote, user = %account.address, "login");
+        let changes = self.store().subscribe(account.id);
+        self.auth = Some(Auth {
+            account,
+            changes,
+            _slot: slot,
+        });
+        Ok(())
+    }
+
+    /// On a front end: hands the logged-in session over to the account's back end,
+    /// whose reply (its capabilities after login, or a refusal) answers the
+    /// client's LOGIN/AUTHENTICATE.
+    async fn hand_over(&mut self, tag: &str, proxy: &dyn LoginProxy, account: Account) {
+        let remote = self.info.remote;
+        let who = Handover {
+            address: account.address.clone(),
+            client: remote,
+            tls: self.tls_active,
+            helo: None,
+            esmtp: false,
+        };
+        match proxy
+            .hand_over("imap", account.settings.backend.as_deref(), &who)
+            .await
+        {
+            Ok(upstream) if upstream.reply.starts_with("OK ") => {
+                tracing::info!(protocol = "imap", %remote, user = %account.address, site = %upstream.site, backend = %upstream.peer, "login; handed over");
+                self.tagged(tag, &upstream.reply);
+                self.upstream = Some(upstream);
+            }
+            Ok(upstream) if upstream.reply.starts_with("NO ") => {
+                tracing::info!(protocol = "imap", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "the back end refused the login");
+                self.tagged(tag, &upstream.reply);
+            }
+            Ok(upstream) => {
+                tracing::error!(protocol = "imap", %remote, user = %account.address, backend = %upstream.peer, reply = %upstream.reply, "unexpected reply from the back end");
+                self.tagged(
+                    tag,
+                    "NO [UNAVAILABLE] The mailbox server is not reachable, try again later",
+                );
+            }
+            Err(e) => {
+                tracing::warn!(protocol = "imap", %remote, user = %account.address, error = %e, "hand-over failed");
+                self.tagged(tag, &format!("NO [UNAVAILABLE] {}", e.client_text()));
             }
         }
     }
@@ -214,5 +253,22 @@ impl Session {
             self.line(&format!("* ENABLED {}", enabled.join(" ")));
         }
         self.tagged(tag, "OK ENABLE completed");
+    }
+}
+
+/// The reply (untagged) to a refused login.
+pub(crate) fn failure_text(failure: &AuthFailure) -> &'static str {
+    match failure {
+        AuthFailure::InvalidCredentials => {
+            "NO [AUTHENTICATIONFAILED] Authentication failed: wrong user name or password"
+        }
+        AuthFailure::ProtocolDisabled => {
+            "NO [CONTACTADMIN] Login failure or IMAP disabled: IMAP access is turned off for this mailbox"
+        }
+        AuthFailure::Barred => "NO [CONTACTADMIN] This account may not log in over IMAP",
+        AuthFailure::EncryptionRequired => {
+            "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first"
+        }
+        AuthFailure::Temporary => "NO [UNAVAILABLE] Temporary server problem, try again later",
     }
 }

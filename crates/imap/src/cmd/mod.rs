@@ -16,6 +16,8 @@ use casella_store::{StoreError, Uid};
 
 use crate::session::Session;
 
+pub(crate) use auth::failure_text;
+
 /// The one place store errors become IMAP response codes (RFC 5530).
 pub(crate) fn store_error(e: &StoreError) -> String {
     match e {
