@@ -241,3 +241,111 @@ fn migrate_moves_an_embedded_store_into_postgresql_keeping_what_clients_cache() 
     let out = embedded.cli(&["migrate", "--from", &dir, "--to", &url], b"");
     assert!(!out.status.success());
 }
+
+/// APPENDs one message over an IMAP session; the APPENDUID's UID, or None when the
+/// connection broke (the node was killed).
+fn append(c: &mut LineClient, tag: &str, subject: &str) -> Option<u32> {
+    let body = format!("Subject: {subject}\r\n\r\nx\r\n");
+    c.send(format!("{tag} APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len()).as_bytes());
+    loop {
+        let l = c.try_line()?;
+        if let Some(rest) = l.strip_prefix(&format!("{tag} OK [APPENDUID ")) {
+            return rest.split([' ', ']']).nth(1)?.parse().ok();
+        }
+        if l.starts_with(&format!("{tag} ")) {
+            return None;
+        }
+    }
+}
+
+#[test]
+fn concurrent_appends_from_two_nodes_and_a_node_killed_under_load() {
+    let pg = Cluster::start();
+    let url = pg.database("casella");
+    let mut a = node(&url, "a");
+    let b = node(&url, "b");
+    a.add_account(USER, PASS);
+
+    // Both nodes append at once: UIDs are unique and rise in each session.
+    let run = |s: &TestServer, name: &'static str| {
+        let mut c = imap_login(s);
+        let mut uids = Vec::new();
+        for i in 0..30 {
+            uids.push(
+                append(&mut c, &format!("{name}{i}"), &format!("{name} {i}")).expect("APPENDUID"),
+            );
+        }
+        uids
+    };
+    let (ua, ub) = std::thread::scope(|scope| {
+        let ta = scope.spawn(|| run(&a, "a"));
+        let tb = scope.spawn(|| run(&b, "b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert!(
+        ua.windows(2).all(|w| w[0] < w[1]) && ub.windows(2).all(|w| w[0] < w[1]),
+        "{ua:?} {ub:?}"
+    );
+    let mut all: Vec<u32> = ua.iter().chain(ub.iter()).copied().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60, "UIDs are unique across nodes");
+    let mut c = imap_login(&b);
+    c.send_line("s SELECT INBOX");
+    let mut exists = 0;
+    loop {
+        let l = c.line();
+        if let Some(n) = l.strip_prefix("* ").and_then(|r| r.strip_suffix(" EXISTS")) {
+            exists = n.parse().unwrap();
+        }
+        if l.starts_with("s OK") {
+            break;
+        }
+    }
+    assert_eq!(exists, 60);
+
+    // Node A is killed while a client appends through it: every acknowledged
+    // message is there, read through node B.
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let acked = &acked;
+        let a_ref = &a;
+        let writer = scope.spawn(move || {
+            let mut c = imap_login(a_ref);
+            for i in 0..500 {
+                let subject = format!("load {i}");
+                match append(&mut c, &format!("l{i}"), &subject) {
+                    Some(_) => acked.lock().unwrap().push(subject),
+                    None => return,
+                }
+            }
+        });
+        while acked.lock().unwrap().len() < 20 && !writer.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = a_ref.pid();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let _ = writer.join();
+    });
+    a.kill9();
+    let acked = acked.into_inner().unwrap();
+    assert!(acked.len() >= 20, "the load ran before the kill");
+    c.send_line("n NOOP");
+    while !c.line().starts_with("n OK") {}
+    c.send_line("f FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let mut subjects = std::collections::HashSet::new();
+    loop {
+        let l = c.line();
+        if let Some(s) = l.strip_prefix("Subject: ") {
+            subjects.insert(s.to_string());
+        }
+        if l.starts_with("f OK") {
+            break;
+        }
+    }
+    for s in &acked {
+        assert!(subjects.contains(s), "acknowledged {s:?} lost");
+    }
+}

@@ -763,3 +763,110 @@ fn python_imaplib_through_the_front_end() {
         assert!(out.contains(step), "missing {step:?}\n{}", r.dump());
     }
 }
+
+/// A front end over two back ends at different sites: users of both log in through
+/// the one front end with imaplib and poplib, each reads only their own mail, and
+/// stopping one back end affects only its users.
+#[test]
+fn two_sites_behind_one_front_end() {
+    let pg = Cluster::start();
+    let url = pg.database("casella");
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secret_file(secrets.path(), "cluster.secret", SECRET);
+    let mut back1 = back_end(&url, &secret);
+    let back2 = back_end(&url, &secret);
+    let mut sites = String::from("[sites.mb2]\n");
+    for (protocol, addr) in internal_addrs(&back2) {
+        sites.push_str(&format!("{protocol} = [\"{addr}\"]\n"));
+    }
+    let front = front_end(&url, &secret, &internal_addrs(&back1), &sites);
+    front.add_account(USER, PASS);
+    front.add_account("bob@example.org", PASS);
+    set(&front, USER, "backend=mb1");
+    set(&front, "bob@example.org", "backend=mb2");
+    back1.deliver(
+        USER,
+        b"Subject: for alice\r\nMessage-ID: <a1@x>\r\n\r\nA\r\n",
+    );
+    back2.deliver(
+        "bob@example.org",
+        b"Subject: for bob\r\nMessage-ID: <b1@x>\r\n\r\nB\r\n",
+    );
+    back2.deliver(
+        "bob@example.org",
+        b"Subject: for bob too\r\nMessage-ID: <b2@x>\r\n\r\nB\r\n",
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = front.cert_path().to_string_lossy().into_owned();
+    let imap_dump = |user: &str| {
+        let port = front.port("imaps").to_string();
+        let args = [
+            "dump",
+            "--mode",
+            "ssl",
+            "--port",
+            &port,
+            "--cert",
+            &cert,
+            "--user",
+            user,
+            "--password",
+            PASS,
+        ];
+        clients::python("imap_check.py", &args, tmp.path())
+    };
+    let pop_find = |user: &str| {
+        let port = front.port("pop3s").to_string();
+        let args = [
+            "find",
+            "--mode",
+            "ssl",
+            "--port",
+            &port,
+            "--cert",
+            &cert,
+            "--user",
+            user,
+            "--password",
+            PASS,
+            "--header",
+            "Subject:",
+        ];
+        clients::python("pop3_check.py", &args, tmp.path())
+    };
+    let alice = imap_dump(USER).success().out();
+    assert!(
+        alice.contains("mailbox: INBOX count=1")
+            && alice.contains("<a1@x>")
+            && !alice.contains("<b1@x>"),
+        "{alice}"
+    );
+    let bob = imap_dump("bob@example.org").success().out();
+    assert!(
+        bob.contains("mailbox: INBOX count=2") && bob.contains("<b2@x>") && !bob.contains("<a1@x>"),
+        "{bob}"
+    );
+    let alice = pop_find(USER).success().out();
+    assert!(
+        alice.contains("count: 1") && alice.contains("Subject: for alice"),
+        "{alice}"
+    );
+    let bob = pop_find("bob@example.org").success().out();
+    assert!(
+        bob.contains("count: 2") && !bob.contains("for alice"),
+        "{bob}"
+    );
+
+    // Site mb1 goes down: alice gets a temporary error at once, bob carries on.
+    assert!(back1.stop().success());
+    let mut c = imaps(&front);
+    c.send_line(&format!("a LOGIN {USER} {PASS}"));
+    let l = c.line();
+    assert!(l.starts_with("a NO [UNAVAILABLE]"), "{l}");
+    let bob = imap_dump("bob@example.org").success().out();
+    assert!(bob.contains("mailbox: INBOX count=2"), "{bob}");
+    let bob = pop_find("bob@example.org").success().out();
+    assert!(bob.contains("count: 2"), "{bob}");
+    drop(back1);
+}
