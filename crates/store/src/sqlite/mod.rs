@@ -1,7 +1,9 @@
 //! The embedded default backend: SQLite (WAL, `synchronous=FULL`) for metadata in
 //! `DIR/store.db`, blob files under `DIR/blobs`.
 //!
-//! Concurrency: one writer connection (writes are serialised, `BEGIN IMMEDIATE`),
+//! Concurrency: one writer thread owns the writer connection and commits the writes
+//! waiting for it together (group commit: one transaction, one fsync per batch,
+//! each write in its own savepoint; `BEGIN IMMEDIATE`),
 //! a small pool of reader connections (WAL lets them read while the writer writes).
 //! All SQLite work runs on tokio's blocking pool. Other processes (`casella
 //! deliver`) may write to the same files; SQLite's file locks serialise them and
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 use crate::blob::BlobDir;
@@ -36,7 +38,8 @@ const READER_POOL: usize = 8;
 struct Inner {
     db_path: PathBuf,
     blobs: BlobDir,
-    writer: Mutex<Connection>,
+    /// Jobs for the writer thread (group commit).
+    writer: Mutex<std::sync::mpsc::Sender<WriteJob>>,
     readers: Mutex<Vec<Connection>>,
     feed: ChangeFeed,
     /// Accounts whose maildrop a POP3 session holds (this process only; the
@@ -104,11 +107,15 @@ impl SqliteStore {
         let db_path = dir.join("store.db");
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
+        let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("casella-store-writer".into())
+            .spawn(move || write_batches(writer, queue))?;
         let blobs = BlobDir::open(dir.join("blobs"))?;
         let inner = Arc::new(Inner {
             db_path,
             blobs,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(jobs),
             readers: Mutex::new(Vec::new()),
             feed: ChangeFeed::default(),
             maildrops: Mutex::new(HashSet::new()),
@@ -150,18 +157,38 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &Inner) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &Inner) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx, &inner)?;
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
-        .map_err(StoreError::internal)?
+        let (done, answer) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        let slot: Arc<Mutex<Option<StoreResult<T>>>> = Arc::new(Mutex::new(None));
+        let run_slot = slot.clone();
+        let job = WriteJob {
+            run: Box::new(move |conn| {
+                let result = f(conn, &inner);
+                let ok = result.is_ok();
+                *run_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                ok
+            }),
+            finish: Box::new(move |failed| {
+                let result = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let answer = match (failed, result) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(r)) => r,
+                    (None, None) => Err(StoreError::Internal("a write did not run".into())),
+                };
+                let _ = done.send(answer);
+            }),
+        };
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))?
     }
 
     /// The expunged UIDs of a mailbox with the MODSEQ of each expunge, for a
@@ -197,6 +224,83 @@ impl SqliteStore {
 
     fn publish(&self, account: AccountId, changes: Vec<Change>) {
         self.inner.feed.publish(account, changes);
+    }
+}
+
+/// One write for the writer thread: `run` does the work inside the batch's
+/// transaction (in its own savepoint) and says whether it succeeded; `finish` is
+/// called once the batch committed (`None`) or failed (`Some`), and answers the
+/// caller — never before the commit is on disk.
+pub(crate) struct WriteJob {
+    run: Box<dyn FnOnce(&Connection) -> bool + Send>,
+    finish: Box<dyn FnOnce(Option<StoreError>) + Send>,
+}
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 64;
+
+/// Group commit: the writer thread takes every write that is waiting, runs each in
+/// a savepoint of one transaction (a failing write rolls back only itself), and
+/// commits once — one fsync for the whole batch — before answering any of them.
+fn write_batches(mut conn: Connection, queue: std::sync::mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = StoreError::from(e);
+                for j in jobs {
+                    (j.finish)(Some(clone_error(&e)));
+                }
+                continue;
+            }
+        };
+        let mut finishers = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let ran = tx.execute_batch("SAVEPOINT casella_write").is_ok() && {
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (j.run)(&tx)));
+                let ok = matches!(outcome, Ok(true));
+                if ok {
+                    tx.execute_batch("RELEASE casella_write").is_ok()
+                } else {
+                    let _ = tx.execute_batch("ROLLBACK TO casella_write; RELEASE casella_write");
+                    // A failed write answers with its own error after the commit.
+                    true
+                }
+            };
+            if !ran {
+                tracing::error!("a store savepoint failed");
+            }
+            finishers.push(j.finish);
+        }
+        match tx.commit() {
+            Ok(()) => {
+                for f in finishers {
+                    f(None);
+                }
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                tracing::error!(error = %e, "committing a batch of writes failed");
+                for f in finishers {
+                    f(Some(clone_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Temporary(m) => StoreError::Temporary(m.clone()),
+        other => StoreError::Internal(other.to_string()),
     }
 }
 
@@ -347,7 +451,7 @@ pub(crate) fn validate_mailbox_name(name: &str) -> StoreResult<()> {
 
 /// A UIDVALIDITY unique within this store: seconds since the epoch, or one more than
 /// the last one handed out if the clock has not moved on.
-fn next_uid_validity(tx: &Transaction<'_>) -> StoreResult<UidValidity> {
+fn next_uid_validity(tx: &Connection) -> StoreResult<UidValidity> {
     let last: Option<String> = tx
         .query_row(
             "SELECT value FROM meta WHERE key = 'last_uidvalidity'",
@@ -367,7 +471,7 @@ fn next_uid_validity(tx: &Transaction<'_>) -> StoreResult<UidValidity> {
 }
 
 fn insert_mailbox(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: AccountId,
     name: &str,
     special_use: Option<SpecialUse>,
@@ -387,7 +491,7 @@ fn insert_mailbox(
 }
 
 /// Bumps the mailbox's MODSEQ and returns the new value.
-fn next_modseq(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<ModSeq> {
+fn next_modseq(tx: &Connection, mailbox: MailboxId) -> StoreResult<ModSeq> {
     let v: i64 = tx.query_row(
         "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1
          RETURNING highest_modseq",
@@ -397,7 +501,7 @@ fn next_modseq(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<ModSeq> 
     Ok(ModSeq(v as u64))
 }
 
-fn release_blob(tx: &Transaction<'_>, hash: &str) -> StoreResult<()> {
+fn release_blob(tx: &Connection, hash: &str) -> StoreResult<()> {
     tx.execute(
         "UPDATE blobs SET refcount = refcount - 1 WHERE hash = ?1",
         [hash],
@@ -410,7 +514,7 @@ fn account_of_mailbox(conn: &Connection, mailbox: MailboxId) -> StoreResult<Acco
 }
 
 /// Deletes all messages of a mailbox, releasing their blobs.
-fn clear_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> StoreResult<()> {
+fn clear_mailbox(tx: &Connection, mailbox: MailboxId) -> StoreResult<()> {
     let mut stmt = tx.prepare("SELECT blob FROM messages WHERE mailbox_id = ?1")?;
     let blobs: Vec<String> = stmt
         .query_map([mailbox.0], |r| r.get(0))?
@@ -469,7 +573,7 @@ type CopyOutcome = (Vec<(Uid, Uid)>, AccountId, Vec<Change>);
 
 /// Copies inside an open transaction; one MODSEQ for the whole copy.
 fn copy_in_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     from: MailboxId,
     uids: &[Uid],
     to: MailboxId,
@@ -533,7 +637,7 @@ fn copy_in_tx(
 /// Expunges inside an open transaction; one MODSEQ for the mailbox. Returns the
 /// change to publish (none if nothing was there).
 fn expunge_in_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     mailbox: MailboxId,
     mut uids: Vec<Uid>,
 ) -> StoreResult<Option<Change>> {
@@ -1421,6 +1525,45 @@ mod tests {
                 break;
             }
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_in_a_batch_does_not_undo_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let a = store
+            .create_account(NewAccount {
+                address: "batch@example.org".into(),
+                password_hash: "x".into(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        // Writes issued together are committed together; half of them fail.
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = if i % 2 == 0 { format!("box{i}") } else { "INBOX".to_string() };
+                store.create_mailbox(a.id, &name, None).await
+            }));
+        }
+        let mut created = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(_) => {
+                    assert_eq!(i % 2, 0);
+                    created += 1;
+                }
+                Err(StoreError::Exists(_)) => assert_eq!(i % 2, 1),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(created, 20);
+        drop(store);
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        let boxes = reopened.list_mailboxes(a.id).await.unwrap();
+        assert_eq!(boxes.len(), DEFAULT_MAILBOXES.len() + 20, "every successful write is durable");
     }
 
     #[tokio::test]
