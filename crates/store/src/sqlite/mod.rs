@@ -1544,7 +1544,11 @@ mod tests {
         for i in 0..40 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                let name = if i % 2 == 0 { format!("box{i}") } else { "INBOX".to_string() };
+                let name = if i % 2 == 0 {
+                    format!("box{i}")
+                } else {
+                    "INBOX".to_string()
+                };
                 store.create_mailbox(a.id, &name, None).await
             }));
         }
@@ -1563,7 +1567,11 @@ mod tests {
         drop(store);
         let reopened = SqliteStore::open(dir.path()).unwrap();
         let boxes = reopened.list_mailboxes(a.id).await.unwrap();
-        assert_eq!(boxes.len(), DEFAULT_MAILBOXES.len() + 20, "every successful write is durable");
+        assert_eq!(
+            boxes.len(),
+            DEFAULT_MAILBOXES.len() + 20,
+            "every successful write is durable"
+        );
     }
 
     #[tokio::test]
