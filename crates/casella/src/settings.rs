@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use casella_directory::LoginType;
+use std::sync::Arc;
+
+use casella_net::{ProtocolLog, Rollover};
 use casella_pop3::{Pop3Config, SortOrder};
 
 use crate::config::Config;
@@ -62,6 +65,9 @@ impl Service {
                 "sort-order",
                 "external-connection-settings",
                 "internal-connection-settings",
+                "protocol-log",
+                "protocol-log-directory",
+                "protocol-log-rollover",
             ],
             Service::Imap | Service::Submission => &[
                 "login-type",
@@ -76,14 +82,18 @@ impl Service {
                 "auth-failure-delay",
                 "external-connection-settings",
                 "internal-connection-settings",
+                "protocol-log",
+                "protocol-log-directory",
+                "protocol-log-rollover",
             ],
         }
     }
 }
 
-/// What `casella settings … set` stored: service → key → canonical value.
+/// What `casella settings … set` stored: service → key → canonical value, and the
+/// data directory they belong to (protocol logs go under it by default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides(pub BTreeMap<String, BTreeMap<String, String>>);
+pub struct Overrides(pub BTreeMap<String, BTreeMap<String, String>>, pub PathBuf);
 
 pub fn path(data: &Path) -> PathBuf {
     data.join(SETTINGS_FILE)
@@ -94,12 +104,14 @@ impl Overrides {
         let p = path(data);
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Overrides::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Overrides(BTreeMap::new(), data.to_path_buf()));
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
         };
         let map: BTreeMap<String, BTreeMap<String, String>> =
             toml::from_str(&text).with_context(|| format!("in {}", p.display()))?;
-        Ok(Overrides(map))
+        Ok(Overrides(map, data.to_path_buf()))
     }
 
     /// Writes the file atomically (temp file and rename), so a running server
@@ -187,6 +199,14 @@ fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
+        "protocol-log" => parse_bool(value)?.to_string(),
+        "protocol-log-directory" => {
+            if value.is_empty() || value.chars().any(|c| c.is_control()) {
+                bail!("a directory path");
+            }
+            value.to_string()
+        }
+        "protocol-log-rollover" => format_rollover(parse_rollover(value)?),
         "sort-order" => match value.to_ascii_lowercase().as_str() {
             "ascending" => "ascending".into(),
             "descending" => "descending".into(),
@@ -272,6 +292,67 @@ pub fn format_duration(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// `hourly`, `daily`, or a size such as `10MB` / `512KB`.
+fn parse_rollover(v: &str) -> anyhow::Result<Rollover> {
+    let lower = v.trim().to_ascii_lowercase();
+    Ok(match lower.as_str() {
+        "hourly" => Rollover::Hourly,
+        "daily" => Rollover::Daily,
+        size => {
+            let (num, mult) = if let Some(n) = size.strip_suffix("mb") {
+                (n, 1 << 20)
+            } else if let Some(n) = size.strip_suffix("kb") {
+                (n, 1 << 10)
+            } else {
+                bail!("hourly, daily, or a size such as 10MB");
+            };
+            let n: u64 = num
+                .trim()
+                .parse()
+                .context("hourly, daily, or a size such as 10MB")?;
+            if n == 0 {
+                bail!("a size of at least 1KB");
+            }
+            Rollover::Size(n * mult)
+        }
+    })
+}
+
+fn format_rollover(r: Rollover) -> String {
+    match r {
+        Rollover::Hourly => "hourly".into(),
+        Rollover::Daily => "daily".into(),
+        Rollover::Size(n) if n % (1 << 20) == 0 => format!("{}MB", n >> 20),
+        Rollover::Size(n) => format!("{}KB", n >> 10),
+    }
+}
+
+/// The service's protocol log when `protocol-log` is on (default directory:
+/// DIR/logs/<service>, rolled over daily).
+pub fn protocol_log(o: &Overrides, service: Service) -> Option<Arc<ProtocolLog>> {
+    let on = o
+        .get(service, "protocol-log")
+        .and_then(|v| parse_bool(v).ok())
+        .unwrap_or(false);
+    if !on {
+        return None;
+    }
+    let dir = o
+        .get(service, "protocol-log-directory")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| o.1.join("logs").join(service.name()));
+    let rollover = o
+        .get(service, "protocol-log-rollover")
+        .and_then(|v| parse_rollover(v).ok())
+        .unwrap_or(Rollover::Daily);
+    let connector = match service {
+        Service::Pop => "POP3",
+        Service::Imap => "IMAP4",
+        Service::Submission => "SMTP-Submission",
+    };
+    Some(Arc::new(ProtocolLog::new(dir, connector, rollover)))
 }
 
 /// How users reach a service: Exchange's ExternalConnectionSettings /
@@ -406,6 +487,7 @@ pub fn pop3(config: &Config, o: &Overrides) -> Pop3Config {
         auth_timeout: c.duration("auth-timeout", base.auth_timeout),
         max_command_size: c.size("max-command-size", base.max_command_size),
         auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        protocol_log: protocol_log(o, Service::Pop),
         sort_order: match c.get("sort-order") {
             Some("descending") => SortOrder::Descending,
             Some("ascending") => SortOrder::Ascending,
@@ -433,6 +515,7 @@ pub fn imap(config: &Config, o: &Overrides) -> casella_imap::ImapConfig {
         auth_timeout: c.duration("auth-timeout", base.auth_timeout),
         max_command_size: c.size("max-command-size", base.max_command_size),
         auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        protocol_log: protocol_log(o, Service::Imap),
         ..base
     }
 }
@@ -455,6 +538,7 @@ pub fn submission(config: &Config, o: &Overrides) -> casella_smtp::SmtpConfig {
         timeout: c.duration("auth-timeout", base.timeout),
         max_command_size: c.size("max-command-size", base.max_command_size),
         auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
+        protocol_log: protocol_log(o, Service::Submission),
         ..base
     }
 }
@@ -560,6 +644,18 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
         };
         out.push((key, text));
     }
+    let log = protocol_log(o, service);
+    out.push(("protocol-log", log.is_some().to_string()));
+    let dir = o
+        .get(service, "protocol-log-directory")
+        .map(str::to_string)
+        .unwrap_or_else(|| o.1.join("logs").join(service.name()).display().to_string());
+    out.push(("protocol-log-directory", dir));
+    let rollover = o
+        .get(service, "protocol-log-rollover")
+        .unwrap_or("daily")
+        .to_string();
+    out.push(("protocol-log-rollover", rollover));
     out
 }
 

@@ -271,3 +271,79 @@ fn basic_auth_can_be_turned_off_per_protocol() {
     c.send_line("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHB3");
     c.expect("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
 }
+
+#[test]
+fn protocol_logs_use_exchanges_csv_layout_and_hide_secrets() {
+    let s = server();
+    s.deliver(USER, b"Subject: logged\r\n\r\nsecret body text\r\n");
+    set(&s, "pop", &["protocol-log=on"]);
+    set(
+        &s,
+        "imap",
+        &["protocol-log=on", "protocol-log-rollover=10MB"],
+    );
+    set(&s, "submission", &["protocol-log=on"]);
+    assert_eq!(get(&s, "imap", "protocol-log-rollover"), "10MB");
+    std::thread::sleep(Duration::from_millis(1500));
+    // base64("\0alice@example.org\0pw")
+    let plain = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
+    let mut p = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    p.expect("+OK");
+    p.send_line(&format!("USER {USER}"));
+    p.expect("+OK");
+    p.send_line(&format!("PASS {PASS}"));
+    p.expect("+OK");
+    p.send_line("RETR 1");
+    p.expect("+OK");
+    p.dot_lines();
+    p.send_line("QUIT");
+    p.expect("+OK");
+    let mut i = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+    i.expect("* OK");
+    i.send_line(&format!("a AUTHENTICATE PLAIN {plain}"));
+    i.expect("a OK");
+    i.send_line("b LOGOUT");
+    i.expect("* BYE");
+    drop((p, i));
+    std::thread::sleep(Duration::from_millis(300));
+    let read_dir = |name: &str| {
+        let dir = s.data_dir().join("logs").join(name);
+        let mut text = String::new();
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+        }
+        text
+    };
+    let pop = read_dir("pop");
+    assert!(pop.contains("#Fields: date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context"), "{pop}");
+    let rows: Vec<Vec<&str>> = pop
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(rows.iter().all(|r| r.len() >= 9 && r[1] == "POP3"), "{pop}");
+    assert!(rows.iter().any(|r| r[6] == "+"), "connect event: {pop}");
+    assert!(
+        rows.iter().any(|r| r[6] == "<" && r[7] == "PASS ****"),
+        "{pop}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[6] == ">" && r[7].starts_with("+OK") && r[7].contains("octets")),
+        "{pop}"
+    );
+    assert!(rows.iter().any(|r| r[6] == "-"), "disconnect event: {pop}");
+    assert!(
+        !pop.contains(PASS_MARKER) && !pop.contains("secret body text"),
+        "{pop}"
+    );
+    let imap = read_dir("imap");
+    assert!(
+        imap.contains(",IMAP4,") && imap.contains("a AUTHENTICATE PLAIN ****"),
+        "{imap}"
+    );
+    assert!(!imap.contains(plain), "{imap}");
+}
+
+/// The password used here, as it would appear in a leaked log line.
+const PASS_MARKER: &str = "PASS pw";

@@ -47,6 +47,8 @@ pub struct ImapConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
+    /// Exchange-style protocol log, when switched on.
+    pub protocol_log: Option<Arc<casella_net::ProtocolLog>>,
     /// Longest command line, literals excluded (Exchange's MaxCommandSize: 10240).
     pub max_command_size: usize,
     /// Largest message APPEND accepts (advertised as APPENDLIMIT) and largest literal.
@@ -67,6 +69,7 @@ impl Default for ImapConfig {
             max_connections: 10_000,
             max_connections_per_ip: usize::MAX,
             max_connections_per_user: 16,
+            protocol_log: None,
             max_command_size: 10240,
             append_limit: 36_700_160,
             preauth_timeout: Duration::from_secs(60),

@@ -45,6 +45,8 @@ pub(crate) struct Session {
     pub saved_search: Vec<u32>,
     /// The selected mailbox disappeared; the session ends after this command.
     pub gone: bool,
+    /// This connection's protocol log, when switched on.
+    pub plog: Option<casella_net::SessionLog>,
     /// On a front end: the back end this session was just handed over to.
     pub upstream: Option<casella_proxy::Upstream>,
 }
@@ -90,6 +92,7 @@ impl Session {
             selected: None,
             saved_search: Vec::new(),
             gone: false,
+            plog: None,
             upstream: None,
         }
     }
@@ -99,6 +102,9 @@ impl Session {
     }
 
     pub fn line(&mut self, s: &str) {
+        if let Some(log) = self.plog.as_mut() {
+            log.event('>', s.lines().next().unwrap_or(""), "");
+        }
         self.out.extend_from_slice(s.as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
@@ -147,10 +153,14 @@ impl Session {
 
     pub(crate) async fn run(mut self, stream: Stream) {
         let io = BufReader::with_capacity(8192, stream);
+        if let Some(log) = self.config.protocol_log.as_ref() {
+            let mut session = log.session(self.info.local, self.info.remote);
+            session.event('+', "", if self.tls_active { "TLS" } else { "" });
+            self.plog = Some(session);
+        }
         let caps = self.capability_string();
-        self.line(&format!(
-            "* OK [CAPABILITY {caps}] casella IMAP4rev2 service ready"
-        ));
+        let banner = self.config.banner.clone();
+        self.line(&format!("* OK [CAPABILITY {caps}] {banner}"));
         self.serve(io).await
     }
 
@@ -205,6 +215,9 @@ impl Session {
                     return;
                 }
             };
+            if let Some(log) = self.plog.as_mut() {
+                log.event('<', &mask_secrets(&command), "");
+            }
             let next = match parse_command(&command) {
                 Err(e) => {
                     let tag = e.tag.clone().unwrap_or_else(|| "*".into());
@@ -332,7 +345,11 @@ impl Session {
     /// Reads one line that is not a command: a SASL response or IDLE's DONE.
     pub async fn read_continuation(&mut self, io: &mut Reader) -> Option<String> {
         let mut buf = Vec::new();
-        match self.read_one_line(io, &mut buf, 16 * 1024).await {
+        let read = self.read_one_line(io, &mut buf, 16 * 1024).await;
+        if let Some(log) = self.plog.as_mut() {
+            log.event('<', "****", "SASL response");
+        }
+        match read {
             Ok(()) => Some(String::from_utf8_lossy(&buf).into_owned()),
             Err(_) => None,
         }
@@ -523,5 +540,43 @@ fn first_word(command: &[u8]) -> String {
         "*".into()
     } else {
         tag
+    }
+}
+
+/// The first line of a command as the protocol log shows it: LOGIN's password and
+/// AUTHENTICATE's initial response replaced by `****`; literals are not logged.
+fn mask_secrets(command: &[u8]) -> String {
+    let end = command
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(command.len());
+    let line = String::from_utf8_lossy(&command[..end]).into_owned();
+    let words: Vec<&str> = line.splitn(4, ' ').collect();
+    match words.get(1).map(|w| w.to_ascii_uppercase()).as_deref() {
+        Some("LOGIN") if words.len() >= 3 => format!("{} {} {} ****", words[0], words[1], words[2]),
+        Some("AUTHENTICATE") if words.len() >= 4 => {
+            format!("{} {} {} ****", words[0], words[1], words[2])
+        }
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            super::mask_secrets(b"a LOGIN alice \"pw\""),
+            "a LOGIN alice ****"
+        );
+        assert_eq!(
+            super::mask_secrets(b"a LOGIN {5}\r\nalice {2}\r\npw"),
+            "a LOGIN {5} ****"
+        );
+        assert_eq!(
+            super::mask_secrets(b"b authenticate PLAIN AGFAYg=="),
+            "b authenticate PLAIN ****"
+        );
+        assert_eq!(super::mask_secrets(b"c SELECT INBOX"), "c SELECT INBOX");
     }
 }

@@ -55,6 +55,8 @@ pub struct Pop3Config {
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
     pub sort_order: SortOrder,
+    /// Exchange-style protocol log, when switched on.
+    pub protocol_log: Option<Arc<casella_net::ProtocolLog>>,
     /// Longest command line accepted, line end included (Exchange's MaxCommandSize: 512).
     pub max_command_size: usize,
     /// Idle time allowed before login.
@@ -76,6 +78,7 @@ impl Default for Pop3Config {
             max_connections_per_ip: usize::MAX,
             max_connections_per_user: 16,
             sort_order: SortOrder::Ascending,
+            protocol_log: None,
             max_command_size: 512,
             preauth_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(600),

@@ -23,6 +23,8 @@ use crate::{Pop3Config, SortOrder};
 const MAX_SASL_LINE: usize = 8192;
 
 pub(crate) struct Session {
+    /// This connection's protocol log, when switched on.
+    plog: Option<casella_net::SessionLog>,
     config: Arc<Pop3Config>,
     directory: Arc<Directory>,
     tls: Option<TlsAcceptor>,
@@ -91,6 +93,7 @@ impl Session {
             tls_active: false,
             proxy,
             upstream: None,
+            plog: None,
         }
     }
 
@@ -99,8 +102,19 @@ impl Session {
     }
 
     fn reply(&mut self, line: &str) {
+        if let Some(log) = self.plog.as_mut() {
+            // The first line of a reply; message bodies are never logged.
+            log.event('>', line.lines().next().unwrap_or(""), "");
+        }
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Logs a received line with secrets masked.
+    fn log_received(&mut self, line: &[u8]) {
+        if let Some(log) = self.plog.as_mut() {
+            log.event('<', &mask_secrets(&String::from_utf8_lossy(line)), "");
+        }
     }
 
     async fn flush(&mut self, reader: &mut Reader) -> std::io::Result<()> {
@@ -115,6 +129,11 @@ impl Session {
         self.tls_active = stream.is_tls();
         let reader = BufReader::with_capacity(4096, stream);
         tracing::debug!(remote = %self.info.remote, tls = self.tls_active, "pop3 connection");
+        if let Some(log) = self.config.protocol_log.as_ref() {
+            let mut session = log.session(self.info.local, self.info.remote);
+            session.event('+', "", if self.tls_active { "TLS" } else { "" });
+            self.plog = Some(session);
+        }
         let banner = self.config.banner.clone();
         self.reply(&format!("+OK {banner}"));
         self.serve(reader, State::Authorization { user: None })
@@ -183,17 +202,20 @@ impl Session {
                     ));
                     Next::Continue
                 }
-                NextLine::Line => match command::parse(&line) {
-                    Err(ParseError::Unknown) => {
-                        self.reply("-ERR Unknown command");
-                        Next::Continue
+                NextLine::Line => {
+                    self.log_received(&line);
+                    match command::parse(&line) {
+                        Err(ParseError::Unknown) => {
+                            self.reply("-ERR Unknown command");
+                            Next::Continue
+                        }
+                        Err(e) => {
+                            self.reply(&format!("-ERR {e}"));
+                            Next::Continue
+                        }
+                        Ok(cmd) => self.dispatch(cmd, &mut state, &mut reader).await,
                     }
-                    Err(e) => {
-                        self.reply(&format!("-ERR {e}"));
-                        Next::Continue
-                    }
-                    Ok(cmd) => self.dispatch(cmd, &mut state, &mut reader).await,
-                },
+                }
             };
             if let Some(upstream) = self.upstream.take() {
                 // Handed over to a back end: from now on the front end only relays.
@@ -507,6 +529,9 @@ impl Session {
             read_line(reader, &mut line, MAX_SASL_LINE),
         )
         .await;
+        if let Some(log) = self.plog.as_mut() {
+            log.event('<', "****", "SASL response");
+        }
         match read {
             Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),
@@ -870,5 +895,35 @@ mod tests {
         assert_eq!(top(raw, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
         assert_eq!(top(raw, 10), &raw[..]);
         assert_eq!(top(b"only header\r\n", 3), b"only header\r\n");
+    }
+}
+
+/// A command line as the protocol log shows it: PASS and AUTH's initial response
+/// replaced by `****`.
+fn mask_secrets(line: &str) -> String {
+    let mut words = line.splitn(3, ' ');
+    let verb = words.next().unwrap_or("");
+    match verb.to_ascii_uppercase().as_str() {
+        "PASS" => "PASS ****".to_string(),
+        "AUTH" => match (words.next(), words.next()) {
+            (Some(mech), Some(_)) => format!("{verb} {mech} ****"),
+            _ => line.to_string(),
+        },
+        "APOP" => "APOP ****".to_string(),
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(super::mask_secrets("PASS hunter2 with spaces"), "PASS ****");
+        assert_eq!(
+            super::mask_secrets("auth PLAIN AGFAYg=="),
+            "auth PLAIN ****"
+        );
+        assert_eq!(super::mask_secrets("AUTH LOGIN"), "AUTH LOGIN");
+        assert_eq!(super::mask_secrets("USER alice"), "USER alice");
     }
 }

@@ -73,6 +73,8 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
+    /// Exchange-style protocol log, when switched on.
+    pub protocol_log: Option<Arc<casella_net::ProtocolLog>>,
     pub auth_failure_delay: Duration,
     /// Messages one user may submit per hour (0: no limit).
     pub max_messages_per_hour: u32,
@@ -95,6 +97,7 @@ impl Default for SmtpConfig {
             max_connections: 10_000,
             max_connections_per_ip: usize::MAX,
             max_connections_per_user: 16,
+            protocol_log: None,
             auth_failure_delay: Duration::from_secs(1),
             max_messages_per_hour: 1000,
             queue_lifetime: Duration::from_secs(5 * 24 * 3600),

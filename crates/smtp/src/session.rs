@@ -19,6 +19,8 @@ use crate::{Mode, Shared, SmtpConfig};
 pub(crate) type Reader = BufReader<Stream>;
 
 pub(crate) struct Session {
+    /// This connection's protocol log, when switched on.
+    plog: Option<casella_net::SessionLog>,
     pub mode: Mode,
     pub shared: Arc<Shared>,
     /// The settings this session started with.
@@ -84,10 +86,14 @@ impl Session {
             proxy,
             upstream: None,
             handed_over: false,
+            plog: None,
         }
     }
 
     pub fn reply(&mut self, line: &str) {
+        if let Some(log) = self.plog.as_mut() {
+            log.event('>', line.lines().next().unwrap_or(""), "");
+        }
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
@@ -125,6 +131,11 @@ impl Session {
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
         let reader = BufReader::with_capacity(8192, stream);
+        if let Some(log) = self.config.protocol_log.as_ref() {
+            let mut session = log.session(self.info.local, self.info.remote);
+            session.event('+', "", if self.tls_active { "TLS" } else { "" });
+            self.plog = Some(session);
+        }
         let hostname = self.config.hostname.clone();
         let banner = match self.mode {
             Mode::Smtp | Mode::Submission => format!("220 {hostname} {}", self.config.banner),
@@ -199,13 +210,18 @@ impl Session {
                     self.reply("500 5.5.2 Line too long");
                     Next::Continue
                 }
-                NextLine::Line => match command::parse(&line) {
-                    Err(e) => {
-                        self.reply(&e.to_string());
-                        Next::Continue
+                NextLine::Line => {
+                    if let Some(log) = self.plog.as_mut() {
+                        log.event('<', &mask_secrets(&String::from_utf8_lossy(&line)), "");
                     }
-                    Ok(cmd) => self.dispatch(cmd, &mut reader).await,
-                },
+                    match command::parse(&line) {
+                        Err(e) => {
+                            self.reply(&e.to_string());
+                            Next::Continue
+                        }
+                        Ok(cmd) => self.dispatch(cmd, &mut reader).await,
+                    }
+                }
             };
             if let Some(upstream) = self.upstream.take() {
                 // Handed over to a back end: from now on the front end only relays.
@@ -489,9 +505,13 @@ impl Session {
             return Err(SaslError::Cancelled);
         }
         let mut line = Vec::new();
-        match tokio::time::timeout(self.config.timeout, read_line(reader, &mut line, 16 * 1024))
-            .await
-        {
+        let read =
+            tokio::time::timeout(self.config.timeout, read_line(reader, &mut line, 16 * 1024))
+                .await;
+        if let Some(log) = self.plog.as_mut() {
+            log.event('<', "****", "SASL response");
+        }
+        match read {
             Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),
         }
@@ -512,5 +532,27 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
             "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first"
         }
         AuthFailure::Temporary => "454 4.7.0 Temporary authentication failure, try again later",
+    }
+}
+
+/// A command line as the protocol log shows it: AUTH's initial response replaced by
+/// `****`.
+fn mask_secrets(line: &str) -> String {
+    let words: Vec<&str> = line.splitn(3, ' ').collect();
+    if words.len() == 3 && words[0].eq_ignore_ascii_case("AUTH") {
+        return format!("{} {} ****", words[0], words[1]);
+    }
+    line.to_string()
+}
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            super::mask_secrets("AUTH PLAIN AGFAYg=="),
+            "AUTH PLAIN ****"
+        );
+        assert_eq!(super::mask_secrets("MAIL FROM:<a@b>"), "MAIL FROM:<a@b>");
     }
 }
