@@ -25,6 +25,8 @@ pub enum SaslError {
     Malformed,
     #[error("authentication cancelled")]
     Cancelled,
+    #[error("acting as another user is not allowed")]
+    OtherIdentity,
 }
 
 /// The client's "*" line (RFC 4954 §4, RFC 5034 §4, RFC 9051 §6.2.2) cancels.
@@ -99,5 +101,119 @@ mod tests {
         );
         assert_eq!(decode_response("!!"), Err(SaslError::Base64));
         assert_eq!(encode_challenge(b"Username:"), "VXNlcm5hbWU6");
+    }
+}
+
+/// What a password exchange wants next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this challenge (already base64) and pass the client's decoded answer
+    /// to [`PasswordExchange::respond`].
+    Challenge(String),
+    /// The exchange is over: the login and password, or why not.
+    Done(Result<(String, Secret<String>), SaslError>),
+}
+
+/// The exchange of a password mechanism — PLAIN (RFC 4616) or LOGIN — as every
+/// protocol runs it, without I/O: the session sends each challenge and feeds the
+/// answer back. `initial` is the client's initial response (SASL-IR). An
+/// authorization identity other than the login is refused.
+pub struct PasswordExchange {
+    plain: bool,
+    user: Option<String>,
+}
+
+impl PasswordExchange {
+    pub fn start(mechanism: &str, initial: Option<String>) -> (PasswordExchange, Step) {
+        let mut ex = PasswordExchange {
+            plain: mechanism.eq_ignore_ascii_case("PLAIN"),
+            user: None,
+        };
+        let step = match (initial, ex.plain) {
+            (Some(i), _) => ex.respond(decode_response(&i)),
+            (None, true) => Step::Challenge(String::new()),
+            (None, false) => Step::Challenge(encode_challenge(b"Username:")),
+        };
+        (ex, step)
+    }
+
+    /// The client's (decoded) answer to the last challenge, or to the initial one.
+    pub fn respond(&mut self, answer: Result<Vec<u8>, SaslError>) -> Step {
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        if self.plain {
+            let done = decode_plain(&answer).and_then(|c| match c.authzid.as_deref() {
+                Some(z) if !z.eq_ignore_ascii_case(&c.authcid) => Err(SaslError::OtherIdentity),
+                _ => Ok((c.authcid, c.password)),
+            });
+            return Step::Done(done);
+        }
+        match self.user.take() {
+            None => match decode_login_step(&answer) {
+                Ok(user) => {
+                    self.user = Some(user);
+                    Step::Challenge(encode_challenge(b"Password:"))
+                }
+                Err(e) => Step::Done(Err(e)),
+            },
+            Some(user) => Step::Done(decode_login_step(&answer).map(|p| (user, Secret::new(p)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod exchange_tests {
+    use super::*;
+
+    /// Runs an exchange against scripted answers, returning the challenges too.
+    fn run(
+        mechanism: &str,
+        initial: Option<&str>,
+        answers: &[&[u8]],
+    ) -> (Vec<String>, Result<(String, String), SaslError>) {
+        let (mut ex, mut step) = PasswordExchange::start(mechanism, initial.map(str::to_string));
+        let mut asked = Vec::new();
+        let mut answers = answers.iter();
+        loop {
+            match step {
+                Step::Challenge(c) => {
+                    asked.push(c);
+                    step = ex.respond(
+                        answers
+                            .next()
+                            .map(|a| a.to_vec())
+                            .ok_or(SaslError::Cancelled),
+                    );
+                }
+                Step::Done(r) => return (asked, r.map(|(u, p)| (u, p.expose().clone()))),
+            }
+        }
+    }
+
+    #[test]
+    fn plain_and_login_exchanges() {
+        let (asked, r) = run("PLAIN", Some("AHRpbQB0YW5zdGFhZg=="), &[]);
+        assert!(asked.is_empty());
+        assert_eq!(r.unwrap(), ("tim".to_string(), "tanstaaf".to_string()));
+        let (asked, r) = run("plain", None, &[b"\0tim\0pw"]);
+        assert_eq!(asked, vec![""]);
+        assert_eq!(r.unwrap().1, "pw");
+        let (asked, r) = run("LOGIN", None, &[b"tim", b"pw"]);
+        assert_eq!(asked, vec!["VXNlcm5hbWU6", "UGFzc3dvcmQ6"]);
+        assert_eq!(r.unwrap(), ("tim".to_string(), "pw".to_string()));
+        let (asked, r) = run("LOGIN", Some("dGlt"), &[b"pw"]);
+        assert_eq!(asked, vec!["UGFzc3dvcmQ6"]);
+        assert_eq!(r.unwrap().0, "tim");
+        assert_eq!(
+            run("PLAIN", Some("YQB0aW0AcHc="), &[]).1.unwrap_err(),
+            SaslError::OtherIdentity
+        );
+        assert_eq!(run("PLAIN", None, &[]).1.unwrap_err(), SaslError::Cancelled);
+        assert_eq!(
+            run("PLAIN", Some("!!"), &[]).1.unwrap_err(),
+            SaslError::Base64
+        );
     }
 }

@@ -465,39 +465,14 @@ impl Session {
         if self.passwords_refused() {
             return None;
         }
-        let result = match mechanism.as_str() {
-            "PLAIN" => {
-                let response = match initial {
-                    Some(i) => sasl::decode_response(&i),
-                    None => self.challenge(reader, "").await,
-                };
-                response.and_then(|r| sasl::decode_plain(&r)).map(|c| {
-                    // An authorization identity other than the login is not allowed.
-                    let ok = c
-                        .authzid
-                        .as_deref()
-                        .is_none_or(|z| z.eq_ignore_ascii_case(&c.authcid));
-                    (c.authcid, c.password, ok)
-                })
-            }
-            _ => {
-                let user = match initial {
-                    Some(i) => sasl::decode_response(&i),
-                    None => {
-                        self.challenge(reader, &sasl::encode_challenge(b"Username:"))
-                            .await
-                    }
-                };
-                match user.and_then(|u| sasl::decode_login_step(&u)) {
-                    Err(e) => Err(e),
-                    Ok(user) => {
-                        let pass = self
-                            .challenge(reader, &sasl::encode_challenge(b"Password:"))
-                            .await;
-                        pass.and_then(|p| sasl::decode_login_step(&p))
-                            .map(|p| (user, Secret::new(p), true))
-                    }
+        let (mut exchange, mut step) = sasl::PasswordExchange::start(&mechanism, initial);
+        let result = loop {
+            match step {
+                sasl::Step::Challenge(text) => {
+                    let answer = self.challenge(reader, &text).await;
+                    step = exchange.respond(answer);
                 }
+                sasl::Step::Done(result) => break result,
             }
         };
         match result {
@@ -505,15 +480,15 @@ impl Session {
                 self.reply("-ERR Authentication cancelled");
                 None
             }
+            Err(SaslError::OtherIdentity) => {
+                self.reply("-ERR [AUTH] Acting as another user is not allowed");
+                None
+            }
             Err(e) => {
                 self.reply(&format!("-ERR Authentication failed: {e}"));
                 None
             }
-            Ok((_, _, false)) => {
-                self.reply("-ERR [AUTH] Acting as another user is not allowed");
-                None
-            }
-            Ok((user, password, true)) => self.login(&user, password).await,
+            Ok((user, password)) => self.login(&user, password).await,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use casella_directory::sasl::{self, SaslError};
-use casella_directory::{AuthFailure, Protocol, Secret};
+use casella_directory::{AuthFailure, Protocol};
 use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{Account, now_unix};
@@ -371,34 +371,14 @@ impl Session {
             self.reply("538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first");
             return;
         }
-        let result = if mechanism == "PLAIN" {
-            let response = match initial {
-                Some(i) => sasl::decode_response(&i),
-                None => self.challenge(reader, "").await,
-            };
-            response
-                .and_then(|r| sasl::decode_plain(&r))
-                .and_then(|c| match c.authzid.as_deref() {
-                    Some(z) if !z.eq_ignore_ascii_case(&c.authcid) => Err(SaslError::Malformed),
-                    _ => Ok((c.authcid, c.password)),
-                })
-        } else {
-            let user = match initial {
-                Some(i) => sasl::decode_response(&i),
-                None => {
-                    self.challenge(reader, &sasl::encode_challenge(b"Username:"))
-                        .await
+        let (mut exchange, mut step) = sasl::PasswordExchange::start(mechanism, initial);
+        let result = loop {
+            match step {
+                sasl::Step::Challenge(text) => {
+                    let answer = self.challenge(reader, &text).await;
+                    step = exchange.respond(answer);
                 }
-            };
-            match user.and_then(|u| sasl::decode_login_step(&u)) {
-                Err(e) => Err(e),
-                Ok(user) => {
-                    let pass = self
-                        .challenge(reader, &sasl::encode_challenge(b"Password:"))
-                        .await;
-                    pass.and_then(|p| sasl::decode_login_step(&p))
-                        .map(|p| (user, Secret::new(p)))
-                }
+                sasl::Step::Done(result) => break result,
             }
         };
         let (user, password) = match result {

@@ -62,34 +62,14 @@ impl Session {
             self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
             return;
         }
-        let result = if mechanism == "PLAIN" {
-            let response = match initial {
-                Some(i) => sasl::decode_response(&i),
-                None => self.challenge(io, "").await,
-            };
-            response
-                .and_then(|r| sasl::decode_plain(&r))
-                .and_then(|c| match c.authzid.as_deref() {
-                    Some(z) if !z.eq_ignore_ascii_case(&c.authcid) => Err(SaslError::Malformed),
-                    _ => Ok((c.authcid, c.password)),
-                })
-        } else {
-            let user = match initial {
-                Some(i) => sasl::decode_response(&i),
-                None => {
-                    self.challenge(io, &sasl::encode_challenge(b"Username:"))
-                        .await
+        let (mut exchange, mut step) = sasl::PasswordExchange::start(&mechanism, initial);
+        let result = loop {
+            match step {
+                sasl::Step::Challenge(text) => {
+                    let answer = self.challenge(io, &text).await;
+                    step = exchange.respond(answer);
                 }
-            };
-            match user.and_then(|u| sasl::decode_login_step(&u)) {
-                Err(e) => Err(e),
-                Ok(user) => {
-                    let pass = self
-                        .challenge(io, &sasl::encode_challenge(b"Password:"))
-                        .await;
-                    pass.and_then(|p| sasl::decode_login_step(&p))
-                        .map(|p| (user, Secret::new(p)))
-                }
+                sasl::Step::Done(result) => break result,
             }
         };
         match result {
