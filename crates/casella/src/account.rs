@@ -89,6 +89,52 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
+        AccountCommand::Show { address } => {
+            let Some(a) = store
+                .account_by_address(&address.trim().to_ascii_lowercase())
+                .await?
+            else {
+                bail!("no account {address}");
+            };
+            let on = |b: bool| if b { "on" } else { "off" };
+            println!("address: {}", a.address);
+            println!("administrator: {}", if a.is_admin { "yes" } else { "no" });
+            println!("pop: {}", on(a.pop_enabled));
+            println!("imap: {}", on(a.imap_enabled));
+            println!("submission: {}", on(a.submission_enabled));
+            println!("save-sent: {}", on(a.settings.save_sent_copy));
+            println!("pop-folders: {}", a.settings.pop.folders.join(", "));
+            println!("pop-mark-read: {}", on(a.settings.pop.mark_read));
+            let dele = match a.settings.pop.delete_action {
+                casella_store::PopDeleteAction::Expunge => "delete",
+                casella_store::PopDeleteAction::MoveToTrash => "move-to-deleted-items",
+            };
+            println!("pop-dele: {dele}");
+            println!(
+                "backend: {}",
+                a.settings.backend.as_deref().unwrap_or("none")
+            );
+            let aliases = store.aliases(a.id).await?;
+            println!(
+                "aliases: {}",
+                if aliases.is_empty() {
+                    "none".to_string()
+                } else {
+                    aliases.join(", ")
+                }
+            );
+            for mb in store.list_mailboxes(a.id).await? {
+                let count = store.list_messages(mb.id).await?.len();
+                let role = mb
+                    .special_use
+                    .map(|r| format!(" {}", r.attribute()))
+                    .unwrap_or_default();
+                println!(
+                    "mailbox: {}{role} ({count} messages, UIDVALIDITY {})",
+                    mb.name, mb.uid_validity.0
+                );
+            }
+        }
         AccountCommand::List => {
             for a in store.list_accounts().await? {
                 let mut notes: Vec<String> = Vec::new();

@@ -127,6 +127,9 @@ pub enum AccountCommand {
     },
     /// List accounts.
     List,
+    /// Show one account: its switches, options, aliases and mailboxes (Exchange's
+    /// Get-CASMailbox).
+    Show { address: String },
     /// Remove an account with all its mail.
     Remove { address: String },
     /// Switch protocols on or off for an account (Exchange's Set-CASMailbox):

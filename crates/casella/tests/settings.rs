@@ -347,3 +347,40 @@ fn protocol_logs_use_exchanges_csv_layout_and_hide_secrets() {
 
 /// The password used here, as it would appear in a leaked log line.
 const PASS_MARKER: &str = "PASS pw";
+
+#[test]
+fn account_show_lists_switches_and_aliases() {
+    let s = server();
+    assert!(
+        s.cli(&["account", "set", USER, "pop=off", "save-sent=on"], b"")
+            .status
+            .success()
+    );
+    assert!(
+        s.cli(&["account", "alias", "add", USER, "info@example.org"], b"")
+            .status
+            .success()
+    );
+    let out = s.cli(&["account", "show", USER], b"");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "pop: off",
+        "imap: on",
+        "submission: on",
+        "save-sent: on",
+        "aliases: info@example.org",
+        "administrator: no",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert!(
+        text.contains("mailbox: Sent Items \\Sent (0 messages"),
+        "{text}"
+    );
+    assert!(
+        !s.cli(&["account", "show", "nobody@example.org"], b"")
+            .status
+            .success()
+    );
+}
