@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod connectivity;
 mod deliver;
+mod listeners;
 mod migrate;
 mod queue;
 mod serve;

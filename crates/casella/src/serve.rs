@@ -1,6 +1,7 @@
 //! `casella serve`: open the store, bind the listeners, run until SIGTERM/SIGINT,
 //! then drain.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,14 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use casella_directory::Directory;
 use casella_imap::ImapService;
-use casella_net::{
-    Handler, ListenerSpec, Live, Shutdown, ShutdownSignal, bind, load_or_create_tls, serve,
-};
+use casella_net::{Handler, ListenerSpec, Live, Shutdown, ShutdownSignal, load_or_create_tls};
 use casella_pop3::Pop3Service;
 use casella_relay::Relay;
 use casella_smtp::{Mode, RateLimiter, SmtpService};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::listeners::Listeners;
 use crate::{cluster, config, settings};
 
 /// Every protocol name `--listen` accepts.
@@ -37,8 +37,6 @@ pub const PROTOCOLS: &[&str] = &[
     "submission-internal",
 ];
 
-/// Most sessions one listener runs at once.
-const MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
 /// How long shutdown waits for sessions to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -170,7 +168,8 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     let mut tasks = Vec::new();
-    for spec in specs {
+    let mut handlers: HashMap<String, Arc<dyn Handler>> = HashMap::new();
+    for spec in &specs {
         let handler: Arc<dyn Handler> = match spec.protocol.as_str() {
             "pop3" | "pop3s" => pop3.clone(),
             "imap" | "imaps" => imap.clone(),
@@ -185,34 +184,65 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let listener = match bind(spec.addr) {
+        handlers.insert(spec.protocol.clone(), handler);
+    }
+    // Services whose bindings may be set live even if they started with none.
+    let (pop3_h, imap_h, submission_h): (Arc<dyn Handler>, Arc<dyn Handler>, Arc<dyn Handler>) =
+        (pop3.clone(), imap.clone(), submission.clone());
+    for (name, handler) in [
+        ("pop3", &pop3_h),
+        ("pop3s", &pop3_h),
+        ("imap", &imap_h),
+        ("imaps", &imap_h),
+        ("submission", &submission_h),
+        ("submissions", &submission_h),
+    ] {
+        handlers
+            .entry(name.to_string())
+            .or_insert_with(|| handler.clone());
+    }
+    let listeners = Arc::new(Listeners::new(
+        shutdown.clone(),
+        tls.acceptor.clone(),
+        handlers,
+    ));
+    for spec in specs {
+        if !listeners.has_handler(&spec.protocol) {
+            continue;
+        }
+        listeners.remember_initial(&spec.protocol, spec.addr);
+        let local = match listeners.start(&spec.protocol, spec.addr) {
             Ok(l) => l,
             // The config's IPv6 default on a host without IPv6 is not fatal.
             Err(e) if !from_command_line && spec.addr.is_ipv6() => {
                 tracing::warn!(protocol = %spec.protocol, addr = %spec.addr, error = %e, "skipping IPv6 listener");
                 continue;
             }
-            Err(e) => bail!("cannot listen for {} on {}: {e}", spec.protocol, spec.addr),
+            Err(e) => return Err(e),
         };
-        let local = listener.local_addr()?;
         // One line per listener on stdout, so scripts (and tests using port 0)
         // learn the bound addresses.
         println!("listening {} {}", spec.protocol, local);
-        tracing::info!(protocol = %spec.protocol, addr = %local, tls = spec.implicit_tls, "listening");
-        let acceptor = spec.implicit_tls.then(|| tls.acceptor.clone());
-        tasks.push(tokio::spawn(serve(
-            listener,
-            acceptor,
-            handler,
-            shutdown.clone(),
-            MAX_CONNECTIONS_PER_LISTENER,
-        )));
+    }
+    // Bindings set with `casella settings` win over the starting ones.
+    for service in [
+        settings::Service::Pop,
+        settings::Service::Imap,
+        settings::Service::Submission,
+    ] {
+        let (plain, tls_name) = settings::listener_names(service);
+        for (name, is_tls) in [(plain, false), (tls_name, true)] {
+            if let Some(addrs) = settings::bindings(&overrides, service, is_tls) {
+                listeners.rebind(name, Some(&addrs));
+            }
+        }
     }
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
     tasks.push(tokio::spawn(watch_settings(
         data.to_path_buf(),
         config.clone(),
         live,
+        listeners.clone(),
         shutdown.signal(),
     )));
     println!("ready");
@@ -226,6 +256,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let left = shutdown.shutdown(SHUTDOWN_GRACE).await;
+    tasks.extend(listeners.take_tasks());
     for t in tasks {
         let _ = t.await;
     }
@@ -256,6 +287,7 @@ async fn watch_settings(
     data: PathBuf,
     config: config::Config,
     live: LiveSettings,
+    listeners: Arc<Listeners>,
     mut signal: ShutdownSignal,
 ) {
     let stamp = |p: &Path| {
@@ -280,6 +312,16 @@ async fn watch_settings(
                 live.pop3.set(settings::pop3(&config, &o));
                 live.imap.set(settings::imap(&config, &o));
                 live.submission.set(settings::submission(&config, &o));
+                for service in [
+                    settings::Service::Pop,
+                    settings::Service::Imap,
+                    settings::Service::Submission,
+                ] {
+                    let (plain, tls_name) = settings::listener_names(service);
+                    for (name, is_tls) in [(plain, false), (tls_name, true)] {
+                        listeners.rebind(name, settings::bindings(&o, service, is_tls).as_deref());
+                    }
+                }
                 tracing::info!("settings changed; new connections use them");
             }
             Err(e) => {

@@ -68,6 +68,8 @@ impl Service {
                 "protocol-log",
                 "protocol-log-directory",
                 "protocol-log-rollover",
+                "bindings",
+                "bindings-tls",
             ],
             Service::Imap | Service::Submission => &[
                 "login-type",
@@ -85,6 +87,8 @@ impl Service {
                 "protocol-log",
                 "protocol-log-directory",
                 "protocol-log-rollover",
+                "bindings",
+                "bindings-tls",
             ],
         }
     }
@@ -199,6 +203,13 @@ fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
+        "bindings" | "bindings-tls" => {
+            let list = parse_bindings(value)?;
+            list.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         "protocol-log" => parse_bool(value)?.to_string(),
         "protocol-log-directory" => {
             if value.is_empty() || value.chars().any(|c| c.is_control()) {
@@ -291,6 +302,39 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
+    }
+}
+
+/// Listener addresses, comma-separated (`0.0.0.0:995, [::]:995`; Exchange's
+/// `{0.0.0.0:995,[::]:995}` too).
+fn parse_bindings(v: &str) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let inner = v.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut out = Vec::new();
+    for item in inner.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        out.push(
+            item.parse()
+                .with_context(|| format!("{item:?} is not an address:port"))?,
+        );
+    }
+    if out.is_empty() {
+        bail!("at least one address:port");
+    }
+    Ok(out)
+}
+
+/// The addresses a service's cleartext (`tls` false) or implicit-TLS listeners
+/// should have, when set; `None`: as the server started.
+pub fn bindings(o: &Overrides, service: Service, tls: bool) -> Option<Vec<std::net::SocketAddr>> {
+    let key = if tls { "bindings-tls" } else { "bindings" };
+    o.get(service, key).and_then(|v| parse_bindings(v).ok())
+}
+
+/// The listener names of a service: (cleartext, implicit TLS).
+pub fn listener_names(service: Service) -> (&'static str, &'static str) {
+    match service {
+        Service::Pop => ("pop3", "pop3s"),
+        Service::Imap => ("imap", "imaps"),
+        Service::Submission => ("submission", "submissions"),
     }
 }
 
@@ -656,6 +700,22 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
         .unwrap_or("daily")
         .to_string();
     out.push(("protocol-log-rollover", rollover));
+    let (plain, tls) = listener_names(service);
+    for (key, proto, is_tls) in [("bindings", plain, false), ("bindings-tls", tls, true)] {
+        let text = match bindings(o, service, is_tls) {
+            Some(list) => list
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => config
+                .listen
+                .get(proto)
+                .map(|v| v.join(", "))
+                .unwrap_or_else(|| "none".into()),
+        };
+        out.push((key, text));
+    }
     out
 }
 

@@ -384,3 +384,58 @@ fn account_show_lists_switches_and_aliases() {
             .success()
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn bindings_move_listeners_while_sessions_stay() {
+    let s = server();
+    let old = s.addr("pop3");
+    let mut open_session = LineClient::connect(old);
+    open_session.expect("+OK");
+    let (p1, p2) = (free_port(), free_port());
+    set(
+        &s,
+        "pop",
+        &[&format!("bindings=127.0.0.1:{p1}, 127.0.0.1:{p2}")],
+    );
+    set(
+        &s,
+        "imap",
+        &[&format!("bindings-tls={{127.0.0.1:{}}}", free_port())],
+    );
+    eventually(|| std::net::TcpStream::connect(("127.0.0.1", p1)).is_ok());
+    for port in [p1, p2] {
+        let mut c = LineClient::connect(format!("127.0.0.1:{port}").parse().unwrap());
+        c.expect("+OK");
+    }
+    let start = Instant::now();
+    while std::net::TcpStream::connect(old).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "old listener still open; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The session opened on the old address goes on.
+    open_session.send_line("CAPA");
+    open_session.expect("+OK");
+    assert_eq!(
+        get(&s, "pop", "bindings"),
+        format!("127.0.0.1:{p1}, 127.0.0.1:{p2}")
+    );
+    // A binding that cannot be made keeps the current listeners.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    set(&s, "pop", &[&format!("bindings=127.0.0.1:{taken_port}")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = LineClient::connect(format!("127.0.0.1:{p1}").parse().unwrap());
+    c.expect("+OK");
+}
