@@ -225,18 +225,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         println!("listening {} {}", spec.protocol, local);
     }
     // Bindings set with `casella settings` win over the starting ones.
-    for service in [
-        settings::Service::Pop,
-        settings::Service::Imap,
-        settings::Service::Submission,
-    ] {
-        let (plain, tls_name) = settings::listener_names(service);
-        for (name, is_tls) in [(plain, false), (tls_name, true)] {
-            if let Some(addrs) = settings::bindings(&overrides, service, is_tls) {
-                listeners.rebind(name, Some(&addrs));
-            }
-        }
-    }
+    apply_bindings(&listeners, &overrides);
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
     tasks.push(tokio::spawn(watch_settings(
         data.to_path_buf(),
@@ -269,6 +258,21 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         tracing::info!("all sessions finished");
     }
     Ok(())
+}
+
+/// Moves the listeners to the `bindings` / `bindings-tls` settings (back to the
+/// starting addresses where a setting is not set).
+fn apply_bindings(listeners: &Listeners, o: &settings::Overrides) {
+    for service in [
+        settings::Service::Pop,
+        settings::Service::Imap,
+        settings::Service::Submission,
+    ] {
+        let (plain, tls_name) = settings::listener_names(service);
+        for (name, is_tls) in [(plain, false), (tls_name, true)] {
+            listeners.rebind(name, settings::bindings(o, service, is_tls).as_deref());
+        }
+    }
 }
 
 /// The services' live settings.
@@ -312,16 +316,7 @@ async fn watch_settings(
                 live.pop3.set(settings::pop3(&config, &o));
                 live.imap.set(settings::imap(&config, &o));
                 live.submission.set(settings::submission(&config, &o));
-                for service in [
-                    settings::Service::Pop,
-                    settings::Service::Imap,
-                    settings::Service::Submission,
-                ] {
-                    let (plain, tls_name) = settings::listener_names(service);
-                    for (name, is_tls) in [(plain, false), (tls_name, true)] {
-                        listeners.rebind(name, settings::bindings(&o, service, is_tls).as_deref());
-                    }
-                }
+                apply_bindings(&listeners, &o);
                 tracing::info!("settings changed; new connections use them");
             }
             Err(e) => {
