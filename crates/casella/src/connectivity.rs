@@ -5,14 +5,13 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use casella_net::ClientStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -51,53 +50,8 @@ struct Row {
     error: String,
 }
 
-// ---- a small client connection that can become TLS ----
-
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
 struct Client {
-    io: BufReader<Conn>,
+    io: BufReader<ClientStream>,
     host: String,
     tls: Arc<ClientConfig>,
 }
@@ -114,9 +68,9 @@ impl Client {
             .context("connecting timed out")?
             .with_context(|| format!("connecting to {host}:{port}"))?;
         let conn = if implicit {
-            Conn::Tls(Box::new(handshake(tcp, host, &tls).await?))
+            ClientStream::Tls(Box::new(handshake(tcp, host, &tls).await?))
         } else {
-            Conn::Plain(tcp)
+            ClientStream::Plain(tcp)
         };
         Ok(Client {
             io: BufReader::new(conn),
@@ -146,12 +100,12 @@ impl Client {
     }
 
     async fn start_tls(self) -> anyhow::Result<Client> {
-        let Conn::Plain(tcp) = self.io.into_inner() else {
+        let ClientStream::Plain(tcp) = self.io.into_inner() else {
             bail!("TLS is already active")
         };
         let tls = handshake(tcp, &self.host, &self.tls).await?;
         Ok(Client {
-            io: BufReader::new(Conn::Tls(Box::new(tls))),
+            io: BufReader::new(ClientStream::Tls(Box::new(tls))),
             host: self.host,
             tls: self.tls,
         })

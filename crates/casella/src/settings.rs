@@ -513,91 +513,84 @@ impl Common<'_> {
     }
 }
 
+/// Applies the keys every service has to a service's config struct (their fields
+/// share names; `$auth_timeout` is the field `auth-timeout` sets).
+macro_rules! apply_common {
+    ($cfg:ident, $o:expr, $service:expr, $auth_timeout:ident) => {{
+        let c = Common {
+            o: $o,
+            service: $service,
+        };
+        $cfg.login_type = c.login_type($cfg.login_type);
+        $cfg.allow_basic_auth = c.bool("allow-basic-auth", $cfg.allow_basic_auth);
+        $cfg.banner = c.text("banner", &$cfg.banner);
+        $cfg.max_connections = c.count("max-connections", $cfg.max_connections);
+        $cfg.max_connections_per_ip =
+            c.count("max-connections-per-ip", $cfg.max_connections_per_ip);
+        $cfg.max_connections_per_user =
+            c.count("max-connections-per-user", $cfg.max_connections_per_user);
+        $cfg.preauth_timeout = c.duration("preauth-timeout", $cfg.preauth_timeout);
+        $cfg.$auth_timeout = c.duration("auth-timeout", $cfg.$auth_timeout);
+        $cfg.max_command_size = c.size("max-command-size", $cfg.max_command_size);
+        $cfg.auth_failure_delay = c.duration("auth-failure-delay", $cfg.auth_failure_delay);
+        $cfg.protocol_log = protocol_log($o, $service);
+        c
+    }};
+}
+
 pub fn pop3(config: &Config, o: &Overrides) -> Pop3Config {
-    let base = config.pop3();
-    let c = Common {
-        o,
-        service: Service::Pop,
-    };
-    Pop3Config {
-        login_type: c.login_type(base.login_type),
-        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
-        banner: c.text("banner", &base.banner),
-        max_connections: c.count("max-connections", base.max_connections),
-        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
-        max_connections_per_user: c
-            .count("max-connections-per-user", base.max_connections_per_user),
-        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
-        auth_timeout: c.duration("auth-timeout", base.auth_timeout),
-        max_command_size: c.size("max-command-size", base.max_command_size),
-        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
-        protocol_log: protocol_log(o, Service::Pop),
-        sort_order: match c.get("sort-order") {
-            Some("descending") => SortOrder::Descending,
-            Some("ascending") => SortOrder::Ascending,
-            _ => base.sort_order,
-        },
-        ..base
+    let mut cfg = config.pop3();
+    let c = apply_common!(cfg, o, Service::Pop, auth_timeout);
+    match c.get("sort-order") {
+        Some("descending") => cfg.sort_order = SortOrder::Descending,
+        Some("ascending") => cfg.sort_order = SortOrder::Ascending,
+        _ => {}
     }
+    cfg
 }
 
 pub fn imap(config: &Config, o: &Overrides) -> casella_imap::ImapConfig {
-    let base = config.imap();
-    let c = Common {
-        o,
-        service: Service::Imap,
-    };
-    casella_imap::ImapConfig {
-        login_type: c.login_type(base.login_type),
-        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
-        banner: c.text("banner", &base.banner),
-        max_connections: c.count("max-connections", base.max_connections),
-        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
-        max_connections_per_user: c
-            .count("max-connections-per-user", base.max_connections_per_user),
-        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
-        auth_timeout: c.duration("auth-timeout", base.auth_timeout),
-        max_command_size: c.size("max-command-size", base.max_command_size),
-        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
-        protocol_log: protocol_log(o, Service::Imap),
-        ..base
-    }
+    let mut cfg = config.imap();
+    apply_common!(cfg, o, Service::Imap, auth_timeout);
+    cfg
 }
 
 pub fn submission(config: &Config, o: &Overrides) -> casella_smtp::SmtpConfig {
-    let base = config.submission();
-    let c = Common {
-        o,
-        service: Service::Submission,
-    };
-    casella_smtp::SmtpConfig {
-        login_type: c.login_type(base.login_type),
-        allow_basic_auth: c.bool("allow-basic-auth", base.allow_basic_auth),
-        banner: c.text("banner", &base.banner),
-        max_connections: c.count("max-connections", base.max_connections),
-        max_connections_per_ip: c.count("max-connections-per-ip", base.max_connections_per_ip),
-        max_connections_per_user: c
-            .count("max-connections-per-user", base.max_connections_per_user),
-        preauth_timeout: c.duration("preauth-timeout", base.preauth_timeout),
-        timeout: c.duration("auth-timeout", base.timeout),
-        max_command_size: c.size("max-command-size", base.max_command_size),
-        auth_failure_delay: c.duration("auth-failure-delay", base.auth_failure_delay),
-        protocol_log: protocol_log(o, Service::Submission),
-        ..base
-    }
+    let mut cfg = config.submission();
+    apply_common!(cfg, o, Service::Submission, timeout);
+    cfg
 }
 
 /// The effective value of every key of `service`, as `get` prints them.
 pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'static str, String)> {
-    struct View {
-        login_type: LoginType,
-        allow_basic_auth: bool,
-        banner: String,
-        max: [usize; 3],
-        timeouts: [Duration; 3],
-        max_command_size: usize,
+    /// The common keys' values, read from any service's config struct.
+    macro_rules! common_values {
+        ($cfg:expr, $auth_timeout:ident) => {{
+            let cfg = $cfg;
+            vec![
+                ("login-type", login_type_name(cfg.login_type).to_string()),
+                ("allow-basic-auth", cfg.allow_basic_auth.to_string()),
+                ("banner", cfg.banner.clone()),
+                ("max-connections", format_count(cfg.max_connections)),
+                (
+                    "max-connections-per-ip",
+                    format_count(cfg.max_connections_per_ip),
+                ),
+                (
+                    "max-connections-per-user",
+                    format_count(cfg.max_connections_per_user),
+                ),
+                ("preauth-timeout", format_duration(cfg.preauth_timeout)),
+                ("auth-timeout", format_duration(cfg.$auth_timeout)),
+                ("max-command-size", cfg.max_command_size.to_string()),
+                (
+                    "auth-failure-delay",
+                    format_duration(cfg.auth_failure_delay),
+                ),
+            ]
+        }};
     }
-    let (v, sort) = match service {
+    let (mut out, sort) = match service {
         Service::Pop => {
             let p = pop3(config, o);
             let sort = if p.sort_order == SortOrder::Descending {
@@ -605,71 +598,11 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
             } else {
                 "ascending"
             };
-            (
-                View {
-                    login_type: p.login_type,
-                    allow_basic_auth: p.allow_basic_auth,
-                    banner: p.banner,
-                    max: [
-                        p.max_connections,
-                        p.max_connections_per_ip,
-                        p.max_connections_per_user,
-                    ],
-                    timeouts: [p.preauth_timeout, p.auth_timeout, p.auth_failure_delay],
-                    max_command_size: p.max_command_size,
-                },
-                Some(sort),
-            )
+            (common_values!(&p, auth_timeout), Some(sort))
         }
-        Service::Imap => {
-            let i = imap(config, o);
-            (
-                View {
-                    login_type: i.login_type,
-                    allow_basic_auth: i.allow_basic_auth,
-                    banner: i.banner,
-                    max: [
-                        i.max_connections,
-                        i.max_connections_per_ip,
-                        i.max_connections_per_user,
-                    ],
-                    timeouts: [i.preauth_timeout, i.auth_timeout, i.auth_failure_delay],
-                    max_command_size: i.max_command_size,
-                },
-                None,
-            )
-        }
-        Service::Submission => {
-            let s = submission(config, o);
-            (
-                View {
-                    login_type: s.login_type,
-                    allow_basic_auth: s.allow_basic_auth,
-                    banner: s.banner,
-                    max: [
-                        s.max_connections,
-                        s.max_connections_per_ip,
-                        s.max_connections_per_user,
-                    ],
-                    timeouts: [s.preauth_timeout, s.timeout, s.auth_failure_delay],
-                    max_command_size: s.max_command_size,
-                },
-                None,
-            )
-        }
+        Service::Imap => (common_values!(&imap(config, o), auth_timeout), None),
+        Service::Submission => (common_values!(&submission(config, o), timeout), None),
     };
-    let mut out = vec![
-        ("login-type", login_type_name(v.login_type).to_string()),
-        ("allow-basic-auth", v.allow_basic_auth.to_string()),
-        ("banner", v.banner),
-        ("max-connections", format_count(v.max[0])),
-        ("max-connections-per-ip", format_count(v.max[1])),
-        ("max-connections-per-user", format_count(v.max[2])),
-        ("preauth-timeout", format_duration(v.timeouts[0])),
-        ("auth-timeout", format_duration(v.timeouts[1])),
-        ("max-command-size", v.max_command_size.to_string()),
-        ("auth-failure-delay", format_duration(v.timeouts[2])),
-    ];
     if let Some(sort) = sort {
         out.push(("sort-order", sort.to_string()));
     }

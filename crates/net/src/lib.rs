@@ -21,5 +21,5 @@ pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, s
 pub use live::Live;
 pub use protolog::{ProtocolLog, Rollover, SessionLog};
 pub use shutdown::{Shutdown, ShutdownSignal};
-pub use stream::Stream;
+pub use stream::{ClientStream, MaybeTls, Stream};
 pub use tls::{TlsError, TlsSetup, load_or_create_tls};

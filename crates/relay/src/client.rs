@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use casella_directory::Secret;
+use casella_net::ClientStream;
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -196,14 +197,9 @@ impl RcptOutcome {
     }
 }
 
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
 /// One SMTP connection.
 pub struct SmtpClient {
-    conn: Conn,
+    conn: ClientStream,
     /// Bytes read but not consumed yet.
     buf: Vec<u8>,
     caps: Capabilities,
@@ -227,10 +223,10 @@ impl SmtpClient {
             .map_err(|source| ClientError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         let conn = match &options.tls {
-            ClientTls::Implicit(config) => Conn::Tls(Box::new(
+            ClientTls::Implicit(config) => ClientStream::Tls(Box::new(
                 handshake(tcp, config, server_name, options).await?,
             )),
-            _ => Conn::Plain(tcp),
+            _ => ClientStream::Plain(tcp),
         };
         let mut client = SmtpClient {
             conn,
@@ -297,7 +293,7 @@ impl SmtpClient {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.conn, Conn::Tls(_))
+        self.conn.is_tls()
     }
 
     pub fn greeting(&self) -> &Reply {
@@ -422,10 +418,7 @@ impl SmtpClient {
             if self.command(b"QUIT\r\n", "sending QUIT").await.is_ok() {
                 let _ = self.read_reply("after QUIT").await;
             }
-            let _ = match &mut self.conn {
-                Conn::Plain(s) => s.shutdown().await,
-                Conn::Tls(s) => s.shutdown().await,
-            };
+            let _ = self.conn.shutdown().await;
         })
         .await;
     }
@@ -516,12 +509,12 @@ impl SmtpClient {
                 detail: "the server sent data before the TLS handshake".into(),
             });
         }
-        let Conn::Plain(tcp) = self.conn else {
+        let ClientStream::Plain(tcp) = self.conn else {
             return Err(ClientError::Policy("TLS is already active".into()));
         };
         let tls = handshake(tcp, config, server_name, options).await?;
         Ok(SmtpClient {
-            conn: Conn::Tls(Box::new(tls)),
+            conn: ClientStream::Tls(Box::new(tls)),
             buf: Vec::new(),
             caps: Capabilities::default(),
             ..self
@@ -535,16 +528,8 @@ impl SmtpClient {
 
     async fn command(&mut self, bytes: &[u8], stage: &'static str) -> Result<(), ClientError> {
         let write = async {
-            match &mut self.conn {
-                Conn::Plain(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                }
-                Conn::Tls(s) => {
-                    s.write_all(bytes).await?;
-                    s.flush().await
-                }
-            }
+            self.conn.write_all(bytes).await?;
+            self.conn.flush().await
         };
         tokio::time::timeout(self.timeout, write)
             .await
@@ -583,12 +568,7 @@ impl SmtpClient {
                 });
             }
             let mut chunk = [0u8; 4096];
-            let read = async {
-                match &mut self.conn {
-                    Conn::Plain(s) => s.read(&mut chunk).await,
-                    Conn::Tls(s) => s.read(&mut chunk).await,
-                }
-            };
+            let read = self.conn.read(&mut chunk);
             let n = tokio::time::timeout(self.timeout, read)
                 .await
                 .map_err(|_| ClientError::Timeout(stage))?
