@@ -12,6 +12,7 @@ use std::process::Command;
 
 use casella_testkit::TestServer;
 use casella_testkit::clients::{Run, curl, run, scripts, write};
+use casella_testkit::imap_inbox::{MSG1, MSG2, msg3};
 
 const USER: &str = "u@example.org";
 const PASSWORD: &str = "a good password";
@@ -23,45 +24,6 @@ const CONFIG: &str = "hostname = \"mail.test\"\n\
 const PLAINTEXT_CONFIG: &str = "hostname = \"mail.test\"\n\
 [imap]\nauth-failure-delay-ms = 0\nlogin-type = \"plaintext-login\"\n\
 [pop3]\nauth-failure-delay-ms = 0\n";
-
-/// The three messages of a fresh INBOX: distinct senders, subjects and Date: days
-/// (1, 2, 3 June 2025), the first two small, the third over 1000 bytes (LARGER), and
-/// a line starting with a dot.
-const MSG1: &[u8] = b"From: Alice <a@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: first message\r\n\
-Message-ID: <first@remote.test>\r\n\
-Date: Sun, 01 Jun 2025 10:00:00 +0000\r\n\
-\r\n\
-Hello,\r\n\
-.this line starts with a dot\r\n\
-end of the first message\r\n";
-
-const MSG2: &[u8] = b"From: Bob <b@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: second message\r\n\
-Message-ID: <second@remote.test>\r\n\
-Date: Mon, 02 Jun 2025 11:00:00 +0000\r\n\
-\r\n\
-The second body.\r\n";
-
-fn msg3() -> Vec<u8> {
-    let mut m = b"From: Carol <c@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: third message\r\n\
-Message-ID: <third@remote.test>\r\n\
-Date: Tue, 03 Jun 2025 12:00:00 +0000\r\n\
-\r\n\
-The third body, a long one.\r\n"
-        .to_vec();
-    for i in 1..=20 {
-        m.extend_from_slice(
-            format!("line {i:02} of padding, so that this message is over 1000 bytes\r\n")
-                .as_bytes(),
-        );
-    }
-    m
-}
 
 const MSG4: &[u8] = b"From: Erin <e@remote.test>\r\n\
 To: u@example.org\r\n\

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use casella_proxy::{ClusterSecret, Handover, proof_line};
+use casella_testkit::imap_inbox::{MSG1, MSG2, msg3};
 use casella_testkit::postgres::Cluster;
 use casella_testkit::{LineClient, TestServer, clients};
 
@@ -659,47 +660,6 @@ fn a_back_end_that_is_down_gives_temporary_errors_quickly() {
     c.send_line("l LOGOUT");
     c.expect("* BYE");
     drop(silent);
-}
-
-// The messages of crates/casella/tests/imap_clients.rs, which imap_check.py's
-// session expects.
-/// The three messages of a fresh INBOX: distinct senders, subjects and Date: days
-/// (1, 2, 3 June 2025), the first two small, the third over 1000 bytes (LARGER), and
-/// a line starting with a dot.
-const MSG1: &[u8] = b"From: Alice <a@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: first message\r\n\
-Message-ID: <first@remote.test>\r\n\
-Date: Sun, 01 Jun 2025 10:00:00 +0000\r\n\
-\r\n\
-Hello,\r\n\
-.this line starts with a dot\r\n\
-end of the first message\r\n";
-
-const MSG2: &[u8] = b"From: Bob <b@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: second message\r\n\
-Message-ID: <second@remote.test>\r\n\
-Date: Mon, 02 Jun 2025 11:00:00 +0000\r\n\
-\r\n\
-The second body.\r\n";
-
-fn msg3() -> Vec<u8> {
-    let mut m = b"From: Carol <c@remote.test>\r\n\
-To: u@example.org\r\n\
-Subject: third message\r\n\
-Message-ID: <third@remote.test>\r\n\
-Date: Tue, 03 Jun 2025 12:00:00 +0000\r\n\
-\r\n\
-The third body, a long one.\r\n"
-        .to_vec();
-    for i in 1..=20 {
-        m.extend_from_slice(
-            format!("line {i:02} of padding, so that this message is over 1000 bytes\r\n")
-                .as_bytes(),
-        );
-    }
-    m
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::types::{AccountId, FlagSet, MailboxId, ModSeq, Uid};
+use crate::types::{AccountId, FlagSet, FlagUpdate, MailboxId, ModSeq, Uid};
 
 /// Capacity of each account's channel; a session that falls further behind is told
 /// it lagged and must resynchronise from the store.
@@ -40,6 +40,19 @@ pub enum Change {
 }
 
 impl Change {
+    /// One `Flags` change per flag update made in `mailbox`.
+    pub fn from_flag_updates(mailbox: MailboxId, updates: &[FlagUpdate]) -> Vec<Change> {
+        updates
+            .iter()
+            .map(|u| Change::Flags {
+                mailbox,
+                uid: u.uid,
+                flags: u.flags.clone(),
+                modseq: u.modseq,
+            })
+            .collect()
+    }
+
     /// The mailbox the change is about, if any.
     pub fn mailbox(&self) -> Option<MailboxId> {
         match self {

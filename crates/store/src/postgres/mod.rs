@@ -1374,31 +1374,12 @@ impl MailStore for PgStore {
                 )
                 .await?;
                 mb.save(&mut tx).await?;
-                let changes: Vec<Change> = updates
-                    .iter()
-                    .map(|u| Change::Flags {
-                        mailbox,
-                        uid: u.uid,
-                        flags: u.flags.clone(),
-                        modseq: u.modseq,
-                    })
-                    .collect();
+                let changes = Change::from_flag_updates(mailbox, &updates);
                 self.announce(&mut tx, mb.account, &changes);
             }
             Ok((updates, mb.account))
         })?;
-        self.publish(
-            account,
-            updates
-                .iter()
-                .map(|u| Change::Flags {
-                    mailbox,
-                    uid: u.uid,
-                    flags: u.flags.clone(),
-                    modseq: u.modseq,
-                })
-                .collect(),
-        );
+        self.publish(account, Change::from_flag_updates(mailbox, &updates));
         Ok(updates)
     }
 

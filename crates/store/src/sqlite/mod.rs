@@ -1264,18 +1264,7 @@ impl MailStore for SqliteStore {
                 Ok((updates, account))
             })
             .await?;
-        self.publish(
-            account,
-            updates
-                .iter()
-                .map(|u| Change::Flags {
-                    mailbox,
-                    uid: u.uid,
-                    flags: u.flags.clone(),
-                    modseq: u.modseq,
-                })
-                .collect(),
-        );
+        self.publish(account, Change::from_flag_updates(mailbox, &updates));
         Ok(updates)
     }
 
