@@ -96,20 +96,11 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             else {
                 bail!("no account {address}");
             };
-            let on = |b: bool| if b { "on" } else { "off" };
             println!("address: {}", a.address);
             println!("administrator: {}", if a.is_admin { "yes" } else { "no" });
-            println!("pop: {}", on(a.pop_enabled));
-            println!("imap: {}", on(a.imap_enabled));
-            println!("submission: {}", on(a.submission_enabled));
-            println!("save-sent: {}", on(a.settings.save_sent_copy));
-            println!("pop-folders: {}", a.settings.pop.folders.join(", "));
-            println!("pop-mark-read: {}", on(a.settings.pop.mark_read));
-            let dele = match a.settings.pop.delete_action {
-                casella_store::PopDeleteAction::Expunge => "delete",
-                casella_store::PopDeleteAction::MoveToTrash => "move-to-deleted-items",
-            };
-            println!("pop-dele: {dele}");
+            for (key, value) in casella_directory::options::values(&a) {
+                println!("{key}: {value}");
+            }
             println!(
                 "backend: {}",
                 a.settings.backend.as_deref().unwrap_or("none")
@@ -185,20 +176,8 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                     a.settings.backend = backend_site(data, value)?;
                     continue;
                 }
-                let on = match value.to_ascii_lowercase().as_str() {
-                    "on" | "true" | "yes" | "1" => true,
-                    "off" | "false" | "no" | "0" => false,
-                    _ => bail!("{setting}: the value must be on or off"),
-                };
-                match key.to_ascii_lowercase().as_str() {
-                    "pop" | "pop3" => a.pop_enabled = on,
-                    "imap" => a.imap_enabled = on,
-                    "submission" | "smtp" => a.submission_enabled = on,
-                    "save-sent" => a.settings.save_sent_copy = on,
-                    other => {
-                        bail!("unknown setting {other} (pop, imap, submission, save-sent, backend)")
-                    }
-                }
+                casella_directory::options::set(&mut a, key, value)
+                    .map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
             }
             store.update_account(&a).await?;
             println!("updated {}", a.address);

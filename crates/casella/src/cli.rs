@@ -133,9 +133,13 @@ pub enum AccountCommand {
     /// Remove an account with all its mail.
     Remove { address: String },
     /// Switch protocols on or off for an account (Exchange's Set-CASMailbox):
-    /// pop=on|off imap=on|off submission=on|off save-sent=on|off; backend=SITE
-    /// (the site of the front ends' [sites] that serves the mailbox; backend=none
-    /// for their default-backend).
+    /// pop=on|off imap=on|off submission=on|off save-sent=on|off;
+    /// retrieval-format=best-body|text-only|html-only|html-and-text|default and
+    /// suppress-read-receipt=on|off|default (overrides of the protocol settings);
+    /// pop-folders=INBOX,Junk pop-mark-read=on|off
+    /// pop-dele=delete|move-to-deleted-items|hide-from-pop; backend=SITE (the site
+    /// of the front ends' [sites] that serves the mailbox; backend=none for their
+    /// default-backend).
     Set {
         address: String,
         #[arg(value_name = "KEY=VALUE", required = true)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use casella_directory::LoginType;
+use casella_mime::RetrievalFormat;
 use std::sync::Arc;
 
 use casella_net::{ProtocolLog, Rollover};
@@ -63,6 +64,9 @@ impl Service {
                 "max-command-size",
                 "auth-failure-delay",
                 "sort-order",
+                "message-retrieval-format",
+                "suppress-read-receipt",
+                "exact-rfc822-size",
                 "external-connection-settings",
                 "internal-connection-settings",
                 "protocol-log",
@@ -71,7 +75,30 @@ impl Service {
                 "bindings",
                 "bindings-tls",
             ],
-            Service::Imap | Service::Submission => &[
+            Service::Imap => &[
+                "login-type",
+                "allow-basic-auth",
+                "banner",
+                "max-connections",
+                "max-connections-per-ip",
+                "max-connections-per-user",
+                "preauth-timeout",
+                "auth-timeout",
+                "max-command-size",
+                "auth-failure-delay",
+                "message-retrieval-format",
+                "suppress-read-receipt",
+                "exact-rfc822-size",
+                "show-hidden-folders",
+                "external-connection-settings",
+                "internal-connection-settings",
+                "protocol-log",
+                "protocol-log-directory",
+                "protocol-log-rollover",
+                "bindings",
+                "bindings-tls",
+            ],
+            Service::Submission => &[
                 "login-type",
                 "allow-basic-auth",
                 "banner",
@@ -210,7 +237,13 @@ fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
-        "protocol-log" => parse_bool(value)?.to_string(),
+        "protocol-log" | "suppress-read-receipt" | "exact-rfc822-size" | "show-hidden-folders" => {
+            parse_bool(value)?.to_string()
+        }
+        "message-retrieval-format" => RetrievalFormat::parse(value)
+            .context("best-body, text-only, html-only or html-and-text")?
+            .name()
+            .to_string(),
         "protocol-log-directory" => {
             if value.is_empty() || value.chars().any(|c| c.is_control()) {
                 bail!("a directory path");
@@ -538,6 +571,24 @@ macro_rules! apply_common {
     }};
 }
 
+/// What POP3 and IMAP clients are shown of a message (their config structs share
+/// the field names).
+macro_rules! apply_presentation {
+    ($cfg:ident, $c:ident) => {{
+        if let Some(f) = $c
+            .get("message-retrieval-format")
+            .and_then(RetrievalFormat::parse)
+        {
+            $cfg.presentation.format = f;
+        }
+        $cfg.presentation.suppress_read_receipt = $c.bool(
+            "suppress-read-receipt",
+            $cfg.presentation.suppress_read_receipt,
+        );
+        $cfg.exact_rfc822_size = $c.bool("exact-rfc822-size", $cfg.exact_rfc822_size);
+    }};
+}
+
 pub fn pop3(config: &Config, o: &Overrides) -> Pop3Config {
     let mut cfg = config.pop3();
     let c = apply_common!(cfg, o, Service::Pop, auth_timeout);
@@ -546,12 +597,15 @@ pub fn pop3(config: &Config, o: &Overrides) -> Pop3Config {
         Some("ascending") => cfg.sort_order = SortOrder::Ascending,
         _ => {}
     }
+    apply_presentation!(cfg, c);
     cfg
 }
 
 pub fn imap(config: &Config, o: &Overrides) -> casella_imap::ImapConfig {
     let mut cfg = config.imap();
-    apply_common!(cfg, o, Service::Imap, auth_timeout);
+    let c = apply_common!(cfg, o, Service::Imap, auth_timeout);
+    apply_presentation!(cfg, c);
+    cfg.show_hidden_folders = c.bool("show-hidden-folders", cfg.show_hidden_folders);
     cfg
 }
 
@@ -590,7 +644,24 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
             ]
         }};
     }
-    let (mut out, sort) = match service {
+    /// The presentation keys' values of a POP3 or IMAP config struct.
+    macro_rules! presentation_values {
+        ($cfg:expr) => {{
+            let cfg = $cfg;
+            [
+                (
+                    "message-retrieval-format",
+                    cfg.presentation.format.name().to_string(),
+                ),
+                (
+                    "suppress-read-receipt",
+                    cfg.presentation.suppress_read_receipt.to_string(),
+                ),
+                ("exact-rfc822-size", cfg.exact_rfc822_size.to_string()),
+            ]
+        }};
+    }
+    let mut out = match service {
         Service::Pop => {
             let p = pop3(config, o);
             let sort = if p.sort_order == SortOrder::Descending {
@@ -598,14 +669,20 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
             } else {
                 "ascending"
             };
-            (common_values!(&p, auth_timeout), Some(sort))
+            let mut out = common_values!(&p, auth_timeout);
+            out.push(("sort-order", sort.to_string()));
+            out.extend(presentation_values!(&p));
+            out
         }
-        Service::Imap => (common_values!(&imap(config, o), auth_timeout), None),
-        Service::Submission => (common_values!(&submission(config, o), timeout), None),
+        Service::Imap => {
+            let i = imap(config, o);
+            let mut out = common_values!(&i, auth_timeout);
+            out.extend(presentation_values!(&i));
+            out.push(("show-hidden-folders", i.show_hidden_folders.to_string()));
+            out
+        }
+        Service::Submission => common_values!(&submission(config, o), timeout),
     };
-    if let Some(sort) = sort {
-        out.push(("sort-order", sort.to_string()));
-    }
     for (key, external) in [
         ("external-connection-settings", true),
         ("internal-connection-settings", false),

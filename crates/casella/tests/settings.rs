@@ -439,3 +439,161 @@ fn bindings_move_listeners_while_sessions_stay() {
     let mut c = LineClient::connect(format!("127.0.0.1:{p1}").parse().unwrap());
     c.expect("+OK");
 }
+
+/// What poplib or imaplib sees of alice's mailbox (tests/clients/mailbox_dump.py).
+fn dump(s: &TestServer, command: &str, extra: &[&str]) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = s.cert_path().display().to_string();
+    let pop_port = s.port("pop3s").to_string();
+    let imap_port = s.port("imaps").to_string();
+    let mut args = vec![
+        command,
+        "--pop-port",
+        &pop_port,
+        "--imap-port",
+        &imap_port,
+        "--user",
+        USER,
+        "--password",
+        PASS,
+        "--cert",
+        &cert,
+    ];
+    args.extend_from_slice(extra);
+    let run = casella_testkit::clients::python("mailbox_dump.py", &args, tmp.path()).success();
+    serde_json::from_slice(&run.stdout).expect("mailbox_dump.py prints JSON")
+}
+
+const HTML_ONLY: &[u8] = b"From: bob@example.org\r\nTo: alice@example.org\r\nSubject: html only\r\nDisposition-Notification-To: bob@example.org\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Quarterly <b>figures</b> attached</p></body></html>\r\n";
+
+#[test]
+fn retrieval_format_read_receipts_and_sizes_reach_pop_and_imap_live() {
+    let s = server();
+    s.deliver(USER, HTML_ONLY);
+    let stored = HTML_ONLY.len() as u64;
+    // Exchange's default: the message as received.
+    let pop = dump(&s, "pop", &[]);
+    assert_eq!(pop["list"][0][1], stored);
+    assert!(
+        pop["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("<b>figures</b>")
+    );
+
+    set(&s, "pop", &["message-retrieval-format=text-only"]);
+    set(
+        &s,
+        "imap",
+        &[
+            "message-retrieval-format=TextOnly",
+            "suppress-read-receipt=true",
+        ],
+    );
+    assert_eq!(get(&s, "imap", "message-retrieval-format"), "text-only");
+    let mut pop = serde_json::Value::Null;
+    eventually(|| {
+        pop = dump(&s, "pop", &[]);
+        !pop["messages"][0].as_str().unwrap().contains("<b>")
+    });
+    let text = pop["messages"][0].as_str().unwrap();
+    assert!(
+        text.contains("Content-Type: text/plain; charset=utf-8"),
+        "{text}"
+    );
+    assert!(text.contains("Quarterly figures attached"), "{text}");
+    assert!(text.contains("Subject: html only"), "{text}");
+    // Without exact-rfc822-size LIST gives the stored size, as Exchange does.
+    assert_eq!(pop["list"][0][1], stored);
+    assert!(
+        text.contains("Disposition-Notification-To"),
+        "the POP3 setting keeps receipts"
+    );
+
+    let imap = dump(&s, "imap", &[]);
+    let m = &imap["messages"][0];
+    let body = m["body"].as_str().unwrap();
+    let structure = m["bodystructure"].as_str().unwrap().to_ascii_lowercase();
+    assert!(
+        structure.starts_with("bodystructure (\"text\" \"plain\""),
+        "{m}"
+    );
+    assert!(body.contains("Quarterly figures attached") && !body.contains("<b>"));
+    assert!(!body.contains("Disposition-Notification-To"), "{body}");
+
+    // Exact sizes: LIST and RFC822.SIZE match the bytes sent.
+    set(&s, "pop", &["exact-rfc822-size=true"]);
+    set(&s, "imap", &["exact-rfc822-size=on"]);
+    eventually(|| {
+        let pop = dump(&s, "pop", &[]);
+        let sent = pop["messages"][0].as_str().unwrap().len() + 2;
+        pop["list"][0][1] == sent as u64
+    });
+    let imap = dump(&s, "imap", &[]);
+    let m = &imap["messages"][0];
+    assert_eq!(m["size"], m["body"].as_str().unwrap().len() as u64);
+
+    // html-and-text: both alternatives, the text one converted.
+    set(&s, "imap", &["message-retrieval-format=html-and-text"]);
+    eventually(|| {
+        let imap = dump(&s, "imap", &[]);
+        imap["messages"][0]["bodystructure"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("\"alternative\"")
+    });
+}
+
+#[test]
+fn per_account_overrides_win_and_hidden_folders_show_on_demand() {
+    let s = server();
+    s.deliver(USER, HTML_ONLY);
+    let out = s.cli(
+        &[
+            "account",
+            "set",
+            USER,
+            "retrieval-format=text-only",
+            "suppress-read-receipt=on",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cli(&["account", "show", USER], b"");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("retrieval-format: text-only"), "{shown}");
+    assert!(shown.contains("suppress-read-receipt: on"), "{shown}");
+    let out = s.cli(&["account", "set", USER, "retrieval-format=rtf"], b"");
+    assert!(!out.status.success());
+    let pop = dump(&s, "pop", &[]);
+    let text = pop["messages"][0].as_str().unwrap();
+    assert!(
+        text.contains("text/plain") && !text.contains("<b>"),
+        "{text}"
+    );
+    assert!(!text.contains("Disposition-Notification-To"), "{text}");
+
+    // A folder whose name starts with "." is hidden from LIST until shown.
+    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+    c.expect("* OK");
+    c.send_line(&format!("a LOGIN {USER} {PASS}"));
+    c.expect_tagged("a OK");
+    c.send_line("b CREATE .Archive");
+    c.expect_tagged("b OK");
+    c.send_line("c SELECT .Archive");
+    c.expect_tagged("c OK");
+    drop(c);
+    let folders = dump(&s, "imap", &[])["folders"].clone();
+    assert!(!folders.to_string().contains(".Archive"), "{folders}");
+    set(&s, "imap", &["show-hidden-folders=true"]);
+    eventually(|| {
+        dump(&s, "imap", &[])["folders"]
+            .to_string()
+            .contains(".Archive")
+    });
+}

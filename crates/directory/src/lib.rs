@@ -6,6 +6,7 @@
 //! Must not: speak any protocol's syntax — sessions map [`AuthFailure`] to their own
 //! replies — or log a password (they travel as [`Secret`]).
 
+pub mod options;
 mod password;
 mod policy;
 pub mod sasl;

@@ -57,6 +57,15 @@ pub struct ImapConfig {
     /// Idle time allowed after login (RFC 9051 §5.4: at least 30 minutes).
     pub auth_timeout: Duration,
     pub auth_failure_delay: Duration,
+    /// What a client is shown of each message (Exchange's MessageRetrievalFormat
+    /// and SuppressReadReceipt); an account may override it.
+    pub presentation: casella_mime::Presentation,
+    /// With a conversion in effect, RFC822.SIZE is the converted message's size
+    /// (Exchange's EnableExactRFC822Size); otherwise the stored size.
+    pub exact_rfc822_size: bool,
+    /// LIST shows hidden folders (names starting with "."; Exchange's
+    /// ShowHiddenFoldersEnabled).
+    pub show_hidden_folders: bool,
 }
 
 impl Default for ImapConfig {
@@ -75,6 +84,9 @@ impl Default for ImapConfig {
             preauth_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(1800),
             auth_failure_delay: Duration::from_secs(1),
+            presentation: casella_mime::Presentation::default(),
+            exact_rfc822_size: false,
+            show_hidden_folders: false,
         }
     }
 }

@@ -23,6 +23,8 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// The logged-in user.
 pub(crate) struct Auth {
     pub account: Account,
+    /// What this account's messages look like to the client.
+    pub presentation: casella_mime::Presentation,
     pub changes: broadcast::Receiver<Change>,
     pub _slot: casella_net::Slot<casella_store::AccountId>,
 }

@@ -13,10 +13,12 @@
 mod address;
 mod date;
 mod parse;
+mod present;
 
 pub use address::parse_address_list;
 pub use date::{civil_from_days, days_from_civil, format_rfc5322_date, parse_rfc5322_date};
 pub use parse::parse;
+pub use present::{Presentation, RetrievalFormat};
 
 use serde::{Deserialize, Serialize};
 

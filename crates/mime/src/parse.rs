@@ -16,7 +16,7 @@
 
 mod header;
 mod params;
-mod text;
+pub(crate) mod text;
 
 use crate::address::{MISSING_DOMAIN, MISSING_MAILBOX};
 use crate::{

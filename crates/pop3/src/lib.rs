@@ -55,6 +55,13 @@ pub struct Pop3Config {
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
     pub sort_order: SortOrder,
+    /// What a client is shown of each message (Exchange's MessageRetrievalFormat
+    /// and SuppressReadReceipt); an account may override it.
+    pub presentation: casella_mime::Presentation,
+    /// With a conversion in effect, LIST and STAT give the size of the converted
+    /// message (computed at login) instead of the stored one (Exchange's
+    /// EnableExactRFC822Size; off by default, as there).
+    pub exact_rfc822_size: bool,
     /// Exchange-style protocol log, when switched on.
     pub protocol_log: Option<Arc<casella_net::ProtocolLog>>,
     /// Longest command line accepted, line end included (Exchange's MaxCommandSize: 512).
@@ -78,6 +85,8 @@ impl Default for Pop3Config {
             max_connections_per_ip: usize::MAX,
             max_connections_per_user: 16,
             sort_order: SortOrder::Ascending,
+            presentation: casella_mime::Presentation::default(),
+            exact_rfc822_size: false,
             protocol_log: None,
             max_command_size: 512,
             preauth_timeout: Duration::from_secs(60),

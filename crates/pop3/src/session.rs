@@ -11,13 +11,14 @@ use casella_net::{
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{
     Account, AccountId, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock,
-    MessageRef, PopDeleteAction, SpecialUse, StoreError, Uid,
+    MessageRef, POP3_DELETED_KEYWORD, PopDeleteAction, SpecialUse, StoreError, Uid,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
 
 use crate::command::{self, Command, ParseError};
 use crate::{Pop3Config, SortOrder};
+use casella_mime::Presentation;
 
 /// SASL responses may be longer than commands (PLAIN with long names).
 const MAX_SASL_LINE: usize = 8192;
@@ -52,6 +53,8 @@ struct Maildrop {
     _lock: MaildropLock,
     _user_slot: Slot<AccountId>,
     messages: Vec<PopMessage>,
+    /// What the client is shown of each message.
+    presentation: Presentation,
 }
 
 struct PopMessage {
@@ -609,7 +612,8 @@ impl Session {
                 return None;
             }
         };
-        match self.open_maildrop(&account).await {
+        let presentation = account.settings.presentation(self.config.presentation);
+        match self.open_maildrop(&account, presentation).await {
             Ok(messages) => {
                 tracing::info!(
                     protocol = "pop3", %remote, user = %account.address,
@@ -625,6 +629,7 @@ impl Session {
                     _lock: lock,
                     _user_slot: user_slot,
                     messages,
+                    presentation,
                 })
             }
             Err(e) => {
@@ -638,8 +643,21 @@ impl Session {
     /// The messages POP3 serves: the account's chosen folders (INBOX by default), each
     /// in ascending UID order. UIDLs are `<uidvalidity><uid>` in hex (as Dovecot's
     /// default), stable across sessions and restarts and unique across folders.
-    async fn open_maildrop(&self, account: &Account) -> Result<Vec<PopMessage>, StoreError> {
+    async fn open_maildrop(
+        &self,
+        account: &Account,
+        presentation: Presentation,
+    ) -> Result<Vec<PopMessage>, StoreError> {
         let mut messages = self.folder_messages(account).await?;
+        // Exchange's EnableExactRFC822Size: sizes of the messages as shown.
+        if self.config.exact_rfc822_size && !presentation.is_identity() {
+            for m in &mut messages {
+                let raw = self.store().read_blob(&m.blob).await?;
+                if let Some(shown) = presentation.apply(&raw, &casella_mime::parse(&raw).body) {
+                    m.size = shown.len().min(u32::MAX as usize) as u32;
+                }
+            }
+        }
         if self.config.sort_order == SortOrder::Descending {
             messages.reverse();
         }
@@ -652,7 +670,11 @@ impl Session {
             let Some(mailbox) = self.store().mailbox_by_name(account.id, name).await? else {
                 continue;
             };
+            let hidden = Flag::Keyword(POP3_DELETED_KEYWORD.to_string());
             for m in self.store().list_messages(mailbox.id).await? {
+                if m.flags.contains(&hidden) {
+                    continue;
+                }
                 messages.push(PopMessage {
                     mailbox: mailbox.id,
                     uid: m.uid,
@@ -676,7 +698,7 @@ impl Session {
                 return;
             }
         };
-        let raw = match self.store().read_blob(&blob).await {
+        let mut raw = match self.store().read_blob(&blob).await {
             Ok(raw) => raw,
             Err(e) => {
                 tracing::error!(error = %e, "reading message failed");
@@ -684,6 +706,15 @@ impl Session {
                 return;
             }
         };
+        let mut size = size;
+        if !drop.presentation.is_identity()
+            && let Some(shown) = drop
+                .presentation
+                .apply(&raw, &casella_mime::parse(&raw).body)
+        {
+            raw = shown;
+            size = raw.len().min(u32::MAX as usize) as u32;
+        }
         let content = match lines {
             None => &raw[..],
             Some(l) => top(&raw, l),
@@ -732,6 +763,7 @@ impl Session {
                 .await
                 .map(|_| ()),
             PopDeleteAction::MoveToTrash => self.move_to_trash(&drop.account, &deleted).await,
+            PopDeleteAction::HideFromPop => self.hide_from_pop(&deleted).await,
         };
         match result {
             Ok(()) => {
@@ -746,6 +778,26 @@ impl Session {
                 self.reply("-ERR [SYS/TEMP] Deleted messages could not be removed; none were");
             }
         }
+    }
+
+    /// Marks the messages so POP3 no longer lists them; IMAP still shows them.
+    async fn hide_from_pop(&self, refs: &[MessageRef]) -> Result<(), StoreError> {
+        let keyword: FlagSet = [Flag::Keyword(POP3_DELETED_KEYWORD.to_string())]
+            .into_iter()
+            .collect();
+        let mut by_mailbox: Vec<(MailboxId, Vec<Uid>)> = Vec::new();
+        for r in refs {
+            match by_mailbox.iter_mut().find(|(m, _)| *m == r.mailbox) {
+                Some((_, uids)) => uids.push(r.uid),
+                None => by_mailbox.push((r.mailbox, vec![r.uid])),
+            }
+        }
+        for (mailbox, uids) in by_mailbox {
+            self.store()
+                .store_flags(mailbox, &uids, FlagOp::Add, &keyword)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn move_to_trash(

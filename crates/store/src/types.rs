@@ -98,7 +98,13 @@ pub enum PopDeleteAction {
     Expunge,
     /// Moved to the account's Trash (Deleted Items) at QUIT.
     MoveToTrash,
+    /// Kept, and only hidden from POP3: marked with [`POP3_DELETED_KEYWORD`] at
+    /// QUIT (as Dovecot's pop3_deleted_flag), still there over IMAP.
+    HideFromPop,
 }
+
+/// The keyword that hides a message from POP3 (`pop-dele = hide-from-pop`).
+pub const POP3_DELETED_KEYWORD: &str = "$POP3Deleted";
 
 /// Per-account POP3 options. Stored with the account so the POP3 service can honour
 /// them without any schema change.
@@ -135,6 +141,28 @@ pub struct AccountSettings {
     /// `[sites]`); `None`: the front ends' `default-backend`. Only front ends read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Overrides the protocols' `message-retrieval-format` for this account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval_format: Option<casella_mime::RetrievalFormat>,
+    /// Overrides the protocols' `suppress-read-receipt` for this account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppress_read_receipt: Option<bool>,
+}
+
+impl AccountSettings {
+    /// How this account's messages are shown to POP3/IMAP clients: the protocol's
+    /// setting, with this account's overrides (Set-CASMailbox).
+    pub fn presentation(
+        &self,
+        protocol_default: casella_mime::Presentation,
+    ) -> casella_mime::Presentation {
+        casella_mime::Presentation {
+            format: self.retrieval_format.unwrap_or(protocol_default.format),
+            suppress_read_receipt: self
+                .suppress_read_receipt
+                .unwrap_or(protocol_default.suppress_read_receipt),
+        }
+    }
 }
 
 /// An account as the store keeps it.

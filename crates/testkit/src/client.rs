@@ -151,6 +151,19 @@ impl LineClient {
         l
     }
 
+    /// Skips untagged lines up to the reply whose tag is `prefix`'s first word
+    /// and asserts it starts with `prefix` (e.g. `"a OK"`); returns that line.
+    pub fn expect_tagged(&mut self, prefix: &str) -> String {
+        let tag = prefix.split(' ').next().unwrap_or(prefix);
+        loop {
+            let l = self.line();
+            if l.split(' ').next() == Some(tag) {
+                assert!(l.starts_with(prefix), "expected {prefix:?}, got {l:?}");
+                return l;
+            }
+        }
+    }
+
     /// Reads raw bytes up to and including `terminator`.
     pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
         loop {

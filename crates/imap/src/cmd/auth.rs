@@ -140,8 +140,10 @@ impl Session {
         };
         tracing::info!(protocol = "imap", %remote, user = %account.address, "login");
         let changes = self.store().subscribe(account.id);
+        let presentation = account.settings.presentation(self.config.presentation);
         self.auth = Some(Auth {
             account,
+            presentation,
             changes,
             _slot: slot,
         });

@@ -93,8 +93,21 @@ impl Session {
         if uid && !attrs.contains(&FetchAttr::Uid) {
             attrs.insert(0, FetchAttr::Uid);
         }
-        let want_parsed = attrs.iter().any(needs_parsed);
-        let want_raw = attrs.iter().any(needs_raw);
+        // A retrieval format or stripped receipt request changes what is shown, so
+        // such sessions read the bytes and structure of every message they show.
+        let presentation = self
+            .auth
+            .as_ref()
+            .map(|a| a.presentation)
+            .unwrap_or_default();
+        let converting = !presentation.is_identity()
+            && attrs.iter().any(|a| {
+                needs_raw(a)
+                    || needs_parsed(a)
+                    || (*a == FetchAttr::Rfc822Size && self.config.exact_rfc822_size)
+            });
+        let want_parsed = converting || attrs.iter().any(needs_parsed);
+        let want_raw = converting || attrs.iter().any(needs_raw);
         let store = self.store();
 
         // Set \Seen first, in one store call, so the responses show it.
@@ -168,7 +181,7 @@ impl Session {
             let Some(m) = self.selected.as_ref().and_then(|s| s.by_seq(seq)).cloned() else {
                 continue;
             };
-            let parsed: Option<ParsedMessage> = if want_parsed {
+            let mut parsed: Option<ParsedMessage> = if want_parsed {
                 match parsed_chunk.pop().flatten() {
                     Some(p) => Some(p),
                     None => {
@@ -179,7 +192,7 @@ impl Session {
             } else {
                 None
             };
-            let raw: Option<Vec<u8>> = if want_raw {
+            let mut raw: Option<Vec<u8>> = if want_raw {
                 match store.read_blob(&m.blob).await {
                     Ok(r) => Some(r),
                     Err(_) => {
@@ -190,6 +203,17 @@ impl Session {
             } else {
                 None
             };
+            let mut size = m.size;
+            if converting
+                && let (Some(r), Some(p)) = (&raw, &parsed)
+                && let Some(shown) = presentation.apply(r, &p.body)
+            {
+                if self.config.exact_rfc822_size {
+                    size = shown.len().min(u32::MAX as usize) as u32;
+                }
+                parsed = Some(casella_mime::parse(&shown));
+                raw = Some(shown);
+            }
             let mut out = format!("* {seq} FETCH (").into_bytes();
             let mut first = true;
             let mut sep = |out: &mut Vec<u8>| {
@@ -214,7 +238,7 @@ impl Session {
                         encode::date_time(&mut out, m.internal_date);
                     }
                     FetchAttr::Rfc822Size => {
-                        out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes())
+                        out.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes())
                     }
                     FetchAttr::ModSeq => {
                         out.extend_from_slice(format!("MODSEQ ({})", m.modseq.0).as_bytes())

@@ -293,7 +293,7 @@ impl Session {
             return;
         }
         let store = self.store();
-        let all = match store.list_mailboxes(self.account_id()).await {
+        let mut all = match store.list_mailboxes(self.account_id()).await {
             Ok(a) => a,
             Err(e) => {
                 let reply = store_error(&e);
@@ -301,6 +301,9 @@ impl Session {
                 return;
             }
         };
+        if !self.config.show_hidden_folders {
+            all.retain(|m| !is_hidden(&m.name));
+        }
         let mut patterns = Vec::new();
         for p in &list.patterns {
             match from_wire_keep(p, utf8) {
@@ -385,10 +388,12 @@ impl Session {
         let store = self.store();
         match store.list_mailboxes(self.account_id()).await {
             Ok(all) => {
-                for mb in all
-                    .iter()
-                    .filter(|m| m.subscribed && pattern_matches(&full, &m.name))
-                {
+                let show_hidden = self.config.show_hidden_folders;
+                for mb in all.iter().filter(|m| {
+                    m.subscribed
+                        && pattern_matches(&full, &m.name)
+                        && (show_hidden || !is_hidden(&m.name))
+                }) {
                     let mut out = b"* LSUB () \"/\" ".to_vec();
                     self.encode_name(&mut out, &mb.name);
                     self.out.extend_from_slice(&out);
@@ -483,4 +488,11 @@ fn from_wire_keep(s: &str, utf8: bool) -> Result<String, String> {
         return Ok(s.to_string());
     }
     casella_proto_imap::mutf7::decode(s).map_err(|_| format!("{s:?} is not valid modified UTF-7"))
+}
+
+/// A hidden folder: some level of its name starts with "." (the Unix convention
+/// for hidden entries); LIST and LSUB leave it out unless `show-hidden-folders`
+/// is on. It can still be selected by name.
+pub(crate) fn is_hidden(name: &str) -> bool {
+    name.split('/').any(|level| level.starts_with('.'))
 }

@@ -1,0 +1,188 @@
+//! Per-account options (Exchange's Set-CASMailbox, and the user's own POP3
+//! choices): one place that reads and writes them, for `casella account set`,
+//! the admin API and the users' settings page.
+
+use casella_mime::RetrievalFormat;
+use casella_store::{Account, PopDeleteAction};
+
+/// The keys `set` knows, as `casella account set` documents them.
+pub const KEYS: &[&str] = &[
+    "pop",
+    "imap",
+    "submission",
+    "save-sent",
+    "retrieval-format",
+    "suppress-read-receipt",
+    "pop-folders",
+    "pop-mark-read",
+    "pop-dele",
+];
+
+/// A bad key or value, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OptionError(pub String);
+
+fn on_off(key: &str, value: &str) -> Result<bool, OptionError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "$true" => Ok(true),
+        "off" | "false" | "no" | "0" | "$false" => Ok(false),
+        _ => Err(OptionError(format!("{key}: the value must be on or off"))),
+    }
+}
+
+/// `default` (or empty) clears an override so the protocol setting applies.
+fn is_default(value: &str) -> bool {
+    let v = value.trim();
+    v.is_empty() || v.eq_ignore_ascii_case("default")
+}
+
+/// Sets one option on `account` (not saved: the caller writes the account).
+pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionError> {
+    let key = key.trim().to_ascii_lowercase();
+    match key.as_str() {
+        "pop" | "pop3" => account.pop_enabled = on_off(&key, value)?,
+        "imap" => account.imap_enabled = on_off(&key, value)?,
+        "submission" | "smtp" => account.submission_enabled = on_off(&key, value)?,
+        "save-sent" => account.settings.save_sent_copy = on_off(&key, value)?,
+        "retrieval-format" | "message-retrieval-format" => {
+            account.settings.retrieval_format = if is_default(value) {
+                None
+            } else {
+                Some(RetrievalFormat::parse(value).ok_or_else(|| {
+                    OptionError(format!(
+                        "{key}: best-body, text-only, html-only, html-and-text or default"
+                    ))
+                })?)
+            }
+        }
+        "suppress-read-receipt" => {
+            account.settings.suppress_read_receipt = if is_default(value) {
+                None
+            } else {
+                Some(on_off(&key, value)?)
+            }
+        }
+        "pop-folders" => {
+            let folders: Vec<String> = value
+                .split(',')
+                .map(|f| f.trim().to_string())
+                .filter(|f| !f.is_empty())
+                .collect();
+            if folders.is_empty() {
+                return Err(OptionError(format!("{key}: at least one folder")));
+            }
+            if folders.iter().any(|f| f.chars().any(char::is_control)) {
+                return Err(OptionError(format!("{key}: a folder name has no controls")));
+            }
+            let mut unique: Vec<String> = Vec::new();
+            for f in folders {
+                let f = if f.eq_ignore_ascii_case("inbox") {
+                    "INBOX".to_string()
+                } else {
+                    f
+                };
+                if !unique.contains(&f) {
+                    unique.push(f);
+                }
+            }
+            account.settings.pop.folders = unique;
+        }
+        "pop-mark-read" => account.settings.pop.mark_read = on_off(&key, value)?,
+        "pop-dele" => {
+            account.settings.pop.delete_action = parse_dele(value).ok_or_else(|| {
+                OptionError(format!(
+                    "{key}: delete, move-to-deleted-items or hide-from-pop"
+                ))
+            })?
+        }
+        other => {
+            return Err(OptionError(format!(
+                "unknown setting {other} ({}, backend)",
+                KEYS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_dele(value: &str) -> Option<PopDeleteAction> {
+    Some(match value.trim().to_ascii_lowercase().as_str() {
+        "delete" | "expunge" => PopDeleteAction::Expunge,
+        "move-to-deleted-items" | "move-to-trash" | "trash" => PopDeleteAction::MoveToTrash,
+        "hide-from-pop" | "hide" | "keep" => PopDeleteAction::HideFromPop,
+        _ => return None,
+    })
+}
+
+pub fn dele_name(action: PopDeleteAction) -> &'static str {
+    match action {
+        PopDeleteAction::Expunge => "delete",
+        PopDeleteAction::MoveToTrash => "move-to-deleted-items",
+        PopDeleteAction::HideFromPop => "hide-from-pop",
+    }
+}
+
+/// Every option with its current value, in `KEYS` order, as `account show`
+/// prints them.
+pub fn values(account: &Account) -> Vec<(&'static str, String)> {
+    let on = |b: bool| if b { "on" } else { "off" }.to_string();
+    let s = &account.settings;
+    vec![
+        ("pop", on(account.pop_enabled)),
+        ("imap", on(account.imap_enabled)),
+        ("submission", on(account.submission_enabled)),
+        ("save-sent", on(s.save_sent_copy)),
+        (
+            "retrieval-format",
+            s.retrieval_format
+                .map_or("default".to_string(), |f| f.name().to_string()),
+        ),
+        (
+            "suppress-read-receipt",
+            s.suppress_read_receipt.map_or("default".to_string(), on),
+        ),
+        ("pop-folders", s.pop.folders.join(", ")),
+        ("pop-mark-read", on(s.pop.mark_read)),
+        ("pop-dele", dele_name(s.pop.delete_action).to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casella_store::{AccountId, AccountSettings};
+
+    fn account() -> Account {
+        Account {
+            id: AccountId(1),
+            address: "a@example.org".into(),
+            password_hash: String::new(),
+            is_admin: false,
+            pop_enabled: true,
+            imap_enabled: true,
+            submission_enabled: true,
+            settings: AccountSettings::default(),
+        }
+    }
+
+    #[test]
+    fn options_round_trip() {
+        let mut a = account();
+        set(&mut a, "pop", "off").unwrap();
+        set(&mut a, "retrieval-format", "TextOnly").unwrap();
+        set(&mut a, "suppress-read-receipt", "on").unwrap();
+        set(&mut a, "pop-folders", "inbox, Junk Email, INBOX").unwrap();
+        set(&mut a, "pop-dele", "hide-from-pop").unwrap();
+        let v = values(&a);
+        assert!(v.contains(&("pop", "off".into())));
+        assert!(v.contains(&("retrieval-format", "text-only".into())));
+        assert!(v.contains(&("pop-folders", "INBOX, Junk Email".into())));
+        assert!(v.contains(&("pop-dele", "hide-from-pop".into())));
+        set(&mut a, "retrieval-format", "default").unwrap();
+        assert_eq!(a.settings.retrieval_format, None);
+        assert!(set(&mut a, "imap", "maybe").is_err());
+        assert!(set(&mut a, "pop-folders", " , ").is_err());
+        assert!(set(&mut a, "colour", "red").is_err());
+    }
+}
