@@ -27,17 +27,7 @@ fn read_password(password_stdin: bool) -> anyhow::Result<Secret<String>> {
 }
 
 fn valid_address(address: &str) -> anyhow::Result<String> {
-    let a = address.trim().to_ascii_lowercase();
-    match a.split_once('@') {
-        Some((l, d)) if !l.is_empty() && d.contains('.') || d == "localhost" => {
-            if a.chars().any(|c| c.is_whitespace() || c.is_control()) || a.matches('@').count() != 1
-            {
-                bail!("{address} is not a valid address");
-            }
-            Ok(a)
-        }
-        _ => bail!("{address} is not a valid address (expected user@domain)"),
-    }
+    casella_directory::options::new_address(address).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `backend=SITE` (a site of the front ends' `[sites]`), or `backend=` / `backend=none`

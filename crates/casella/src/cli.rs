@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, connectivity, deliver, migrate, queue, serve, settings};
+use crate::{account, connectivity, deliver, migrate, queue, serve, settings, web};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,7 +32,7 @@ pub enum Command {
     /// Run the server.
     Serve {
         /// PROTO=ADDR, e.g. pop3=127.0.0.1:110. PROTO is one of imap imaps pop3 pop3s
-        /// submission submissions smtp lmtp http, and on back ends (role =
+        /// submission submissions smtp lmtp http https, and on back ends (role =
         /// "backend") imap-internal pop3-internal submission-internal, for sessions
         /// front ends hand over (bind internal addresses only). May repeat. Without
         /// any, the bindings of the configuration file are used.
@@ -104,6 +104,12 @@ pub enum Command {
         /// The private key (PEM, RSA or Ed25519) named in [[relay.dkim]].
         key_file: PathBuf,
     },
+    /// Administration: tokens for the admin API (`/api/admin/` on the http
+    /// listener).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Deliver one message from standard input into a local mailbox (for an MTA).
     /// Exit status 0 when delivered, 67 for an unknown user, 75 for a temporary failure.
     Deliver {
@@ -171,6 +177,30 @@ pub enum AliasCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token and print it (shown only this once); send it as
+    /// `Authorization: Bearer TOKEN`.
+    Create {
+        /// A name to recognise (and revoke) the token by.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+    /// List the tokens' names and creation times.
+    List,
+    /// Revoke every token with this name.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum QueueCommand {
     /// Show the outbound queue.
     List,
@@ -192,6 +222,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::Admin {
+            command: AdminCommand::Token { command },
+        } => web::tokens(&cli.data, command).map(|_| ExitCode::SUCCESS),
         Command::DkimRecord { key_file } => {
             let record = casella_relay::dkim::dns_record(&key_file).map_err(anyhow::Error::msg)?;
             println!("{record}");

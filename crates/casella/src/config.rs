@@ -37,6 +37,34 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// Site name → its back ends' internal listeners (read by front ends).
     pub sites: BTreeMap<String, SiteSection>,
+    pub web: WebSection,
+}
+
+/// `[web]`: the http/https listeners' pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebSection {
+    /// Networks whose users are shown the internal connection settings
+    /// (CIDR; default: the private and loopback ranges).
+    pub internal_networks: Vec<String>,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            internal_networks: [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "127.0.0.0/8",
+                "::1/128",
+                "fc00::/7",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
 }
 
 /// What a node does among front ends and back ends.
@@ -241,6 +269,7 @@ impl Default for Config {
             role: Role::Standalone,
             cluster: ClusterSection::default(),
             sites: BTreeMap::new(),
+            web: WebSection::default(),
         }
     }
 }
@@ -410,8 +439,9 @@ role = "standalone"                   # or "frontend", "backend"
 # key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
 
 # Listeners, used when `casella serve` is started without --listen. Remove a line
-# to switch that service off. http is accepted here and starts once this build
-# provides it.
+# to switch that service off. http serves the users' settings pages, client
+# autoconfiguration and the admin API; add https = ["0.0.0.0:443"] for the same
+# over TLS with the certificate above.
 [listen]
 pop3 = ["0.0.0.0:110", "[::]:110"]
 pop3s = ["0.0.0.0:995", "[::]:995"]

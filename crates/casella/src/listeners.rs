@@ -63,6 +63,7 @@ impl Listeners {
         let bound = listener.local_addr()?;
         let tls = implicit_tls(protocol).then(|| self.tls.clone());
         let task = tokio::spawn(serve(
+            protocol.to_string(),
             listener,
             tls,
             handler,
@@ -150,6 +151,16 @@ impl Listeners {
                 keep
             });
         }
+    }
+
+    /// The addresses `protocol` is listening on now.
+    pub fn bound(&self, protocol: &str) -> Vec<SocketAddr> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(protocol)
+            .map(|v| v.iter().map(|r| r.bound).collect())
+            .unwrap_or_default()
     }
 
     /// Every accept loop, for the final wait.

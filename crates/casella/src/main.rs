@@ -11,6 +11,7 @@ mod migrate;
 mod queue;
 mod serve;
 mod settings;
+mod web;
 
 use std::process::ExitCode;
 

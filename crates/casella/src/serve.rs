@@ -30,6 +30,7 @@ pub const PROTOCOLS: &[&str] = &[
     "smtp",
     "lmtp",
     "http",
+    "https",
     // Back ends: sessions handed over by front ends (README, "Front ends and back
     // ends"). Bind internal addresses only.
     "imap-internal",
@@ -179,6 +180,8 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
             "imap-internal" => cluster.internal(&spec.protocol, imap.clone())?,
             "pop3-internal" => cluster.internal(&spec.protocol, pop3.clone())?,
             "submission-internal" => cluster.internal(&spec.protocol, submission.clone())?,
+            // Served by the web layer (below).
+            "http" | "https" => continue,
             other => {
                 tracing::warn!(protocol = other, addr = %spec.addr, "this build does not provide {other} yet; listener not started");
                 continue;
@@ -206,7 +209,27 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         tls.acceptor.clone(),
         handlers,
     ));
+    let web = crate::web::web_state(data, &config, directory.clone(), listeners.clone())?;
     for spec in specs {
+        if spec.protocol == "http" || spec.protocol == "https" {
+            let tls = (spec.protocol == "https").then(|| tls.acceptor.clone());
+            let (local, task) = match crate::web::start(
+                web.clone(),
+                spec.addr,
+                tls,
+                shutdown.signal(),
+            ) {
+                Ok(x) => x,
+                Err(e) if !from_command_line && spec.addr.is_ipv6() => {
+                    tracing::warn!(protocol = %spec.protocol, addr = %spec.addr, error = %e, "skipping IPv6 listener");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            tasks.push(task);
+            println!("listening {} {}", spec.protocol, local);
+            continue;
+        }
         if !listeners.has_handler(&spec.protocol) {
             continue;
         }

@@ -6,6 +6,7 @@
 //! Must not: speak any protocol's syntax — sessions map [`AuthFailure`] to their own
 //! replies — or log a password (they travel as [`Secret`]).
 
+pub mod app_passwords;
 pub mod options;
 mod password;
 mod policy;
@@ -41,6 +42,14 @@ pub struct Authenticated {
     pub account: Account,
 }
 
+/// Where a login comes from, for the account's login history.
+#[derive(Debug, Clone)]
+pub struct LoginSource {
+    pub remote: std::net::IpAddr,
+    /// The client's name (IMAP ID), when known.
+    pub client: Option<String>,
+}
+
 /// Names that are never accepted as a login, whatever the store holds.
 const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
 
@@ -72,6 +81,7 @@ impl Directory {
         tls_active: bool,
         login: &str,
         password: &Secret<String>,
+        source: &LoginSource,
     ) -> Result<Authenticated, AuthFailure> {
         if !login_type.passwords_allowed(tls_active) {
             return Err(AuthFailure::EncryptionRequired);
@@ -93,7 +103,9 @@ impl Directory {
                 return Err(AuthFailure::Temporary);
             }
         };
-        if !verify_password(account.password_hash.clone(), password.clone()).await {
+        let main = verify_password(account.password_hash.clone(), password.clone()).await;
+        if !main && app_passwords::matching(&account, protocol, password).is_none() {
+            self.record(&account, protocol, source, false);
             return Err(AuthFailure::InvalidCredentials);
         }
         // Checked after the password, so a wrong password does not reveal the
@@ -104,7 +116,30 @@ impl Directory {
         if !protocol.enabled_for(&account) {
             return Err(AuthFailure::ProtocolDisabled);
         }
+        self.record(&account, protocol, source, true);
         Ok(Authenticated { account })
+    }
+
+    /// Adds a login attempt to the account's history, in the background: the
+    /// login does not wait for it.
+    fn record(&self, account: &Account, protocol: Protocol, source: &LoginSource, success: bool) {
+        let store = self.store.clone();
+        let id = account.id;
+        let login = casella_store::LoginRecord {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            protocol: protocol.name().to_string(),
+            remote: source.remote.to_string(),
+            success,
+            client: source.client.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = store.record_login(id, login).await {
+                tracing::warn!(error = %e, "recording a login failed");
+            }
+        });
     }
 
     /// A login a front end handed over (it checked the password and the policy):

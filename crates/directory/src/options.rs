@@ -31,6 +31,29 @@ fn on_off(key: &str, value: &str) -> Result<bool, OptionError> {
     }
 }
 
+/// Checks an address for a new account or alias and returns its stored form
+/// (trimmed, lower-case `local@domain`).
+pub fn new_address(address: &str) -> Result<String, OptionError> {
+    let a = address.trim().to_ascii_lowercase();
+    let bad = || {
+        OptionError(format!(
+            "{address} is not a valid address (expected user@domain)"
+        ))
+    };
+    let (local, domain) = a.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || !(domain.contains('.') || domain == "localhost")
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || a.matches('@').count() != 1
+        || a.chars().any(|c| c.is_whitespace() || c.is_control())
+        || a.len() > 254
+    {
+        return Err(bad());
+    }
+    Ok(a)
+}
+
 /// `default` (or empty) clears an override so the protocol setting applies.
 fn is_default(value: &str) -> bool {
     let v = value.trim();
@@ -184,5 +207,9 @@ mod tests {
         assert!(set(&mut a, "imap", "maybe").is_err());
         assert!(set(&mut a, "pop-folders", " , ").is_err());
         assert!(set(&mut a, "colour", "red").is_err());
+        assert_eq!(new_address(" Bob@Example.org ").unwrap(), "bob@example.org");
+        assert!(new_address("bob").is_err());
+        assert!(new_address("bob@@x.org").is_err());
+        assert!(new_address("a b@x.org").is_err());
     }
 }

@@ -41,6 +41,8 @@ pub enum Protocol {
     Pop3,
     Imap,
     Submission,
+    /// The users' web pages (and, for administrators, the admin pages).
+    Web,
 }
 
 impl Protocol {
@@ -49,6 +51,7 @@ impl Protocol {
             Protocol::Pop3 => "POP3",
             Protocol::Imap => "IMAP",
             Protocol::Submission => "SMTP",
+            Protocol::Web => "Web",
         }
     }
 
@@ -63,6 +66,7 @@ impl Protocol {
             Protocol::Pop3 => account.pop_enabled,
             Protocol::Imap => account.imap_enabled,
             Protocol::Submission => account.submission_enabled,
+            Protocol::Web => true,
         }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct Session {
     pub plog: Option<casella_net::SessionLog>,
     /// On a front end: the back end this session was just handed over to.
     pub upstream: Option<casella_proxy::Upstream>,
+    /// The client's name and version from ID (RFC 2971), for the login history.
+    pub client_name: Option<String>,
 }
 
 /// What the loop does after a command.
@@ -75,6 +77,15 @@ enum ReadError {
 }
 
 impl Session {
+    /// The BYE for a session told to stop: by an administrator, or at shutdown.
+    pub(crate) fn shutdown_bye(&self) -> &'static str {
+        if self.signal.ended_by_admin() {
+            "* BYE [UNAVAILABLE] Session ended by the administrator"
+        } else {
+            "* BYE [UNAVAILABLE] Server shutting down"
+        }
+    }
+
     pub(crate) fn new(
         shared: Arc<Shared>,
         info: ConnectionInfo,
@@ -96,6 +107,7 @@ impl Session {
             gone: false,
             plog: None,
             upstream: None,
+            client_name: None,
         }
     }
 
@@ -207,7 +219,8 @@ impl Session {
                     return;
                 }
                 Err(ReadError::ShuttingDown) => {
-                    self.line("* BYE [UNAVAILABLE] Server shutting down");
+                    let bye = self.shutdown_bye();
+                    self.line(bye);
                     let _ = self.flush(&mut io).await;
                     return;
                 }

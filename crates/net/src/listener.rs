@@ -77,6 +77,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// `max_connections` sessions run at once on this listener; beyond that a
 /// connection gets the handler's busy reply and is closed.
 pub async fn serve(
+    protocol: String,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<dyn Handler>,
@@ -131,10 +132,12 @@ pub async fn serve(
         let guard = shutdown.track();
         let handler = handler.clone();
         let tls = tls.clone();
-        let session_signal = shutdown.signal();
+        let (registration, ended) = crate::LiveSessions::global().register(&protocol, &info);
+        let session_signal = shutdown.signal().with_end(ended);
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
+            let _registration = registration;
             let stream = match tls {
                 None => Stream::Plain(tcp),
                 Some(acceptor) => {

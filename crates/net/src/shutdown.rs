@@ -15,10 +15,12 @@ pub struct Shutdown {
     drained: Arc<Notify>,
 }
 
-/// Held by every listener and session: tells them when to stop.
+/// Held by every listener and session: tells them when to stop — the server
+/// shuts down, or (for a session) an administrator ended it.
 #[derive(Clone)]
 pub struct ShutdownSignal {
     rx: watch::Receiver<bool>,
+    ended: Option<watch::Receiver<bool>>,
 }
 
 /// Counts one live connection; dropping it lets shutdown finish.
@@ -54,6 +56,7 @@ impl Shutdown {
     pub fn signal(&self) -> ShutdownSignal {
         ShutdownSignal {
             rx: self.tx.subscribe(),
+            ended: None,
         }
     }
 
@@ -88,12 +91,41 @@ impl Shutdown {
 }
 
 impl ShutdownSignal {
-    pub fn is_shutting_down(&self) -> bool {
-        *self.rx.borrow()
+    /// This signal, also fired when `ended` turns true (an administrator ended
+    /// the session; see `LiveSessions`).
+    pub fn with_end(mut self, ended: watch::Receiver<bool>) -> ShutdownSignal {
+        self.ended = Some(ended);
+        self
     }
 
-    /// Completes when shutdown starts.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.rx.borrow() || self.ended_by_admin()
+    }
+
+    /// The session was ended by an administrator (not a server shutdown).
+    pub fn ended_by_admin(&self) -> bool {
+        self.ended.as_ref().is_some_and(|e| *e.borrow())
+    }
+
+    /// Completes when shutdown starts or the session is ended.
     pub async fn wait(&mut self) {
-        let _ = self.rx.wait_for(|v| *v).await;
+        match &mut self.ended {
+            None => {
+                let _ = self.rx.wait_for(|v| *v).await;
+            }
+            Some(ended) => {
+                let rx = &mut self.rx;
+                let end = async {
+                    // A closed sender never fires: then only shutdown can.
+                    if ended.wait_for(|v| *v).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    _ = end => {}
+                    _ = rx.wait_for(|v| *v) => {}
+                }
+            }
+        }
     }
 }

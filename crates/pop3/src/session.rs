@@ -189,7 +189,13 @@ impl Session {
             let next = match read {
                 NextLine::Shutdown => {
                     // RFC 1939 §6: ending without QUIT removes nothing.
-                    self.reply("-ERR [SYS/TEMP] The server is shutting down; try again shortly");
+                    if self.signal.ended_by_admin() {
+                        self.reply("-ERR [SYS/PERM] Session ended by the administrator");
+                    } else {
+                        self.reply(
+                            "-ERR [SYS/TEMP] The server is shutting down; try again shortly",
+                        );
+                    }
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
@@ -528,6 +534,10 @@ impl Session {
                 self.tls_active,
                 user,
                 &password,
+                &casella_directory::LoginSource {
+                    remote: self.info.remote.ip(),
+                    client: None,
+                },
             )
             .await;
         let account = match result {
@@ -619,6 +629,7 @@ impl Session {
                     protocol = "pop3", %remote, user = %account.address,
                     messages = messages.len(), "login"
                 );
+                casella_net::LiveSessions::global().set_user(&self.info, &account.address);
                 let n = messages.len();
                 let size: u64 = messages.iter().map(|m| m.size as u64).sum();
                 self.reply(&format!(

@@ -68,7 +68,14 @@ async fn back_end(shutdown: &Shutdown) -> SocketAddr {
         secret,
         Arc::new(Echo::default()),
     ));
-    tokio::spawn(serve(listener, None, handler, shutdown.clone(), 100));
+    tokio::spawn(serve(
+        "imap-internal".into(),
+        listener,
+        None,
+        handler,
+        shutdown.clone(),
+        100,
+    ));
     addr
 }
 

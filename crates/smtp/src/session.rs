@@ -196,7 +196,11 @@ impl Session {
             .await;
             let next = match read {
                 NextLine::Shutdown => {
-                    self.reply("421 4.3.2 Server shutting down, try again later");
+                    if self.signal.ended_by_admin() {
+                        self.reply("421 4.7.0 Session ended by the administrator");
+                    } else {
+                        self.reply("421 4.3.2 Server shutting down, try again later");
+                    }
                     let _ = self.flush(&mut reader).await;
                     return;
                 }
@@ -401,6 +405,10 @@ impl Session {
                 self.tls_active,
                 &user,
                 &password,
+                &casella_directory::LoginSource {
+                    remote: self.info.remote.ip(),
+                    client: None,
+                },
             )
             .await;
         match outcome {
@@ -439,6 +447,7 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "reading aliases failed"),
         }
         tracing::info!(protocol = "submission", %remote, user = %account.address, "login");
+        casella_net::LiveSessions::global().set_user(&self.info, &account.address);
         self.auth = Some((account, owned));
         Ok(())
     }

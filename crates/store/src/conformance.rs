@@ -28,6 +28,45 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     batches_changes_recent_and_move(&*store).await;
     aliases_resolve_and_make_domains_local(&*store).await;
     queue_claims_updates_and_removes(&*store).await;
+    login_history_keeps_the_newest(&*store).await;
+}
+
+async fn login_history_keeps_the_newest(store: &dyn MailStore) {
+    let a = new_account(store, "history@example.org").await;
+    let b = new_account(store, "other-history@example.org").await;
+    for i in 0..(crate::LOGIN_HISTORY as i64 + 5) {
+        let record = crate::LoginRecord {
+            at: 1_700_000_000 + i,
+            protocol: "IMAP".into(),
+            remote: "192.0.2.1".into(),
+            success: i % 2 == 0,
+            client: (i == 54).then(|| "Thunderbird 128".to_string()),
+        };
+        store.record_login(a.id, record).await.unwrap();
+    }
+    store
+        .record_login(
+            b.id,
+            crate::LoginRecord {
+                at: 1,
+                protocol: "POP3".into(),
+                remote: "2001:db8::1".into(),
+                success: false,
+                client: None,
+            },
+        )
+        .await
+        .unwrap();
+    let list = store.recent_logins(a.id).await.unwrap();
+    assert_eq!(list.len(), crate::LOGIN_HISTORY);
+    assert_eq!(list[0].at, 1_700_000_054, "newest first");
+    assert_eq!(list[0].client.as_deref(), Some("Thunderbird 128"));
+    assert_eq!(list.last().unwrap().at, 1_700_000_005);
+    let other = store.recent_logins(b.id).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert!(!other[0].success);
+    store.delete_account(b.id).await.unwrap();
+    assert!(store.recent_logins(b.id).await.unwrap().is_empty());
 }
 
 async fn aliases_resolve_and_make_domains_local(store: &dyn MailStore) {

@@ -70,6 +70,11 @@ pub trait MailStore: Send + Sync + 'static {
     async fn add_alias(&self, account: AccountId, alias: &str) -> StoreResult<()>;
     async fn remove_alias(&self, alias: &str) -> StoreResult<()>;
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>>;
+
+    /// Records a login attempt, keeping the newest [`LOGIN_HISTORY`] per account.
+    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()>;
+    /// The newest logins of an account, newest first.
+    async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>>;
     /// The account an address belongs to: its own address or one of its aliases.
     async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>>;
 

@@ -147,6 +147,22 @@ pub struct AccountSettings {
     /// Overrides the protocols' `suppress-read-receipt` for this account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppress_read_receipt: Option<bool>,
+    /// The user's app passwords (hashes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub app_passwords: Vec<AppPassword>,
+}
+
+/// An app password: made by the server, shown once, limited to some protocols.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPassword {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of the password without spaces, lower-case.
+    pub hash: String,
+    /// `imap`, `pop`, `submission`, `web`.
+    pub protocols: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
 }
 
 impl AccountSettings {
@@ -164,6 +180,23 @@ impl AccountSettings {
         }
     }
 }
+
+/// One login attempt on an account, for the user's "recent activity" list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRecord {
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    /// `IMAP`, `POP3`, `SMTP`, `Web`.
+    pub protocol: String,
+    /// The client's IP address.
+    pub remote: String,
+    pub success: bool,
+    /// The client's name, when it sent one (IMAP ID, RFC 2971).
+    pub client: Option<String>,
+}
+
+/// How many logins are kept per account.
+pub const LOGIN_HISTORY: usize = 50;
 
 /// An account as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

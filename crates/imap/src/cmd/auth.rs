@@ -100,6 +100,10 @@ impl Session {
                 self.tls_active,
                 user,
                 &password,
+                &casella_directory::LoginSource {
+                    remote: remote.ip(),
+                    client: self.client_name.clone(),
+                },
             )
             .await;
         match result {
@@ -139,6 +143,7 @@ impl Session {
             ));
         };
         tracing::info!(protocol = "imap", %remote, user = %account.address, "login");
+        casella_net::LiveSessions::global().set_user(&self.info, &account.address);
         let changes = self.store().subscribe(account.id);
         let presentation = account.settings.presentation(self.config.presentation);
         self.auth = Some(Auth {
@@ -198,6 +203,20 @@ impl Session {
                 .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NIL")))
                 .collect();
             tracing::info!(protocol = "imap", remote = %self.info.remote, client = %client.join(" "), "ID");
+            let field = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_deref())
+            };
+            if let Some(name) = field("name") {
+                let mut label = name.chars().take(60).collect::<String>();
+                if let Some(version) = field("version") {
+                    label.push(' ');
+                    label.extend(version.chars().take(30));
+                }
+                self.client_name = Some(label.chars().filter(|c| !c.is_control()).collect());
+            }
         }
         self.line(concat!(
             "* ID (\"name\" \"casella\" \"version\" \"",

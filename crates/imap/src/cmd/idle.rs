@@ -28,7 +28,8 @@ impl Session {
             let mut signal = self.signal.clone();
             tokio::select! {
                 _ = signal.wait() => {
-                    self.line("* BYE [UNAVAILABLE] Server shutting down");
+                    let bye = self.shutdown_bye();
+                    self.line(bye);
                     return Next::Close;
                 }
                 // fill_buf does not consume, so losing this race to a change loses

@@ -871,6 +871,8 @@ impl MailStore for PgStore {
             clear_mailboxes(&mut tx, &boxes, &mut deltas).await?;
             tx.execute("DELETE FROM mailboxes WHERE account_id = $1", &[&id.0])
                 .await?;
+            tx.execute("DELETE FROM logins WHERE account_id = $1", &[&id.0])
+                .await?;
             tx.execute("DELETE FROM aliases WHERE account_id = $1", &[&id.0])
                 .await?;
             tx.execute("DELETE FROM accounts WHERE id = $1", &[&id.0])
@@ -1003,6 +1005,54 @@ impl MailStore for PgStore {
             return Err(StoreError::NotFound(format!("alias {alias}")));
         }
         Ok(())
+    }
+
+    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO logins(account_id, at, protocol, remote, success, client)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &account.0,
+                &login.at,
+                &login.protocol,
+                &login.remote,
+                &login.success,
+                &login.client,
+            ],
+        )
+        .await?;
+        conn.execute(
+            "DELETE FROM logins WHERE account_id = $1 AND id <= (
+                 SELECT id FROM logins WHERE account_id = $1
+                 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            &[&account.0, &(LOGIN_HISTORY as i64)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT at, protocol, remote, success, client FROM logins
+                 WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&account.0, &(LOGIN_HISTORY as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LoginRecord {
+                    at: r.try_get(0)?,
+                    protocol: r.try_get(1)?,
+                    remote: r.try_get(2)?,
+                    success: r.try_get(3)?,
+                    client: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {

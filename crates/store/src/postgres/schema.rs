@@ -108,6 +108,19 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_due ON queue (next_attempt);
     "#,
+    // version 2: each account's recent logins (the users' security page).
+    r#"
+    CREATE TABLE logins (
+        id         bigserial PRIMARY KEY,
+        account_id bigint NOT NULL REFERENCES accounts(id),
+        at         bigint NOT NULL,
+        protocol   text NOT NULL,
+        remote     text NOT NULL,
+        success    boolean NOT NULL,
+        client     text
+    );
+    CREATE INDEX logins_account ON logins (account_id, id);
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

@@ -745,6 +745,7 @@ impl MailStore for SqliteStore {
             }
             tx.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
             tx.execute("DELETE FROM aliases WHERE account_id = ?1", [id.0])?;
+            tx.execute("DELETE FROM logins WHERE account_id = ?1", [id.0])?;
             let n = tx.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {}", id.0)));
@@ -874,6 +875,52 @@ impl MailStore for SqliteStore {
                 return Err(StoreError::NotFound(format!("alias {alias}")));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()> {
+        self.write(move |tx, _| {
+            tx.execute(
+                "INSERT INTO logins(account_id, at, protocol, remote, success, client)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    account.0,
+                    login.at,
+                    login.protocol,
+                    login.remote,
+                    login.success,
+                    login.client
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM logins WHERE account_id = ?1 AND id <= (
+                     SELECT id FROM logins WHERE account_id = ?1
+                     ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                rusqlite::params![account.0, LOGIN_HISTORY as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, protocol, remote, success, client FROM logins
+                 WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            Ok(stmt
+                .query_map(rusqlite::params![account.0, LOGIN_HISTORY as i64], |r| {
+                    Ok(LoginRecord {
+                        at: r.get(0)?,
+                        protocol: r.get(1)?,
+                        remote: r.get(2)?,
+                        success: r.get(3)?,
+                        client: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
         })
         .await
     }

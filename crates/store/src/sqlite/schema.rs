@@ -92,4 +92,17 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE queue ADD COLUMN claimed_until INTEGER;
     "#,
+    // version 5: each account's recent logins (the users' security page).
+    r#"
+    CREATE TABLE logins (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        at         INTEGER NOT NULL,
+        protocol   TEXT NOT NULL,
+        remote     TEXT NOT NULL,
+        success    INTEGER NOT NULL,
+        client     TEXT
+    );
+    CREATE INDEX logins_account ON logins(account_id, id);
+    "#,
 ];

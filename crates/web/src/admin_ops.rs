@@ -1,0 +1,121 @@
+//! What an administrator can do to accounts, shared by the admin API and the
+//! admin pages.
+
+use casella_directory::{Directory, Secret, hash_password, options};
+use casella_store::{NewAccount, StoreError};
+use serde_json::{Value, json};
+
+use crate::Web;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "admin operation failed in the store");
+        OpError::Internal("the store failed; try again".into())
+    }
+}
+
+fn account_json(a: &casella_store::Account, aliases: Vec<String>) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("address".into(), json!(a.address));
+    o.insert("admin".into(), json!(a.is_admin));
+    for (k, v) in options::values(a) {
+        o.insert(k.into(), json!(v));
+    }
+    o.insert("aliases".into(), json!(aliases));
+    Value::Object(o)
+}
+
+pub async fn list_accounts(web: &Web) -> Result<Vec<Value>, OpError> {
+    let store = web.directory.store();
+    let mut out = Vec::new();
+    for a in store.list_accounts().await? {
+        let aliases = store.aliases(a.id).await?;
+        out.push(account_json(&a, aliases));
+    }
+    Ok(out)
+}
+
+async fn find(web: &Web, address: &str) -> Result<casella_store::Account, OpError> {
+    web.directory
+        .store()
+        .account_by_address(&Directory::normalize(address))
+        .await?
+        .ok_or_else(|| OpError::NotFound(format!("no account {address}")))
+}
+
+pub async fn show_account(web: &Web, address: &str) -> Result<Value, OpError> {
+    let a = find(web, address).await?;
+    let aliases = web.directory.store().aliases(a.id).await?;
+    Ok(account_json(&a, aliases))
+}
+
+async fn hash(password: String) -> Result<String, OpError> {
+    if password.is_empty() {
+        return Err(OpError::Invalid("the password is empty".into()));
+    }
+    let secret = Secret::new(password);
+    tokio::task::spawn_blocking(move || hash_password(&secret))
+        .await
+        .map_err(|e| OpError::Internal(e.to_string()))?
+        .map_err(OpError::Internal)
+}
+
+pub async fn create_account(
+    web: &Web,
+    address: &str,
+    password: String,
+    admin: bool,
+) -> Result<Value, OpError> {
+    let address = options::new_address(address).map_err(|e| OpError::Invalid(e.0))?;
+    let password_hash = hash(password).await?;
+    match web
+        .directory
+        .store()
+        .create_account(NewAccount {
+            address: address.clone(),
+            password_hash,
+            is_admin: admin,
+        })
+        .await
+    {
+        Ok(a) => Ok(account_json(&a, Vec::new())),
+        Err(StoreError::Exists(_)) => Err(OpError::Conflict(format!("{address} exists already"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies `options::set` pairs (and `password`) all or nothing.
+pub async fn update_account(
+    web: &Web,
+    address: &str,
+    pairs: &[(String, String)],
+) -> Result<(), OpError> {
+    let mut a = find(web, address).await?;
+    for (k, v) in pairs {
+        if k.eq_ignore_ascii_case("password") {
+            a.password_hash = hash(v.clone()).await?;
+            continue;
+        }
+        options::set(&mut a, k, v).map_err(|e| OpError::Invalid(e.0))?;
+    }
+    web.directory.store().update_account(&a).await?;
+    Ok(())
+}
+
+pub async fn delete_account(web: &Web, address: &str) -> Result<(), OpError> {
+    let a = find(web, address).await?;
+    web.directory.store().delete_account(a.id).await?;
+    Ok(())
+}

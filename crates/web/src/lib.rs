@@ -1,0 +1,192 @@
+//! casella-web: everything casella serves over HTTP(S) on the `http` and `https`
+//! listeners.
+//!
+//! Owns: the HTTP server loop (hyper, one task per connection), the admin API
+//! under `/api/admin/` (JSON, admin tokens), the users' pages (login, "POP and
+//! IMAP" settings, POP options, security), and client autoconfiguration
+//! (Thunderbird autoconfig, Outlook autodiscover, Apple .mobileconfig).
+//! Must not: speak a mail protocol or touch storage below the `MailStore` API;
+//! protocol settings are read and written through [`SettingsBackend`], which the
+//! binary implements over its settings file.
+
+mod admin_api;
+mod admin_ops;
+mod admin_pages;
+mod autoconfig;
+mod html;
+mod pages;
+mod server;
+mod session;
+pub mod tokens;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use casella_directory::Directory;
+use serde::Serialize;
+
+pub use server::serve;
+
+/// One place users point their mail program at: Exchange's
+/// `{host:port:SSL}` / `{host:port:TLS}` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// Implicit TLS ("SSL/TLS"); false: STARTTLS.
+    pub implicit_tls: bool,
+}
+
+/// The endpoints of each service, best first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    pub imap: Vec<Endpoint>,
+    pub pop: Vec<Endpoint>,
+    pub smtp: Vec<Endpoint>,
+}
+
+/// The protocol settings, as `casella settings` reads and writes them.
+pub trait SettingsBackend: Send + Sync + 'static {
+    /// Every key of `protocol` (`pop`, `imap`, `submission`) with its value.
+    fn get(&self, protocol: &str) -> Result<Vec<(String, String)>, String>;
+    /// Validates and stores all pairs, or none; running services apply them live.
+    fn set(&self, protocol: &str, pairs: &[(String, String)]) -> Result<(), String>;
+    /// What users type into their mail program: the internal connection settings
+    /// when `internal` (the request came from an internal network), else the
+    /// external ones.
+    fn endpoints(&self, internal: bool) -> Endpoints;
+}
+
+/// Everything the HTTP handlers share.
+pub struct Web {
+    pub directory: Arc<Directory>,
+    pub settings: Arc<dyn SettingsBackend>,
+    pub tokens: tokens::AdminTokens,
+    pub hostname: String,
+    /// Networks whose clients are shown the internal connection settings.
+    pub internal_networks: Vec<(IpAddr, u8)>,
+    sessions: session::WebSessions,
+}
+
+impl Web {
+    pub fn new(
+        directory: Arc<Directory>,
+        settings: Arc<dyn SettingsBackend>,
+        data: PathBuf,
+        hostname: String,
+        internal_networks: Vec<(IpAddr, u8)>,
+    ) -> Arc<Web> {
+        Arc::new(Web {
+            directory,
+            settings,
+            tokens: tokens::AdminTokens::new(data),
+            hostname,
+            internal_networks,
+            sessions: session::WebSessions::default(),
+        })
+    }
+
+    /// Whether a client address is in one of the internal networks.
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.internal_networks
+            .iter()
+            .any(|(net, bits)| in_network(ip, *net, *bits))
+    }
+
+    /// The endpoints to show a client at `ip`: the internal ones from an internal
+    /// network when there are any, otherwise the external ones.
+    pub fn endpoints_for(&self, ip: IpAddr) -> Endpoints {
+        if self.is_internal(ip) {
+            let internal = self.settings.endpoints(true);
+            if internal != Endpoints::default() {
+                return internal;
+            }
+        }
+        self.settings.endpoints(false)
+    }
+}
+
+/// Parses `10.0.0.0/8`, `fd00::/8` or a single address.
+pub fn parse_network(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, bits) = match s.trim().split_once('/') {
+        Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
+        None => {
+            let a = s.trim().parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((addr, bits))
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The private and loopback networks, the default internal networks.
+pub fn default_internal_networks() -> Vec<(IpAddr, u8)> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "::1/128",
+        "fc00::/7",
+    ]
+    .iter()
+    .filter_map(|n| parse_network(n))
+    .collect()
+}
+
+/// All routes.
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .merge(admin_api::routes())
+        .merge(autoconfig::routes())
+        .merge(pages::routes())
+        .with_state(web)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let nets = default_internal_networks();
+        let web_ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let inside = |ip: &str| nets.iter().any(|(n, b)| in_network(web_ip(ip), *n, *b));
+        assert!(inside("10.1.2.3"));
+        assert!(inside("172.31.255.1"));
+        assert!(!inside("172.32.0.1"));
+        assert!(inside("::1"));
+        assert!(!inside("8.8.8.8"));
+        assert!(!inside("2001:db8::1"));
+        assert_eq!(parse_network("10.0.0.0/33"), None);
+        assert_eq!(parse_network("192.0.2.1"), Some((web_ip("192.0.2.1"), 32)));
+    }
+}

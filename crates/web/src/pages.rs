@@ -1,0 +1,667 @@
+//! The users' pages: sign in, "POP and IMAP" settings (what to type into a mail
+//! program), POP options, and security (recent logins, app passwords). Server-
+//! rendered HTML, no script needed but for the copy buttons.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use casella_directory::{
+    AuthFailure, LoginSource, LoginType, Protocol, Secret, app_passwords, options,
+};
+use casella_store::{Account, PopDeleteAction};
+
+use crate::html::{esc, page};
+use crate::server::Transport;
+use crate::session::{self, WebSession};
+use crate::{Endpoint, Web};
+
+pub fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/settings", get(settings_page))
+        .route(
+            "/settings/pop",
+            get(pop_options_page).post(save_pop_options),
+        )
+        .route("/security", get(security_page))
+        .route("/security/app-passwords", post(create_app_password))
+        .route(
+            "/security/app-passwords/{id}/revoke",
+            post(revoke_app_password),
+        )
+        .merge(crate::admin_pages::routes())
+}
+
+/// A signed-in user (the session cookie); otherwise a redirect to /login.
+pub struct SignedIn {
+    pub session: WebSession,
+}
+
+impl FromRequestParts<Arc<Web>> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let id = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(session::from_cookie_header);
+        match id.and_then(|id| web.sessions.get(id)) {
+            Some(session) => Ok(SignedIn { session }),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// The refusal of a form post whose CSRF token is wrong or that comes from
+/// another site (Origin header), made before anything changes; `None`: go on.
+pub fn refuse_form(
+    headers: &HeaderMap,
+    session_csrf: Option<&str>,
+    sent: Option<&str>,
+) -> Option<Response> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+        if origin != "null" && origin_host != host {
+            return Some(forbidden("The form came from another site."));
+        }
+    }
+    if let Some(expected) = session_csrf
+        && !sent.is_some_and(|s| session::same_token(s, expected))
+    {
+        return Some(forbidden(
+            "The form expired or came from another site; reload the page and try again.",
+        ));
+    }
+    None
+}
+
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Not allowed",
+            None,
+            &format!("<h1>Not allowed</h1><p class=\"err\">{}</p>", esc(why)),
+        )),
+    )
+        .into_response()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn csrf_input(s: &WebSession) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&s.csrf)
+    )
+}
+
+fn nav(s: &WebSession) -> String {
+    let admin = if s.admin {
+        "<a href=\"/admin\">Administration</a>"
+    } else {
+        ""
+    };
+    format!(
+        "<nav><a href=\"/settings\">POP and IMAP</a><a href=\"/settings/pop\">POP options</a><a href=\"/security\">Security</a>{admin}</nav>"
+    )
+}
+
+async fn home(signed_in: Result<SignedIn, Response>) -> Redirect {
+    match signed_in {
+        Ok(_) => Redirect::to("/settings"),
+        Err(_) => Redirect::to("/login"),
+    }
+}
+
+fn login_page(error: Option<&str>, address: &str) -> Html<String> {
+    let error = error
+        .map(|e| {
+            format!(
+                "<p class=\"err\" role=\"alert\" id=\"error\">{}</p>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
+    Html(page(
+        "Sign in",
+        None,
+        &format!(
+            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/login\">\
+             <label>Email address<br><input type=\"email\" name=\"address\" id=\"address\" autocomplete=\"username\" required value=\"{}\"></label>\
+             <label>Password (or an app password)<br><input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
+             <p><button type=\"submit\" id=\"signin\">Sign in</button></p></form>",
+            esc(address)
+        ),
+    ))
+}
+
+async fn login_form() -> Html<String> {
+    login_page(None, "")
+}
+
+async fn login(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(transport): Extension<Transport>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, None, None) {
+        return r;
+    }
+    let address = field(&form, "address").unwrap_or("").trim().to_string();
+    let password = Secret::new(field(&form, "password").unwrap_or("").to_string());
+    let result = web
+        .directory
+        .login_with_password(
+            Protocol::Web,
+            LoginType::PlaintextLogin,
+            true,
+            &address,
+            &password,
+            &LoginSource {
+                remote: remote.ip(),
+                client: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|ua| ua.chars().take(60).collect()),
+            },
+        )
+        .await;
+    match result {
+        Ok(auth) => {
+            tracing::info!(protocol = "web", %remote, user = %auth.account.address, "login");
+            let id = web
+                .sessions
+                .start(&auth.account.address, auth.account.is_admin);
+            let mut resp = Redirect::to("/settings").into_response();
+            if let Ok(v) = HeaderValue::from_str(&session::cookie(&id, transport.tls)) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(failure) => {
+            tracing::info!(protocol = "web", %remote, user = %address, reason = ?failure, "login failed");
+            // A wrong password costs time, as on the mail protocols.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let text = match failure {
+                AuthFailure::Temporary => "The server could not check your password; try again.",
+                _ => "The email address or password is not correct.",
+            };
+            (StatusCode::UNAUTHORIZED, login_page(Some(text), &address)).into_response()
+        }
+    }
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    Extension(transport): Extension<Transport>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, None, None) {
+        return r;
+    }
+    if let Some(id) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+    {
+        web.sessions.end(id);
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::cookie("", transport.tls)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn encryption(e: &Endpoint) -> &'static str {
+    if e.implicit_tls {
+        "SSL/TLS"
+    } else {
+        "STARTTLS"
+    }
+}
+
+fn endpoint_table(id: &str, title: &str, list: &[Endpoint]) -> String {
+    if list.is_empty() {
+        return format!(
+            "<h2>{title}</h2><p id=\"{id}-none\">Not offered. Ask your administrator.</p>"
+        );
+    }
+    let mut rows = String::new();
+    for (i, e) in list.iter().enumerate() {
+        let copy = |what: &str, value: &str| {
+            format!(
+                "<code id=\"{id}-{what}-{i}\">{v}</code> <button type=\"button\" class=\"copy\" data-copy=\"{v}\" aria-label=\"Copy {title} {what}\">Copy</button>",
+                v = esc(value)
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><th scope=\"row\">Server name</th><td>{}</td></tr><tr><th scope=\"row\">Port</th><td>{}</td></tr><tr><th scope=\"row\">Encryption method</th><td id=\"{id}-encryption-{i}\">{}</td></tr>",
+            copy("server", &e.host),
+            copy("port", &e.port.to_string()),
+            encryption(e)
+        ));
+    }
+    format!("<h2>{title}</h2><table id=\"{id}\">{rows}</table>")
+}
+
+const COPY_SCRIPT: &str = "<script>document.querySelectorAll('button.copy').forEach(b=>b.addEventListener('click',()=>{navigator.clipboard&&navigator.clipboard.writeText(b.dataset.copy);b.textContent='Copied';setTimeout(()=>b.textContent='Copy',1500);}));</script>";
+
+async fn settings_page(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    SignedIn { session }: SignedIn,
+) -> Html<String> {
+    let ends = web.endpoints_for(remote.ip());
+    let address = &session.address;
+    let body = format!(
+        "{nav}<h1>Settings for POP or IMAP access</h1>\
+         <p>Use these settings to add your account to a mail program (Outlook, Thunderbird, Apple Mail, a phone). \
+         Your user name is your full email address, <strong id=\"username\">{a}</strong>, with your password or an \
+         <a href=\"/security\">app password</a>.</p>\
+         {imap}{pop}{smtp}\
+         <div class=\"note\"><h2>POP or IMAP?</h2>\
+         <p><strong>IMAP</strong> keeps your mail on the server: every device sees the same folders, read and unread \
+         marks, and sent mail. Choose IMAP if you read mail on more than one device.</p>\
+         <p><strong>POP</strong> downloads your mail to one device. Other devices will not see what it downloaded unless \
+         you tell the mail program to <em>leave a copy of messages on the server</em>. You choose below which folders POP \
+         downloads and what happens to messages it deletes: <a href=\"/settings/pop\">POP options</a>.</p>\
+         <p>Outgoing mail is sent through SMTP with the same user name and password.</p></div>\
+         <p><a id=\"mobileconfig\" href=\"/mobileconfig?emailaddress={au}\">Download a configuration profile</a> for iPhone, iPad and Mac \
+         (opens Settings to add the account).</p>{COPY_SCRIPT}",
+        nav = nav(&session),
+        a = esc(address),
+        au = esc(&address.replace('@', "%40")),
+        imap = endpoint_table("imap", "IMAP", &ends.imap),
+        pop = endpoint_table("pop", "POP", &ends.pop),
+        smtp = endpoint_table("smtp", "SMTP", &ends.smtp),
+    );
+    Html(page("POP and IMAP", Some(address), &body))
+}
+
+async fn account_of(web: &Web, session: &WebSession) -> Result<Account, Response> {
+    match web
+        .directory
+        .store()
+        .account_by_address(&session.address)
+        .await
+    {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy; try again.",
+            )
+                .into_response())
+        }
+    }
+}
+
+async fn pop_options_page(State(web): State<Arc<Web>>, SignedIn { session }: SignedIn) -> Response {
+    let account = match account_of(&web, &session).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    pop_options_html(&web, &session, &account, None)
+        .await
+        .into_response()
+}
+
+async fn pop_options_html(
+    web: &Web,
+    session: &WebSession,
+    account: &Account,
+    message: Option<&str>,
+) -> Html<String> {
+    let mailboxes = web
+        .directory
+        .store()
+        .list_mailboxes(account.id)
+        .await
+        .unwrap_or_default();
+    let pop = &account.settings.pop;
+    let mut folders = String::new();
+    for mb in &mailboxes {
+        let checked = if pop.folders.iter().any(|f| f == &mb.name) {
+            " checked"
+        } else {
+            ""
+        };
+        folders.push_str(&format!(
+            "<label><input type=\"checkbox\" name=\"folder\" value=\"{n}\"{checked}> {n}</label>",
+            n = esc(&mb.name)
+        ));
+    }
+    let radio = |value: &str, label: &str, action: PopDeleteAction| {
+        let checked = if pop.delete_action == action {
+            " checked"
+        } else {
+            ""
+        };
+        format!(
+            "<label><input type=\"radio\" name=\"dele\" value=\"{value}\" id=\"dele-{value}\"{checked}> {label}</label>"
+        )
+    };
+    let message = message
+        .map(|m| {
+            format!(
+                "<p class=\"ok\" role=\"status\" id=\"saved\">{}</p>",
+                esc(m)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "{nav}<h1>POP options</h1>{message}<form method=\"post\" action=\"/settings/pop\">{csrf}\
+         <fieldset><legend>Folders POP downloads</legend>{folders}</fieldset>\
+         <fieldset><legend>When a mail program downloads a message over POP</legend>\
+         <label><input type=\"checkbox\" name=\"mark_read\" id=\"mark_read\" value=\"on\"{mr}> mark it as read</label></fieldset>\
+         <fieldset><legend>When a mail program deletes a message over POP</legend>{r1}{r2}{r3}</fieldset>\
+         <p><button type=\"submit\" id=\"save\">Save</button></p></form>",
+        nav = nav(session),
+        csrf = csrf_input(session),
+        mr = if pop.mark_read { " checked" } else { "" },
+        r1 = radio("delete", "delete it for good", PopDeleteAction::Expunge),
+        r2 = radio(
+            "move-to-deleted-items",
+            "move it to Deleted Items",
+            PopDeleteAction::MoveToTrash
+        ),
+        r3 = radio(
+            "hide-from-pop",
+            "keep it on the server and only hide it from POP",
+            PopDeleteAction::HideFromPop
+        ),
+    );
+    Html(page("POP options", Some(&session.address), &body))
+}
+
+async fn save_pop_options(
+    State(web): State<Arc<Web>>,
+    SignedIn { session }: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let mut account = match account_of(&web, &session).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let folders: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "folder")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let folders = if folders.is_empty() {
+        "INBOX".to_string()
+    } else {
+        folders.join(",")
+    };
+    let mark_read = if field(&form, "mark_read").is_some() {
+        "on"
+    } else {
+        "off"
+    };
+    let dele = field(&form, "dele").unwrap_or("delete");
+    for (k, v) in [
+        ("pop-folders", folders.as_str()),
+        ("pop-mark-read", mark_read),
+        ("pop-dele", dele),
+    ] {
+        if let Err(e) = options::set(&mut account, k, v) {
+            return (StatusCode::BAD_REQUEST, e.0).into_response();
+        }
+    }
+    if let Err(e) = web.directory.store().update_account(&account).await {
+        tracing::error!(error = %e, "saving POP options failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "Saving failed; try again.").into_response();
+    }
+    pop_options_html(
+        &web,
+        &session,
+        &account,
+        Some("Saved. Your mail program sees the change at its next POP login."),
+    )
+    .await
+    .into_response()
+}
+
+/// `2026-11-24 14:39 UTC`.
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) — the proleptic Gregorian calendar.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+async fn security_html(
+    web: &Web,
+    session: &WebSession,
+    account: &Account,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+) -> Html<String> {
+    let logins = web
+        .directory
+        .store()
+        .recent_logins(account.id)
+        .await
+        .unwrap_or_default();
+    let mut rows = String::new();
+    for l in &logins {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            format_time(l.at),
+            esc(&l.protocol),
+            esc(&l.remote),
+            if l.success { "ok" } else { "err" },
+            if l.success { "Signed in" } else { "Failed" },
+            esc(l.client.as_deref().unwrap_or(""))
+        ));
+    }
+    let logins_table = if logins.is_empty() {
+        "<p>No logins yet.</p>".to_string()
+    } else {
+        format!(
+            "<table id=\"logins\"><thead><tr><th>Time</th><th>Protocol</th><th>Address</th><th>Result</th><th>Program</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    let mut apps = String::new();
+    for a in &account.settings.app_passwords {
+        apps.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/security/app-passwords/{}/revoke\">{}<button type=\"submit\">Revoke</button></form></td></tr>",
+            esc(&a.name),
+            esc(&a.protocols.join(", ")),
+            format_time(a.created),
+            esc(&a.id),
+            csrf_input(session)
+        ));
+    }
+    let apps_table = if apps.is_empty() {
+        "<p>You have no app passwords.</p>".to_string()
+    } else {
+        format!(
+            "<table id=\"app-passwords\"><thead><tr><th>Name</th><th>Works for</th><th>Created</th><th></th></tr></thead><tbody>{apps}</tbody></table>"
+        )
+    };
+    let created = created
+        .map(|(name, pw)| {
+            format!(
+                "<div class=\"note\" role=\"status\"><p>Your app password for <strong>{}</strong> is</p><p><code id=\"new-app-password\">{}</code></p><p>Type it into the mail program instead of your password. It is shown only this once.</p></div>",
+                esc(name),
+                esc(pw)
+            )
+        })
+        .unwrap_or_default();
+    let error = error
+        .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    let choices: String = [
+        ("imap", "IMAP"),
+        ("pop", "POP"),
+        ("submission", "SMTP (sending)"),
+        ("web", "this settings page"),
+    ]
+    .iter()
+    .map(|(v, label)| {
+        format!(
+            "<label><input type=\"checkbox\" name=\"protocol\" value=\"{v}\" id=\"app-{v}\"> {label}</label>"
+        )
+    })
+    .collect();
+    let body = format!(
+        "{nav}<h1>Security</h1><h2>Recent activity</h2><p>The last 50 sign-ins to your account. If one is not yours, change your password.</p>{logins_table}\
+         <h2>App passwords</h2><p>An app password lets one mail program sign in without your main password, only for what you choose. Revoke it when you stop using the program.</p>\
+         {created}{error}{apps_table}\
+         <form method=\"post\" action=\"/security/app-passwords\">{csrf}<label>Name<br><input type=\"text\" name=\"name\" id=\"app-name\" required maxlength=\"64\" placeholder=\"e.g. Phone\"></label>\
+         <fieldset><legend>Works for</legend>{choices}</fieldset><p><button type=\"submit\" id=\"create-app-password\">Create app password</button></p></form>",
+        nav = nav(session),
+        csrf = csrf_input(session),
+    );
+    Html(page("Security", Some(&session.address), &body))
+}
+
+async fn security_page(State(web): State<Arc<Web>>, SignedIn { session }: SignedIn) -> Response {
+    match account_of(&web, &session).await {
+        Ok(account) => security_html(&web, &session, &account, None, None)
+            .await
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn create_app_password(
+    State(web): State<Arc<Web>>,
+    SignedIn { session }: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let mut account = match account_of(&web, &session).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let name = field(&form, "name").unwrap_or("").to_string();
+    let protocols: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "protocol")
+        .map(|(_, v)| v.clone())
+        .collect();
+    match app_passwords::create(&mut account, &name, &protocols, now()) {
+        Ok(pw) => {
+            if let Err(e) = web.directory.store().update_account(&account).await {
+                tracing::error!(error = %e, "saving an app password failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "Saving failed; try again.")
+                    .into_response();
+            }
+            tracing::info!(user = %account.address, name = %name, "app password created");
+            security_html(&web, &session, &account, Some((&name, &pw)), None)
+                .await
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            security_html(&web, &session, &account, None, Some(&e)).await,
+        )
+            .into_response(),
+    }
+}
+
+async fn revoke_app_password(
+    State(web): State<Arc<Web>>,
+    SignedIn { session }: SignedIn,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let mut account = match account_of(&web, &session).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if app_passwords::revoke(&mut account, &id)
+        && let Err(e) = web.directory.store().update_account(&account).await
+    {
+        tracing::error!(error = %e, "revoking an app password failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "Saving failed; try again.").into_response();
+    }
+    Redirect::to("/security").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06 UTC");
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "mail.example.org".parse().unwrap());
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(refuse_form(&h, None, None).is_some());
+        h.insert(header::ORIGIN, "https://mail.example.org".parse().unwrap());
+        assert!(refuse_form(&h, None, None).is_none());
+        assert!(refuse_form(&h, Some("abc"), Some("abd")).is_some());
+        assert!(refuse_form(&h, Some("abc"), None).is_some());
+        assert!(refuse_form(&h, Some("abc"), Some("abc")).is_none());
+    }
+}
