@@ -286,7 +286,7 @@ async fn settings_page(
          <p><strong>IMAP</strong> keeps your mail on the server: every device sees the same folders, read and unread \
          marks, and sent mail. Choose IMAP if you read mail on more than one device.</p>\
          <p><strong>POP</strong> downloads your mail to one device. Other devices will not see what it downloaded unless \
-         you tell the mail program to <em>leave a copy of messages on the server</em>. You choose below which folders POP \
+         you tell the mail program to <em>leave a copy of messages on the server</em>. You choose which folders POP \
          downloads and what happens to messages it deletes: <a href=\"/settings/pop\">POP options</a>.</p>\
          <p>Outgoing mail is sent through SMTP with the same user name and password.</p></div>\
          <p><a id=\"mobileconfig\" href=\"/mobileconfig?emailaddress={au}\">Download a configuration profile</a> for iPhone, iPad and Mac \
