@@ -549,3 +549,124 @@ fn user_pages_over_https_sign_in_save_pop_options_and_make_app_passwords() {
     let (code, _) = browse(&s, tmp.path(), "GET", "/settings", &[]);
     assert_eq!(code, 303, "signed out");
 }
+
+#[test]
+fn admin_pages_are_for_administrators_and_switch_accounts_off() {
+    let s = server();
+    let out = s.cli(
+        &[
+            "account",
+            "add",
+            "admin@example.org",
+            "--admin",
+            "--password-stdin",
+        ],
+        b"admin-pw\n",
+    );
+    assert!(out.status.success());
+    let user = tempfile::tempdir().unwrap();
+    browse(
+        &s,
+        user.path(),
+        "POST",
+        "/login",
+        &[("address", USER), ("password", PASS)],
+    );
+    let (code, _) = browse(&s, user.path(), "GET", "/admin", &[]);
+    assert_eq!(code, 403, "not for users");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _) = browse(
+        &s,
+        tmp.path(),
+        "POST",
+        "/login",
+        &[("address", "admin@example.org"), ("password", "admin-pw")],
+    );
+    assert_eq!(code, 303);
+    let (code, page) = browse(&s, tmp.path(), "GET", "/admin", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(USER) && page.contains("(administrator)"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let (_, page) = browse(
+        &s,
+        tmp.path(),
+        "POST",
+        "/admin/accounts",
+        &[
+            ("csrf", &csrf),
+            ("address", "carol@example.org"),
+            ("password", "carol-pw"),
+        ],
+    );
+    assert!(page.contains("Created carol@example.org."), "{page}");
+    // Everything unticked: the account is disabled, every login refused.
+    let (_, page) = browse(
+        &s,
+        tmp.path(),
+        "POST",
+        "/admin/accounts/carol%40example.org",
+        &[("csrf", &csrf)],
+    );
+    assert!(page.contains("Saved carol@example.org."), "{page}");
+    let out = s.cli(&["account", "show", "carol@example.org"], b"");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("enabled: off") && shown.contains("imap: off"),
+        "{shown}"
+    );
+    let carol = tempfile::tempdir().unwrap();
+    let (code, page) = browse(
+        &s,
+        carol.path(),
+        "POST",
+        "/login",
+        &[("address", "carol@example.org"), ("password", "carol-pw")],
+    );
+    assert_eq!(code, 401);
+    assert!(page.contains("disabled"), "{page}");
+
+    // Settings through the page, live.
+    let (_, page) = browse(&s, tmp.path(), "GET", "/admin/settings/imap", &[]);
+    assert!(page.contains("id=\"s-login-type\""), "{page}");
+    let (_, page) = browse(
+        &s,
+        tmp.path(),
+        "POST",
+        "/admin/settings/imap",
+        &[("csrf", &csrf), ("banner", "Example IMAP")],
+    );
+    assert!(page.contains("Saved banner."), "{page}");
+    let out = s.cli(&["settings", "imap", "get", "banner"], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Example IMAP");
+
+    // Live sessions, and ending one from the page.
+    let mut pop = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    pop.expect("+OK");
+    pop.send_line(&format!("USER {USER}"));
+    pop.expect("+OK");
+    pop.send_line(&format!("PASS {PASS}"));
+    pop.expect("+OK");
+    let (_, page) = browse(&s, tmp.path(), "GET", "/admin/sessions", &[]);
+    let row = page
+        .split("<tr>")
+        .find(|r| r.contains(USER) && r.contains("pop3s"))
+        .unwrap_or_else(|| panic!("{page}"));
+    let at = row.find("/admin/sessions/").unwrap() + 16;
+    let id = &row[at..at + row[at..].find('/').unwrap()];
+    let (_, page) = browse(
+        &s,
+        tmp.path(),
+        "POST",
+        &format!("/admin/sessions/{id}/end"),
+        &[("csrf", &csrf)],
+    );
+    assert!(page.contains("Session ended."), "{page}");
+    assert_eq!(
+        pop.line(),
+        "-ERR [SYS/PERM] Session ended by the administrator"
+    );
+}

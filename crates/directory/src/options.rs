@@ -7,6 +7,7 @@ use casella_store::{Account, PopDeleteAction};
 
 /// The keys `set` knows, as `casella account set` documents them.
 pub const KEYS: &[&str] = &[
+    "enabled",
     "pop",
     "imap",
     "submission",
@@ -64,6 +65,7 @@ fn is_default(value: &str) -> bool {
 pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionError> {
     let key = key.trim().to_ascii_lowercase();
     match key.as_str() {
+        "enabled" => account.settings.disabled = !on_off(&key, value)?,
         "pop" | "pop3" => account.pop_enabled = on_off(&key, value)?,
         "imap" => account.imap_enabled = on_off(&key, value)?,
         "submission" | "smtp" => account.submission_enabled = on_off(&key, value)?,
@@ -152,6 +154,7 @@ pub fn values(account: &Account) -> Vec<(&'static str, String)> {
     let on = |b: bool| if b { "on" } else { "off" }.to_string();
     let s = &account.settings;
     vec![
+        ("enabled", on(!s.disabled)),
         ("pop", on(account.pop_enabled)),
         ("imap", on(account.imap_enabled)),
         ("submission", on(account.submission_enabled)),

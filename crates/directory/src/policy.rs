@@ -60,8 +60,12 @@ impl Protocol {
         matches!(self, Protocol::Pop3 | Protocol::Imap)
     }
 
-    /// The per-account switch (Set-CASMailbox -PopEnabled …).
+    /// The per-account switch (Set-CASMailbox -PopEnabled …); nothing is enabled
+    /// for a disabled account.
     pub fn enabled_for(self, account: &Account) -> bool {
+        if account.settings.disabled {
+            return false;
+        }
         match self {
             Protocol::Pop3 => account.pop_enabled,
             Protocol::Imap => account.imap_enabled,

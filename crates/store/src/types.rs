@@ -147,6 +147,10 @@ pub struct AccountSettings {
     /// Overrides the protocols' `suppress-read-receipt` for this account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppress_read_receipt: Option<bool>,
+    /// Every login refused (POP3, IMAP, SMTP and the web pages); mail is still
+    /// delivered. Set with `casella account set ADDRESS enabled=off`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// The user's app passwords (hashes only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,

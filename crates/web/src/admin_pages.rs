@@ -97,11 +97,12 @@ async fn accounts_html(web: &Web, s: &WebSession, message: Option<&str>) -> Resp
         };
         let target = esc(&address.replace('@', "%40"));
         rows.push_str(&format!(
-            "<tr><td>{addr}{admin}</td><td><form method=\"post\" action=\"/admin/accounts/{target}\">{csrf}{pop}{imap}{sub}<button type=\"submit\">Save</button></form></td>\
+            "<tr><td>{addr}{admin}</td><td><form method=\"post\" action=\"/admin/accounts/{target}\">{csrf}{enabled}{pop}{imap}{sub}<button type=\"submit\">Save</button></form></td>\
              <td><form method=\"post\" action=\"/admin/accounts/{target}/remove\">{csrf}<button type=\"submit\">Remove</button></form></td></tr>",
             addr = esc(address),
             admin = if a["admin"] == Value::Bool(true) { " (administrator)" } else { "" },
             csrf = csrf(s),
+            enabled = switch("enabled"),
             pop = switch("pop"),
             imap = switch("imap"),
             sub = switch("submission"),
@@ -157,7 +158,7 @@ async fn update_account(
     {
         return r;
     }
-    let pairs: Vec<(String, String)> = ["pop", "imap", "submission"]
+    let pairs: Vec<(String, String)> = ["enabled", "pop", "imap", "submission"]
         .iter()
         .map(|k| {
             let on = field(&form, k).is_some();

@@ -205,6 +205,9 @@ async fn login(
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let text = match failure {
                 AuthFailure::Temporary => "The server could not check your password; try again.",
+                AuthFailure::ProtocolDisabled => {
+                    "This account is disabled; ask your administrator."
+                }
                 _ => "The email address or password is not correct.",
             };
             (StatusCode::UNAUTHORIZED, login_page(Some(text), &address)).into_response()
