@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, connectivity, deliver, migrate, queue, serve, settings, web};
+use crate::{account, connectivity, deliver, migrate, queue, security, serve, settings, web};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,10 +45,11 @@ pub enum Command {
         command: AccountCommand,
     },
     /// Read or change the live protocol settings (Exchange's Set-PopSettings,
-    /// Set-ImapSettings): `settings pop get [KEY]`, `settings imap set KEY=VALUE...`.
-    /// A running server applies changes within a second.
+    /// Set-ImapSettings): `settings pop get [KEY]`, `settings imap set KEY=VALUE...`;
+    /// `settings security …` for login throttling. A running server applies
+    /// changes within a second.
     Settings {
-        /// pop, imap or submission
+        /// pop, imap, submission or security
         protocol: String,
         /// get or set
         action: String,
@@ -103,6 +104,13 @@ pub enum Command {
     DkimRecord {
         /// The private key (PEM, RSA or Ed25519) named in [[relay.dkim]].
         key_file: PathBuf,
+    },
+    /// Login throttling: `security blocks` lists the sources and accounts blocked
+    /// after failed logins; `security unblock ADDRESS|ACCOUNT` lifts their blocks.
+    /// Thresholds: `casella settings security get|set`.
+    Security {
+        #[command(subcommand)]
+        command: SecurityCommand,
     },
     /// Administration: tokens for the admin API (`/api/admin/` on the http
     /// listener).
@@ -177,6 +185,14 @@ pub enum AliasCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SecurityCommand {
+    /// List the current blocks.
+    Blocks,
+    /// Lift every block on an IP address (its /64 for IPv6) or an account.
+    Unblock { what: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AdminCommand {
     /// Admin API tokens.
     Token {
@@ -222,6 +238,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::Security { command } => security::run(&cli.data, command)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Command::Admin {
             command: AdminCommand::Token { command },
         } => web::tokens(&cli.data, command).map(|_| ExitCode::SUCCESS),

@@ -9,6 +9,7 @@ mod deliver;
 mod listeners;
 mod migrate;
 mod queue;
+mod security;
 mod serve;
 mod settings;
 mod web;

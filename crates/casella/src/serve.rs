@@ -96,6 +96,9 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     )
     .context("setting up TLS")?;
     let directory = Arc::new(Directory::new(store));
+    directory
+        .throttle()
+        .configure(crate::security::config(&settings::Overrides::load(data)?));
     let cluster = cluster::setup(&config, data, &specs)?;
     if cluster.role != config::Role::Standalone {
         tracing::info!(role = ?cluster.role, "front end / back end role");
@@ -250,10 +253,15 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     // Bindings set with `casella settings` win over the starting ones.
     apply_bindings(&listeners, &overrides);
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
+    tasks.push(tokio::spawn(sync_blocks(
+        directory.clone(),
+        shutdown.signal(),
+    )));
     tasks.push(tokio::spawn(watch_settings(
         data.to_path_buf(),
         config.clone(),
         live,
+        directory.clone(),
         listeners.clone(),
         shutdown.signal(),
     )));
@@ -305,6 +313,37 @@ struct LiveSettings {
     submission: Live<casella_smtp::SmtpConfig>,
 }
 
+/// Keeps the throttle's blocks in step with the store's, shared by every node:
+/// blocks made elsewhere apply here, `casella security unblock` lifts them.
+async fn sync_blocks(directory: Arc<Directory>, mut signal: ShutdownSignal) {
+    loop {
+        tokio::select! {
+            _ = signal.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        match directory.store().blocks(now).await {
+            Ok(stored) => {
+                let blocks: Vec<casella_directory::throttle::Block> = stored
+                    .into_iter()
+                    .filter_map(|b| {
+                        Some(casella_directory::throttle::Block {
+                            key: casella_directory::throttle::BlockKey::from_key(&b.key)?,
+                            until: b.until,
+                            reason: b.reason,
+                        })
+                    })
+                    .collect();
+                directory.throttle().sync(&blocks);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the login blocks failed"),
+        }
+    }
+}
+
 /// How often the settings file is looked at.
 const SETTINGS_POLL: Duration = Duration::from_millis(500);
 
@@ -314,6 +353,7 @@ async fn watch_settings(
     data: PathBuf,
     config: config::Config,
     live: LiveSettings,
+    directory: Arc<Directory>,
     listeners: Arc<Listeners>,
     mut signal: ShutdownSignal,
 ) {
@@ -339,6 +379,7 @@ async fn watch_settings(
                 live.pop3.set(settings::pop3(&config, &o));
                 live.imap.set(settings::imap(&config, &o));
                 live.submission.set(settings::submission(&config, &o));
+                directory.throttle().configure(crate::security::config(&o));
                 apply_bindings(&listeners, &o);
                 tracing::info!("settings changed; new connections use them");
             }

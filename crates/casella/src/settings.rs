@@ -731,6 +731,9 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
 
 /// `casella settings <protocol> get [KEY]` / `set KEY=VALUE...`.
 pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow::Result<()> {
+    if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
+        return run_security(data, action, args);
+    }
     let service = Service::parse(protocol)?;
     let config = crate::config::load_or_create(data)?;
     let mut overrides = Overrides::load(data)?;
@@ -772,6 +775,45 @@ pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow
             for a in args {
                 let k = a.split_once('=').map(|(k, _)| k).unwrap_or("");
                 println!("{} {k} set", service.name());
+            }
+        }
+        other => bail!("unknown action {other:?} (get or set)"),
+    }
+    Ok(())
+}
+
+/// `casella settings security get [KEY]` / `set KEY=VALUE...`.
+fn run_security(data: &Path, action: &str, args: &[String]) -> anyhow::Result<()> {
+    let mut overrides = Overrides::load(data)?;
+    match action {
+        "get" => {
+            let all = crate::security::values(&overrides);
+            if args.is_empty() {
+                for (k, v) in &all {
+                    println!("{k} = {v}");
+                }
+            }
+            for key in args {
+                let Some((_, v)) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) else {
+                    bail!("security has no setting {key:?}");
+                };
+                println!("{v}");
+            }
+        }
+        "set" => {
+            if args.is_empty() {
+                bail!("give KEY=VALUE pairs");
+            }
+            for a in args {
+                let Some((k, v)) = a.split_once('=') else {
+                    bail!("{a}: expected KEY=VALUE");
+                };
+                crate::security::set(&mut overrides, k, v)?;
+            }
+            overrides.save(data)?;
+            for a in args {
+                let k = a.split_once('=').map(|(k, _)| k).unwrap_or("");
+                println!("security {k} set");
             }
         }
         other => bail!("unknown action {other:?} (get or set)"),

@@ -26,8 +26,14 @@ pub struct FileSettings {
 
 impl SettingsBackend for FileSettings {
     fn get(&self, protocol: &str) -> Result<Vec<(String, String)>, String> {
-        let service = Service::parse(protocol).map_err(|e| e.to_string())?;
         let o = Overrides::load(&self.data).map_err(|e| format!("{e:#}"))?;
+        if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
+            return Ok(crate::security::values(&o)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect());
+        }
+        let service = Service::parse(protocol).map_err(|e| e.to_string())?;
         Ok(settings::effective(&self.config, &o, service)
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -35,8 +41,14 @@ impl SettingsBackend for FileSettings {
     }
 
     fn set(&self, protocol: &str, pairs: &[(String, String)]) -> Result<(), String> {
-        let service = Service::parse(protocol).map_err(|e| e.to_string())?;
         let mut o = Overrides::load(&self.data).map_err(|e| format!("{e:#}"))?;
+        if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
+            for (k, v) in pairs {
+                crate::security::set(&mut o, k, v).map_err(|e| format!("{e:#}"))?;
+            }
+            return o.save(&self.data).map_err(|e| format!("{e:#}"));
+        }
+        let service = Service::parse(protocol).map_err(|e| e.to_string())?;
         for (k, v) in pairs {
             o.set(service, k, v).map_err(|e| format!("{e:#}"))?;
         }

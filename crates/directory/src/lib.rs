@@ -12,6 +12,7 @@ mod password;
 mod policy;
 pub mod sasl;
 mod secret;
+pub mod throttle;
 
 pub use password::{hash_password, verify_password};
 pub use policy::{LoginType, Protocol};
@@ -34,6 +35,9 @@ pub enum AuthFailure {
     EncryptionRequired,
     /// The store failed; the client may retry.
     Temporary,
+    /// Too many failed logins from this source or on this account: refused
+    /// before any password was checked.
+    Throttled,
 }
 
 /// A successful login.
@@ -55,11 +59,82 @@ const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
 
 pub struct Directory {
     store: Arc<dyn MailStore>,
+    throttle: Arc<throttle::Throttle>,
+}
+
+/// A name fit for one log field: no spaces or control characters, at most 64
+/// characters (it comes from the network).
+fn log_safe(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 impl Directory {
     pub fn new(store: Arc<dyn MailStore>) -> Directory {
-        Directory { store }
+        Directory {
+            store,
+            throttle: Arc::new(throttle::Throttle::default()),
+        }
+    }
+
+    /// The login throttle (its settings change live).
+    pub fn throttle(&self) -> &Arc<throttle::Throttle> {
+        &self.throttle
+    }
+
+    /// Counts a failed login: one log line in a form fail2ban and CrowdSec
+    /// match (README, "Brute force and password spray"), the blocks it caused
+    /// saved for every node, and the growing delay waited out.
+    async fn failed(&self, protocol: Protocol, source: &LoginSource, login: &str) {
+        tracing::warn!(
+            target: "casella::auth",
+            "authentication failed: remote={} user={} protocol={}",
+            source.remote,
+            log_safe(login),
+            protocol.name()
+        );
+        let outcome = self.throttle.failure(source.remote, login);
+        for b in outcome.new_blocks {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let stored = casella_store::StoredBlock {
+                    key: b.key.to_key(),
+                    until: b.until,
+                    reason: b.reason,
+                };
+                if let Err(e) = store.save_block(stored).await {
+                    tracing::warn!(error = %e, "saving a login block failed");
+                }
+            });
+        }
+        if !outcome.delay.is_zero() {
+            tokio::time::sleep(outcome.delay).await;
+        }
+    }
+
+    /// Refuses a login the throttle blocks (before any password is checked).
+    fn blocked(&self, protocol: Protocol, source: &LoginSource, login: &str) -> bool {
+        match self.throttle.check(source.remote, login) {
+            throttle::Verdict::Allowed => false,
+            throttle::Verdict::Blocked { until } => {
+                tracing::warn!(
+                    target: "casella::auth",
+                    "authentication blocked: remote={} user={} protocol={} until={until}",
+                    source.remote,
+                    log_safe(login),
+                    protocol.name()
+                );
+                true
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn MailStore> {
@@ -87,7 +162,11 @@ impl Directory {
             return Err(AuthFailure::EncryptionRequired);
         }
         let login = Self::normalize(login);
+        if self.blocked(protocol, source, &login) {
+            return Err(AuthFailure::Throttled);
+        }
         if login.is_empty() || REFUSED_LOGINS.contains(&login.as_str()) {
+            self.failed(protocol, source, &login).await;
             return Err(AuthFailure::Barred);
         }
         let account = match self.store.account_by_address(&login).await {
@@ -96,6 +175,7 @@ impl Directory {
                 // Spend the same time as a real check so timing does not reveal
                 // which addresses exist.
                 let _ = verify_password(DUMMY_HASH.to_string(), password.clone()).await;
+                self.failed(protocol, source, &login).await;
                 return Err(AuthFailure::InvalidCredentials);
             }
             Err(e) => {
@@ -106,8 +186,10 @@ impl Directory {
         let main = verify_password(account.password_hash.clone(), password.clone()).await;
         if !main && app_passwords::matching(&account, protocol, password).is_none() {
             self.record(&account, protocol, source, false);
+            self.failed(protocol, source, &login).await;
             return Err(AuthFailure::InvalidCredentials);
         }
+        self.throttle.success(source.remote, &login);
         // Checked after the password, so a wrong password does not reveal the
         // account's switches.
         if account.is_admin && protocol.bars_administrators() {

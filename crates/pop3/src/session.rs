@@ -853,6 +853,7 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
             "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection. Use STLS first."
         }
         AuthFailure::Temporary => "-ERR [SYS/TEMP] Temporary server problem, try again later",
+        AuthFailure::Throttled => "-ERR [SYS/TEMP] Too many failed logins, try again later",
     }
 }
 

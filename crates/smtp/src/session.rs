@@ -296,7 +296,12 @@ impl Session {
                     return Next::StartTls;
                 }
             }
-            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial, reader).await,
+            Command::Auth { mechanism, initial } => {
+                if self.auth(&mechanism, initial, reader).await {
+                    // 421: a throttled source is told to go away (RFC 5321 §3.8).
+                    return Next::Close;
+                }
+            }
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data(reader).await,
@@ -349,31 +354,37 @@ impl Session {
     }
 
     /// AUTH — RFC 4954, PLAIN (RFC 4616) and LOGIN, submission only.
-    async fn auth(&mut self, mechanism: &str, initial: Option<String>, reader: &mut Reader) {
+    /// AUTH; true when the connection is to be closed (throttled).
+    async fn auth(
+        &mut self,
+        mechanism: &str,
+        initial: Option<String>,
+        reader: &mut Reader,
+    ) -> bool {
         if self.mode != Mode::Submission {
             self.reply("503 5.5.1 AUTH is only offered on the submission service");
-            return;
+            return false;
         }
         if self.auth.is_some() {
             self.reply("503 5.5.1 Already authenticated");
-            return;
+            return false;
         }
         if self.envelope.is_some() {
             self.reply("503 5.5.1 AUTH is not allowed during a mail transaction");
-            return;
+            return false;
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("504 5.5.4 Unrecognized authentication mechanism");
-            return;
+            return false;
         }
         if !self.config.allow_basic_auth {
             // Exchange Online's reply when basic authentication is off.
             self.reply("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
-            return;
+            return false;
         }
         if !self.passwords_allowed() {
             self.reply("538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first");
-            return;
+            return false;
         }
         let (mut exchange, mut step) = sasl::PasswordExchange::start(mechanism, initial);
         let result = loop {
@@ -389,11 +400,11 @@ impl Session {
             Ok(c) => c,
             Err(SaslError::Cancelled) => {
                 self.reply("501 5.7.0 Authentication cancelled");
-                return;
+                return false;
             }
             Err(_) => {
                 self.reply("501 5.5.2 Invalid SASL response");
-                return;
+                return false;
             }
         };
         let remote = self.info.remote;
@@ -415,7 +426,7 @@ impl Session {
             Ok(auth) => {
                 if let Some(proxy) = self.proxy.clone() {
                     self.hand_over(&*proxy, auth.account).await;
-                    return;
+                    return false;
                 }
                 match self.enter(auth.account).await {
                     Ok(()) => self.reply("235 2.7.0 Authentication successful"),
@@ -424,12 +435,14 @@ impl Session {
             }
             Err(failure) => {
                 tracing::warn!(protocol = "submission", %remote, user = %user, reason = ?failure, "login failed");
-                if failure != AuthFailure::Temporary {
+                if failure != AuthFailure::Temporary && failure != AuthFailure::Throttled {
                     tokio::time::sleep(self.config.auth_failure_delay).await;
                 }
                 self.reply(failure_text(&failure));
+                return failure == AuthFailure::Throttled;
             }
         }
+        false
     }
 
     /// Logs the session in as `account`: a slot of max-connections-per-user and the
@@ -521,6 +534,7 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
             "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first"
         }
         AuthFailure::Temporary => "454 4.7.0 Temporary authentication failure, try again later",
+        AuthFailure::Throttled => "421 4.7.0 Too many failed logins, try again later",
     }
 }
 

@@ -29,6 +29,47 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     aliases_resolve_and_make_domains_local(&*store).await;
     queue_claims_updates_and_removes(&*store).await;
     login_history_keeps_the_newest(&*store).await;
+    login_blocks_are_shared_and_lifted(&*store).await;
+}
+
+async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {
+    let block = |key: &str, until: i64| crate::StoredBlock {
+        key: key.into(),
+        until,
+        reason: "test".into(),
+    };
+    store
+        .save_block(block("source 192.0.2.1", 2_000))
+        .await
+        .unwrap();
+    store
+        .save_block(block("account a@example.org", 1_500))
+        .await
+        .unwrap();
+    store
+        .save_block(block("source 192.0.2.1", 1_800))
+        .await
+        .unwrap();
+    let now = store.blocks(1_000).await.unwrap();
+    assert_eq!(now.len(), 2);
+    assert_eq!(now[1].key, "source 192.0.2.1");
+    assert_eq!(now[1].until, 2_000, "a block is only ever extended");
+    assert_eq!(
+        store.blocks(1_600).await.unwrap().len(),
+        1,
+        "ended blocks are not listed"
+    );
+    assert!(store.delete_block("source 192.0.2.1").await.unwrap());
+    assert!(!store.delete_block("source 192.0.2.1").await.unwrap());
+    assert!(
+        store
+            .blocks(1_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.key != "source 192.0.2.1")
+    );
+    store.delete_block("account a@example.org").await.unwrap();
 }
 
 async fn login_history_keeps_the_newest(store: &dyn MailStore) {

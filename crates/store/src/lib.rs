@@ -75,6 +75,13 @@ pub trait MailStore: Send + Sync + 'static {
     async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()>;
     /// The newest logins of an account, newest first.
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>>;
+
+    /// Saves (or extends) a login block.
+    async fn save_block(&self, block: StoredBlock) -> StoreResult<()>;
+    /// The blocks that have not ended yet (ended ones are removed).
+    async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>>;
+    /// Lifts a block; false when there was none.
+    async fn delete_block(&self, key: &str) -> StoreResult<bool>;
     /// The account an address belongs to: its own address or one of its aliases.
     async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>>;
 

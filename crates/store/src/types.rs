@@ -199,6 +199,16 @@ pub struct LoginRecord {
     pub client: Option<String>,
 }
 
+/// A login block as the store shares it between nodes (see the directory's
+/// throttle): `key` is `source IP`, `account ADDRESS` or `pair IP ADDRESS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBlock {
+    pub key: String,
+    /// Seconds since the Unix epoch when it ends.
+    pub until: i64,
+    pub reason: String,
+}
+
 /// How many logins are kept per account.
 pub const LOGIN_HISTORY: usize = 50;
 

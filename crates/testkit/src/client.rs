@@ -69,6 +69,27 @@ impl LineClient {
         }
     }
 
+    /// Implicit TLS from a chosen local address (e.g. 127.0.0.2, to be another
+    /// client on loopback).
+    pub fn connect_tls_from(addr: SocketAddr, from: std::net::IpAddr, cert: &Path) -> LineClient {
+        let domain = if addr.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .expect("bind the local address");
+        socket.connect(&addr.into()).expect("connect");
+        let tcp: TcpStream = socket.into();
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+        LineClient {
+            conn: Conn::Tls(Box::new(tls_over(tcp, cert))),
+            buf: Vec::new(),
+        }
+    }
+
     /// Upgrades after the server agreed to STLS/STARTTLS. Panics if the server sent
     /// anything after its agreement that was not yet read.
     pub fn start_tls(&mut self, cert: &Path) {

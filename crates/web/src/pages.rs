@@ -208,6 +208,7 @@ async fn login(
                 AuthFailure::ProtocolDisabled => {
                     "This account is disabled; ask your administrator."
                 }
+                AuthFailure::Throttled => "Too many failed logins, try again later.",
                 _ => "The email address or password is not correct.",
             };
             (StatusCode::UNAUTHORIZED, login_page(Some(text), &address)).into_response()

@@ -271,5 +271,6 @@ pub(crate) fn failure_text(failure: &AuthFailure) -> &'static str {
             "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first"
         }
         AuthFailure::Temporary => "NO [UNAVAILABLE] Temporary server problem, try again later",
+        AuthFailure::Throttled => "NO [UNAVAILABLE] Too many failed logins, try again later",
     }
 }

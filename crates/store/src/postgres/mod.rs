@@ -1055,6 +1055,48 @@ impl MailStore for PgStore {
             .collect()
     }
 
+    async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
+        self.conn()
+            .await?
+            .execute(
+                "INSERT INTO login_blocks(key, until, reason) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET until = greatest(login_blocks.until, excluded.until),
+                                                 reason = excluded.reason",
+                &[&block.key, &block.until, &block.reason],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT key, until, reason FROM login_blocks WHERE until > $1 ORDER BY until",
+                &[&now],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredBlock {
+                    key: r.try_get(0)?,
+                    until: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_block(&self, key: &str) -> StoreResult<bool> {
+        let n = self
+            .conn()
+            .await?
+            .execute("DELETE FROM login_blocks WHERE key = $1", &[&key])
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
         let r = self
             .conn()

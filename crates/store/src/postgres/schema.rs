@@ -121,6 +121,14 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX logins_account ON logins (account_id, id);
     "#,
+    // version 3: login blocks shared by the nodes (the directory's throttle).
+    r#"
+    CREATE TABLE login_blocks (
+        key    text PRIMARY KEY,
+        until  bigint NOT NULL,
+        reason text NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

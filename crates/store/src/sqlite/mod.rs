@@ -925,6 +925,46 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
+        self.write(move |tx, _| {
+            tx.execute(
+                "INSERT INTO login_blocks(key, until, reason) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until),
+                                                reason = excluded.reason",
+                rusqlite::params![block.key, block.until, block.reason],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, until, reason FROM login_blocks WHERE until > ?1 ORDER BY until",
+            )?;
+            Ok(stmt
+                .query_map([now], |r| {
+                    Ok(StoredBlock {
+                        key: r.get(0)?,
+                        until: r.get(1)?,
+                        reason: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_block(&self, key: &str) -> StoreResult<bool> {
+        let key = key.to_string();
+        self.write(move |tx, _| {
+            let n = tx.execute("DELETE FROM login_blocks WHERE key = ?1", [&key])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
         self.read(move |c| {
             let mut stmt =

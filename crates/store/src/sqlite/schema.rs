@@ -105,4 +105,12 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX logins_account ON logins(account_id, id);
     "#,
+    // version 6: login blocks shared by the nodes (the directory's throttle).
+    r#"
+    CREATE TABLE login_blocks (
+        key    TEXT PRIMARY KEY,
+        until  INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    "#,
 ];
