@@ -38,6 +38,53 @@ pub struct Config {
     /// Site name → its back ends' internal listeners (read by front ends).
     pub sites: BTreeMap<String, SiteSection>,
     pub web: WebSection,
+    /// OAuth 2.0 ("modern authentication"): XOAUTH2 and OAUTHBEARER are offered
+    /// when an issuer is set.
+    pub oauth: OAuthSection,
+}
+
+/// `[oauth]`: the token issuer whose access tokens log users in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OAuthSection {
+    /// The `iss` claim tokens must carry; empty: OAuth off.
+    pub issuer: String,
+    /// One of the `aud` values tokens must carry.
+    pub audience: String,
+    /// The issuer's keys: a JWKS file (re-read when it changes) …
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// … or URL (fetched at start and every `jwks-refresh` seconds).
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: u64,
+    pub scope_imap: String,
+    pub scope_pop: String,
+    pub scope_submission: String,
+    /// Claims naming the user, tried in order.
+    pub user_claims: Vec<String>,
+    /// Clock skew allowed, in seconds.
+    pub leeway: i64,
+}
+
+impl Default for OAuthSection {
+    fn default() -> Self {
+        OAuthSection {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: 3600,
+            scope_imap: "IMAP.AccessAsUser.All".into(),
+            scope_pop: "POP.AccessAsUser.All".into(),
+            scope_submission: "SMTP.Send".into(),
+            user_claims: vec![
+                "email".into(),
+                "upn".into(),
+                "preferred_username".into(),
+                "sub".into(),
+            ],
+            leeway: 60,
+        }
+    }
 }
 
 /// `[web]`: the http/https listeners' pages.
@@ -270,6 +317,7 @@ impl Default for Config {
             cluster: ClusterSection::default(),
             sites: BTreeMap::new(),
             web: WebSection::default(),
+            oauth: OAuthSection::default(),
         }
     }
 }

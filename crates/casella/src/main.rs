@@ -8,6 +8,7 @@ mod connectivity;
 mod deliver;
 mod listeners;
 mod migrate;
+mod oauth;
 mod queue;
 mod security;
 mod serve;

@@ -253,6 +253,11 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     // Bindings set with `casella settings` win over the starting ones.
     apply_bindings(&listeners, &overrides);
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
+    if let Some(task) =
+        crate::oauth::setup(&config.oauth, directory.clone(), shutdown.signal()).await?
+    {
+        tasks.push(task);
+    }
     tasks.push(tokio::spawn(sync_blocks(
         directory.clone(),
         shutdown.signal(),

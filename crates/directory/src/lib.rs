@@ -7,6 +7,7 @@
 //! replies — or log a password (they travel as [`Secret`]).
 
 pub mod app_passwords;
+pub mod oauth;
 pub mod options;
 mod password;
 mod policy;
@@ -60,6 +61,14 @@ const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
 pub struct Directory {
     store: Arc<dyn MailStore>,
     throttle: Arc<throttle::Throttle>,
+    oauth: std::sync::RwLock<Option<Arc<oauth::TokenValidator>>>,
+}
+
+/// How a session exchanges SASL messages with its client: the protocol encodes
+/// the challenge (base64 in `+ `, `334 `…) and decodes the answer.
+#[async_trait::async_trait]
+pub trait SaslIo: Send {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, sasl::SaslError>;
 }
 
 /// A name fit for one log field: no spaces or control characters, at most 64
@@ -82,7 +91,110 @@ impl Directory {
         Directory {
             store,
             throttle: Arc::new(throttle::Throttle::default()),
+            oauth: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Turns OAuth 2.0 tokens (XOAUTH2, OAUTHBEARER) on, or off with `None`.
+    pub fn set_oauth(&self, validator: Option<Arc<oauth::TokenValidator>>) {
+        *self.oauth.write().unwrap_or_else(|e| e.into_inner()) = validator;
+    }
+
+    fn oauth(&self) -> Option<Arc<oauth::TokenValidator>> {
+        self.oauth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether XOAUTH2 and OAUTHBEARER are offered.
+    pub fn oauth_enabled(&self) -> bool {
+        self.oauth().is_some()
+    }
+
+    /// SASL XOAUTH2 or OAUTHBEARER (RFC 7628) on a connection with this login
+    /// type and TLS state: the client sends a bearer token;
+    /// on a bad one the server answers with the RFC 7628 §3.2.2 JSON error as a
+    /// challenge, the client acknowledges, and the login fails.
+    pub async fn login_with_token(
+        &self,
+        protocol: Protocol,
+        mechanism: &str,
+        (login_type, tls_active): (LoginType, bool),
+        initial: Option<Vec<u8>>,
+        source: &LoginSource,
+        io: &mut dyn SaslIo,
+    ) -> Result<Authenticated, AuthFailure> {
+        let Some(validator) = self.oauth() else {
+            return Err(AuthFailure::InvalidCredentials);
+        };
+        // A token is not a password: plaintext-authentication allows it before
+        // TLS; secure-login allows nothing before TLS.
+        if !tls_active && login_type == LoginType::SecureLogin {
+            return Err(AuthFailure::EncryptionRequired);
+        }
+        let first = match initial {
+            Some(m) => m,
+            None => io
+                .challenge(b"")
+                .await
+                .map_err(|_| AuthFailure::InvalidCredentials)?,
+        };
+        let Some((named, token)) = oauth::parse_client_message(mechanism, &first) else {
+            self.failed(protocol, source, "").await;
+            return Err(AuthFailure::InvalidCredentials);
+        };
+        let named = named.map(|n| Self::normalize(&n));
+        let hint = named.clone().unwrap_or_default();
+        if self.blocked(protocol, source, &hint) {
+            return Err(AuthFailure::Throttled);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let scope = validator.config().scope_for(protocol).to_string();
+        let refuse = |why: String| {
+            tracing::info!(protocol = protocol.name(), remote = %source.remote, reason = %why, "token refused");
+        };
+        let user = match validator.validate(&token, protocol, now) {
+            Ok(u) if named.as_ref().is_none_or(|n| *n == u) => u,
+            Ok(u) => {
+                refuse(format!("the token is for {u}, not {hint}"));
+                let _ = io
+                    .challenge(oauth::error_json("invalid_token", &scope).as_bytes())
+                    .await;
+                self.failed(protocol, source, &hint).await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+            Err(e) => {
+                refuse(e.to_string());
+                // RFC 7628 §3.2.3: the error as a challenge; the client answers
+                // with a dummy ^A before the failure.
+                let _ = io
+                    .challenge(oauth::error_json(e.status(), &scope).as_bytes())
+                    .await;
+                self.failed(protocol, source, &hint).await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+        };
+        let account = match self.store.account_for_address(&user).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                self.failed(protocol, source, &user).await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                return Err(AuthFailure::Temporary);
+            }
+        };
+        if account.is_admin && protocol.bars_administrators() {
+            return Err(AuthFailure::Barred);
+        }
+        if !protocol.enabled_for(&account) {
+            return Err(AuthFailure::ProtocolDisabled);
+        }
+        self.throttle.success(source.remote, &account.address);
+        self.record(&account, protocol, source, true);
+        Ok(Authenticated { account })
     }
 
     /// The login throttle (its settings change live).

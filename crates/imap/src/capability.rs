@@ -32,6 +32,7 @@ pub fn capabilities(
     tls_active: bool,
     starttls_available: bool,
     passwords_allowed: bool,
+    other_mechanisms: &[&str],
     append_limit: u32,
 ) -> String {
     let mut caps: Vec<String> = Vec::new();
@@ -58,7 +59,9 @@ pub fn capabilities(
         if passwords_allowed {
             caps.push("AUTH=PLAIN".into());
             caps.push("AUTH=LOGIN".into());
-        } else {
+        }
+        caps.extend(other_mechanisms.iter().map(|m| format!("AUTH={m}")));
+        if !passwords_allowed {
             // RFC 9051 §6.2.3: LOGIN is refused until TLS is active.
             caps.push("LOGINDISABLED".into());
         }

@@ -155,12 +155,27 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
+    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used on this connection: they
+    /// are configured, and TLS is active unless the login type allows
+    /// non-password mechanisms in cleartext.
+    pub fn tokens_allowed(&self) -> bool {
+        self.shared.directory.oauth_enabled()
+            && (self.tls_active
+                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    }
+
     pub fn capability_string(&self) -> String {
+        let tokens: &[&str] = if self.tokens_allowed() {
+            &["XOAUTH2", "OAUTHBEARER"]
+        } else {
+            &[]
+        };
         capabilities(
             self.auth.is_some(),
             self.tls_active,
             self.shared.tls.is_some(),
             self.passwords_allowed(),
+            tokens,
             self.config.append_limit,
         )
     }

@@ -75,6 +75,21 @@ enum Next {
 
 type Reader = BufReader<Stream>;
 
+/// SASL challenges and answers over this session (`+ BASE64` lines).
+struct SaslChannel<'a> {
+    session: &'a mut Session,
+    reader: &'a mut Reader,
+}
+
+#[async_trait::async_trait]
+impl casella_directory::SaslIo for SaslChannel<'_> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        self.session.challenge(self.reader, &text).await
+    }
+}
+
 impl Session {
     pub(crate) fn new(
         config: Arc<Pop3Config>,
@@ -185,7 +200,22 @@ impl Session {
             };
             let max = self.config.max_command_size;
             let mut signal = self.signal.clone();
-            let read = next_line(&mut reader, &mut line, max, timeout, &mut signal).await;
+            // AUTH's initial response (an OAuth token runs to kilobytes) may be
+            // longer than a command; every other command keeps the limit.
+            let limit = if matches!(state, State::Authorization { .. }) {
+                max.max(MAX_SASL_LINE)
+            } else {
+                max
+            };
+            let mut read = next_line(&mut reader, &mut line, limit, timeout, &mut signal).await;
+            if matches!(read, NextLine::Line)
+                && line.len() > max
+                && !line
+                    .get(..5)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"AUTH "))
+            {
+                read = NextLine::TooLong;
+            }
             let next = match read {
                 NextLine::Shutdown => {
                     // RFC 1939 §6: ending without QUIT removes nothing.
@@ -416,6 +446,26 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
+    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used here: configured, and TLS
+    /// is active unless the login type allows non-password mechanisms in cleartext.
+    fn tokens_usable(&self) -> bool {
+        self.directory.oauth_enabled()
+            && (self.tls_active
+                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    }
+
+    /// The SASL mechanisms that work on this connection now.
+    fn mechanisms(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.passwords_usable() {
+            m.extend(["PLAIN", "LOGIN"]);
+        }
+        if self.tokens_usable() {
+            m.extend(["XOAUTH2", "OAUTHBEARER"]);
+        }
+        m
+    }
+
     /// RFC 2449 §5 CAPA. Before login it offers only what works on this connection.
     fn capa(&mut self, before_login: bool) {
         let mut text = String::from("+OK Capability list follows\r\n");
@@ -424,7 +474,11 @@ impl Session {
         );
         if before_login {
             if self.passwords_usable() {
-                text.push_str("USER\r\nSASL PLAIN LOGIN\r\n");
+                text.push_str("USER\r\n");
+            }
+            let mechanisms = self.mechanisms();
+            if !mechanisms.is_empty() {
+                text.push_str(&format!("SASL {}\r\n", mechanisms.join(" ")));
             }
             if !self.tls_active && self.tls.is_some() {
                 text.push_str("STLS\r\n");
@@ -460,13 +514,18 @@ impl Session {
     ) -> Option<Maildrop> {
         let Some(mechanism) = mechanism else {
             // A bare AUTH lists the mechanisms (as Outlook expects, like Dovecot).
-            if self.passwords_usable() {
-                self.reply("+OK\r\nPLAIN\r\nLOGIN\r\n.");
-            } else {
-                self.reply("+OK\r\n.");
+            let mut text = String::from("+OK\r\n");
+            for m in self.mechanisms() {
+                text.push_str(m);
+                text.push_str("\r\n");
             }
+            text.push('.');
+            self.reply(&text);
             return None;
         };
+        if matches!(mechanism.as_str(), "XOAUTH2" | "OAUTHBEARER") && self.tokens_usable() {
+            return self.login_with_token(&mechanism, initial, reader).await;
+        }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("-ERR Unsupported authentication mechanism");
             return None;
@@ -522,10 +581,48 @@ impl Session {
         }
     }
 
+    /// XOAUTH2 / OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
+    async fn login_with_token(
+        &mut self,
+        mechanism: &str,
+        initial: Option<String>,
+        reader: &mut Reader,
+    ) -> Option<Maildrop> {
+        let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
+            Ok(i) => i,
+            Err(_) => {
+                self.reply("-ERR Invalid SASL initial response");
+                return None;
+            }
+        };
+        let directory = self.directory.clone();
+        let source = casella_directory::LoginSource {
+            remote: self.info.remote.ip(),
+            client: None,
+        };
+        let (login_type, tls) = (self.config.login_type, self.tls_active);
+        let result = {
+            let mut channel = SaslChannel {
+                session: self,
+                reader,
+            };
+            directory
+                .login_with_token(
+                    Protocol::Pop3,
+                    mechanism,
+                    (login_type, tls),
+                    initial,
+                    &source,
+                    &mut channel,
+                )
+                .await
+        };
+        self.finish_login("(token)", result).await
+    }
+
     /// Checks the password and opens the maildrop (on a front end: hands the
     /// session over to the account's back end). Replies either way.
     async fn login(&mut self, user: &str, password: Secret<String>) -> Option<Maildrop> {
-        let remote = self.info.remote;
         let result = self
             .directory
             .login_with_password(
@@ -540,6 +637,16 @@ impl Session {
                 },
             )
             .await;
+        self.finish_login(user, result).await
+    }
+
+    /// Opens the maildrop after a successful login, or says why the login failed.
+    async fn finish_login(
+        &mut self,
+        user: &str,
+        result: Result<casella_directory::Authenticated, AuthFailure>,
+    ) -> Option<Maildrop> {
+        let remote = self.info.remote;
         let account = match result {
             Ok(auth) => auth.account,
             Err(failure) => {

@@ -128,6 +128,14 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
+    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used here: configured, and TLS
+    /// is active unless the login type allows non-password mechanisms in cleartext.
+    fn tokens_allowed(&self) -> bool {
+        self.shared.directory.oauth_enabled()
+            && (self.tls_active
+                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    }
+
     pub(crate) async fn run(mut self, stream: Stream) {
         self.tls_active = stream.is_tls();
         let reader = BufReader::with_capacity(8192, stream);
@@ -337,9 +345,16 @@ impl Session {
         lines.push("CHUNKING".into());
         if self.mode == Mode::Submission {
             lines.push("DSN".into());
-            // RFC 4954 §4 with SecureLogin: AUTH only once passwords may be used.
-            if self.passwords_allowed() && self.auth.is_none() {
-                lines.push("AUTH PLAIN LOGIN".into());
+            // RFC 4954 §4 with SecureLogin: AUTH only once something may be used.
+            let mut mechanisms: Vec<&str> = Vec::new();
+            if self.passwords_allowed() {
+                mechanisms.extend(["PLAIN", "LOGIN"]);
+            }
+            if self.tokens_allowed() {
+                mechanisms.extend(["XOAUTH2", "OAUTHBEARER"]);
+            }
+            if !mechanisms.is_empty() && self.auth.is_none() {
+                lines.push(format!("AUTH {}", mechanisms.join(" ")));
             }
         }
         if !self.tls_active && self.shared.tls.is_some() && !self.handed_over {
@@ -372,6 +387,38 @@ impl Session {
         if self.envelope.is_some() {
             self.reply("503 5.5.1 AUTH is not allowed during a mail transaction");
             return false;
+        }
+        if matches!(mechanism, "XOAUTH2" | "OAUTHBEARER") && self.tokens_allowed() {
+            let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
+                Ok(i) => i,
+                Err(_) => {
+                    self.reply("501 5.5.2 Invalid SASL initial response");
+                    return false;
+                }
+            };
+            let directory = self.shared.directory.clone();
+            let source = casella_directory::LoginSource {
+                remote: self.info.remote.ip(),
+                client: None,
+            };
+            let (login_type, tls) = (self.config.login_type, self.tls_active);
+            let outcome = {
+                let mut channel = SaslChannel {
+                    session: self,
+                    reader,
+                };
+                directory
+                    .login_with_token(
+                        Protocol::Submission,
+                        mechanism,
+                        (login_type, tls),
+                        initial,
+                        &source,
+                        &mut channel,
+                    )
+                    .await
+            };
+            return self.finish_login("(token)", outcome).await;
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("504 5.5.4 Unrecognized authentication mechanism");
@@ -407,7 +454,6 @@ impl Session {
                 return false;
             }
         };
-        let remote = self.info.remote;
         let directory = self.shared.directory.clone();
         let outcome = directory
             .login_with_password(
@@ -422,6 +468,17 @@ impl Session {
                 },
             )
             .await;
+        self.finish_login(&user, outcome).await
+    }
+
+    /// Answers AUTH: 235 (or the back end's reply), or why not; true when the
+    /// connection is to be closed (throttled).
+    async fn finish_login(
+        &mut self,
+        user: &str,
+        outcome: Result<casella_directory::Authenticated, AuthFailure>,
+    ) -> bool {
+        let remote = self.info.remote;
         match outcome {
             Ok(auth) => {
                 if let Some(proxy) = self.proxy.clone() {
@@ -517,6 +574,21 @@ impl Session {
             Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),
         }
+    }
+}
+
+/// SASL challenges and answers over this session (`334 BASE64` lines).
+struct SaslChannel<'a> {
+    session: &'a mut Session,
+    reader: &'a mut Reader,
+}
+
+#[async_trait::async_trait]
+impl casella_directory::SaslIo for SaslChannel<'_> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        self.session.challenge(self.reader, &text).await
     }
 }
 

@@ -7,6 +7,21 @@ use casella_store::Account;
 
 use crate::session::{Auth, Next, Reader, Session};
 
+/// SASL challenges and answers over this session (`+ BASE64` lines).
+struct SaslChannel<'a> {
+    session: &'a mut Session,
+    io: &'a mut Reader,
+}
+
+#[async_trait::async_trait]
+impl casella_directory::SaslIo for SaslChannel<'_> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        self.session.challenge(self.io, &text).await
+    }
+}
+
 impl Session {
     /// STARTTLS — RFC 9051 §6.2.1.
     pub(crate) fn cmd_starttls(&mut self, tag: &str) -> Next {
@@ -47,6 +62,10 @@ impl Session {
         io: &mut Reader,
     ) {
         let mechanism = mechanism.to_ascii_uppercase();
+        if matches!(mechanism.as_str(), "XOAUTH2" | "OAUTHBEARER") && self.tokens_allowed() {
+            self.login_with_token(tag, &mechanism, initial, io).await;
+            return;
+        }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.tagged(tag, "NO [CANNOT] Unsupported authentication mechanism");
             return;
@@ -90,6 +109,43 @@ impl Session {
         }
     }
 
+    /// XOAUTH2 / OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
+    async fn login_with_token(
+        &mut self,
+        tag: &str,
+        mechanism: &str,
+        initial: Option<String>,
+        io: &mut Reader,
+    ) {
+        let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
+            Ok(i) => i,
+            Err(_) => {
+                self.tagged(tag, "BAD Invalid SASL initial response");
+                return;
+            }
+        };
+        let directory = self.shared.directory.clone();
+        let source = casella_directory::LoginSource {
+            remote: self.info.remote.ip(),
+            client: self.client_name.clone(),
+        };
+        let (login_type, tls) = (self.config.login_type, self.tls_active);
+        let result = {
+            let mut channel = SaslChannel { session: self, io };
+            directory
+                .login_with_token(
+                    Protocol::Imap,
+                    mechanism,
+                    (login_type, tls),
+                    initial,
+                    &source,
+                    &mut channel,
+                )
+                .await
+        };
+        self.finish_login(tag, "(token)", result).await;
+    }
+
     async fn login(&mut self, tag: &str, user: &str, password: Secret<String>) {
         let remote = self.info.remote;
         let directory = self.shared.directory.clone();
@@ -106,6 +162,18 @@ impl Session {
                 },
             )
             .await;
+        self.finish_login(tag, user, result).await;
+    }
+
+    /// Answers LOGIN/AUTHENTICATE: enters the authenticated state (or hands the
+    /// session over to its back end), or says why not.
+    async fn finish_login(
+        &mut self,
+        tag: &str,
+        user: &str,
+        result: Result<casella_directory::Authenticated, AuthFailure>,
+    ) {
+        let remote = self.info.remote;
         match result {
             Ok(auth) => {
                 if let Some(proxy) = self.shared.proxy.clone() {
