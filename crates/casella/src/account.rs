@@ -74,7 +74,11 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 })
                 .await
             {
-                Ok(a) => println!("created {}", a.address),
+                Ok(mut a) => {
+                    a.settings.scram = Some(casella_directory::scram::derive(password.expose()));
+                    store.update_account(&a).await?;
+                    println!("created {}", a.address)
+                }
                 Err(StoreError::Exists(_)) => bail!("{address} exists already"),
                 Err(e) => return Err(e.into()),
             }
@@ -185,6 +189,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             };
             let password = read_password(password_stdin)?;
             a.password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
+            a.settings.scram = Some(casella_directory::scram::derive(password.expose()));
             store.update_account(&a).await?;
             println!("password changed for {}", a.address);
         }

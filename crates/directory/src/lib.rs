@@ -12,6 +12,7 @@ pub mod options;
 mod password;
 mod policy;
 pub mod sasl;
+pub mod scram;
 mod secret;
 pub mod throttle;
 
@@ -64,6 +65,64 @@ pub struct Directory {
     oauth: std::sync::RwLock<Option<Arc<oauth::TokenValidator>>>,
 }
 
+/// The connection a SASL exchange runs on: the login policy, TLS, and the TLS
+/// channel-binding data for SCRAM-SHA-256-PLUS.
+#[derive(Debug, Clone, Default)]
+pub struct SaslConnection {
+    pub login_type: LoginType,
+    pub tls_active: bool,
+    pub bindings: scram::ChannelBindings,
+}
+
+impl SaslConnection {
+    /// The connection's policy and TLS state; `exporter` is the RFC 9266
+    /// keying material and `certificate` the server's certificate (DER), when
+    /// TLS is active.
+    pub fn new(
+        login_type: LoginType,
+        tls_active: bool,
+        exporter: Option<Vec<u8>>,
+        certificate: Option<Vec<u8>>,
+    ) -> SaslConnection {
+        let bindings = if tls_active {
+            scram::ChannelBindings {
+                tls_exporter: exporter,
+                tls_server_end_point: certificate.map(|c| scram::server_end_point(&c)),
+            }
+        } else {
+            scram::ChannelBindings::default()
+        };
+        SaslConnection {
+            login_type,
+            tls_active,
+            bindings,
+        }
+    }
+
+    /// The mechanisms beyond PLAIN and LOGIN this connection offers: SCRAM (a
+    /// password mechanism, so only with `passwords`), -PLUS on TLS, and the OAuth
+    /// ones when `tokens` are configured.
+    pub fn other_mechanisms(&self, passwords: bool, tokens: bool) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if passwords && self.non_password_allowed() {
+            m.push("SCRAM-SHA-256");
+            if self.tls_active && self.bindings.any() {
+                m.push("SCRAM-SHA-256-PLUS");
+            }
+        }
+        if tokens && self.non_password_allowed() {
+            m.extend(["XOAUTH2", "OAUTHBEARER"]);
+        }
+        m
+    }
+
+    /// Mechanisms that do not reveal a password (tokens, SCRAM) are allowed in
+    /// cleartext unless the login type is secure-login.
+    pub fn non_password_allowed(&self) -> bool {
+        self.tls_active || self.login_type != LoginType::SecureLogin
+    }
+}
+
 /// How a session exchanges SASL messages with its client: the protocol encodes
 /// the challenge (base64 in `+ `, `334 `…) and decodes the answer.
 #[async_trait::async_trait]
@@ -109,6 +168,124 @@ impl Directory {
         self.oauth().is_some()
     }
 
+    /// Runs one of the mechanisms of `SaslConnection::other_mechanisms`
+    /// (SCRAM-SHA-256[-PLUS], XOAUTH2, OAUTHBEARER).
+    pub async fn login_with_mechanism(
+        &self,
+        protocol: Protocol,
+        mechanism: &str,
+        conn: &SaslConnection,
+        initial: Option<Vec<u8>>,
+        source: &LoginSource,
+        io: &mut dyn SaslIo,
+    ) -> Result<Authenticated, AuthFailure> {
+        match mechanism {
+            "SCRAM-SHA-256" => {
+                self.login_with_scram(protocol, false, conn, initial, source, io)
+                    .await
+            }
+            "SCRAM-SHA-256-PLUS" => {
+                self.login_with_scram(protocol, true, conn, initial, source, io)
+                    .await
+            }
+            _ => {
+                self.login_with_token(protocol, mechanism, conn, initial, source, io)
+                    .await
+            }
+        }
+    }
+
+    /// SCRAM-SHA-256 or SCRAM-SHA-256-PLUS (RFC 7677, RFC 5802): the client
+    /// proves it knows the password without sending it; with -PLUS the proof is
+    /// bound to this TLS connection. Ends with the server's signature (`v=`) as
+    /// a last challenge.
+    pub async fn login_with_scram(
+        &self,
+        protocol: Protocol,
+        plus: bool,
+        conn: &SaslConnection,
+        initial: Option<Vec<u8>>,
+        source: &LoginSource,
+        io: &mut dyn SaslIo,
+    ) -> Result<Authenticated, AuthFailure> {
+        if !conn.non_password_allowed() {
+            return Err(AuthFailure::EncryptionRequired);
+        }
+        let first_msg = match initial {
+            Some(m) => m,
+            None => io
+                .challenge(b"")
+                .await
+                .map_err(|_| AuthFailure::InvalidCredentials)?,
+        };
+        let first = match scram::parse_client_first(&first_msg) {
+            Ok(f) => f,
+            Err(_) => {
+                self.failed(protocol, source, "").await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+        };
+        let offers_plus = conn.tls_active && conn.bindings.any();
+        let binding_ok = match (plus, first.cbind.as_str()) {
+            // RFC 5802 §6: "y" while the server offers -PLUS is a downgrade.
+            (false, "n") => true,
+            (false, "y") => !offers_plus,
+            (false, _) => false,
+            (true, "n" | "y") => false,
+            (true, name) => conn.tls_active && conn.bindings.get_name(name),
+        };
+        let login = Self::normalize(&first.user);
+        if !binding_ok {
+            tracing::info!(protocol = protocol.name(), remote = %source.remote, "SCRAM channel binding refused");
+            self.failed(protocol, source, &login).await;
+            return Err(AuthFailure::InvalidCredentials);
+        }
+        if self.blocked(protocol, source, &login) {
+            return Err(AuthFailure::Throttled);
+        }
+        let account = match self.store.account_for_address(&login).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                return Err(AuthFailure::Temporary);
+            }
+        };
+        let secret = account.as_ref().and_then(|a| a.settings.scram.clone());
+        let exchange = scram::ServerExchange::new(first, secret);
+        let final_msg = io
+            .challenge(exchange.server_first().as_bytes())
+            .await
+            .map_err(|_| AuthFailure::InvalidCredentials)?;
+        let server_final = match (exchange.finish(&final_msg, &conn.bindings), &account) {
+            (Ok(v), Some(_)) => v,
+            (result, _) => {
+                if let (Some(a), Err(e)) = (&account, &result) {
+                    tracing::info!(protocol = protocol.name(), remote = %source.remote, reason = ?e, "SCRAM proof refused");
+                    self.record(a, protocol, source, false);
+                }
+                self.failed(protocol, source, &login).await;
+                return Err(AuthFailure::InvalidCredentials);
+            }
+        };
+        let Some(account) = account else {
+            return Err(AuthFailure::InvalidCredentials);
+        };
+        if account.is_admin && protocol.bars_administrators() {
+            return Err(AuthFailure::Barred);
+        }
+        if !protocol.enabled_for(&account) {
+            return Err(AuthFailure::ProtocolDisabled);
+        }
+        // RFC 5802 §5.1: the server's signature, which the client checks; its
+        // (empty) answer ends the exchange.
+        io.challenge(server_final.as_bytes())
+            .await
+            .map_err(|_| AuthFailure::InvalidCredentials)?;
+        self.throttle.success(source.remote, &account.address);
+        self.record(&account, protocol, source, true);
+        Ok(Authenticated { account })
+    }
+
     /// SASL XOAUTH2 or OAUTHBEARER (RFC 7628) on a connection with this login
     /// type and TLS state: the client sends a bearer token;
     /// on a bad one the server answers with the RFC 7628 §3.2.2 JSON error as a
@@ -117,7 +294,7 @@ impl Directory {
         &self,
         protocol: Protocol,
         mechanism: &str,
-        (login_type, tls_active): (LoginType, bool),
+        conn: &SaslConnection,
         initial: Option<Vec<u8>>,
         source: &LoginSource,
         io: &mut dyn SaslIo,
@@ -127,7 +304,7 @@ impl Directory {
         };
         // A token is not a password: plaintext-authentication allows it before
         // TLS; secure-login allows nothing before TLS.
-        if !tls_active && login_type == LoginType::SecureLogin {
+        if !conn.non_password_allowed() {
             return Err(AuthFailure::EncryptionRequired);
         }
         let first = match initial {
@@ -302,6 +479,22 @@ impl Directory {
             return Err(AuthFailure::InvalidCredentials);
         }
         self.throttle.success(source.remote, &login);
+        if main && account.settings.scram.is_none() {
+            // Accounts from before SCRAM get their keys at their next login.
+            let mut updated = account.clone();
+            let password = password.clone();
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let secret =
+                    tokio::task::spawn_blocking(move || scram::derive(password.expose())).await;
+                if let Ok(secret) = secret {
+                    updated.settings.scram = Some(secret);
+                    if let Err(e) = store.update_account(&updated).await {
+                        tracing::warn!(error = %e, "saving SCRAM keys failed");
+                    }
+                }
+            });
+        }
         // Checked after the password, so a wrong password does not reveal the
         // account's switches.
         if account.is_admin && protocol.bars_administrators() {

@@ -155,27 +155,40 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
-    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used on this connection: they
-    /// are configured, and TLS is active unless the login type allows
-    /// non-password mechanisms in cleartext.
-    pub fn tokens_allowed(&self) -> bool {
-        self.shared.directory.oauth_enabled()
-            && (self.tls_active
-                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    /// This connection as SASL sees it (policy, TLS, channel bindings).
+    pub fn sasl_connection(&self, io: &Reader) -> casella_directory::SaslConnection {
+        casella_directory::SaslConnection::new(
+            self.config.login_type,
+            self.tls_active,
+            io.get_ref().tls_exporter(),
+            casella_net::server_certificate(),
+        )
+    }
+
+    /// SCRAM, OAuth: the mechanisms beyond PLAIN and LOGIN usable here.
+    pub fn other_mechanisms(&self, conn: &casella_directory::SaslConnection) -> Vec<&'static str> {
+        conn.other_mechanisms(
+            self.config.allow_basic_auth,
+            self.shared.directory.oauth_enabled(),
+        )
     }
 
     pub fn capability_string(&self) -> String {
-        let tokens: &[&str] = if self.tokens_allowed() {
-            &["XOAUTH2", "OAUTHBEARER"]
-        } else {
-            &[]
-        };
+        // Without the stream at hand: -PLUS is offered whenever TLS is active
+        // and the server has a certificate.
+        let conn = casella_directory::SaslConnection::new(
+            self.config.login_type,
+            self.tls_active,
+            None,
+            casella_net::server_certificate(),
+        );
+        let mechanisms = self.other_mechanisms(&conn);
         capabilities(
             self.auth.is_some(),
             self.tls_active,
             self.shared.tls.is_some(),
             self.passwords_allowed(),
-            tokens,
+            &mechanisms,
             self.config.append_limit,
         )
     }

@@ -24,4 +24,4 @@ pub use protolog::{ProtocolLog, Rollover, SessionLog};
 pub use sessions::{LiveSessions, Registration, SessionInfo};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::{ClientStream, MaybeTls, Stream};
-pub use tls::{TlsError, TlsSetup, load_or_create_tls};
+pub use tls::{TlsError, TlsSetup, load_or_create_tls, server_certificate};

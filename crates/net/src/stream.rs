@@ -29,6 +29,19 @@ impl<T> MaybeTls<T> {
 }
 
 impl Stream {
+    /// RFC 9266 tls-exporter channel binding: 32 bytes of keying material
+    /// exported with the label "EXPORTER-Channel-Binding"; `None` in cleartext.
+    pub fn tls_exporter(&self) -> Option<Vec<u8>> {
+        match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(s) => s
+                .get_ref()
+                .1
+                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok(),
+        }
+    }
+
     /// Runs the TLS handshake as server (implicit TLS, or after STARTTLS/STLS).
     /// Upgrading a stream that is TLS already is an error.
     pub async fn into_tls(self, acceptor: &TlsAcceptor) -> io::Result<Stream> {

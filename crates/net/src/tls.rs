@@ -73,6 +73,7 @@ pub fn load_or_create_tls(
         path: key_path.clone(),
         what: "private key",
     })?;
+    remember_certificate(chain[0].as_ref());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -82,6 +83,24 @@ pub fn load_or_create_tls(
         acceptor: TlsAcceptor::from(Arc::new(config)),
         cert_path,
     })
+}
+
+static SERVER_CERTIFICATE: std::sync::RwLock<Vec<u8>> = std::sync::RwLock::new(Vec::new());
+
+fn remember_certificate(der: &[u8]) {
+    *SERVER_CERTIFICATE
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = der.to_vec();
+}
+
+/// The DER of the certificate this process serves (for tls-server-end-point
+/// channel binding, RFC 5929 §4); `None` before TLS is set up.
+pub fn server_certificate() -> Option<Vec<u8>> {
+    let der = SERVER_CERTIFICATE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    (!der.is_empty()).then_some(der)
 }
 
 fn create_self_signed(dir: &Path, hostname: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {

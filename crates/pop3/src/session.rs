@@ -446,12 +446,15 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
-    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used here: configured, and TLS
-    /// is active unless the login type allows non-password mechanisms in cleartext.
-    fn tokens_usable(&self) -> bool {
-        self.directory.oauth_enabled()
-            && (self.tls_active
-                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    /// This connection as SASL sees it (policy, TLS, channel bindings); the
+    /// stream gives the tls-exporter binding, when at hand.
+    fn sasl_connection(&self, stream: Option<&Stream>) -> casella_directory::SaslConnection {
+        casella_directory::SaslConnection::new(
+            self.config.login_type,
+            self.tls_active,
+            stream.and_then(Stream::tls_exporter),
+            casella_net::server_certificate(),
+        )
     }
 
     /// The SASL mechanisms that work on this connection now.
@@ -460,9 +463,10 @@ impl Session {
         if self.passwords_usable() {
             m.extend(["PLAIN", "LOGIN"]);
         }
-        if self.tokens_usable() {
-            m.extend(["XOAUTH2", "OAUTHBEARER"]);
-        }
+        m.extend(
+            self.sasl_connection(None)
+                .other_mechanisms(self.config.allow_basic_auth, self.directory.oauth_enabled()),
+        );
         m
     }
 
@@ -523,8 +527,14 @@ impl Session {
             self.reply(&text);
             return None;
         };
-        if matches!(mechanism.as_str(), "XOAUTH2" | "OAUTHBEARER") && self.tokens_usable() {
-            return self.login_with_token(&mechanism, initial, reader).await;
+        let conn = self.sasl_connection(Some(reader.get_ref()));
+        if conn
+            .other_mechanisms(self.config.allow_basic_auth, self.directory.oauth_enabled())
+            .contains(&mechanism.as_str())
+        {
+            return self
+                .login_with_mechanism(&mechanism, &conn, initial, reader)
+                .await;
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("-ERR Unsupported authentication mechanism");
@@ -581,10 +591,11 @@ impl Session {
         }
     }
 
-    /// XOAUTH2 / OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
-    async fn login_with_token(
+    /// SCRAM-SHA-256[-PLUS] (RFC 7677), XOAUTH2 / OAUTHBEARER (RFC 7628).
+    async fn login_with_mechanism(
         &mut self,
         mechanism: &str,
+        conn: &casella_directory::SaslConnection,
         initial: Option<String>,
         reader: &mut Reader,
     ) -> Option<Maildrop> {
@@ -600,24 +611,23 @@ impl Session {
             remote: self.info.remote.ip(),
             client: None,
         };
-        let (login_type, tls) = (self.config.login_type, self.tls_active);
         let result = {
             let mut channel = SaslChannel {
                 session: self,
                 reader,
             };
             directory
-                .login_with_token(
+                .login_with_mechanism(
                     Protocol::Pop3,
                     mechanism,
-                    (login_type, tls),
+                    conn,
                     initial,
                     &source,
                     &mut channel,
                 )
                 .await
         };
-        self.finish_login("(token)", result).await
+        self.finish_login(mechanism, result).await
     }
 
     /// Checks the password and opens the maildrop (on a front end: hands the

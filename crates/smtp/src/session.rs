@@ -128,12 +128,23 @@ impl Session {
         self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
     }
 
-    /// OAuth tokens (XOAUTH2, OAUTHBEARER) may be used here: configured, and TLS
-    /// is active unless the login type allows non-password mechanisms in cleartext.
-    fn tokens_allowed(&self) -> bool {
-        self.shared.directory.oauth_enabled()
-            && (self.tls_active
-                || self.config.login_type != casella_directory::LoginType::SecureLogin)
+    /// This connection as SASL sees it (policy, TLS, channel bindings); the
+    /// stream gives the tls-exporter binding, when at hand.
+    fn sasl_connection(&self, stream: Option<&Stream>) -> casella_directory::SaslConnection {
+        casella_directory::SaslConnection::new(
+            self.config.login_type,
+            self.tls_active,
+            stream.and_then(Stream::tls_exporter),
+            casella_net::server_certificate(),
+        )
+    }
+
+    /// SCRAM and OAuth mechanisms usable on this connection.
+    fn other_mechanisms(&self, conn: &casella_directory::SaslConnection) -> Vec<&'static str> {
+        conn.other_mechanisms(
+            self.config.allow_basic_auth,
+            self.shared.directory.oauth_enabled(),
+        )
     }
 
     pub(crate) async fn run(mut self, stream: Stream) {
@@ -350,9 +361,7 @@ impl Session {
             if self.passwords_allowed() {
                 mechanisms.extend(["PLAIN", "LOGIN"]);
             }
-            if self.tokens_allowed() {
-                mechanisms.extend(["XOAUTH2", "OAUTHBEARER"]);
-            }
+            mechanisms.extend(self.other_mechanisms(&self.sasl_connection(None)));
             if !mechanisms.is_empty() && self.auth.is_none() {
                 lines.push(format!("AUTH {}", mechanisms.join(" ")));
             }
@@ -388,7 +397,8 @@ impl Session {
             self.reply("503 5.5.1 AUTH is not allowed during a mail transaction");
             return false;
         }
-        if matches!(mechanism, "XOAUTH2" | "OAUTHBEARER") && self.tokens_allowed() {
+        let conn = self.sasl_connection(Some(reader.get_ref()));
+        if self.other_mechanisms(&conn).contains(&mechanism) {
             let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
                 Ok(i) => i,
                 Err(_) => {
@@ -401,24 +411,23 @@ impl Session {
                 remote: self.info.remote.ip(),
                 client: None,
             };
-            let (login_type, tls) = (self.config.login_type, self.tls_active);
             let outcome = {
                 let mut channel = SaslChannel {
                     session: self,
                     reader,
                 };
                 directory
-                    .login_with_token(
+                    .login_with_mechanism(
                         Protocol::Submission,
                         mechanism,
-                        (login_type, tls),
+                        &conn,
                         initial,
                         &source,
                         &mut channel,
                     )
                     .await
             };
-            return self.finish_login("(token)", outcome).await;
+            return self.finish_login(mechanism, outcome).await;
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
             self.reply("504 5.5.4 Unrecognized authentication mechanism");

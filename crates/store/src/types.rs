@@ -151,9 +151,22 @@ pub struct AccountSettings {
     /// delivered. Set with `casella account set ADDRESS enabled=off`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// SCRAM-SHA-256 keys derived from the password (RFC 5802 §3), so SCRAM logins
+    /// never need the clear password; `None` until the password is next set or used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scram: Option<ScramSecret>,
     /// The user's app passwords (hashes only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,
+}
+
+/// StoredKey and ServerKey of SCRAM-SHA-256 with their salt (base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramSecret {
+    pub salt: String,
+    pub iterations: u32,
+    pub stored_key: String,
+    pub server_key: String,
 }
 
 /// An app password: made by the server, shown once, limited to some protocols.

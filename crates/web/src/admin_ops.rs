@@ -1,7 +1,7 @@
 //! What an administrator can do to accounts, shared by the admin API and the
 //! admin pages.
 
-use casella_directory::{Directory, Secret, hash_password, options};
+use casella_directory::{Directory, Secret, hash_password, options, scram};
 use casella_store::{NewAccount, StoreError};
 use serde_json::{Value, json};
 
@@ -61,15 +61,18 @@ pub async fn show_account(web: &Web, address: &str) -> Result<Value, OpError> {
     Ok(account_json(&a, aliases))
 }
 
-async fn hash(password: String) -> Result<String, OpError> {
+/// The argon2id hash and the SCRAM keys of a new password.
+async fn hash(password: String) -> Result<(String, casella_store::ScramSecret), OpError> {
     if password.is_empty() {
         return Err(OpError::Invalid("the password is empty".into()));
     }
     let secret = Secret::new(password);
-    tokio::task::spawn_blocking(move || hash_password(&secret))
-        .await
-        .map_err(|e| OpError::Internal(e.to_string()))?
-        .map_err(OpError::Internal)
+    tokio::task::spawn_blocking(move || {
+        hash_password(&secret).map(|h| (h, scram::derive(secret.expose())))
+    })
+    .await
+    .map_err(|e| OpError::Internal(e.to_string()))?
+    .map_err(OpError::Internal)
 }
 
 pub async fn create_account(
@@ -79,7 +82,7 @@ pub async fn create_account(
     admin: bool,
 ) -> Result<Value, OpError> {
     let address = options::new_address(address).map_err(|e| OpError::Invalid(e.0))?;
-    let password_hash = hash(password).await?;
+    let (password_hash, scram_secret) = hash(password).await?;
     match web
         .directory
         .store()
@@ -90,7 +93,11 @@ pub async fn create_account(
         })
         .await
     {
-        Ok(a) => Ok(account_json(&a, Vec::new())),
+        Ok(mut a) => {
+            a.settings.scram = Some(scram_secret);
+            web.directory.store().update_account(&a).await?;
+            Ok(account_json(&a, Vec::new()))
+        }
         Err(StoreError::Exists(_)) => Err(OpError::Conflict(format!("{address} exists already"))),
         Err(e) => Err(e.into()),
     }
@@ -105,7 +112,9 @@ pub async fn update_account(
     let mut a = find(web, address).await?;
     for (k, v) in pairs {
         if k.eq_ignore_ascii_case("password") {
-            a.password_hash = hash(v.clone()).await?;
+            let (h, s) = hash(v.clone()).await?;
+            a.password_hash = h;
+            a.settings.scram = Some(s);
             continue;
         }
         options::set(&mut a, k, v).map_err(|e| OpError::Invalid(e.0))?;

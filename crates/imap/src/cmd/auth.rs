@@ -62,8 +62,10 @@ impl Session {
         io: &mut Reader,
     ) {
         let mechanism = mechanism.to_ascii_uppercase();
-        if matches!(mechanism.as_str(), "XOAUTH2" | "OAUTHBEARER") && self.tokens_allowed() {
-            self.login_with_token(tag, &mechanism, initial, io).await;
+        let conn = self.sasl_connection(io);
+        if self.other_mechanisms(&conn).contains(&mechanism.as_str()) {
+            self.login_with_mechanism(tag, &mechanism, &conn, initial, io)
+                .await;
             return;
         }
         if mechanism != "PLAIN" && mechanism != "LOGIN" {
@@ -109,11 +111,12 @@ impl Session {
         }
     }
 
-    /// XOAUTH2 / OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
-    async fn login_with_token(
+    /// SCRAM-SHA-256[-PLUS] (RFC 7677), XOAUTH2 / OAUTHBEARER (RFC 7628).
+    async fn login_with_mechanism(
         &mut self,
         tag: &str,
         mechanism: &str,
+        conn: &casella_directory::SaslConnection,
         initial: Option<String>,
         io: &mut Reader,
     ) {
@@ -129,21 +132,20 @@ impl Session {
             remote: self.info.remote.ip(),
             client: self.client_name.clone(),
         };
-        let (login_type, tls) = (self.config.login_type, self.tls_active);
         let result = {
             let mut channel = SaslChannel { session: self, io };
             directory
-                .login_with_token(
+                .login_with_mechanism(
                     Protocol::Imap,
                     mechanism,
-                    (login_type, tls),
+                    conn,
                     initial,
                     &source,
                     &mut channel,
                 )
                 .await
         };
-        self.finish_login(tag, "(token)", result).await;
+        self.finish_login(tag, mechanism, result).await;
     }
 
     async fn login(&mut self, tag: &str, user: &str, password: Secret<String>) {

@@ -1,0 +1,67 @@
+//! SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 7677) on IMAP, POP3 and
+//! submission, with the independent client implementation of Python's `scramp`
+//! package (tests/clients/scram_check.py), including channel binding to the TLS
+//! connection (tls-server-end-point). The server keeps only SCRAM keys.
+
+use casella_testkit::TestServer;
+use casella_testkit::clients::python;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_casella");
+const USER: &str = "alice@example.org";
+const PASS: &str = "correct horse battery staple";
+
+fn server() -> TestServer {
+    let s = TestServer::builder(BIN)
+        .protocols(&["imaps", "pop3s", "submission"])
+        .config("hostname = \"mail.test\"\n[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n[submission]\nauth-failure-delay-ms = 0\n")
+        .start();
+    s.add_account(USER, PASS);
+    let out = s.cli(
+        &[
+            "settings",
+            "security",
+            "set",
+            "trusted-networks=127.0.0.0/8",
+        ],
+        b"",
+    );
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s
+}
+
+fn login(s: &TestServer, proto: &str, mech: &str, password: &str) -> Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = match proto {
+        "imap" => s.port("imaps"),
+        "pop" => s.port("pop3s"),
+        _ => s.port("submission"),
+    }
+    .to_string();
+    let cert = s.cert_path().display().to_string();
+    let run = python(
+        "scram_check.py",
+        &[proto, mech, "127.0.0.1", &port, &cert, USER, password],
+        tmp.path(),
+    )
+    .success();
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.dump()))
+}
+
+#[test]
+fn scram_with_and_without_channel_binding_on_every_protocol() {
+    let s = server();
+    for proto in ["imap", "pop", "smtp"] {
+        for mech in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] {
+            let r = login(&s, proto, mech, PASS);
+            assert_eq!(r["ok"], true, "{proto} {mech}: {r}");
+            assert!(r["caps"].to_string().contains(mech), "{proto}: {r}");
+            let r = login(&s, proto, mech, "wrong password");
+            assert_eq!(r["ok"], false, "{proto} {mech} with a wrong password: {r}");
+        }
+    }
+    // Only the derived keys are stored, never the password.
+    let out = s.cli(&["account", "show", USER], b"");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASS));
+}
