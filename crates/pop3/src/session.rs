@@ -45,7 +45,7 @@ pub(crate) struct Session {
 
 enum State {
     Authorization { user: Option<String> },
-    Transaction(Maildrop),
+    Transaction(Box<Maildrop>),
 }
 
 struct Maildrop {
@@ -177,7 +177,10 @@ impl Session {
             }
         };
         match maildrop {
-            Some(maildrop) => self.serve(reader, State::Transaction(maildrop)).await,
+            Some(maildrop) => {
+                self.serve(reader, State::Transaction(Box::new(maildrop)))
+                    .await
+            }
             None => {
                 let _ = self.flush(&mut reader).await;
                 let _ = reader.get_mut().shutdown().await;
@@ -325,13 +328,13 @@ impl Session {
                         return Next::Continue;
                     };
                     if let Some(maildrop) = self.login(&name, Secret::new(password)).await {
-                        *state = State::Transaction(maildrop);
+                        *state = State::Transaction(Box::new(maildrop));
                     }
                 }
                 Command::Auth { mechanism, initial } => {
                     *user = None;
                     if let Some(maildrop) = self.authenticate(mechanism, initial, reader).await {
-                        *state = State::Transaction(maildrop);
+                        *state = State::Transaction(Box::new(maildrop));
                     }
                 }
                 Command::Apop => self.reply("-ERR APOP is not supported; use USER/PASS or AUTH"),

@@ -42,7 +42,7 @@ impl Envelope {
 
 /// Where a recipient goes.
 enum Route {
-    Local(Account),
+    Local(Box<Account>),
     Remote,
 }
 
@@ -186,7 +186,7 @@ impl Session {
         match route {
             Route::Local(account) => envelope.local.push(LocalRecipient {
                 address: to,
-                account,
+                account: *account,
             }),
             Route::Remote => envelope.remote.push(QueuedRecipient {
                 address: to,
@@ -208,7 +208,7 @@ impl Session {
             None if to.eq_ignore_ascii_case("postmaster") => {
                 for a in store.list_accounts().await? {
                     if a.address.starts_with("postmaster@") {
-                        return Ok(Some(Route::Local(a)));
+                        return Ok(Some(Route::Local(Box::new(a))));
                     }
                 }
                 self.reply("550 5.1.1 <postmaster>: Recipient address rejected: User unknown");
@@ -237,7 +237,7 @@ impl Session {
             .recipient(&format!("{local}@{domain}"))
             .await?
         {
-            return Ok(Some(Route::Local(a)));
+            return Ok(Some(Route::Local(Box::new(a))));
         }
         // Sub-addressing: user+tag@domain reaches user@domain.
         if let Some((base, _)) = local.split_once('+')
@@ -247,7 +247,7 @@ impl Session {
                 .recipient(&format!("{base}@{domain}"))
                 .await?
         {
-            return Ok(Some(Route::Local(a)));
+            return Ok(Some(Route::Local(Box::new(a))));
         }
         self.reply(&format!(
             "550 5.1.1 <{to}>: Recipient address rejected: User unknown"
