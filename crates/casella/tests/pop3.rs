@@ -81,7 +81,11 @@ fn greeting_and_capabilities_follow_the_secure_login_policy() {
     c.start_tls(&s.cert_path());
     let caps = capa(&mut c);
     assert!(caps.iter().any(|l| l == "USER"), "{caps:?}");
-    assert!(caps.iter().any(|l| l == "SASL PLAIN LOGIN"), "{caps:?}");
+    assert!(
+        caps.iter()
+            .any(|l| l == "SASL PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS"),
+        "{caps:?}"
+    );
     assert!(
         !caps.iter().any(|l| l == "STLS"),
         "STLS is not offered twice"
@@ -156,7 +160,10 @@ fn sasl_plain_and_login_with_and_without_initial_response() {
     c.expect("-ERR");
     c.send_line("AUTH");
     c.expect("+OK");
-    assert_eq!(c.dot_lines(), vec!["PLAIN", "LOGIN"]);
+    assert_eq!(
+        c.dot_lines(),
+        vec!["PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"]
+    );
     c.send_line(&format!("USER {USER}"));
     c.expect("+OK");
     c.send_line(&format!("PASS {PASS}"));

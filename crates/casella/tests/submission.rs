@@ -93,7 +93,11 @@ fn auth_is_offered_only_after_starttls_and_required_before_mail() {
     c.expect("220");
     c.start_tls(&s.cert_path());
     let caps = ehlo(&mut c);
-    assert!(caps.iter().any(|l| l == "AUTH PLAIN LOGIN"), "{caps:?}");
+    assert!(
+        caps.iter()
+            .any(|l| l == "AUTH PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS"),
+        "{caps:?}"
+    );
     assert!(!caps.iter().any(|l| l == "STARTTLS"), "{caps:?}");
     // AUTH LOGIN without initial response (334 prompts in base64).
     c.send_line("AUTH LOGIN");
@@ -127,8 +131,8 @@ fn disabled_submission_and_plaintext_login_policy() {
     c.expect("220");
     let caps = ehlo(&mut c);
     assert!(
-        caps.iter().any(|l| l == "AUTH PLAIN LOGIN"),
-        "plaintext-login offers AUTH: {caps:?}"
+        caps.iter().any(|l| l == "AUTH PLAIN LOGIN SCRAM-SHA-256"),
+        "plaintext-login offers AUTH (no -PLUS without TLS): {caps:?}"
     );
     c.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBwdw==");
     let l = c.line();
