@@ -49,6 +49,13 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let line =
         std::str::from_utf8(line).map_err(|_| ParseError::Syntax("Command is not valid UTF-8"))?;
     let line = line.trim_end();
+    // RFC 5321 §4.1.2: commands are printable text; a NUL or other control
+    // character in an address would reach logs, headers and other systems.
+    if line.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ParseError::Syntax(
+            "Control characters are not allowed in commands",
+        ));
+    }
     let (verb, rest) = match line.find(' ') {
         Some(i) => (&line[..i], line[i + 1..].trim_start()),
         None => (line, ""),

@@ -53,9 +53,15 @@ impl Session {
                 }
             }
             SequenceSet::Ranges(ranges) if uid => {
+                // Merged first, so a command of thousands of overlapping ranges
+                // over a huge mailbox costs no more than one `1:*`.
                 let max = sel.max_uid();
-                for (i, m) in sel.messages.iter().enumerate() {
-                    if ranges.iter().any(|r| r.contains(m.uid.0, max)) {
+                for (lo, hi) in merged(ranges.iter().map(|r| r.bounds(max))) {
+                    let start = sel.messages.partition_point(|m| m.uid.0 < lo);
+                    for (i, m) in sel.messages.iter().enumerate().skip(start) {
+                        if m.uid.0 > hi {
+                            break;
+                        }
                         out.push((i as u32 + 1, m.uid));
                     }
                 }
@@ -73,16 +79,37 @@ impl Session {
                         return Err("Invalid message sequence number".into());
                     }
                 }
-                for (i, m) in sel.messages.iter().enumerate() {
-                    let seq = i as u32 + 1;
-                    if ranges.iter().any(|r| r.contains(seq, exists)) {
-                        out.push((seq, m.uid));
+                let bounds = ranges
+                    .iter()
+                    .filter(|r| {
+                        exists > 0 || (r.start != SeqNumber::Last && r.end != SeqNumber::Last)
+                    })
+                    .map(|r| r.bounds(exists));
+                for (lo, hi) in merged(bounds) {
+                    for seq in lo..=hi.min(exists) {
+                        if let Some(m) = sel.messages.get(seq as usize - 1) {
+                            out.push((seq, m.uid));
+                        }
                     }
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Sorted, non-overlapping intervals covering the given ones.
+fn merged(intervals: impl Iterator<Item = (u32, u32)>) -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = intervals.map(|(a, b)| (a.min(b), a.max(b))).collect();
+    v.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(v.len());
+    for (lo, hi) in v {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// Compact UID set text for COPYUID/APPENDUID: `1:3,7` — in the given order.
