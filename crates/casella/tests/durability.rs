@@ -109,3 +109,189 @@ fn cli_delivery_is_durable_once_it_exits() {
     let out = s.cli(&["deliver", "--to", "nobody@example.org"], b"x");
     assert_eq!(out.status.code(), Some(67), "unknown user: EX_NOUSER");
 }
+
+/// Every message of `user` as POP3 shows it: its lines, without the end dot.
+fn messages(s: &TestServer, user: &str) -> Vec<Vec<String>> {
+    let mut c = pop_login(s, user);
+    c.send_line("STAT");
+    let n: usize = c.line().split(' ').nth(1).unwrap().parse().unwrap();
+    let mut out = Vec::new();
+    for i in 1..=n {
+        c.send_line(&format!("RETR {i}"));
+        c.expect("+OK");
+        out.push(c.dot_lines());
+    }
+    c.send_line("QUIT");
+    c.expect("+OK");
+    out
+}
+
+/// The body line of each message, after checking it is whole: its Subject and
+/// its body name the same message, and nothing follows the body.
+fn whole_bodies(s: &TestServer, user: &str) -> Vec<String> {
+    messages(s, user)
+        .into_iter()
+        .map(|lines| {
+            let subject = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or_else(|| panic!("a message without its header: {lines:?}"));
+            let body = lines.last().cloned().unwrap_or_default();
+            assert!(
+                body.ends_with(subject),
+                "half-written or mixed up: subject {subject:?}, body {body:?}"
+            );
+            body
+        })
+        .collect()
+}
+
+type Acks = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// SIGKILL while IMAP APPEND, SMTP delivery and a POP3 DELE/QUIT run at once,
+/// 20 rounds: after each restart every acknowledged message is there and whole,
+/// and the POP3 deletions happened all or not at all.
+#[test]
+fn sigkill_during_concurrent_append_delivery_and_pop3_update_loses_nothing() {
+    use std::thread;
+    use std::time::Duration;
+
+    let mut s = TestServer::builder(BIN)
+        .protocols(&["imaps", "pop3s", "smtp"])
+        .start();
+    for u in ["a@example.org", "b@example.org", "c@example.org"] {
+        s.add_account(u, PASS);
+    }
+    let mut appended: Vec<String> = Vec::new();
+    let mut delivered: Vec<String> = Vec::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut quits = 0;
+    for round in 0..20 {
+        let n_pop = 5;
+        // c's maildrop holds this round's messages only.
+        let mut clear = pop_login(&s, "c@example.org");
+        clear.send_line("STAT");
+        let left: usize = clear.line().split(' ').nth(1).unwrap().parse().unwrap();
+        for i in 1..=left {
+            clear.send_line(&format!("DELE {i}"));
+            clear.expect("+OK");
+        }
+        clear.send_line("QUIT");
+        clear.expect("+OK");
+        for i in 0..n_pop {
+            s.deliver(
+                "c@example.org",
+                format!("Subject: c{round}-{i}\r\n\r\npop c{round}-{i}\r\n").as_bytes(),
+            );
+        }
+        let imap_acks: Acks = Default::default();
+        let smtp_acks: Acks = Default::default();
+        let quit_acked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (imap_addr, smtp_addr, pop_addr, cert) = (
+            s.addr("imaps"),
+            s.addr("smtp"),
+            s.addr("pop3s"),
+            s.cert_path(),
+        );
+        let mut threads = Vec::new();
+        {
+            let acks = imap_acks.clone();
+            let cert = cert.clone();
+            threads.push(thread::spawn(move || {
+                let mut c = LineClient::connect_tls(imap_addr, &cert);
+                c.expect("* OK");
+                c.send_line(&format!("l LOGIN a@example.org {PASS}"));
+                c.expect_tagged("l OK");
+                for i in 0..1000 {
+                    let id = format!("a{round}-{i}");
+                    let msg = format!("Subject: {id}\r\n\r\nappend {id}\r\n");
+                    c.send_line(&format!("t{i} APPEND INBOX {{{}+}}", msg.len()));
+                    c.send(msg.as_bytes());
+                    c.send_line("");
+                    c.expect_tagged(&format!("t{i} OK"));
+                    acks.lock().unwrap().push(format!("append {id}"));
+                }
+            }));
+        }
+        {
+            let acks = smtp_acks.clone();
+            threads.push(thread::spawn(move || {
+                let mut c = LineClient::connect(smtp_addr);
+                c.expect("220");
+                c.send_line("HELO t");
+                c.expect("250");
+                for i in 0..1000 {
+                    let id = format!("b{round}-{i}");
+                    c.send(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+                    c.expect("250");
+                    c.expect("250");
+                    c.expect("354");
+                    c.send(format!("Subject: {id}\r\n\r\nsmtp {id}\r\n.\r\n").as_bytes());
+                    c.expect("250 2.0.0");
+                    acks.lock().unwrap().push(format!("smtp {id}"));
+                }
+            }));
+        }
+        {
+            let quit_acked = quit_acked.clone();
+            let cert = cert.clone();
+            threads.push(thread::spawn(move || {
+                let mut c = LineClient::connect_tls(pop_addr, &cert);
+                c.expect("+OK");
+                c.send_line("USER c@example.org");
+                c.expect("+OK");
+                c.send_line(&format!("PASS {PASS}"));
+                c.expect("+OK");
+                for i in 1..=n_pop {
+                    c.send_line(&format!("DELE {i}"));
+                    c.expect("+OK");
+                }
+                c.send_line("QUIT");
+                c.expect("+OK");
+                quit_acked.store(true, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+        // Somewhere between 20 and 220 ms in.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        thread::sleep(Duration::from_millis(20 + seed % 200));
+        s.kill9();
+        for t in threads {
+            // The clients fail when the server dies; what they recorded stands.
+            let _ = t.join();
+        }
+        s.restart();
+
+        let a = whole_bodies(&s, "a@example.org");
+        let b = whole_bodies(&s, "b@example.org");
+        appended.extend(imap_acks.lock().unwrap().iter().cloned());
+        delivered.extend(smtp_acks.lock().unwrap().iter().cloned());
+        for id in &appended {
+            assert!(a.contains(id), "round {round}: acknowledged {id} lost");
+        }
+        for id in &delivered {
+            assert!(b.contains(id), "round {round}: acknowledged {id} lost");
+        }
+        let c = whole_bodies(&s, "c@example.org");
+        let left = c
+            .iter()
+            .filter(|b| b.starts_with(&format!("pop c{round}-")))
+            .count();
+        if quit_acked.load(std::sync::atomic::Ordering::SeqCst) {
+            quits += 1;
+            assert_eq!(left, 0, "round {round}: QUIT was acknowledged");
+        } else {
+            assert!(
+                left == 0 || left == n_pop,
+                "round {round}: {left} of {n_pop} deletions half applied"
+            );
+        }
+    }
+    eprintln!(
+        "acknowledged before the kills: {} APPENDs, {} SMTP deliveries; QUIT acknowledged in {quits} of 20 rounds",
+        appended.len(),
+        delivered.len()
+    );
+    assert!(!appended.is_empty() && !delivered.is_empty());
+}
