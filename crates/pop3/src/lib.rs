@@ -27,7 +27,7 @@ use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
-pub use command::{Command, ParseError};
+pub use command::{Command, ParseError, parse as parse_command};
 
 /// The order POP3 numbers messages in (Exchange's MessageSortOrder... SortOrder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

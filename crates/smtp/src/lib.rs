@@ -36,7 +36,7 @@ use casella_store::AccountId;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
-pub use command::{Command, ParseError};
+pub use command::{Command, ParseError, parse as parse_command};
 pub use limits::RateLimiter;
 pub use time::rfc5322_date;
 

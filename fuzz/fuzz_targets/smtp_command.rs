@@ -1,0 +1,8 @@
+//! The SMTP/LMTP command decoder: any line gives a command or an error.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = casella_smtp::parse_command(data);
+});
