@@ -148,6 +148,46 @@ fn whole_bodies(s: &TestServer, user: &str) -> Vec<String> {
 
 type Acks = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
+/// UID → Subject of every message in the INBOX, and UIDNEXT, over IMAP.
+fn uids_and_subjects(s: &TestServer, user: &str) -> (std::collections::HashMap<u32, String>, u32) {
+    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+    c.expect("* OK");
+    c.send_line(&format!("l LOGIN {user} {PASS}"));
+    c.expect_tagged("l OK");
+    c.send_line("s SELECT INBOX");
+    let mut uid_next = 0;
+    loop {
+        let l = c.line();
+        if let Some(rest) = l.strip_prefix("* OK [UIDNEXT ") {
+            uid_next = rest.split(']').next().unwrap().parse().unwrap();
+        }
+        if l.starts_with("s ") {
+            break;
+        }
+    }
+    c.send_line("f FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    let mut map = std::collections::HashMap::new();
+    let mut current = None;
+    loop {
+        let l = c.line();
+        if l.starts_with("f ") {
+            break;
+        }
+        if let Some(i) = l.find("(UID ") {
+            current = l[i + 5..]
+                .split(' ')
+                .next()
+                .and_then(|u| u.parse::<u32>().ok());
+        } else if let (Some(subject), Some(uid)) = (l.strip_prefix("Subject: "), current) {
+            assert!(
+                map.insert(uid, subject.to_string()).is_none(),
+                "UID {uid} twice"
+            );
+        }
+    }
+    (map, uid_next)
+}
+
 /// SIGKILL while IMAP APPEND, SMTP delivery and a POP3 DELE/QUIT run at once,
 /// 20 rounds: after each restart every acknowledged message is there and whole,
 /// and the POP3 deletions happened all or not at all.
@@ -156,6 +196,15 @@ fn sigkill_during_concurrent_append_delivery_and_pop3_update_loses_nothing() {
     use std::thread;
     use std::time::Duration;
 
+    // The clients' threads fail when the server is killed under them: expected,
+    // and not worth a backtrace each.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if thread::current().name() != Some("crash-client") {
+            default_hook(info);
+        }
+    }));
+    let client = || thread::Builder::new().name("crash-client".into());
     let mut s = TestServer::builder(BIN)
         .protocols(&["imaps", "pop3s", "smtp"])
         .start();
@@ -197,59 +246,77 @@ fn sigkill_during_concurrent_append_delivery_and_pop3_update_loses_nothing() {
         {
             let acks = imap_acks.clone();
             let cert = cert.clone();
-            threads.push(thread::spawn(move || {
-                let mut c = LineClient::connect_tls(imap_addr, &cert);
-                c.expect("* OK");
-                c.send_line(&format!("l LOGIN a@example.org {PASS}"));
-                c.expect_tagged("l OK");
-                for i in 0..1000 {
-                    let id = format!("a{round}-{i}");
-                    let msg = format!("Subject: {id}\r\n\r\nappend {id}\r\n");
-                    c.send_line(&format!("t{i} APPEND INBOX {{{}+}}", msg.len()));
-                    c.send(msg.as_bytes());
-                    c.send_line("");
-                    c.expect_tagged(&format!("t{i} OK"));
-                    acks.lock().unwrap().push(format!("append {id}"));
-                }
-            }));
+            threads.push(
+                client()
+                    .spawn(move || {
+                        let mut c = LineClient::connect_tls(imap_addr, &cert);
+                        c.expect("* OK");
+                        c.send_line(&format!("l LOGIN a@example.org {PASS}"));
+                        c.expect_tagged("l OK");
+                        for i in 0..1000 {
+                            let id = format!("a{round}-{i}");
+                            let msg = format!("Subject: {id}\r\n\r\nappend {id}\r\n");
+                            c.send_line(&format!("t{i} APPEND INBOX {{{}+}}", msg.len()));
+                            c.send(msg.as_bytes());
+                            c.send_line("");
+                            let ok = c.expect_tagged(&format!("t{i} OK"));
+                            // "tN OK [APPENDUID validity uid] …": the UID it was given.
+                            let uid = ok
+                                .split_whitespace()
+                                .nth(4)
+                                .and_then(|u| u.trim_end_matches(']').parse::<u32>().ok())
+                                .expect("APPENDUID");
+                            acks.lock().unwrap().push(format!("{uid} append {id}"));
+                        }
+                    })
+                    .expect("thread"),
+            );
         }
         {
             let acks = smtp_acks.clone();
-            threads.push(thread::spawn(move || {
-                let mut c = LineClient::connect(smtp_addr);
-                c.expect("220");
-                c.send_line("HELO t");
-                c.expect("250");
-                for i in 0..1000 {
-                    let id = format!("b{round}-{i}");
-                    c.send(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
-                    c.expect("250");
-                    c.expect("250");
-                    c.expect("354");
-                    c.send(format!("Subject: {id}\r\n\r\nsmtp {id}\r\n.\r\n").as_bytes());
-                    c.expect("250 2.0.0");
-                    acks.lock().unwrap().push(format!("smtp {id}"));
-                }
-            }));
+            threads.push(
+                client()
+                    .spawn(move || {
+                        let mut c = LineClient::connect(smtp_addr);
+                        c.expect("220");
+                        c.send_line("HELO t");
+                        c.expect("250");
+                        for i in 0..1000 {
+                            let id = format!("b{round}-{i}");
+                            c.send(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+                            c.expect("250");
+                            c.expect("250");
+                            c.expect("354");
+                            c.send(format!("Subject: {id}\r\n\r\nsmtp {id}\r\n.\r\n").as_bytes());
+                            c.expect("250 2.0.0");
+                            acks.lock().unwrap().push(format!("smtp {id}"));
+                        }
+                    })
+                    .expect("thread"),
+            );
         }
         {
             let quit_acked = quit_acked.clone();
             let cert = cert.clone();
-            threads.push(thread::spawn(move || {
-                let mut c = LineClient::connect_tls(pop_addr, &cert);
-                c.expect("+OK");
-                c.send_line("USER c@example.org");
-                c.expect("+OK");
-                c.send_line(&format!("PASS {PASS}"));
-                c.expect("+OK");
-                for i in 1..=n_pop {
-                    c.send_line(&format!("DELE {i}"));
-                    c.expect("+OK");
-                }
-                c.send_line("QUIT");
-                c.expect("+OK");
-                quit_acked.store(true, std::sync::atomic::Ordering::SeqCst);
-            }));
+            threads.push(
+                client()
+                    .spawn(move || {
+                        let mut c = LineClient::connect_tls(pop_addr, &cert);
+                        c.expect("+OK");
+                        c.send_line("USER c@example.org");
+                        c.expect("+OK");
+                        c.send_line(&format!("PASS {PASS}"));
+                        c.expect("+OK");
+                        for i in 1..=n_pop {
+                            c.send_line(&format!("DELE {i}"));
+                            c.expect("+OK");
+                        }
+                        c.send_line("QUIT");
+                        c.expect("+OK");
+                        quit_acked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    })
+                    .expect("thread"),
+            );
         }
         // Somewhere between 20 and 220 ms in.
         seed ^= seed << 13;
@@ -267,8 +334,26 @@ fn sigkill_during_concurrent_append_delivery_and_pop3_update_loses_nothing() {
         let b = whole_bodies(&s, "b@example.org");
         appended.extend(imap_acks.lock().unwrap().iter().cloned());
         delivered.extend(smtp_acks.lock().unwrap().iter().cloned());
-        for id in &appended {
-            assert!(a.contains(id), "round {round}: acknowledged {id} lost");
+        // UIDs never repeat: every acknowledged APPEND still has the UID it was
+        // given, with its own content, and the next UID is past all of them.
+        let (uids, uid_next) = uids_and_subjects(&s, "a@example.org");
+        for ack in &appended {
+            let (uid, body) = ack.split_once(' ').unwrap();
+            let uid: u32 = uid.parse().unwrap();
+            assert!(
+                a.contains(&body.to_string()),
+                "round {round}: acknowledged {body} lost"
+            );
+            let id = body.trim_start_matches("append ");
+            assert_eq!(
+                uids.get(&uid).map(String::as_str),
+                Some(id),
+                "round {round}: UID {uid} no longer holds {id}"
+            );
+            assert!(
+                uid < uid_next,
+                "round {round}: UIDNEXT {uid_next} not past {uid}"
+            );
         }
         for id in &delivered {
             assert!(b.contains(id), "round {round}: acknowledged {id} lost");
