@@ -7,6 +7,7 @@
 //! replies — or log a password (they travel as [`Secret`]).
 
 pub mod app_passwords;
+mod history;
 pub mod oauth;
 pub mod options;
 mod password;
@@ -62,6 +63,7 @@ const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
 pub struct Directory {
     store: Arc<dyn MailStore>,
     throttle: Arc<throttle::Throttle>,
+    history: history::LoginHistory,
     oauth: std::sync::RwLock<Option<Arc<oauth::TokenValidator>>>,
 }
 
@@ -148,6 +150,7 @@ fn log_safe(s: &str) -> String {
 impl Directory {
     pub fn new(store: Arc<dyn MailStore>) -> Directory {
         Directory {
+            history: history::LoginHistory::new(store.clone()),
             store,
             throttle: Arc::new(throttle::Throttle::default()),
             oauth: std::sync::RwLock::new(None),
@@ -510,8 +513,6 @@ impl Directory {
     /// Adds a login attempt to the account's history, in the background: the
     /// login does not wait for it.
     fn record(&self, account: &Account, protocol: Protocol, source: &LoginSource, success: bool) {
-        let store = self.store.clone();
-        let id = account.id;
         let login = casella_store::LoginRecord {
             at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -522,11 +523,7 @@ impl Directory {
             success,
             client: source.client.clone(),
         };
-        tokio::spawn(async move {
-            if let Err(e) = store.record_login(id, login).await {
-                tracing::warn!(error = %e, "recording a login failed");
-            }
-        });
+        self.history.add(account.id, login);
     }
 
     /// A login a front end handed over (it checked the password and the policy):

@@ -75,6 +75,7 @@ async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {
 async fn login_history_keeps_the_newest(store: &dyn MailStore) {
     let a = new_account(store, "history@example.org").await;
     let b = new_account(store, "other-history@example.org").await;
+    let mut batch = Vec::new();
     for i in 0..(crate::LOGIN_HISTORY as i64 + 5) {
         let record = crate::LoginRecord {
             at: 1_700_000_000 + i,
@@ -83,21 +84,26 @@ async fn login_history_keeps_the_newest(store: &dyn MailStore) {
             success: i % 2 == 0,
             client: (i == 54).then(|| "Thunderbird 128".to_string()),
         };
-        store.record_login(a.id, record).await.unwrap();
+        // Some one at a time, the rest in one batch with another account's.
+        batch.push((a.id, record));
+        if i < 10 {
+            store
+                .record_logins(std::mem::take(&mut batch))
+                .await
+                .unwrap();
+        }
     }
-    store
-        .record_login(
-            b.id,
-            crate::LoginRecord {
-                at: 1,
-                protocol: "POP3".into(),
-                remote: "2001:db8::1".into(),
-                success: false,
-                client: None,
-            },
-        )
-        .await
-        .unwrap();
+    batch.push((
+        b.id,
+        crate::LoginRecord {
+            at: 1,
+            protocol: "POP3".into(),
+            remote: "2001:db8::1".into(),
+            success: false,
+            client: None,
+        },
+    ));
+    store.record_logins(batch).await.unwrap();
     let list = store.recent_logins(a.id).await.unwrap();
     assert_eq!(list.len(), crate::LOGIN_HISTORY);
     assert_eq!(list[0].at, 1_700_000_054, "newest first");

@@ -71,8 +71,9 @@ pub trait MailStore: Send + Sync + 'static {
     async fn remove_alias(&self, alias: &str) -> StoreResult<()>;
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>>;
 
-    /// Records a login attempt, keeping the newest [`LOGIN_HISTORY`] per account.
-    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()>;
+    /// Records login attempts (oldest first) in one transaction, keeping the
+    /// newest [`LOGIN_HISTORY`] per account.
+    async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()>;
     /// The newest logins of an account, newest first.
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>>;
 

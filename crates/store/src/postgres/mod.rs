@@ -1007,29 +1007,36 @@ impl MailStore for PgStore {
         Ok(())
     }
 
-    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        conn.execute(
-            "INSERT INTO logins(account_id, at, protocol, remote, success, client)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &account.0,
-                &login.at,
-                &login.protocol,
-                &login.remote,
-                &login.success,
-                &login.client,
-            ],
-        )
-        .await?;
-        conn.execute(
-            "DELETE FROM logins WHERE account_id = $1 AND id <= (
-                 SELECT id FROM logins WHERE account_id = $1
-                 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            &[&account.0, &(LOGIN_HISTORY as i64)],
-        )
-        .await?;
-        Ok(())
+    async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            let mut accounts = std::collections::BTreeSet::new();
+            for (account, login) in &logins {
+                tx.execute(
+                    "INSERT INTO logins(account_id, at, protocol, remote, success, client)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &account.0,
+                        &login.at,
+                        &login.protocol,
+                        &login.remote,
+                        &login.success,
+                        &login.client,
+                    ],
+                )
+                .await?;
+                accounts.insert(account.0);
+            }
+            for account in accounts {
+                tx.execute(
+                    "DELETE FROM logins WHERE account_id = $1 AND id <= (
+                         SELECT id FROM logins WHERE account_id = $1
+                         ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                    &[&account, &(LOGIN_HISTORY as i64)],
+                )
+                .await?;
+            }
+            Ok(())
+        })
     }
 
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>> {

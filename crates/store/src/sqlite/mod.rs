@@ -879,26 +879,32 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn record_login(&self, account: AccountId, login: LoginRecord) -> StoreResult<()> {
+    async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()> {
         self.write(move |tx, _| {
-            tx.execute(
-                "INSERT INTO logins(account_id, at, protocol, remote, success, client)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
+            let mut accounts = std::collections::BTreeSet::new();
+            for (account, login) in &logins {
+                tx.prepare_cached(
+                    "INSERT INTO logins(account_id, at, protocol, remote, success, client)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(rusqlite::params![
                     account.0,
                     login.at,
                     login.protocol,
                     login.remote,
                     login.success,
                     login.client
-                ],
-            )?;
-            tx.execute(
-                "DELETE FROM logins WHERE account_id = ?1 AND id <= (
-                     SELECT id FROM logins WHERE account_id = ?1
-                     ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                rusqlite::params![account.0, LOGIN_HISTORY as i64],
-            )?;
+                ])?;
+                accounts.insert(account.0);
+            }
+            for account in accounts {
+                tx.prepare_cached(
+                    "DELETE FROM logins WHERE account_id = ?1 AND id <= (
+                         SELECT id FROM logins WHERE account_id = ?1
+                         ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                )?
+                .execute(rusqlite::params![account, LOGIN_HISTORY as i64])?;
+            }
             Ok(())
         })
         .await
