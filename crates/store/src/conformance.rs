@@ -30,6 +30,75 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     queue_claims_updates_and_removes(&*store).await;
     login_history_keeps_the_newest(&*store).await;
     login_blocks_are_shared_and_lifted(&*store).await;
+    text_candidates_cover_every_match(&*store).await;
+}
+
+/// A store's text index may answer or not; when it answers, every message
+/// containing the text is among its candidates.
+async fn text_candidates_cover_every_match(store: &dyn MailStore) {
+    use crate::{NewMessage, TextField};
+    let a = new_account(store, "fts@example.org").await;
+    let inbox = inbox(store, a.id).await;
+    let messages: [&[u8]; 3] = [
+        b"From: Quick Sender <quick@example.org>\r\nSubject: Weekly Report\r\n\r\nThe QUICK brown fox\r\n",
+        b"From: other@example.org\r\nSubject: lunch\r\nContent-Type: text/html\r\n\r\n<p>brown <b>bread</b></p>\r\n",
+        b"From: third@example.org\r\nSubject: =?utf-8?q?caf=C3=A9_report?=\r\n\r\nnothing here\r\n",
+    ];
+    for raw in messages {
+        store
+            .append(
+                inbox.id,
+                NewMessage {
+                    raw: raw.to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let cases: [(TextField, &str, &[u32]); 7] = [
+        (TextField::Body, "quick brown", &[1]),
+        (TextField::Body, "bread", &[2]),
+        (TextField::Text, "weekly", &[1]),
+        (TextField::From, "QUICK@example", &[1]),
+        (TextField::Subject, "report", &[1, 3]),
+        (TextField::Text, "here", &[3]),
+        (TextField::Body, "zzz-nowhere", &[]),
+    ];
+    for (field, needle, expected) in cases {
+        if let Some(found) = store
+            .text_candidates(inbox.id, field, needle)
+            .await
+            .unwrap()
+        {
+            let found: Vec<u32> = found.iter().map(|u| u.0).collect();
+            for uid in expected {
+                assert!(
+                    found.contains(uid),
+                    "{field:?} {needle}: {found:?} lacks {uid}"
+                );
+            }
+            if expected.is_empty() {
+                assert!(found.is_empty(), "{field:?} {needle}: {found:?}");
+            }
+        }
+    }
+    // Too short, or not ASCII: no answer (the caller reads every message).
+    assert_eq!(
+        store
+            .text_candidates(inbox.id, TextField::Body, "ab")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .text_candidates(inbox.id, TextField::Subject, "café")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {

@@ -74,6 +74,19 @@ pub trait MailStore: Send + Sync + 'static {
     /// Records login attempts (oldest first) in one transaction, keeping the
     /// newest [`LOGIN_HISTORY`] per account.
     async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()>;
+    /// UIDs of the messages of `mailbox` whose `field` may contain `needle`
+    /// (case-insensitively): a superset of the messages that match, from a text
+    /// index. `None` when this store has no index for such a search; the caller
+    /// then looks at every message.
+    async fn text_candidates(
+        &self,
+        _mailbox: MailboxId,
+        _field: TextField,
+        _needle: &str,
+    ) -> StoreResult<Option<Vec<Uid>>> {
+        Ok(None)
+    }
+
     /// The newest logins of an account, newest first.
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>>;
 

@@ -222,6 +222,20 @@ pub struct StoredBlock {
     pub reason: String,
 }
 
+/// A text field SEARCH matches on (RFC 9051 §6.4.4), for a store's text index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    From,
+    To,
+    Cc,
+    Bcc,
+    Subject,
+    /// BODY: the decoded text parts.
+    Body,
+    /// TEXT: the header fields or the body.
+    Text,
+}
+
 /// How many logins are kept per account.
 pub const LOGIN_HISTORY: usize = 50;
 

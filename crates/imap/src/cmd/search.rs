@@ -1,7 +1,9 @@
 //! SEARCH and UID SEARCH — RFC 9051 §6.4.4; ESEARCH (RFC 4731), SEARCHRES (RFC 5182).
 
+use std::collections::HashSet;
+
 use casella_proto_imap::{SearchKey, SearchReturn};
-use casella_store::Uid;
+use casella_store::{TextField, Uid};
 
 use crate::search::{SearchInput, SearchScope, matches, needs_parsed};
 use crate::session::Session;
@@ -43,14 +45,40 @@ impl Session {
             max_uid: sel.max_uid(),
             saved: &self.saved_search,
         };
+        // Text the match must contain narrows the messages to look at, when the
+        // store's text index can say which may contain it.
+        let mut candidates: Option<HashSet<u32>> = None;
+        for (field, needle) in required_text(&criteria) {
+            match store.text_candidates(sel.id(), field, needle).await {
+                Ok(Some(uids)) => {
+                    let found: HashSet<u32> = uids.into_iter().map(|u| u.0).collect();
+                    candidates = Some(match candidates {
+                        None => found,
+                        Some(c) => c.intersection(&found).copied().collect(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "text index not usable; searching every message")
+                }
+            }
+        }
+        let targets: Vec<usize> = (0..sel.messages.len())
+            .filter(|&i| {
+                candidates
+                    .as_ref()
+                    .is_none_or(|c| c.contains(&sel.messages[i].uid.0))
+            })
+            .collect();
         let mut hits: Vec<(u32, Uid)> = Vec::new();
         const CHUNK: usize = 512;
         let mut parsed_chunk: Vec<Option<casella_store::ParsedMessage>> = Vec::new();
-        for (i, m) in sel.messages.iter().enumerate() {
-            if want_parsed && i % CHUNK == 0 {
-                let blobs: Vec<_> = sel.messages[i..(i + CHUNK).min(sel.messages.len())]
+        for (n, &i) in targets.iter().enumerate() {
+            let m = &sel.messages[i];
+            if want_parsed && n % CHUNK == 0 {
+                let blobs: Vec<_> = targets[n..(n + CHUNK).min(targets.len())]
                     .iter()
-                    .map(|m| m.blob.clone())
+                    .map(|&j| sel.messages[j].blob.clone())
                     .collect();
                 parsed_chunk = store.parsed_many(&blobs).await.unwrap_or_default();
                 parsed_chunk.reverse();
@@ -158,5 +186,21 @@ impl Session {
             }
         }
         self.finish(tag, &format!("OK {verb} completed"), uid).await;
+    }
+}
+
+/// The text keys every match must satisfy: the key itself, or the members of a
+/// top-level AND (nested ANDs too). OR and NOT give none.
+fn required_text(key: &SearchKey) -> Vec<(TextField, &str)> {
+    match key {
+        SearchKey::And(keys) => keys.iter().flat_map(required_text).collect(),
+        SearchKey::From(s) => vec![(TextField::From, s.as_str())],
+        SearchKey::To(s) => vec![(TextField::To, s.as_str())],
+        SearchKey::Cc(s) => vec![(TextField::Cc, s.as_str())],
+        SearchKey::Bcc(s) => vec![(TextField::Bcc, s.as_str())],
+        SearchKey::Subject(s) => vec![(TextField::Subject, s.as_str())],
+        SearchKey::Body(s) => vec![(TextField::Body, s.as_str())],
+        SearchKey::Text(s) => vec![(TextField::Text, s.as_str())],
+        _ => Vec::new(),
     }
 }

@@ -931,6 +931,46 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn text_candidates(
+        &self,
+        mailbox: MailboxId,
+        field: TextField,
+        needle: &str,
+    ) -> StoreResult<Option<Vec<Uid>>> {
+        // The trigram index answers substrings of three characters or more; its
+        // case folding agrees with SEARCH's for ASCII. Anything else: no answer.
+        if needle.chars().count() < 3
+            || !needle.is_ascii()
+            || needle.chars().any(|c| c.is_control())
+        {
+            return Ok(None);
+        }
+        let columns = match field {
+            TextField::From => "from_addr",
+            TextField::To => "to_addr",
+            TextField::Cc => "cc_addr",
+            TextField::Bcc => "bcc_addr",
+            TextField::Subject => "subject",
+            TextField::Body => "body",
+            TextField::Text => "{header body}",
+        };
+        let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT uid FROM messages WHERE mailbox_id = ?1 AND blob IN (
+                     SELECT hash FROM blobs WHERE rowid IN (
+                         SELECT rowid FROM blob_text WHERE blob_text MATCH ?2))
+                 ORDER BY uid",
+            )?;
+            let uids = stmt
+                .query_map(params![mailbox.0, query], |r| r.get::<_, u32>(0))?
+                .map(|r| r.map(Uid))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(uids))
+        })
+        .await
+    }
+
     async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
         self.write(move |tx, _| {
             tx.execute(
