@@ -74,8 +74,8 @@ pub trait MailStore: Send + Sync + 'static {
     /// Records login attempts (oldest first) in one transaction, keeping the
     /// newest [`LOGIN_HISTORY`] per account.
     async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()>;
-    /// UIDs of the messages of `mailbox` whose `field` may contain `needle`
-    /// (case-insensitively): a superset of the messages that match, from a text
+    /// UIDs of the messages of `mailbox` whose `field` contains `needle`
+    /// (case-insensitively, Unicode simple case folding), ascending, from a text
     /// index. `None` when this store has no index for such a search; the caller
     /// then looks at every message.
     async fn text_candidates(

@@ -35,7 +35,6 @@ impl Session {
             return;
         }
         let store = self.store();
-        let want_parsed = needs_parsed(&criteria);
         let rev1 = !self.rev2;
         let Some(sel) = self.selected.as_ref() else {
             return;
@@ -46,11 +45,13 @@ impl Session {
             saved: &self.saved_search,
         };
         // Text the match must contain narrows the messages to look at, when the
-        // store's text index can say which may contain it.
+        // store's text index can say which contain it.
         let mut candidates: Option<HashSet<u32>> = None;
+        let mut answered: Vec<(TextField, String)> = Vec::new();
         for (field, needle) in required_text(&criteria) {
             match store.text_candidates(sel.id(), field, needle).await {
                 Ok(Some(uids)) => {
+                    answered.push((field, needle.to_string()));
                     let found: HashSet<u32> = uids.into_iter().map(|u| u.0).collect();
                     candidates = Some(match candidates {
                         None => found,
@@ -63,6 +64,11 @@ impl Session {
                 }
             }
         }
+        // The index's answer for a key is exact (substring, case-insensitive), so
+        // the keys it answered need not be checked again, nor the messages read
+        // for them.
+        let criteria = without_answered(criteria, &answered);
+        let want_parsed = needs_parsed(&criteria);
         let targets: Vec<usize> = (0..sel.messages.len())
             .filter(|&i| {
                 candidates
@@ -194,13 +200,37 @@ impl Session {
 fn required_text(key: &SearchKey) -> Vec<(TextField, &str)> {
     match key {
         SearchKey::And(keys) => keys.iter().flat_map(required_text).collect(),
-        SearchKey::From(s) => vec![(TextField::From, s.as_str())],
-        SearchKey::To(s) => vec![(TextField::To, s.as_str())],
-        SearchKey::Cc(s) => vec![(TextField::Cc, s.as_str())],
-        SearchKey::Bcc(s) => vec![(TextField::Bcc, s.as_str())],
-        SearchKey::Subject(s) => vec![(TextField::Subject, s.as_str())],
-        SearchKey::Body(s) => vec![(TextField::Body, s.as_str())],
-        SearchKey::Text(s) => vec![(TextField::Text, s.as_str())],
-        _ => Vec::new(),
+        k => text_key(k).into_iter().collect(),
+    }
+}
+
+fn text_key(key: &SearchKey) -> Option<(TextField, &str)> {
+    Some(match key {
+        SearchKey::From(s) => (TextField::From, s.as_str()),
+        SearchKey::To(s) => (TextField::To, s.as_str()),
+        SearchKey::Cc(s) => (TextField::Cc, s.as_str()),
+        SearchKey::Bcc(s) => (TextField::Bcc, s.as_str()),
+        SearchKey::Subject(s) => (TextField::Subject, s.as_str()),
+        SearchKey::Body(s) => (TextField::Body, s.as_str()),
+        SearchKey::Text(s) => (TextField::Text, s.as_str()),
+        _ => return None,
+    })
+}
+
+/// `key` with the text keys the index answered (those `required_text` found)
+/// replaced by ALL.
+fn without_answered(key: SearchKey, answered: &[(TextField, String)]) -> SearchKey {
+    match key {
+        SearchKey::And(keys) => SearchKey::And(
+            keys.into_iter()
+                .map(|k| without_answered(k, answered))
+                .collect(),
+        ),
+        k => match text_key(&k) {
+            Some((field, needle)) if answered.iter().any(|(f, n)| *f == field && n == needle) => {
+                SearchKey::All
+            }
+            _ => k,
+        },
     }
 }

@@ -937,8 +937,9 @@ impl MailStore for SqliteStore {
         field: TextField,
         needle: &str,
     ) -> StoreResult<Option<Vec<Uid>>> {
-        // The trigram index answers substrings of three characters or more; its
-        // case folding agrees with SEARCH's for ASCII. Anything else: no answer.
+        // The trigram index answers substrings of three characters or more,
+        // exactly; its case folding agrees with SEARCH's for ASCII needles.
+        // Anything else: no answer.
         if needle.chars().count() < 3
             || !needle.is_ascii()
             || needle.chars().any(|c| c.is_control())
