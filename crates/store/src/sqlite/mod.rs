@@ -946,23 +946,25 @@ impl MailStore for SqliteStore {
         {
             return Ok(None);
         }
-        let columns = match field {
-            TextField::From => "from_addr",
-            TextField::To => "to_addr",
-            TextField::Cc => "cc_addr",
-            TextField::Bcc => "bcc_addr",
-            TextField::Subject => "subject",
-            TextField::Body => "body",
-            TextField::Text => "{header body}",
+        let (table, columns) = match field {
+            TextField::From => ("blob_fields", "from_addr"),
+            TextField::To => ("blob_fields", "to_addr"),
+            TextField::Cc => ("blob_fields", "cc_addr"),
+            TextField::Bcc => ("blob_fields", "bcc_addr"),
+            TextField::Subject => ("blob_fields", "subject"),
+            TextField::Body => ("blob_text", "body"),
+            TextField::Text => ("blob_text", "{header body}"),
         };
         let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
+        let sql = format!(
+            "SELECT m.uid FROM {table} t
+                 JOIN blobs b ON b.rowid = t.rowid
+                 JOIN messages m ON m.blob = b.hash AND m.mailbox_id = ?1
+             WHERE {table} MATCH ?2
+             ORDER BY m.uid"
+        );
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT uid FROM messages WHERE mailbox_id = ?1 AND blob IN (
-                     SELECT hash FROM blobs WHERE rowid IN (
-                         SELECT rowid FROM blob_text WHERE blob_text MATCH ?2))
-                 ORDER BY uid",
-            )?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let uids = stmt
                 .query_map(params![mailbox.0, query], |r| r.get::<_, u32>(0))?
                 .map(|r| r.map(Uid))

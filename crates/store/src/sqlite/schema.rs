@@ -113,37 +113,53 @@ pub const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     "#,
-    // version 7: a trigram index of the text SEARCH matches (the decoded fields
-    // parsed at delivery), one row per blob, kept by triggers; SEARCH asks it for
-    // candidates instead of reading every message.
+    // version 7: trigram indexes of the text SEARCH matches (the decoded fields
+    // parsed at delivery), one row per blob, kept by triggers; SEARCH asks them
+    // which messages contain a string instead of reading every message. The
+    // short address and subject fields have their own index, so their lookups
+    // do not wade through the trigrams of every body.
     r#"
+    CREATE VIRTUAL TABLE blob_fields USING fts5(
+        from_addr, to_addr, cc_addr, bcc_addr, subject,
+        tokenize = 'trigram case_sensitive 0'
+    );
     CREATE VIRTUAL TABLE blob_text USING fts5(
-        from_addr, to_addr, cc_addr, bcc_addr, subject, header, body,
+        header, body,
         tokenize = 'trigram case_sensitive 0'
     );
     CREATE TRIGGER blob_text_insert AFTER INSERT ON blobs BEGIN
-        INSERT INTO blob_text(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject, header, body)
+        INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         VALUES (new.rowid,
                 json_extract(new.parsed, '$.search.from'),
                 json_extract(new.parsed, '$.search.to'),
                 json_extract(new.parsed, '$.search.cc'),
                 json_extract(new.parsed, '$.search.bcc'),
-                json_extract(new.parsed, '$.search.subject'),
+                json_extract(new.parsed, '$.search.subject'));
+        INSERT INTO blob_text(rowid, header, body)
+        VALUES (new.rowid,
                 json_extract(new.parsed, '$.search.header_text'),
                 json_extract(new.parsed, '$.search.body_text'));
     END;
     CREATE TRIGGER blob_text_delete AFTER DELETE ON blobs BEGIN
+        DELETE FROM blob_fields WHERE rowid = old.rowid;
         DELETE FROM blob_text WHERE rowid = old.rowid;
     END;
-    INSERT INTO blob_text(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject, header, body)
+    INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         SELECT rowid,
                json_extract(parsed, '$.search.from'),
                json_extract(parsed, '$.search.to'),
                json_extract(parsed, '$.search.cc'),
                json_extract(parsed, '$.search.bcc'),
-               json_extract(parsed, '$.search.subject'),
+               json_extract(parsed, '$.search.subject')
+        FROM blobs;
+    INSERT INTO blob_text(rowid, header, body)
+        SELECT rowid,
                json_extract(parsed, '$.search.header_text'),
                json_extract(parsed, '$.search.body_text')
         FROM blobs;
+    "#,
+    // version 8: from the text index's blobs straight to their messages.
+    r#"
+    CREATE INDEX messages_blob ON messages(blob, mailbox_id);
     "#,
 ];
