@@ -63,6 +63,9 @@ struct Cli {
     /// With --target: the mail is already there; load nothing.
     #[arg(long, global = true)]
     no_load: bool,
+    /// Start casella with its SEARCH text index on (`search-index = true`).
+    #[arg(long, global = true)]
+    search_index: bool,
     /// User names; {} is replaced by 1, 2, 3…
     #[arg(long, global = true, default_value = "bench{}@bench.test")]
     user_format: String,
@@ -394,7 +397,12 @@ fn start_targets(
             cli.target_pid,
             !cli.no_load,
         )),
-        None => targets.push(server::start_casella(&cli.casella, users, n)?),
+        None => targets.push(server::start_casella(
+            &cli.casella,
+            users,
+            n,
+            cli.search_index,
+        )?),
     }
     if matches!(cli.peer, Some(Peer::Dovecot)) && !cli.quick() {
         if !server::dovecot_installed() {

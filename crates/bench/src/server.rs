@@ -209,7 +209,12 @@ auth-failure-delay-ms = 0
 max-messages-per-hour = 0
 "#;
 
-pub fn start_casella(bin: &Path, users: &Users, n_users: usize) -> Result<Target> {
+pub fn start_casella(
+    bin: &Path,
+    users: &Users,
+    n_users: usize,
+    search_index: bool,
+) -> Result<Target> {
     if !bin.exists() {
         bail!(
             "casella binary {} not found (build it: cargo build --release -p casella, or give --casella PATH)",
@@ -219,7 +224,13 @@ pub fn start_casella(bin: &Path, users: &Users, n_users: usize) -> Result<Target
     let dir = tempfile::Builder::new()
         .prefix("casella-bench-")
         .tempdir()?;
-    std::fs::write(dir.path().join("casella.toml"), CASELLA_CONFIG)?;
+    // Top-level keys go before the first table.
+    let config = if search_index {
+        format!("search-index = true\n{CASELLA_CONFIG}")
+    } else {
+        CASELLA_CONFIG.to_string()
+    };
+    std::fs::write(dir.path().join("casella.toml"), config)?;
     // Accounts, one at a time (concurrent CLI writers may find the store locked).
     for i in 1..=n_users {
         let name = users.name(i);

@@ -87,7 +87,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         }
         v
     };
-    let store = config::open_store(data).await?;
+    let store = config::open_store_with(data, Some(config.search_index)).await?;
     let tls = load_or_create_tls(
         data,
         &config.hostname,

@@ -683,3 +683,60 @@ fn id_namespace_unselect_close() {
     let r = ok(&mut c, "8", "STATUS INBOX (MESSAGES)");
     assert!(r[0].ends_with("(MESSAGES 0)"), "{r:?}");
 }
+
+/// With the text index on, SEARCH answers text keys from it and gives the same
+/// results as reading every message (the same server, the index switched off).
+#[test]
+fn search_with_the_text_index_gives_the_same_answers() {
+    let mut results = Vec::new();
+    for index in ["true", "false"] {
+        let s = TestServer::builder(BIN)
+            .protocols(&["imaps"])
+            .config(&format!(
+                "search-index = {index}\nhostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\n"
+            ))
+            .start();
+        s.add_account("idx@example.org", "pw");
+        let bodies: [&[u8]; 4] = [
+            b"From: Ada Lovelace <ada@example.org>\r\nSubject: Engines\r\n\r\nThe Analytical Engine weaves patterns\r\n",
+            b"From: Charles Babbage <cb@example.org>\r\nSubject: Re: Engines\r\n\r\nDifference engine notes\r\n",
+            b"From: ada@example.org\r\nSubject: lunch\r\nContent-Type: text/html\r\n\r\n<p>No <b>engines</b> today</p>\r\n",
+            b"From: someone@example.net\r\nSubject: =?utf-8?q?Caf=C3=A9?=\r\n\r\nnothing to see\r\n",
+        ];
+        for b in bodies {
+            s.deliver("idx@example.org", b);
+        }
+        let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+        c.expect("* OK");
+        c.send_line("a LOGIN idx@example.org pw");
+        c.expect_tagged("a OK");
+        c.send_line("b SELECT INBOX");
+        c.expect_tagged("b OK");
+        let mut answers = Vec::new();
+        for (i, q) in [
+            "BODY engine",
+            "TEXT \"analytical ENGINE\"",
+            "FROM ada",
+            "SUBJECT engines",
+            "FROM ada BODY engines",
+            "OR FROM babbage BODY \"to see\"",
+            "NOT BODY engine",
+            "BODY caf",
+            "SUBJECT \"Café\"",
+            "BODY zz",
+            "TEXT example.net",
+        ]
+        .iter()
+        .enumerate()
+        {
+            c.send_line(&format!("s{i} SEARCH {q}"));
+            answers.push(c.line());
+            c.expect_tagged(&format!("s{i} OK"));
+        }
+        results.push(answers);
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0][0], "* SEARCH 1 2 3");
+    assert_eq!(results[0][2], "* SEARCH 1 3");
+    assert_eq!(results[0][4], "* SEARCH 3");
+}

@@ -100,13 +100,35 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, leaving the text index as
+    /// it is.
     pub fn open(dir: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(dir, None)
+    }
+
+    /// Opens the store; `search_index` turns the SEARCH text index on (indexing
+    /// what is missing) or off (dropping it). The index makes text searches of
+    /// large mailboxes fast and costs CPU on every delivery (a 10 KB message
+    /// about 1.5 ms): BENCHMARKS.md has the figures. Only the server sets it;
+    /// other commands pass `None`.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        search_index: Option<bool>,
+    ) -> StoreResult<SqliteStore> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
         let db_path = dir.join("store.db");
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
+        match search_index {
+            Some(true) => {
+                let tx = writer.transaction()?;
+                tx.execute_batch(schema::SEARCH_INDEX_ON)?;
+                tx.commit()?;
+            }
+            Some(false) => writer.execute_batch(schema::SEARCH_INDEX_OFF)?,
+            None => {}
+        }
         let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("casella-store-writer".into())
@@ -939,7 +961,7 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Option<Vec<Uid>>> {
         // The trigram index answers substrings of three characters or more,
         // exactly; its case folding agrees with SEARCH's for ASCII needles.
-        // Anything else: no answer.
+        // Anything else, or no index: no answer.
         if needle.chars().count() < 3
             || !needle.is_ascii()
             || needle.chars().any(|c| c.is_control())
@@ -964,6 +986,15 @@ impl MailStore for SqliteStore {
              ORDER BY m.uid"
         );
         self.read(move |c| {
+            let indexed: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM sqlite_master
+                                   WHERE type = 'trigger' AND name = 'blob_text_insert')",
+                )?
+                .query_row([], |r| r.get(0))?;
+            if !indexed {
+                return Ok(None);
+            }
             let mut stmt = c.prepare_cached(&sql)?;
             let uids = stmt
                 .query_map(params![mailbox.0, query], |r| r.get::<_, u32>(0))?
@@ -1613,8 +1644,66 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
         crate::conformance::run_all(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_without_the_text_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(false)).unwrap();
+        crate::conformance::run_all(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_text_index_catches_up_when_turned_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(false)).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "late@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        store
+            .append(
+                inbox.id,
+                crate::NewMessage {
+                    raw: b"Subject: before the index\r\n\r\nneedle in a haystack\r\n".to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        let body = crate::TextField::Body;
+        assert_eq!(
+            store
+                .text_candidates(inbox.id, body, "needle")
+                .await
+                .unwrap(),
+            None
+        );
+        drop(store);
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        let found = store
+            .text_candidates(inbox.id, body, "needle")
+            .await
+            .unwrap();
+        assert_eq!(found, Some(vec![Uid(1)]));
+        drop(store);
+        // Opened by another command: the index stays as it is.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(
+            store
+                .text_candidates(inbox.id, body, "needle")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

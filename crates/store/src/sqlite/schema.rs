@@ -114,10 +114,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     "#,
     // version 7: trigram indexes of the text SEARCH matches (the decoded fields
-    // parsed at delivery), one row per blob, kept by triggers; SEARCH asks them
-    // which messages contain a string instead of reading every message. The
-    // short address and subject fields have their own index, so their lookups
-    // do not wade through the trigrams of every body.
+    // parsed at delivery), one row per blob; SEARCH asks them which messages
+    // contain a string instead of reading every message. The short address and
+    // subject fields have their own index, so their lookups do not wade through
+    // the trigrams of every body. Filled only with `search-index = true` (see
+    // `SqliteStore::open_with`): the insert trigger is made there.
     r#"
     CREATE VIRTUAL TABLE blob_fields USING fts5(
         from_addr, to_addr, cc_addr, bcc_addr, subject,
@@ -127,7 +128,21 @@ pub const MIGRATIONS: &[&str] = &[
         header, body,
         tokenize = 'trigram case_sensitive 0'
     );
-    CREATE TRIGGER blob_text_insert AFTER INSERT ON blobs BEGIN
+    CREATE TRIGGER blob_text_delete AFTER DELETE ON blobs BEGIN
+        DELETE FROM blob_fields WHERE rowid = old.rowid;
+        DELETE FROM blob_text WHERE rowid = old.rowid;
+    END;
+    "#,
+    // version 8: from the text index's blobs straight to their messages.
+    r#"
+    CREATE INDEX messages_blob ON messages(blob, mailbox_id);
+    "#,
+];
+
+/// Turns the text index on: new blobs are indexed as they are stored, and
+/// those stored while it was off are indexed now.
+pub const SEARCH_INDEX_ON: &str = r#"
+    CREATE TRIGGER IF NOT EXISTS blob_text_insert AFTER INSERT ON blobs BEGIN
         INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         VALUES (new.rowid,
                 json_extract(new.parsed, '$.search.from'),
@@ -140,10 +155,6 @@ pub const MIGRATIONS: &[&str] = &[
                 json_extract(new.parsed, '$.search.header_text'),
                 json_extract(new.parsed, '$.search.body_text'));
     END;
-    CREATE TRIGGER blob_text_delete AFTER DELETE ON blobs BEGIN
-        DELETE FROM blob_fields WHERE rowid = old.rowid;
-        DELETE FROM blob_text WHERE rowid = old.rowid;
-    END;
     INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         SELECT rowid,
                json_extract(parsed, '$.search.from'),
@@ -151,15 +162,17 @@ pub const MIGRATIONS: &[&str] = &[
                json_extract(parsed, '$.search.cc'),
                json_extract(parsed, '$.search.bcc'),
                json_extract(parsed, '$.search.subject')
-        FROM blobs;
+        FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_fields);
     INSERT INTO blob_text(rowid, header, body)
         SELECT rowid,
                json_extract(parsed, '$.search.header_text'),
                json_extract(parsed, '$.search.body_text')
-        FROM blobs;
-    "#,
-    // version 8: from the text index's blobs straight to their messages.
-    r#"
-    CREATE INDEX messages_blob ON messages(blob, mailbox_id);
-    "#,
-];
+        FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_text);
+"#;
+
+/// Turns the text index off and frees its space.
+pub const SEARCH_INDEX_OFF: &str = r#"
+    DROP TRIGGER IF EXISTS blob_text_insert;
+    DELETE FROM blob_fields;
+    DELETE FROM blob_text;
+"#;
