@@ -29,27 +29,9 @@ fn account_set(s: &TestServer, pairs: &[&str]) {
     );
 }
 
-fn dump(s: &TestServer, command: &str, extra: &[&str]) -> Value {
-    let tmp = tempfile::tempdir().unwrap();
-    let cert = s.cert_path().display().to_string();
-    let pop_port = s.port("pop3s").to_string();
-    let imap_port = s.port("imaps").to_string();
-    let mut args = vec![
-        command,
-        "--pop-port",
-        &pop_port,
-        "--imap-port",
-        &imap_port,
-        "--user",
-        USER,
-        "--password",
-        PASS,
-        "--cert",
-        &cert,
-    ];
-    args.extend_from_slice(extra);
-    let run = casella_testkit::clients::python("mailbox_dump.py", &args, tmp.path()).success();
-    serde_json::from_slice(&run.stdout).expect("mailbox_dump.py prints JSON")
+fn dump(s: &TestServer, command: &str, extra: &[&str]) -> serde_json::Value {
+    let out = casella_testkit::clients::mailbox_dump(s, command, USER, PASS, extra);
+    serde_json::from_slice(&out).expect("mailbox_dump.py prints JSON")
 }
 
 fn subjects(pop: &Value) -> Vec<String> {

@@ -442,26 +442,8 @@ fn bindings_move_listeners_while_sessions_stay() {
 
 /// What poplib or imaplib sees of alice's mailbox (tests/clients/mailbox_dump.py).
 fn dump(s: &TestServer, command: &str, extra: &[&str]) -> serde_json::Value {
-    let tmp = tempfile::tempdir().unwrap();
-    let cert = s.cert_path().display().to_string();
-    let pop_port = s.port("pop3s").to_string();
-    let imap_port = s.port("imaps").to_string();
-    let mut args = vec![
-        command,
-        "--pop-port",
-        &pop_port,
-        "--imap-port",
-        &imap_port,
-        "--user",
-        USER,
-        "--password",
-        PASS,
-        "--cert",
-        &cert,
-    ];
-    args.extend_from_slice(extra);
-    let run = casella_testkit::clients::python("mailbox_dump.py", &args, tmp.path()).success();
-    serde_json::from_slice(&run.stdout).expect("mailbox_dump.py prints JSON")
+    let out = casella_testkit::clients::mailbox_dump(s, command, USER, PASS, extra);
+    serde_json::from_slice(&out).expect("mailbox_dump.py prints JSON")
 }
 
 const HTML_ONLY: &[u8] = b"From: bob@example.org\r\nTo: alice@example.org\r\nSubject: html only\r\nDisposition-Notification-To: bob@example.org\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Quarterly <b>figures</b> attached</p></body></html>\r\n";

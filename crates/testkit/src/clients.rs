@@ -152,3 +152,36 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&p, bytes).expect("write file");
     p.to_string_lossy().into_owned()
 }
+
+/// What Python's poplib (`command` "pop") or imaplib ("imap") sees of `user`'s
+/// mailbox over implicit TLS, as the JSON tests/clients/mailbox_dump.py prints.
+#[track_caller]
+pub fn mailbox_dump(
+    s: &crate::TestServer,
+    command: &str,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> Vec<u8> {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cert = s.cert_path().display().to_string();
+    let pop_port = s.port("pop3s").to_string();
+    let imap_port = s.port("imaps").to_string();
+    let mut args = vec![
+        command,
+        "--pop-port",
+        &pop_port,
+        "--imap-port",
+        &imap_port,
+        "--user",
+        user,
+        "--password",
+        password,
+        "--cert",
+        &cert,
+    ];
+    args.extend_from_slice(extra);
+    python("mailbox_dump.py", &args, tmp.path())
+        .success()
+        .stdout
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::Web;
 use crate::admin_ops;
 use crate::html::{esc, page};
-use crate::pages::{SignedIn, refuse_form};
+use crate::pages::{SignedIn, field, refuse_form};
 use crate::session::WebSession;
 
 pub fn routes() -> Router<Arc<Web>> {
@@ -31,12 +31,6 @@ pub fn routes() -> Router<Arc<Web>> {
         )
         .route("/admin/sessions", get(sessions_page))
         .route("/admin/sessions/{id}/end", post(end_session))
-}
-
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 /// The refusal for anyone but an administrator; `None`: go on.
