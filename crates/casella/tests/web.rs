@@ -678,3 +678,23 @@ fn admin_pages_are_for_administrators_and_switch_accounts_off() {
         "-ERR [SYS/PERM] Session ended by the administrator"
     );
 }
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let s = server();
+    let tmp = tempfile::tempdir().unwrap();
+    for path in ["/login", "/mail/config-v1.1.xml", "/api/admin/accounts"] {
+        let url = format!("{}{path}", base(&s));
+        let run = curl(&["-D", "-", "-o", "/dev/null", &url], tmp.path()).success();
+        let headers = run.out().to_ascii_lowercase();
+        for h in [
+            "x-frame-options: deny",
+            "content-security-policy: frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "referrer-policy: same-origin",
+            "cache-control: no-store",
+        ] {
+            assert!(headers.contains(h), "{path}: {h} missing in\n{headers}");
+        }
+    }
+}

@@ -169,6 +169,32 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(autoconfig::routes())
         .merge(pages::routes())
         .with_state(web)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers every response carries: no framing by other sites (clickjacking),
+/// no content-type guessing, no full URLs in Referer, nothing cached that a
+/// signed-in page showed.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = response.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 #[cfg(test)]
