@@ -320,8 +320,13 @@ pub fn start_casella(
         ep,
         loader: Loader::Lmtp(lmtp),
         description: format!(
-            "casella ({}), embedded store in a temp dir, config: plaintext-login, auth-failure-delay-ms = 0, max-messages-per-hour = 0",
-            bin.display()
+            "casella ({}), embedded store in a temp dir, config: plaintext-login, auth-failure-delay-ms = 0, max-messages-per-hour = 0{}",
+            bin.display(),
+            if search_index {
+                ", search-index = true"
+            } else {
+                ""
+            }
         ),
         log: Some(log),
         _guard: Some(guard),
