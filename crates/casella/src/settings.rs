@@ -736,66 +736,60 @@ pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow
     }
     let service = Service::parse(protocol)?;
     let config = crate::config::load_or_create(data)?;
-    let mut overrides = Overrides::load(data)?;
-    match action {
-        "get" => {
-            let all = effective(&config, &overrides, service);
-            match args {
-                [] => {
-                    for (k, v) in all {
-                        println!("{k} = {v}");
-                    }
-                }
-                keys => {
-                    for key in keys {
-                        let key = key.to_ascii_lowercase();
-                        let key = key
-                            .strip_prefix("allow-basic-auth-")
-                            .map(|_| "allow-basic-auth".to_string())
-                            .unwrap_or(key);
-                        let Some((_, v)) = all.iter().find(|(k, _)| *k == key) else {
-                            bail!("{} has no setting {key:?}", service.name());
-                        };
-                        println!("{v}");
-                    }
-                }
-            }
-        }
-        "set" => {
-            if args.is_empty() {
-                bail!("give KEY=VALUE pairs");
-            }
-            for a in args {
-                let Some((k, v)) = a.split_once('=') else {
-                    bail!("{a}: expected KEY=VALUE");
-                };
-                overrides.set(service, k, v)?;
-            }
-            overrides.save(data)?;
-            for a in args {
-                let k = a.split_once('=').map(|(k, _)| k).unwrap_or("");
-                println!("{} {k} set", service.name());
-            }
-        }
-        other => bail!("unknown action {other:?} (get or set)"),
-    }
-    Ok(())
+    let overrides = Overrides::load(data)?;
+    let values = effective(&config, &overrides, service);
+    get_or_set(
+        data,
+        service.name(),
+        action,
+        args,
+        values,
+        overrides,
+        |o, k, v| o.set(service, k, v),
+    )
 }
 
 /// `casella settings security get [KEY]` / `set KEY=VALUE...`.
 fn run_security(data: &Path, action: &str, args: &[String]) -> anyhow::Result<()> {
-    let mut overrides = Overrides::load(data)?;
+    let overrides = Overrides::load(data)?;
+    let values = crate::security::values(&overrides);
+    get_or_set(
+        data,
+        crate::security::SECTION,
+        action,
+        args,
+        values,
+        overrides,
+        crate::security::set,
+    )
+}
+
+/// `get` prints `values` (all, or the given keys); `set` records every
+/// KEY=VALUE with `set`, all or none, and saves.
+fn get_or_set(
+    data: &Path,
+    name: &str,
+    action: &str,
+    args: &[String],
+    values: Vec<(&'static str, String)>,
+    mut overrides: Overrides,
+    set: impl Fn(&mut Overrides, &str, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     match action {
-        "get" => {
-            let all = crate::security::values(&overrides);
-            if args.is_empty() {
-                for (k, v) in &all {
-                    println!("{k} = {v}");
-                }
+        "get" if args.is_empty() => {
+            for (k, v) in &values {
+                println!("{k} = {v}");
             }
+        }
+        "get" => {
             for key in args {
-                let Some((_, v)) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) else {
-                    bail!("security has no setting {key:?}");
+                let key = key.to_ascii_lowercase();
+                let key = key
+                    .strip_prefix("allow-basic-auth-")
+                    .map(|_| "allow-basic-auth".to_string())
+                    .unwrap_or(key);
+                let Some((_, v)) = values.iter().find(|(k, _)| *k == key) else {
+                    bail!("{name} has no setting {key:?}");
                 };
                 println!("{v}");
             }
@@ -808,12 +802,12 @@ fn run_security(data: &Path, action: &str, args: &[String]) -> anyhow::Result<()
                 let Some((k, v)) = a.split_once('=') else {
                     bail!("{a}: expected KEY=VALUE");
                 };
-                crate::security::set(&mut overrides, k, v)?;
+                set(&mut overrides, k, v)?;
             }
             overrides.save(data)?;
             for a in args {
                 let k = a.split_once('=').map(|(k, _)| k).unwrap_or("");
-                println!("security {k} set");
+                println!("{name} {k} set");
             }
         }
         other => bail!("unknown action {other:?} (get or set)"),

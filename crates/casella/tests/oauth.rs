@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use casella_testkit::TestServer;
-use casella_testkit::clients::python;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
@@ -136,21 +135,8 @@ fn server(keys: &Path) -> TestServer {
 }
 
 fn login(s: &TestServer, proto: &str, mech: &str, token: &str) -> Value {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = match proto {
-        "imap" => s.port("imaps"),
-        "pop" => s.port("pop3s"),
-        _ => s.port("submission"),
-    }
-    .to_string();
-    let cert = s.cert_path().display().to_string();
-    let run = python(
-        "oauth_check.py",
-        &[proto, mech, "127.0.0.1", &port, &cert, USER, token],
-        tmp.path(),
-    )
-    .success();
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.dump()))
+    let out = casella_testkit::clients::sasl_login("oauth_check.py", s, proto, mech, USER, token);
+    serde_json::from_slice(&out).expect("oauth_check.py prints JSON")
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! connection (tls-server-end-point). The server keeps only SCRAM keys.
 
 use casella_testkit::TestServer;
-use casella_testkit::clients::python;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
@@ -32,21 +31,9 @@ fn server() -> TestServer {
 }
 
 fn login(s: &TestServer, proto: &str, mech: &str, password: &str) -> Value {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = match proto {
-        "imap" => s.port("imaps"),
-        "pop" => s.port("pop3s"),
-        _ => s.port("submission"),
-    }
-    .to_string();
-    let cert = s.cert_path().display().to_string();
-    let run = python(
-        "scram_check.py",
-        &[proto, mech, "127.0.0.1", &port, &cert, USER, password],
-        tmp.path(),
-    )
-    .success();
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.dump()))
+    let out =
+        casella_testkit::clients::sasl_login("scram_check.py", s, proto, mech, USER, password);
+    serde_json::from_slice(&out).expect("scram_check.py prints JSON")
 }
 
 #[test]

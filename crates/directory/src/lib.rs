@@ -84,12 +84,12 @@ impl SaslConnection {
         login_type: LoginType,
         tls_active: bool,
         exporter: Option<Vec<u8>>,
-        certificate: Option<Vec<u8>>,
+        certificate: Option<Arc<[u8]>>,
     ) -> SaslConnection {
         let bindings = if tls_active {
             scram::ChannelBindings {
                 tls_exporter: exporter,
-                tls_server_end_point: certificate.map(|c| scram::server_end_point(&c)),
+                server_certificate: certificate,
             }
         } else {
             scram::ChannelBindings::default()

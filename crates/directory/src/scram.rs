@@ -20,24 +20,29 @@ pub const ITERATIONS: u32 = 4096;
 pub struct ChannelBindings {
     /// RFC 9266: 32 bytes exported with the label "EXPORTER-Channel-Binding".
     pub tls_exporter: Option<Vec<u8>>,
-    /// RFC 5929 §4.1: the hash of the server's certificate.
-    pub tls_server_end_point: Option<Vec<u8>>,
+    /// The server's certificate (DER), whose hash is the RFC 5929 §4.1
+    /// tls-server-end-point binding — computed only when a client asks for it.
+    pub server_certificate: Option<std::sync::Arc<[u8]>>,
 }
 
 impl ChannelBindings {
     pub fn any(&self) -> bool {
-        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+        self.tls_exporter.is_some() || self.server_certificate.is_some()
     }
 
     /// Whether `name` is a binding this connection has.
     pub fn get_name(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        match name {
+            "tls-exporter" => self.tls_exporter.is_some(),
+            "tls-server-end-point" => self.server_certificate.is_some(),
+            _ => false,
+        }
     }
 
-    fn get(&self, name: &str) -> Option<&[u8]> {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
         match name {
-            "tls-exporter" => self.tls_exporter.as_deref(),
-            "tls-server-end-point" => self.tls_server_end_point.as_deref(),
+            "tls-exporter" => self.tls_exporter.clone(),
+            "tls-server-end-point" => self.server_certificate.as_deref().map(server_end_point),
             _ => None,
         }
     }
@@ -250,7 +255,7 @@ impl ServerExchange {
             let data = bindings
                 .get(&self.first.cbind)
                 .ok_or(ScramError::ChannelBinding)?;
-            expected.extend_from_slice(data);
+            expected.extend_from_slice(&data);
         }
         if cbind_input != expected {
             return Err(ScramError::ChannelBinding);
@@ -329,7 +334,7 @@ mod tests {
         let secret = derive("pw");
         let bindings = ChannelBindings {
             tls_exporter: Some(vec![7; 32]),
-            tls_server_end_point: None,
+            server_certificate: None,
         };
         let first = parse_client_first(b"p=tls-exporter,,n=u,r=nonce").unwrap();
         let ex = ServerExchange::new(first, Some(secret.clone()));

@@ -85,22 +85,22 @@ pub fn load_or_create_tls(
     })
 }
 
-static SERVER_CERTIFICATE: std::sync::RwLock<Vec<u8>> = std::sync::RwLock::new(Vec::new());
+static SERVER_CERTIFICATE: std::sync::RwLock<Option<Arc<[u8]>>> = std::sync::RwLock::new(None);
 
 fn remember_certificate(der: &[u8]) {
     *SERVER_CERTIFICATE
         .write()
-        .unwrap_or_else(|e| e.into_inner()) = der.to_vec();
+        .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(der));
 }
 
 /// The DER of the certificate this process serves (for tls-server-end-point
-/// channel binding, RFC 5929 §4); `None` before TLS is set up.
-pub fn server_certificate() -> Option<Vec<u8>> {
-    let der = SERVER_CERTIFICATE
+/// channel binding, RFC 5929 §4); `None` before TLS is set up. Cheap to call:
+/// the bytes are shared.
+pub fn server_certificate() -> Option<Arc<[u8]>> {
+    SERVER_CERTIFICATE
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    (!der.is_empty()).then_some(der)
+        .clone()
 }
 
 fn create_self_signed(dir: &Path, hostname: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {

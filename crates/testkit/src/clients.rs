@@ -185,3 +185,28 @@ pub fn mailbox_dump(
         .success()
         .stdout
 }
+
+/// Runs a SASL login script of tests/clients (`oauth_check.py`,
+/// `scram_check.py`): `proto` is imap (implicit TLS), pop (implicit TLS) or smtp
+/// (submission with STARTTLS); `secret` is the token or the password. Returns
+/// the JSON the script prints.
+#[track_caller]
+pub fn sasl_login(
+    script: &str,
+    s: &crate::TestServer,
+    proto: &str,
+    mechanism: &str,
+    user: &str,
+    secret: &str,
+) -> Vec<u8> {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let port = match proto {
+        "imap" => s.port("imaps"),
+        "pop" => s.port("pop3s"),
+        _ => s.port("submission"),
+    }
+    .to_string();
+    let cert = s.cert_path().display().to_string();
+    let args = [proto, mechanism, "127.0.0.1", &port, &cert, user, secret];
+    python(script, &args, tmp.path()).success().stdout
+}
