@@ -23,6 +23,7 @@ pub const KEYS: &[&str] = &[
     "failure-delay",
     "max-failure-delay",
     "remember-success",
+    "password-cache",
 ];
 
 fn count(v: &str) -> anyhow::Result<u32> {
@@ -46,9 +47,25 @@ fn networks(v: &str) -> anyhow::Result<Vec<(std::net::IpAddr, u8)>> {
         .collect()
 }
 
-/// The effective throttle settings.
-pub fn config(o: &Overrides) -> ThrottleConfig {
-    let mut c = ThrottleConfig::default();
+/// The security section: login throttling, and how long a verified password
+/// is remembered (`casella_directory::verified`).
+pub struct SecurityConfig {
+    pub throttle: ThrottleConfig,
+    pub password_cache: Duration,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            throttle: ThrottleConfig::default(),
+            password_cache: casella_directory::verified::DEFAULT_TTL,
+        }
+    }
+}
+
+/// The effective security settings.
+pub fn config(o: &Overrides) -> SecurityConfig {
+    let mut c = SecurityConfig::default();
     let Some(map) = o.0.get(SECTION) else {
         return c;
     };
@@ -58,8 +75,10 @@ pub fn config(o: &Overrides) -> ThrottleConfig {
     c
 }
 
-fn apply(c: &mut ThrottleConfig, key: &str, value: &str) -> anyhow::Result<()> {
+fn apply(s: &mut SecurityConfig, key: &str, value: &str) -> anyhow::Result<()> {
+    let c = &mut s.throttle;
     match key {
+        "password-cache" => s.password_cache = parse_duration(value)?,
         "trusted-networks" => c.trusted = networks(value)?,
         "failures-per-source" => c.source_failures = count(value)?,
         "spray-accounts" => c.spray_accounts = count(value)?,
@@ -88,7 +107,8 @@ fn at_least_a_second(v: &str) -> anyhow::Result<Duration> {
 
 /// Every key with its effective value.
 pub fn values(o: &Overrides) -> Vec<(&'static str, String)> {
-    let c = config(o);
+    let settings = config(o);
+    let c = &settings.throttle;
     let nets = if c.trusted.is_empty() {
         "none".to_string()
     } else {
@@ -109,13 +129,14 @@ pub fn values(o: &Overrides) -> Vec<(&'static str, String)> {
         ("failure-delay", format_duration(c.delay_step)),
         ("max-failure-delay", format_duration(c.max_delay)),
         ("remember-success", format_duration(c.remember_success)),
+        ("password-cache", format_duration(settings.password_cache)),
     ]
 }
 
 /// Validates and records `key=value`.
 pub fn set(o: &mut Overrides, key: &str, value: &str) -> anyhow::Result<()> {
     let key = key.trim().to_ascii_lowercase();
-    let mut check = ThrottleConfig::default();
+    let mut check = SecurityConfig::default();
     apply(&mut check, &key, value).with_context(|| format!("{key}={value}"))?;
     o.0.entry(SECTION.to_string())
         .or_default()

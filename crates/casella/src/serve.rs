@@ -96,9 +96,10 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     )
     .context("setting up TLS")?;
     let directory = Arc::new(Directory::new(store));
-    directory
-        .throttle()
-        .configure(crate::security::config(&settings::Overrides::load(data)?));
+    apply_security(
+        &directory,
+        crate::security::config(&settings::Overrides::load(data)?),
+    );
     let cluster = cluster::setup(&config, data, &specs)?;
     if cluster.role != config::Role::Standalone {
         tracing::info!(role = ?cluster.role, "front end / back end role");
@@ -384,7 +385,7 @@ async fn watch_settings(
                 live.pop3.set(settings::pop3(&config, &o));
                 live.imap.set(settings::imap(&config, &o));
                 live.submission.set(settings::submission(&config, &o));
-                directory.throttle().configure(crate::security::config(&o));
+                apply_security(&directory, crate::security::config(&o));
                 apply_bindings(&listeners, &o);
                 tracing::info!("settings changed; new connections use them");
             }
@@ -411,4 +412,10 @@ mod tests {
         assert!(parse_listen("pop3").is_err());
         assert!(parse_listen("pop3=localhost").is_err());
     }
+}
+
+/// Puts the security section's settings in force (at start and when they change).
+fn apply_security(directory: &Directory, security: crate::security::SecurityConfig) {
+    directory.throttle().configure(security.throttle);
+    directory.set_password_cache(security.password_cache);
 }

@@ -199,3 +199,38 @@ fn trusted_networks_are_never_blocked_and_settings_are_checked() {
     }
     assert!(imap_login(&s, "127.0.0.1", USER, PASS).starts_with("a OK"));
 }
+
+#[test]
+fn a_remembered_password_is_forgotten_when_it_changes() {
+    let s = server();
+    // Verified once with argon2, then remembered: imaplib logs in both times.
+    for _ in 0..2 {
+        let dump = casella_testkit::clients::mailbox_dump(&s, "imap", USER, PASS, &[]);
+        assert!(!dump.is_empty());
+    }
+    let out = s.cli(
+        &["account", "passwd", USER, "--password-stdin"],
+        b"new-alice-pw\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server reads the account at every login: the old password, remembered
+    // a moment ago, is refused at once; the new one works.
+    let reply = imap_login(&s, "127.0.0.2", USER, PASS);
+    assert!(reply.contains("AUTHENTICATIONFAILED"), "{reply}");
+    assert!(imap_login(&s, "127.0.0.2", USER, "new-alice-pw").starts_with("a OK"));
+    assert!(imap_login(&s, "127.0.0.2", USER, "new-alice-pw").starts_with("a OK"));
+
+    // password-cache is a duration; 0 turns the memory off.
+    let out = s.cli(&["settings", "security", "set", "password-cache=soon"], b"");
+    assert!(!out.status.success());
+    let out = s.cli(&["settings", "security", "set", "password-cache=0"], b"");
+    assert!(out.status.success());
+    let out = s.cli(&["settings", "security", "get", "password-cache"], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0s");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(imap_login(&s, "127.0.0.2", USER, "new-alice-pw").starts_with("a OK"));
+}

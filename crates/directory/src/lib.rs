@@ -16,6 +16,7 @@ pub mod sasl;
 pub mod scram;
 mod secret;
 pub mod throttle;
+pub mod verified;
 
 pub use password::{hash_password, verify_password};
 pub use policy::{LoginType, Protocol};
@@ -64,6 +65,7 @@ pub struct Directory {
     store: Arc<dyn MailStore>,
     throttle: Arc<throttle::Throttle>,
     history: history::LoginHistory,
+    verified: verified::VerifiedPasswords,
     oauth: std::sync::RwLock<Option<Arc<oauth::TokenValidator>>>,
 }
 
@@ -153,6 +155,7 @@ impl Directory {
             history: history::LoginHistory::new(store.clone()),
             store,
             throttle: Arc::new(throttle::Throttle::default()),
+            verified: verified::VerifiedPasswords::default(),
             oauth: std::sync::RwLock::new(None),
         }
     }
@@ -378,6 +381,12 @@ impl Directory {
     }
 
     /// The login throttle (its settings change live).
+    /// How long a verified password is remembered (see `verified`); zero
+    /// turns the memory off.
+    pub fn set_password_cache(&self, ttl: std::time::Duration) {
+        self.verified.set_ttl(ttl);
+    }
+
     pub fn throttle(&self) -> &Arc<throttle::Throttle> {
         &self.throttle
     }
@@ -475,8 +484,21 @@ impl Directory {
                 return Err(AuthFailure::Temporary);
             }
         };
-        let main = verify_password(account.password_hash.clone(), password.clone()).await;
+        let main = if self
+            .verified
+            .matches(account.id, &account.password_hash, password)
+        {
+            true
+        } else {
+            let ok = verify_password(account.password_hash.clone(), password.clone()).await;
+            if ok {
+                self.verified
+                    .remember(account.id, &account.password_hash, password);
+            }
+            ok
+        };
         if !main && app_passwords::matching(&account, protocol, password).is_none() {
+            self.verified.forget(account.id);
             self.record(&account, protocol, source, false);
             self.failed(protocol, source, &login).await;
             return Err(AuthFailure::InvalidCredentials);
