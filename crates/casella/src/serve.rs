@@ -396,6 +396,12 @@ async fn watch_settings(
     }
 }
 
+/// Puts the security section's settings in force (at start and when they change).
+fn apply_security(directory: &Directory, security: crate::security::SecurityConfig) {
+    directory.throttle().configure(security.throttle);
+    directory.set_password_cache(security.password_cache);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,10 +418,4 @@ mod tests {
         assert!(parse_listen("pop3").is_err());
         assert!(parse_listen("pop3=localhost").is_err());
     }
-}
-
-/// Puts the security section's settings in force (at start and when they change).
-fn apply_security(directory: &Directory, security: crate::security::SecurityConfig) {
-    directory.throttle().configure(security.throttle);
-    directory.set_password_cache(security.password_cache);
 }
