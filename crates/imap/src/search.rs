@@ -22,7 +22,7 @@
 //! - `$` means the saved UIDs both after UID and as a bare sequence set.
 
 use casella_proto_imap::{Date, SearchKey, SequenceSet};
-use casella_store::{Flag, FlagSet, ParsedMessage};
+use casella_store::{Flag, FlagSet, SearchFields};
 
 /// What SEARCH needs to know about one message.
 pub struct SearchInput<'a> {
@@ -37,8 +37,9 @@ pub struct SearchInput<'a> {
     /// INTERNALDATE, Unix seconds.
     pub internal_date: i64,
     pub modseq: u64,
-    /// Parsed metadata; `None` when [`needs_parsed`] is false for the key.
-    pub parsed: Option<&'a ParsedMessage>,
+    /// The decoded fields parsed at delivery; `None` when [`needs_parsed`] is
+    /// false for the key.
+    pub fields: Option<&'a SearchFields>,
 }
 
 /// What SEARCH needs to know about the mailbox view.
@@ -53,7 +54,7 @@ pub struct SearchScope<'a> {
 }
 
 /// Whether evaluating `key` reads header fields, body text or the Date: field,
-/// i.e. whether the session must load [`ParsedMessage`] for each message. Flag,
+/// i.e. whether the session must load [`SearchFields`] for each message. Flag,
 /// size, INTERNALDATE, UID, sequence-number and MODSEQ searches do not.
 pub fn needs_parsed(key: &SearchKey) -> bool {
     match key {
@@ -131,23 +132,21 @@ pub fn matches(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>) 
         SearchKey::Since(d) => date_of_unix(msg.internal_date) >= *d,
 
         // Date: field, date part in its own zone.
-        SearchKey::SentBefore(d) => msg.parsed.is_some_and(|p| sent_date(p) < *d),
-        SearchKey::SentOn(d) => msg.parsed.is_some_and(|p| sent_date(p) == *d),
-        SearchKey::SentSince(d) => msg.parsed.is_some_and(|p| sent_date(p) >= *d),
+        SearchKey::SentBefore(d) => msg.fields.is_some_and(|p| sent_date(p) < *d),
+        SearchKey::SentOn(d) => msg.fields.is_some_and(|p| sent_date(p) == *d),
+        SearchKey::SentSince(d) => msg.fields.is_some_and(|p| sent_date(p) >= *d),
 
-        SearchKey::From(s) => field_matches(msg, "From", |p| &p.search.from, s),
-        SearchKey::To(s) => field_matches(msg, "To", |p| &p.search.to, s),
-        SearchKey::Cc(s) => field_matches(msg, "Cc", |p| &p.search.cc, s),
-        SearchKey::Bcc(s) => field_matches(msg, "Bcc", |p| &p.search.bcc, s),
-        SearchKey::Subject(s) => field_matches(msg, "Subject", |p| &p.search.subject, s),
+        SearchKey::From(s) => field_matches(msg, "From", |p| &p.from, s),
+        SearchKey::To(s) => field_matches(msg, "To", |p| &p.to, s),
+        SearchKey::Cc(s) => field_matches(msg, "Cc", |p| &p.cc, s),
+        SearchKey::Bcc(s) => field_matches(msg, "Bcc", |p| &p.bcc, s),
+        SearchKey::Subject(s) => field_matches(msg, "Subject", |p| &p.subject, s),
         SearchKey::Header(name, value) => msg
-            .parsed
-            .is_some_and(|p| header_matches(&p.search.header_text, name, value)),
-        SearchKey::Body(s) => msg
-            .parsed
-            .is_some_and(|p| contains_folded(&p.search.body_text, s)),
-        SearchKey::Text(s) => msg.parsed.is_some_and(|p| {
-            contains_folded(&p.search.header_text, s) || contains_folded(&p.search.body_text, s)
+            .fields
+            .is_some_and(|p| header_matches(&p.header_text, name, value)),
+        SearchKey::Body(s) => msg.fields.is_some_and(|p| contains_folded(&p.body_text, s)),
+        SearchKey::Text(s) => msg.fields.is_some_and(|p| {
+            contains_folded(&p.header_text, s) || contains_folded(&p.body_text, s)
         }),
 
         SearchKey::Uid(set) => in_set(set, msg.uid, scope.max_uid, msg.uid, scope.saved),
@@ -188,9 +187,9 @@ pub fn date_of_unix(unix: i64) -> Date {
 
 /// The Date: field's calendar date in the sender's zone; 1970-01-01 when the
 /// field is missing or unparseable (Dovecot's rule).
-fn sent_date(p: &ParsedMessage) -> Date {
-    let utc = p.search.sent_date.unwrap_or(0);
-    let offset = p.search.sent_tz_offset.unwrap_or(0);
+fn sent_date(p: &SearchFields) -> Date {
+    let utc = p.sent_date.unwrap_or(0);
+    let offset = p.sent_tz_offset.unwrap_or(0);
     date_of_unix(utc.saturating_add(i64::from(offset)))
 }
 
@@ -205,14 +204,14 @@ fn has_keyword(flags: &FlagSet, keyword: &str) -> bool {
 fn field_matches(
     msg: &SearchInput<'_>,
     name: &str,
-    decoded: impl Fn(&ParsedMessage) -> &String,
+    decoded: impl Fn(&SearchFields) -> &String,
     needle: &str,
 ) -> bool {
-    let Some(p) = msg.parsed else {
+    let Some(p) = msg.fields else {
         return false;
     };
     if needle.is_empty() {
-        header_matches(&p.search.header_text, name, "")
+        header_matches(&p.header_text, name, "")
     } else {
         contains_folded(decoded(p), needle)
     }
@@ -346,7 +345,7 @@ mod tests {
         size: u32,
         internal_date: i64,
         modseq: u64,
-        parsed: ParsedMessage,
+        parsed: SearchFields,
     }
 
     fn samples() -> Vec<Sample> {
@@ -360,7 +359,7 @@ mod tests {
                 size: 500,
                 internal_date: 1_710_113_400, // 2024-03-10 23:30:00 UTC
                 modseq: 5,
-                parsed: casella_mime::parse(M1.as_bytes()),
+                parsed: casella_mime::parse(M1.as_bytes()).search,
             },
             Sample {
                 seq: 2,
@@ -370,7 +369,7 @@ mod tests {
                 size: 1500,
                 internal_date: 1_710_115_200, // 2024-03-11 00:00:00 UTC
                 modseq: 9,
-                parsed: casella_mime::parse(M2.as_bytes()),
+                parsed: casella_mime::parse(M2.as_bytes()).search,
             },
             Sample {
                 seq: 3,
@@ -380,7 +379,7 @@ mod tests {
                 size: 100,
                 internal_date: 1_704_067_199, // 2023-12-31 23:59:59 UTC
                 modseq: 12,
-                parsed: casella_mime::parse(M3.as_bytes()),
+                parsed: casella_mime::parse(M3.as_bytes()).search,
             },
         ]
     }
@@ -394,7 +393,7 @@ mod tests {
             size: m.size,
             internal_date: m.internal_date,
             modseq: m.modseq,
-            parsed: Some(&m.parsed),
+            fields: Some(&m.parsed),
         }
     }
 
@@ -420,11 +419,11 @@ mod tests {
     #[test]
     fn samples_parse_as_expected() {
         let m = samples();
-        assert_eq!(m[1].parsed.search.subject, "ÜBER die Grüße");
-        assert!(m[1].parsed.search.from.contains("Jürgen Müller"));
-        assert!(m[1].parsed.search.body_text.contains("Schöne Grüße"));
-        assert_eq!(m[2].parsed.search.sent_date, None);
-        assert_eq!(m[2].parsed.search.subject, "Ping pong");
+        assert_eq!(m[1].parsed.subject, "ÜBER die Grüße");
+        assert!(m[1].parsed.from.contains("Jürgen Müller"));
+        assert!(m[1].parsed.body_text.contains("Schöne Grüße"));
+        assert_eq!(m[2].parsed.sent_date, None);
+        assert_eq!(m[2].parsed.subject, "Ping pong");
     }
 
     #[test]
@@ -603,7 +602,7 @@ mod tests {
             size: 0,
             internal_date: 0,
             modseq: 1,
-            parsed: None,
+            fields: None,
         };
         let empty = SearchScope {
             max_seq: 0,
@@ -627,7 +626,7 @@ mod tests {
     fn string_keys_do_not_match_without_parsed_data() {
         let m = samples();
         let mut msg = input(&m[0]);
-        msg.parsed = None;
+        msg.fields = None;
         for key in [
             SearchKey::From(s("alice")),
             SearchKey::Subject(s("")),

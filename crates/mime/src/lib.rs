@@ -30,6 +30,29 @@ pub struct ParsedMessage {
     pub search: SearchFields,
 }
 
+/// What FETCH needs of a parsed message: ENVELOPE and BODYSTRUCTURE with the
+/// part offsets. Stored apart from the [`SearchFields`], which are as large as
+/// the message's text and only SEARCH reads. Deserializes from a whole
+/// `ParsedMessage` too (the extra field is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageStructure {
+    pub envelope: Envelope,
+    pub body: BodyPart,
+}
+
+impl ParsedMessage {
+    /// The structure for FETCH and the fields for SEARCH.
+    pub fn split(self) -> (MessageStructure, SearchFields) {
+        (
+            MessageStructure {
+                envelope: self.envelope,
+                body: self.body,
+            },
+            self.search,
+        )
+    }
+}
+
 /// IMAP ENVELOPE fields — RFC 9051 §7.5.2. Strings are the raw header values
 /// (encoded-words kept as they are, folding CRLF removed), as Dovecot returns them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

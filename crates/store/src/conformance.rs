@@ -609,23 +609,29 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
         .await
         .unwrap();
     let list = store.list_messages(mb.id).await.unwrap();
-    let parsed = store.parsed(&list[0].blob).await.unwrap();
-    assert_eq!(parsed.envelope.subject.as_deref(), Some("Parsed once"));
-    assert_eq!(
-        parsed.envelope.message_id.as_deref(),
-        Some("<1@example.org>")
-    );
-    assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
-    assert_eq!(parsed.body.media_type, "text");
-    assert_eq!(parsed.search.subject, "Parsed once");
     let missing = crate::BlobId("0".repeat(64));
-    let many = store
-        .parsed_many(&[list[0].blob.clone(), missing])
-        .await
-        .unwrap();
-    assert_eq!(many.len(), 2);
-    assert_eq!(many[0].as_ref(), Some(&parsed));
-    assert!(many[1].is_none());
+    let both = [missing.clone(), list[0].blob.clone(), missing.clone()];
+    // Twice: from the database, then from the store's memory.
+    for _ in 0..2 {
+        let structures = store.structures(&both).await.unwrap();
+        assert_eq!(structures.len(), 3);
+        assert!(structures[0].is_none() && structures[2].is_none());
+        let parsed = structures[1].as_ref().expect("stored structure");
+        assert_eq!(parsed.envelope.subject.as_deref(), Some("Parsed once"));
+        assert_eq!(
+            parsed.envelope.message_id.as_deref(),
+            Some("<1@example.org>")
+        );
+        assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
+        assert_eq!(parsed.body.media_type, "text");
+    }
+    let fields = store.search_fields(&both).await.unwrap();
+    assert_eq!(fields.len(), 3);
+    assert!(fields[0].is_none() && fields[2].is_none());
+    let fields = fields[1].as_ref().expect("stored search fields");
+    assert_eq!(fields.subject, "Parsed once");
+    assert!(fields.body_text.contains("Body text"), "{fields:?}");
+    assert!(fields.from.contains("ann@example.org"), "{fields:?}");
 }
 
 async fn flags(store: &dyn MailStore) {

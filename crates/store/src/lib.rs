@@ -24,9 +24,10 @@ pub mod conformance;
 mod error;
 pub mod postgres;
 pub mod sqlite;
+mod structure_cache;
 mod types;
 
-pub use casella_mime::ParsedMessage;
+pub use casella_mime::{MessageStructure, ParsedMessage, SearchFields};
 pub use changes::Change;
 pub use error::{StoreError, StoreResult};
 pub use types::*;
@@ -147,11 +148,16 @@ pub trait MailStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<(Uid, Uid)>>;
     /// All messages of the mailbox in ascending UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>>;
-    /// What was parsed at delivery for the message with these bytes.
-    async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage>;
-    /// `parsed` for many messages in one store round trip; `None` for a blob that is
-    /// gone (its messages were expunged meanwhile). Same order as `blobs`.
-    async fn parsed_many(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<ParsedMessage>>>;
+    /// The structure parsed at delivery (ENVELOPE, BODYSTRUCTURE, part offsets)
+    /// of the messages with these bytes, in one store round trip (none when all
+    /// are in the store's memory); `None` for a blob that is gone (its messages
+    /// were expunged meanwhile). Same order as `blobs`.
+    async fn structures(
+        &self,
+        blobs: &[BlobId],
+    ) -> StoreResult<Vec<Option<std::sync::Arc<MessageStructure>>>>;
+    /// The decoded fields SEARCH matches, parsed at delivery; as `structures`.
+    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>>;
     /// The message bytes exactly as stored.
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
     /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the

@@ -106,6 +106,7 @@ fn postgres_backend() {
         scenario!(listener_reconnects_and_resyncs);
         scenario!(queue_claims_across_nodes);
         scenario!(blobs_are_shared_and_freed);
+        scenario!(rows_from_before_the_search_column_still_answer);
         scenario!(crossing_moves_do_not_deadlock);
         scenario!(cancelled_calls_leave_no_open_transaction);
         scenario!(errors_map_to_the_store_vocabulary);
@@ -565,6 +566,40 @@ async fn blob_rows(admin: &tokio_postgres::Client) -> (i64, i64) {
         .await
         .unwrap();
     (r.get(0), r.get(1))
+}
+
+/// Blobs stored before schema version 4 hold the search fields inside
+/// `parsed` and NULL in `search`.
+async fn rows_from_before_the_search_column_still_answer(url: String) {
+    let a = node(&url, "a").await;
+    let admin = connect(&url).await;
+    let x = account(&a, "old@example.org").await;
+    let raw = message("from an older casella").raw;
+    a.deliver(x.id, raw.clone()).await.unwrap();
+    let (structure, search) = casella_mime::parse(&raw).split();
+    let whole = serde_json::to_string(&casella_store::ParsedMessage {
+        envelope: structure.envelope.clone(),
+        body: structure.body.clone(),
+        search: search.clone(),
+    })
+    .unwrap();
+    admin
+        .execute("UPDATE blobs SET parsed = $1, search = NULL", &[&whole])
+        .await
+        .unwrap();
+    // A fresh node: nothing in its memory.
+    let fresh = node(&url, "fresh").await;
+    let inbox = fresh.mailbox_by_name(x.id, "INBOX").await.unwrap().unwrap();
+    let blobs = [fresh.list_messages(inbox.id).await.unwrap()[0].blob.clone()];
+    let got = fresh.structures(&blobs).await.unwrap().remove(0).unwrap();
+    assert_eq!(*got, structure);
+    let got = fresh
+        .search_fields(&blobs)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(got, search);
 }
 
 async fn blobs_are_shared_and_freed(url: String) {

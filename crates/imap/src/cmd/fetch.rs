@@ -2,10 +2,12 @@
 //! §6.4.5), BINARY (RFC 3516). Envelope and body structure come from what was
 //! parsed at delivery; the bytes are read only for body sections.
 
+use std::sync::Arc;
+
 use casella_mime::BodyPart;
 use casella_proto_imap::section::{self, BinaryError};
 use casella_proto_imap::{FetchAttr, FetchItems, Section, SectionText, SequenceSet, encode};
-use casella_store::{Flag, FlagOp, FlagSet, ParsedMessage, Uid};
+use casella_store::{Flag, FlagOp, FlagSet, MessageStructure, Uid};
 
 use crate::cmd::store_error;
 use crate::session::{Reader, Session};
@@ -156,7 +158,7 @@ impl Session {
         let mut missing = false;
         // Parsed metadata is read in chunks, one store round trip each.
         const CHUNK: usize = 256;
-        let mut parsed_chunk: Vec<Option<ParsedMessage>> = Vec::new();
+        let mut parsed_chunk: Vec<Option<Arc<MessageStructure>>> = Vec::new();
         for (index, (seq, u)) in targets.iter().copied().enumerate() {
             if want_parsed && index % CHUNK == 0 {
                 let blobs: Vec<_> = targets[index..(index + CHUNK).min(targets.len())]
@@ -168,7 +170,7 @@ impl Session {
                             .map(|m| m.blob.clone())
                     })
                     .collect();
-                parsed_chunk = match store.parsed_many(&blobs).await {
+                parsed_chunk = match store.structures(&blobs).await {
                     Ok(p) => p,
                     Err(e) => {
                         let reply = store_error(&e);
@@ -181,7 +183,7 @@ impl Session {
             let Some(m) = self.selected.as_ref().and_then(|s| s.by_seq(seq)).cloned() else {
                 continue;
             };
-            let mut parsed: Option<ParsedMessage> = if want_parsed {
+            let mut parsed: Option<Arc<MessageStructure>> = if want_parsed {
                 match parsed_chunk.pop().flatten() {
                     Some(p) => Some(p),
                     None => {
@@ -211,7 +213,7 @@ impl Session {
                 if self.config.exact_rfc822_size {
                     size = shown.len().min(u32::MAX as usize) as u32;
                 }
-                parsed = Some(casella_mime::parse(&shown));
+                parsed = Some(Arc::new(casella_mime::parse(&shown).split().0));
                 raw = Some(shown);
             }
             let mut out = format!("* {seq} FETCH (").into_bytes();
@@ -377,7 +379,7 @@ impl Session {
 
 fn binary(
     raw: &Option<Vec<u8>>,
-    parsed: &Option<ParsedMessage>,
+    parsed: &Option<Arc<MessageStructure>>,
     part: &[u32],
 ) -> Result<Vec<u8>, BinaryError> {
     match (raw, parsed) {

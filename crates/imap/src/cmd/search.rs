@@ -78,7 +78,7 @@ impl Session {
             .collect();
         let mut hits: Vec<(u32, Uid)> = Vec::new();
         const CHUNK: usize = 512;
-        let mut parsed_chunk: Vec<Option<casella_store::ParsedMessage>> = Vec::new();
+        let mut parsed_chunk: Vec<Option<casella_store::SearchFields>> = Vec::new();
         for (n, &i) in targets.iter().enumerate() {
             let m = &sel.messages[i];
             if want_parsed && n % CHUNK == 0 {
@@ -86,7 +86,7 @@ impl Session {
                     .iter()
                     .map(|&j| sel.messages[j].blob.clone())
                     .collect();
-                parsed_chunk = store.parsed_many(&blobs).await.unwrap_or_default();
+                parsed_chunk = store.search_fields(&blobs).await.unwrap_or_default();
                 parsed_chunk.reverse();
             }
             let parsed = if want_parsed {
@@ -106,7 +106,7 @@ impl Session {
                 size: m.size,
                 internal_date: m.internal_date,
                 modseq: m.modseq.0,
-                parsed: parsed.as_ref(),
+                fields: parsed.as_ref(),
             };
             if matches(&criteria, &input, &scope) {
                 hits.push((i as u32 + 1, m.uid));

@@ -98,8 +98,12 @@ use crate::blob::BlobDir;
 use crate::changes::{Change, ChangeFeed};
 use crate::error::{StoreError, StoreResult};
 use crate::sqlite::{canonical_name, validate_mailbox_name};
+use crate::structure_cache::{StructureCache, with_cache};
 use crate::types::*;
-use crate::{MailStore, MaildropLock, ParsedMessage, normalize_line_ends, now_unix};
+use crate::{
+    MailStore, MaildropLock, MessageStructure, ParsedMessage, SearchFields, normalize_line_ends,
+    now_unix,
+};
 
 pub use import::{ImportMailbox, ImportMessage};
 pub use schema::MIGRATIONS;
@@ -144,6 +148,8 @@ pub(crate) struct Inner {
     /// The name queue claims are made under.
     node_id: String,
     locks: mpsc::UnboundedSender<locks::Cmd>,
+    /// Structures FETCH read lately.
+    structures: StructureCache,
     /// Dropped with the store: stops the listener task.
     _stop_listener: oneshot::Sender<()>,
 }
@@ -215,6 +221,7 @@ impl PgStore {
             instance,
             node_id,
             locks: locks_tx,
+            structures: StructureCache::default(),
             _stop_listener: stop_tx,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -239,6 +246,25 @@ impl PgStore {
 
     async fn conn(&self) -> StoreResult<PooledConn> {
         self.inner.pool.get().await
+    }
+
+    /// The rows of `blobs` found, by hash: `sql` selects the hash first and
+    /// takes the hashes as `$1`.
+    async fn blob_rows(
+        &self,
+        blobs: &[BlobId],
+        sql: &'static str,
+    ) -> StoreResult<HashMap<String, Row>> {
+        if blobs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let hashes: Vec<&str> = blobs.iter().map(|b| b.0.as_str()).collect();
+        let rows = self.conn().await?.query(sql, &[&hashes]).await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            found.insert(row.try_get(0)?, row);
+        }
+        Ok(found)
     }
 
     /// Queues the NOTIFY for other nodes (sent on commit).
@@ -659,7 +685,8 @@ struct Prepared {
     raw: Vec<u8>,
     size: u32,
     blob: BlobId,
-    parsed_json: String,
+    structure_json: String,
+    search_json: String,
     internal_date: i64,
     flags: String,
 }
@@ -673,13 +700,13 @@ fn prepare(message: NewMessage) -> StoreResult<Prepared> {
         )));
     }
     let size = raw.len() as u32;
-    let parsed = casella_mime::parse(&raw);
-    let parsed_json = serde_json::to_string(&parsed).map_err(StoreError::internal)?;
+    let (structure, search) = casella_mime::parse(&raw).split();
     Ok(Prepared {
         blob: BlobDir::id_of(&raw),
+        structure_json: serde_json::to_string(&structure).map_err(StoreError::internal)?,
+        search_json: serde_json::to_string(&search).map_err(StoreError::internal)?,
         raw,
         size,
-        parsed_json,
         internal_date: message.internal_date.unwrap_or_else(now_unix),
         flags: flags_to_string(&message.flags),
     })
@@ -703,9 +730,17 @@ async fn upsert_blob(c: &mut Conn, p: &Prepared, count: i64) -> StoreResult<()> 
         .await?;
     if n == 0 {
         c.execute(
-            "INSERT INTO blobs(hash, size, refcount, parsed, content) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO blobs(hash, size, refcount, parsed, search, content)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + EXCLUDED.refcount",
-            &[&p.blob.0, &(p.size as i64), &count, &p.parsed_json, &p.raw],
+            &[
+                &p.blob.0,
+                &(p.size as i64),
+                &count,
+                &p.structure_json,
+                &p.search_json,
+                &p.raw,
+            ],
         )
         .await?;
     }
@@ -1364,41 +1399,58 @@ impl MailStore for PgStore {
         rows(r, summary_from_row)
     }
 
-    async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage> {
-        let row = self
-            .conn()
-            .await?
-            .query_opt("SELECT parsed FROM blobs WHERE hash = $1", &[&blob.0])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))?;
-        let json: String = row.try_get(0)?;
-        serde_json::from_str(&json).map_err(StoreError::internal)
+    async fn structures(
+        &self,
+        blobs: &[BlobId],
+    ) -> StoreResult<Vec<Option<Arc<MessageStructure>>>> {
+        // Rows from before the split hold the whole ParsedMessage in `parsed`;
+        // MessageStructure reads it all the same.
+        with_cache(&self.inner.structures, blobs, |missing| async move {
+            let found = self
+                .blob_rows(
+                    &missing,
+                    "SELECT hash, parsed FROM blobs WHERE hash = ANY($1)",
+                )
+                .await?;
+            missing
+                .iter()
+                .map(|b| match found.get(&b.0) {
+                    Some(row) => {
+                        let json: String = row.try_get(1)?;
+                        serde_json::from_str(&json)
+                            .map(Some)
+                            .map_err(StoreError::internal)
+                    }
+                    None => Ok(None),
+                })
+                .collect()
+        })
+        .await
     }
 
-    async fn parsed_many(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<ParsedMessage>>> {
-        if blobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let hashes: Vec<&str> = blobs.iter().map(|b| b.0.as_str()).collect();
-        let r = self
-            .conn()
-            .await?
-            .query(
-                "SELECT hash, parsed FROM blobs WHERE hash = ANY($1)",
-                &[&hashes],
+    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>> {
+        // Rows from before the split have no `search`: their fields are in `parsed`.
+        let found = self
+            .blob_rows(
+                blobs,
+                "SELECT hash, search, CASE WHEN search IS NULL THEN parsed END
+                 FROM blobs WHERE hash = ANY($1)",
             )
             .await?;
-        let mut found: HashMap<String, String> = HashMap::with_capacity(r.len());
-        for row in r {
-            found.insert(row.try_get(0)?, row.try_get(1)?);
-        }
         blobs
             .iter()
-            .map(|b| match found.get(&b.0) {
-                Some(j) => serde_json::from_str(j)
-                    .map(Some)
-                    .map_err(StoreError::internal),
-                None => Ok(None),
+            .map(|b| {
+                let Some(row) = found.get(&b.0) else {
+                    return Ok(None);
+                };
+                let fields = match row.try_get::<_, Option<String>>(1)? {
+                    Some(json) => serde_json::from_str::<SearchFields>(&json),
+                    None => {
+                        let json: String = row.try_get(2)?;
+                        serde_json::from_str::<ParsedMessage>(&json).map(|p| p.search)
+                    }
+                };
+                fields.map(Some).map_err(StoreError::internal)
             })
             .collect()
     }

@@ -129,6 +129,12 @@ pub const MIGRATIONS: &[&str] = &[
         reason text NOT NULL
     );
     "#,
+    // version 4: the fields SEARCH matches in their own column, so reading a
+    // structure for FETCH does not fetch them. Rows stored before keep them in
+    // `parsed` (NULL here); the store reads them from there.
+    r#"
+    ALTER TABLE blobs ADD COLUMN search text;
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

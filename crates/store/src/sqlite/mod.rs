@@ -29,8 +29,11 @@ use tokio::sync::broadcast;
 use crate::blob::BlobDir;
 use crate::changes::{Change, ChangeFeed};
 use crate::error::{StoreError, StoreResult};
+use crate::structure_cache::{StructureCache, with_cache};
 use crate::types::*;
-use crate::{MailStore, MaildropLock, ParsedMessage, normalize_line_ends, now_unix};
+use crate::{
+    MailStore, MaildropLock, MessageStructure, SearchFields, normalize_line_ends, now_unix,
+};
 
 /// Readers kept open for reuse; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
@@ -45,6 +48,8 @@ struct Inner {
     /// Accounts whose maildrop a POP3 session holds (this process only; the
     /// embedded store serves one server process).
     maildrops: Mutex<HashSet<AccountId>>,
+    /// Structures FETCH read lately.
+    structures: StructureCache,
 }
 
 /// The embedded store. Cheap to clone.
@@ -141,6 +146,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             feed: ChangeFeed::default(),
             maildrops: Mutex::new(HashSet::new()),
+            structures: StructureCache::default(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -573,7 +579,8 @@ struct Prepared {
     raw: Vec<u8>,
     size: u32,
     blob: BlobId,
-    parsed_json: String,
+    structure_json: String,
+    search_json: String,
     internal_date: i64,
     flags: String,
 }
@@ -1190,15 +1197,18 @@ impl MailStore for SqliteStore {
                 let raw = normalize_line_ends(message.raw);
                 let size = u32::try_from(raw.len())
                     .map_err(|_| StoreError::TooBig("messages are limited to 4 GiB".into()))?;
-                let parsed = casella_mime::parse(&raw);
-                let json = serde_json::to_string(&parsed).map_err(StoreError::internal)?;
+                let (structure, search) = casella_mime::parse(&raw).split();
+                let structure_json =
+                    serde_json::to_string(&structure).map_err(StoreError::internal)?;
+                let search_json = serde_json::to_string(&search).map_err(StoreError::internal)?;
                 let blob = inner.blobs.put(&raw)?;
                 let date = message.internal_date.unwrap_or_else(now_unix);
                 out.push(Prepared {
                     raw,
                     size,
                     blob,
-                    parsed_json: json,
+                    structure_json,
+                    search_json,
                     internal_date: date,
                     flags: flags_to_string(&message.flags),
                 });
@@ -1218,9 +1228,10 @@ impl MailStore for SqliteStore {
                         return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
                     }
                     tx.execute(
-                        "INSERT INTO blobs(hash, size, refcount, parsed) VALUES (?1, ?2, 1, ?3)
+                        "INSERT INTO blobs(hash, size, refcount, parsed, search)
+                         VALUES (?1, ?2, 1, ?3, ?4)
                          ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
-                        params![p.blob.0, p.size, p.parsed_json],
+                        params![p.blob.0, p.size, p.structure_json, p.search_json],
                     )?;
                     // Under the write lock: the collector cannot remove the file now.
                     if !inner.blobs.exists(&p.blob)? {
@@ -1337,33 +1348,39 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn parsed(&self, blob: &BlobId) -> StoreResult<ParsedMessage> {
-        let blob = blob.clone();
-        self.read(move |c| {
-            let json: String = c
-                .query_row("SELECT parsed FROM blobs WHERE hash = ?1", [&blob.0], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))?;
-            serde_json::from_str(&json).map_err(StoreError::internal)
+    async fn structures(
+        &self,
+        blobs: &[BlobId],
+    ) -> StoreResult<Vec<Option<Arc<MessageStructure>>>> {
+        with_cache(&self.inner.structures, blobs, |missing| {
+            self.read(move |c| {
+                let mut stmt = c.prepare_cached("SELECT parsed FROM blobs WHERE hash = ?1")?;
+                missing
+                    .iter()
+                    .map(|b| {
+                        let json: Option<String> =
+                            stmt.query_row([&b.0], |r| r.get(0)).optional()?;
+                        json.map(|j| serde_json::from_str(&j).map_err(StoreError::internal))
+                            .transpose()
+                    })
+                    .collect()
+            })
         })
         .await
     }
 
-    async fn parsed_many(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<ParsedMessage>>> {
+    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>> {
         let blobs = blobs.to_vec();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT parsed FROM blobs WHERE hash = ?1")?;
-            let mut out = Vec::with_capacity(blobs.len());
-            for b in &blobs {
-                let json: Option<String> = stmt.query_row([&b.0], |r| r.get(0)).optional()?;
-                out.push(match json {
-                    Some(j) => Some(serde_json::from_str(&j).map_err(StoreError::internal)?),
-                    None => None,
-                });
-            }
-            Ok(out)
+            let mut stmt = c.prepare_cached("SELECT search FROM blobs WHERE hash = ?1")?;
+            blobs
+                .iter()
+                .map(|b| {
+                    let json: Option<String> = stmt.query_row([&b.0], |r| r.get(0)).optional()?;
+                    json.map(|j| serde_json::from_str(&j).map_err(StoreError::internal))
+                        .transpose()
+                })
+                .collect()
         })
         .await
     }
@@ -1653,6 +1670,80 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(false)).unwrap();
         crate::conformance::run_all(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn search_fields_move_out_of_the_structure_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "old@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let raw = b"From: Ann <ann@example.org>\r\nSubject: from version 8\r\n\r\nold needle\r\n";
+        store
+            .append(
+                inbox.id,
+                crate::NewMessage {
+                    raw: raw.to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        drop(store);
+        // Make the row as version 8 stored it: everything in `parsed`.
+        {
+            let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(
+                "UPDATE blobs SET parsed = json_set(parsed, '$.search', json(search));
+                 DROP TRIGGER blob_text_insert;
+                 ALTER TABLE blobs DROP COLUMN search;
+                 PRAGMA user_version = 8;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        let list = store.list_messages(inbox.id).await.unwrap();
+        let blobs = [list[0].blob.clone()];
+        let expected = casella_mime::parse(raw).split();
+        let structure = store.structures(&blobs).await.unwrap().remove(0).unwrap();
+        assert_eq!(*structure, expected.0);
+        let fields = store
+            .search_fields(&blobs)
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(fields, expected.1);
+        let parsed: String = store
+            .read(|c| Ok(c.query_row("SELECT parsed FROM blobs", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(!parsed.contains("old needle"), "{parsed}");
+        // New deliveries are indexed through the remade trigger.
+        store
+            .append(
+                inbox.id,
+                crate::NewMessage {
+                    raw: b"Subject: new\r\n\r\nfresh needle\r\n".to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        let found = store
+            .text_candidates(inbox.id, crate::TextField::Body, "needle")
+            .await
+            .unwrap();
+        assert_eq!(found, Some(vec![Uid(1), Uid(2)]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,6 +137,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX messages_blob ON messages(blob, mailbox_id);
     "#,
+    // version 9: the fields SEARCH matches (as large as the message's text)
+    // move out of `parsed` into their own last column, so reading a structure
+    // for FETCH no longer reads them. The index trigger reads the new column;
+    // it is made again at start when the index is on.
+    r#"
+    ALTER TABLE blobs ADD COLUMN search TEXT;
+    UPDATE blobs SET search = json_extract(parsed, '$.search'),
+                     parsed = json_remove(parsed, '$.search');
+    DROP TRIGGER IF EXISTS blob_text_insert;
+    "#,
 ];
 
 /// Turns the text index on: new blobs are indexed as they are stored, and
@@ -145,28 +155,28 @@ pub const SEARCH_INDEX_ON: &str = r#"
     CREATE TRIGGER IF NOT EXISTS blob_text_insert AFTER INSERT ON blobs BEGIN
         INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         VALUES (new.rowid,
-                json_extract(new.parsed, '$.search.from'),
-                json_extract(new.parsed, '$.search.to'),
-                json_extract(new.parsed, '$.search.cc'),
-                json_extract(new.parsed, '$.search.bcc'),
-                json_extract(new.parsed, '$.search.subject'));
+                json_extract(new.search, '$.from'),
+                json_extract(new.search, '$.to'),
+                json_extract(new.search, '$.cc'),
+                json_extract(new.search, '$.bcc'),
+                json_extract(new.search, '$.subject'));
         INSERT INTO blob_text(rowid, header, body)
         VALUES (new.rowid,
-                json_extract(new.parsed, '$.search.header_text'),
-                json_extract(new.parsed, '$.search.body_text'));
+                json_extract(new.search, '$.header_text'),
+                json_extract(new.search, '$.body_text'));
     END;
     INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         SELECT rowid,
-               json_extract(parsed, '$.search.from'),
-               json_extract(parsed, '$.search.to'),
-               json_extract(parsed, '$.search.cc'),
-               json_extract(parsed, '$.search.bcc'),
-               json_extract(parsed, '$.search.subject')
+               json_extract(search, '$.from'),
+               json_extract(search, '$.to'),
+               json_extract(search, '$.cc'),
+               json_extract(search, '$.bcc'),
+               json_extract(search, '$.subject')
         FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_fields);
     INSERT INTO blob_text(rowid, header, body)
         SELECT rowid,
-               json_extract(parsed, '$.search.header_text'),
-               json_extract(parsed, '$.search.body_text')
+               json_extract(search, '$.header_text'),
+               json_extract(search, '$.body_text')
         FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_text);
 "#;
 
