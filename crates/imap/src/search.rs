@@ -53,6 +53,24 @@ pub struct SearchScope<'a> {
     pub saved: &'a [u32],
 }
 
+/// Whether evaluating `key` reads the header or body text (BODY, TEXT, HEADER,
+/// and an empty FROM/TO/CC/BCC/SUBJECT, which asks whether the field exists),
+/// not only the decoded address, subject and date fields.
+pub fn needs_text(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(_, _) => true,
+        SearchKey::Bcc(s)
+        | SearchKey::Cc(s)
+        | SearchKey::From(s)
+        | SearchKey::Subject(s)
+        | SearchKey::To(s) => s.is_empty(),
+        SearchKey::Not(k) => needs_text(k),
+        SearchKey::Or(a, b) => needs_text(a) || needs_text(b),
+        SearchKey::And(keys) => keys.iter().any(needs_text),
+        _ => false,
+    }
+}
+
 /// Whether evaluating `key` reads header fields, body text or the Date: field,
 /// i.e. whether the session must load [`SearchFields`] for each message. Flag,
 /// size, INTERNALDATE, UID, sequence-number and MODSEQ searches do not.
@@ -638,6 +656,32 @@ mod tests {
             assert!(!matches(&key, &msg, &scope()), "{key:?}");
         }
         assert!(matches(&SearchKey::Seen, &msg, &scope()));
+    }
+
+    #[test]
+    fn text_is_read_only_for_body_text_header_and_empty_field_keys() {
+        for key in [
+            SearchKey::Body(s("x")),
+            SearchKey::Text(s("x")),
+            SearchKey::Header(s("X-Spam"), s("")),
+            SearchKey::From(s("")),
+            SearchKey::Not(Box::new(SearchKey::Subject(s("")))),
+            SearchKey::And(vec![SearchKey::Seen, SearchKey::Body(s("x"))]),
+        ] {
+            assert!(needs_text(&key), "{key:?}");
+        }
+        for key in [
+            SearchKey::From(s("ann")),
+            SearchKey::Subject(s("hello")),
+            SearchKey::Or(
+                Box::new(SearchKey::To(s("bob"))),
+                Box::new(SearchKey::Cc(s("carl"))),
+            ),
+            SearchKey::SentSince(date(2026, 1, 1)),
+            SearchKey::Seen,
+        ] {
+            assert!(!needs_text(&key), "{key:?}");
+        }
     }
 
     #[test]

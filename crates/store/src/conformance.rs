@@ -625,13 +625,20 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
         assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
         assert_eq!(parsed.body.media_type, "text");
     }
-    let fields = store.search_fields(&both).await.unwrap();
-    assert_eq!(fields.len(), 3);
-    assert!(fields[0].is_none() && fields[2].is_none());
-    let fields = fields[1].as_ref().expect("stored search fields");
-    assert_eq!(fields.subject, "Parsed once");
-    assert!(fields.body_text.contains("Body text"), "{fields:?}");
-    assert!(fields.from.contains("ann@example.org"), "{fields:?}");
+    for text in [false, true, false] {
+        let fields = store.search_fields(&both, text).await.unwrap();
+        assert_eq!(fields.len(), 3);
+        assert!(fields[0].is_none() && fields[2].is_none());
+        let fields = fields[1].as_ref().expect("stored search fields");
+        assert_eq!(fields.subject, "Parsed once");
+        assert!(fields.from.contains("ann@example.org"), "{fields:?}");
+        assert_eq!(fields.body_text.contains("Body text"), text, "{fields:?}");
+        assert_eq!(
+            fields.header_text.contains("Parsed once"),
+            text,
+            "{fields:?}"
+        );
+    }
 }
 
 async fn flags(store: &dyn MailStore) {

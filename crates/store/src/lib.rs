@@ -22,9 +22,10 @@ pub mod blob;
 pub mod changes;
 pub mod conformance;
 mod error;
+mod parsed_cache;
 pub mod postgres;
+mod search_columns;
 pub mod sqlite;
-mod structure_cache;
 mod types;
 
 pub use casella_mime::{MessageStructure, ParsedMessage, SearchFields};
@@ -157,7 +158,13 @@ pub trait MailStore: Send + Sync + 'static {
         blobs: &[BlobId],
     ) -> StoreResult<Vec<Option<std::sync::Arc<MessageStructure>>>>;
     /// The decoded fields SEARCH matches, parsed at delivery; as `structures`.
-    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>>;
+    /// Without `text`, `header_text` and `body_text` are left empty: the
+    /// header fields alone are small and usually in the store's memory.
+    async fn search_fields(
+        &self,
+        blobs: &[BlobId],
+        text: bool,
+    ) -> StoreResult<Vec<Option<std::sync::Arc<SearchFields>>>>;
     /// The message bytes exactly as stored.
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
     /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the

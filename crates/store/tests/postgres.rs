@@ -594,12 +594,20 @@ async fn rows_from_before_the_search_column_still_answer(url: String) {
     let got = fresh.structures(&blobs).await.unwrap().remove(0).unwrap();
     assert_eq!(*got, structure);
     let got = fresh
-        .search_fields(&blobs)
+        .search_fields(&blobs, true)
         .await
         .unwrap()
         .remove(0)
         .unwrap();
-    assert_eq!(got, search);
+    assert_eq!(*got, search);
+    let got = fresh
+        .search_fields(&blobs, false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(got.from, search.from);
+    assert!(got.body_text.is_empty());
 }
 
 async fn blobs_are_shared_and_freed(url: String) {

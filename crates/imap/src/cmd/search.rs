@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use casella_proto_imap::{SearchKey, SearchReturn};
 use casella_store::{TextField, Uid};
 
-use crate::search::{SearchInput, SearchScope, matches, needs_parsed};
+use crate::search::{SearchInput, SearchScope, matches, needs_parsed, needs_text};
 use crate::session::Session;
 
 impl Session {
@@ -69,6 +69,7 @@ impl Session {
         // for them.
         let criteria = without_answered(criteria, &answered);
         let want_parsed = needs_parsed(&criteria);
+        let want_text = needs_text(&criteria);
         let targets: Vec<usize> = (0..sel.messages.len())
             .filter(|&i| {
                 candidates
@@ -78,7 +79,7 @@ impl Session {
             .collect();
         let mut hits: Vec<(u32, Uid)> = Vec::new();
         const CHUNK: usize = 512;
-        let mut parsed_chunk: Vec<Option<casella_store::SearchFields>> = Vec::new();
+        let mut parsed_chunk: Vec<Option<std::sync::Arc<casella_store::SearchFields>>> = Vec::new();
         for (n, &i) in targets.iter().enumerate() {
             let m = &sel.messages[i];
             if want_parsed && n % CHUNK == 0 {
@@ -86,7 +87,10 @@ impl Session {
                     .iter()
                     .map(|&j| sel.messages[j].blob.clone())
                     .collect();
-                parsed_chunk = store.search_fields(&blobs).await.unwrap_or_default();
+                parsed_chunk = store
+                    .search_fields(&blobs, want_text)
+                    .await
+                    .unwrap_or_default();
                 parsed_chunk.reverse();
             }
             let parsed = if want_parsed {
@@ -106,7 +110,7 @@ impl Session {
                 size: m.size,
                 internal_date: m.internal_date,
                 modseq: m.modseq.0,
-                fields: parsed.as_ref(),
+                fields: parsed.as_deref(),
             };
             if matches(&criteria, &input, &scope) {
                 hits.push((i as u32 + 1, m.uid));

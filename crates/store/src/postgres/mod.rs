@@ -97,8 +97,8 @@ use tokio_postgres::{Config, Row};
 use crate::blob::BlobDir;
 use crate::changes::{Change, ChangeFeed};
 use crate::error::{StoreError, StoreResult};
+use crate::parsed_cache::{ParsedCache, with_cache};
 use crate::sqlite::{canonical_name, validate_mailbox_name};
-use crate::structure_cache::{StructureCache, with_cache};
 use crate::types::*;
 use crate::{
     MailStore, MaildropLock, MessageStructure, ParsedMessage, SearchFields, normalize_line_ends,
@@ -149,7 +149,9 @@ pub(crate) struct Inner {
     node_id: String,
     locks: mpsc::UnboundedSender<locks::Cmd>,
     /// Structures FETCH read lately.
-    structures: StructureCache,
+    structures: ParsedCache<MessageStructure>,
+    /// Header fields SEARCH read lately.
+    header_fields: ParsedCache<SearchFields>,
     /// Dropped with the store: stops the listener task.
     _stop_listener: oneshot::Sender<()>,
 }
@@ -221,7 +223,8 @@ impl PgStore {
             instance,
             node_id,
             locks: locks_tx,
-            structures: StructureCache::default(),
+            structures: ParsedCache::default(),
+            header_fields: ParsedCache::default(),
             _stop_listener: stop_tx,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -680,6 +683,29 @@ async fn copy_in_tx(
     Ok((pairs, src_account, changes))
 }
 
+/// The search fields of a `blob_rows` row (hash, search, search_text, and
+/// `parsed` where `search` is NULL). Rows from before schema version 4 have
+/// everything in `parsed`, rows from version 4 the text in `search`.
+fn search_fields_of(row: &Row, text: bool) -> StoreResult<SearchFields> {
+    let mut fields = match row.try_get::<_, Option<String>>(1)? {
+        Some(headers) => {
+            let text_column: Option<String> = row.try_get(2)?;
+            crate::search_columns::from_columns(&headers, text_column.as_deref())?
+        }
+        None => {
+            let json: String = row.try_get(3)?;
+            serde_json::from_str::<ParsedMessage>(&json)
+                .map_err(StoreError::internal)?
+                .search
+        }
+    };
+    if !text {
+        fields.header_text = String::new();
+        fields.body_text = String::new();
+    }
+    Ok(fields)
+}
+
 /// A message ready to append: normalised, parsed and hashed outside the transaction.
 struct Prepared {
     raw: Vec<u8>,
@@ -687,6 +713,7 @@ struct Prepared {
     blob: BlobId,
     structure_json: String,
     search_json: String,
+    search_text_json: String,
     internal_date: i64,
     flags: String,
 }
@@ -701,10 +728,12 @@ fn prepare(message: NewMessage) -> StoreResult<Prepared> {
     }
     let size = raw.len() as u32;
     let (structure, search) = casella_mime::parse(&raw).split();
+    let (search_json, search_text_json) = crate::search_columns::to_columns(search)?;
     Ok(Prepared {
         blob: BlobDir::id_of(&raw),
         structure_json: serde_json::to_string(&structure).map_err(StoreError::internal)?,
-        search_json: serde_json::to_string(&search).map_err(StoreError::internal)?,
+        search_json,
+        search_text_json,
         raw,
         size,
         internal_date: message.internal_date.unwrap_or_else(now_unix),
@@ -730,8 +759,8 @@ async fn upsert_blob(c: &mut Conn, p: &Prepared, count: i64) -> StoreResult<()> 
         .await?;
     if n == 0 {
         c.execute(
-            "INSERT INTO blobs(hash, size, refcount, parsed, search, content)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO blobs(hash, size, refcount, parsed, search, search_text, content)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (hash) DO UPDATE SET refcount = blobs.refcount + EXCLUDED.refcount",
             &[
                 &p.blob.0,
@@ -739,6 +768,7 @@ async fn upsert_blob(c: &mut Conn, p: &Prepared, count: i64) -> StoreResult<()> 
                 &count,
                 &p.structure_json,
                 &p.search_json,
+                &p.search_text_json,
                 &p.raw,
             ],
         )
@@ -1428,29 +1458,46 @@ impl MailStore for PgStore {
         .await
     }
 
-    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>> {
-        // Rows from before the split have no `search`: their fields are in `parsed`.
+    async fn search_fields(
+        &self,
+        blobs: &[BlobId],
+        text: bool,
+    ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
+        if !text {
+            return with_cache(&self.inner.header_fields, blobs, |missing| async move {
+                let found = self
+                    .blob_rows(
+                        &missing,
+                        "SELECT hash, search, NULL::text, CASE WHEN search IS NULL THEN parsed END
+                         FROM blobs WHERE hash = ANY($1)",
+                    )
+                    .await?;
+                missing
+                    .iter()
+                    .map(|b| {
+                        found
+                            .get(&b.0)
+                            .map(|r| search_fields_of(r, false))
+                            .transpose()
+                    })
+                    .collect()
+            })
+            .await;
+        }
         let found = self
             .blob_rows(
                 blobs,
-                "SELECT hash, search, CASE WHEN search IS NULL THEN parsed END
+                "SELECT hash, search, search_text, CASE WHEN search IS NULL THEN parsed END
                  FROM blobs WHERE hash = ANY($1)",
             )
             .await?;
         blobs
             .iter()
             .map(|b| {
-                let Some(row) = found.get(&b.0) else {
-                    return Ok(None);
-                };
-                let fields = match row.try_get::<_, Option<String>>(1)? {
-                    Some(json) => serde_json::from_str::<SearchFields>(&json),
-                    None => {
-                        let json: String = row.try_get(2)?;
-                        serde_json::from_str::<ParsedMessage>(&json).map(|p| p.search)
-                    }
-                };
-                fields.map(Some).map_err(StoreError::internal)
+                found
+                    .get(&b.0)
+                    .map(|r| search_fields_of(r, true).map(Arc::new))
+                    .transpose()
             })
             .collect()
     }

@@ -135,6 +135,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE blobs ADD COLUMN search text;
     "#,
+    // version 5: the header and body text in their own column (`[header,
+    // body]`), so searches by header field fetch only the small `search`.
+    // Rows stored before keep their text where it was.
+    r#"
+    ALTER TABLE blobs ADD COLUMN search_text text;
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

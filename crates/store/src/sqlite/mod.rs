@@ -29,13 +29,14 @@ use tokio::sync::broadcast;
 use crate::blob::BlobDir;
 use crate::changes::{Change, ChangeFeed};
 use crate::error::{StoreError, StoreResult};
-use crate::structure_cache::{StructureCache, with_cache};
+use crate::parsed_cache::{ParsedCache, with_cache};
 use crate::types::*;
 use crate::{
     MailStore, MaildropLock, MessageStructure, SearchFields, normalize_line_ends, now_unix,
 };
 
-/// Readers kept open for reuse; more are opened on demand and closed after use.
+/// Reader connections: reads beyond this many wait for one to be free rather
+/// than open (and prepare statements on) a connection of their own.
 const READER_POOL: usize = 8;
 
 struct Inner {
@@ -44,12 +45,16 @@ struct Inner {
     /// Jobs for the writer thread (group commit).
     writer: Mutex<std::sync::mpsc::Sender<WriteJob>>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per reader connection.
+    read_slots: tokio::sync::Semaphore,
     feed: ChangeFeed,
     /// Accounts whose maildrop a POP3 session holds (this process only; the
     /// embedded store serves one server process).
     maildrops: Mutex<HashSet<AccountId>>,
     /// Structures FETCH read lately.
-    structures: StructureCache,
+    structures: ParsedCache<MessageStructure>,
+    /// Header fields SEARCH read lately.
+    header_fields: ParsedCache<SearchFields>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -144,9 +149,11 @@ impl SqliteStore {
             blobs,
             writer: Mutex::new(jobs),
             readers: Mutex::new(Vec::new()),
+            read_slots: tokio::sync::Semaphore::new(READER_POOL),
             feed: ChangeFeed::default(),
             maildrops: Mutex::new(HashSet::new()),
-            structures: StructureCache::default(),
+            structures: ParsedCache::default(),
+            header_fields: ParsedCache::default(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -160,6 +167,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner
@@ -581,6 +594,7 @@ struct Prepared {
     blob: BlobId,
     structure_json: String,
     search_json: String,
+    search_text_json: String,
     internal_date: i64,
     flags: String,
 }
@@ -1200,7 +1214,7 @@ impl MailStore for SqliteStore {
                 let (structure, search) = casella_mime::parse(&raw).split();
                 let structure_json =
                     serde_json::to_string(&structure).map_err(StoreError::internal)?;
-                let search_json = serde_json::to_string(&search).map_err(StoreError::internal)?;
+                let (search_json, search_text_json) = crate::search_columns::to_columns(search)?;
                 let blob = inner.blobs.put(&raw)?;
                 let date = message.internal_date.unwrap_or_else(now_unix);
                 out.push(Prepared {
@@ -1209,6 +1223,7 @@ impl MailStore for SqliteStore {
                     blob,
                     structure_json,
                     search_json,
+                    search_text_json,
                     internal_date: date,
                     flags: flags_to_string(&message.flags),
                 });
@@ -1228,10 +1243,16 @@ impl MailStore for SqliteStore {
                         return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
                     }
                     tx.execute(
-                        "INSERT INTO blobs(hash, size, refcount, parsed, search)
-                         VALUES (?1, ?2, 1, ?3, ?4)
+                        "INSERT INTO blobs(hash, size, refcount, parsed, search, search_text)
+                         VALUES (?1, ?2, 1, ?3, ?4, ?5)
                          ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
-                        params![p.blob.0, p.size, p.structure_json, p.search_json],
+                        params![
+                            p.blob.0,
+                            p.size,
+                            p.structure_json,
+                            p.search_json,
+                            p.search_text_json
+                        ],
                     )?;
                     // Under the write lock: the collector cannot remove the file now.
                     if !inner.blobs.exists(&p.blob)? {
@@ -1369,16 +1390,42 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn search_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<SearchFields>>> {
+    async fn search_fields(
+        &self,
+        blobs: &[BlobId],
+        text: bool,
+    ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
+        if !text {
+            return with_cache(&self.inner.header_fields, blobs, |missing| {
+                self.read(move |c| {
+                    let mut stmt = c.prepare_cached("SELECT search FROM blobs WHERE hash = ?1")?;
+                    missing
+                        .iter()
+                        .map(|b| {
+                            let json: Option<String> =
+                                stmt.query_row([&b.0], |r| r.get(0)).optional()?;
+                            json.map(|j| crate::search_columns::from_columns(&j, None))
+                                .transpose()
+                        })
+                        .collect()
+                })
+            })
+            .await;
+        }
         let blobs = blobs.to_vec();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT search FROM blobs WHERE hash = ?1")?;
+            let mut stmt =
+                c.prepare_cached("SELECT search, search_text FROM blobs WHERE hash = ?1")?;
             blobs
                 .iter()
                 .map(|b| {
-                    let json: Option<String> = stmt.query_row([&b.0], |r| r.get(0)).optional()?;
-                    json.map(|j| serde_json::from_str(&j).map_err(StoreError::internal))
-                        .transpose()
+                    let row: Option<(String, String)> = stmt
+                        .query_row([&b.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    row.map(|(headers, text)| {
+                        crate::search_columns::from_columns(&headers, Some(&text)).map(Arc::new)
+                    })
+                    .transpose()
                 })
                 .collect()
         })
@@ -1673,7 +1720,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn search_fields_move_out_of_the_structure_on_upgrade() {
+    async fn search_fields_move_out_of_the_structure_on_upgrade_from_version_8() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
         let a = store
@@ -1702,9 +1749,12 @@ mod tests {
         {
             let c = Connection::open(dir.path().join("store.db")).unwrap();
             c.execute_batch(
-                "UPDATE blobs SET parsed = json_set(parsed, '$.search', json(search));
+                "UPDATE blobs SET parsed = json_set(parsed, '$.search',
+                     json_set(json(search), '$.header_text', json_extract(search_text, '$[0]'),
+                                            '$.body_text', json_extract(search_text, '$[1]')));
                  DROP TRIGGER blob_text_insert;
                  ALTER TABLE blobs DROP COLUMN search;
+                 ALTER TABLE blobs DROP COLUMN search_text;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -1716,17 +1766,35 @@ mod tests {
         let structure = store.structures(&blobs).await.unwrap().remove(0).unwrap();
         assert_eq!(*structure, expected.0);
         let fields = store
-            .search_fields(&blobs)
+            .search_fields(&blobs, true)
             .await
             .unwrap()
             .remove(0)
             .unwrap();
-        assert_eq!(fields, expected.1);
+        assert_eq!(*fields, expected.1);
+        let headers = store
+            .search_fields(&blobs, false)
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(headers.subject, expected.1.subject);
+        assert!(headers.body_text.is_empty());
         let parsed: String = store
             .read(|c| Ok(c.query_row("SELECT parsed FROM blobs", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert!(!parsed.contains("old needle"), "{parsed}");
+        let search: String = store
+            .read(|c| Ok(c.query_row("SELECT search FROM blobs", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(!search.contains("old needle"), "{search}");
+        let search: String = store
+            .read(|c| Ok(c.query_row("SELECT search FROM blobs", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(!search.contains("old needle"), "{search}");
         // New deliveries are indexed through the remade trigger.
         store
             .append(

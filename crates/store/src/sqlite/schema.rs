@@ -147,6 +147,16 @@ pub const MIGRATIONS: &[&str] = &[
                      parsed = json_remove(parsed, '$.search');
     DROP TRIGGER IF EXISTS blob_text_insert;
     "#,
+    // version 10: the header and body text move on into `search_text`
+    // (`[header, body]`), so searches by header field read (and cache) only the
+    // small `search`.
+    r#"
+    ALTER TABLE blobs ADD COLUMN search_text TEXT;
+    UPDATE blobs SET search_text = json_array(json_extract(search, '$.header_text'),
+                                              json_extract(search, '$.body_text')),
+                     search = json_set(search, '$.header_text', '', '$.body_text', '');
+    DROP TRIGGER IF EXISTS blob_text_insert;
+    "#,
 ];
 
 /// Turns the text index on: new blobs are indexed as they are stored, and
@@ -162,8 +172,8 @@ pub const SEARCH_INDEX_ON: &str = r#"
                 json_extract(new.search, '$.subject'));
         INSERT INTO blob_text(rowid, header, body)
         VALUES (new.rowid,
-                json_extract(new.search, '$.header_text'),
-                json_extract(new.search, '$.body_text'));
+                json_extract(new.search_text, '$[0]'),
+                json_extract(new.search_text, '$[1]'));
     END;
     INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
         SELECT rowid,
@@ -175,8 +185,8 @@ pub const SEARCH_INDEX_ON: &str = r#"
         FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_fields);
     INSERT INTO blob_text(rowid, header, body)
         SELECT rowid,
-               json_extract(search, '$.header_text'),
-               json_extract(search, '$.body_text')
+               json_extract(search_text, '$[0]'),
+               json_extract(search_text, '$[1]')
         FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_text);
 "#;
 

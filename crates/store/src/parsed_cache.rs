@@ -1,10 +1,11 @@
-//! The message structures FETCH asked for lately, kept in memory.
+//! What was parsed at delivery for the messages asked for lately, kept in
+//! memory: the structures FETCH reads and the header fields SEARCH reads.
 //!
-//! A blob's structure (ENVELOPE, BODYSTRUCTURE, part offsets) never changes —
-//! blobs are content-addressed — so a cached copy is never stale, and clients
-//! ask for the same messages' envelopes and structures again and again (every
-//! resync of a folder view). A hit costs a hash lookup instead of a trip to the
-//! blocking pool, a database read and a JSON parse.
+//! What was parsed from a blob (ENVELOPE, BODYSTRUCTURE, part offsets, decoded
+//! headers) never changes — blobs are content-addressed — so a cached copy is
+//! never stale, and clients ask for the same messages again and again (every
+//! resync of a folder view, every search of it). A hit costs a hash lookup
+//! instead of a trip to the blocking pool, a database read and a JSON parse.
 //!
 //! Bounded by count with two generations: lookups hit the current one or move
 //! an entry up from the previous one; when the current one is full it becomes
@@ -15,28 +16,35 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use casella_mime::MessageStructure;
-
 use crate::types::BlobId;
 
-/// Entries per generation. A structure is typically 1–3 KB in memory, so the
-/// cache stays within tens of MiB.
+/// Entries per generation. A structure is typically 1–3 KB in memory, header
+/// fields less, so a cache stays within tens of MiB.
 const GENERATION: usize = 10_000;
 
-#[derive(Default)]
-struct Generations {
-    current: HashMap<BlobId, Arc<MessageStructure>>,
-    previous: HashMap<BlobId, Arc<MessageStructure>>,
+struct Generations<T> {
+    current: HashMap<BlobId, Arc<T>>,
+    previous: HashMap<BlobId, Arc<T>>,
 }
 
-#[derive(Default)]
-pub(crate) struct StructureCache {
-    inner: Mutex<Generations>,
+pub(crate) struct ParsedCache<T> {
+    inner: Mutex<Generations<T>>,
 }
 
-impl StructureCache {
-    /// The cached structures of `blobs` (same order), `None` where not cached.
-    pub(crate) fn get_many(&self, blobs: &[BlobId]) -> Vec<Option<Arc<MessageStructure>>> {
+impl<T> Default for ParsedCache<T> {
+    fn default() -> Self {
+        ParsedCache {
+            inner: Mutex::new(Generations {
+                current: HashMap::new(),
+                previous: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<T> ParsedCache<T> {
+    /// The cached values of `blobs` (same order), `None` where not cached.
+    pub(crate) fn get_many(&self, blobs: &[BlobId]) -> Vec<Option<Arc<T>>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         blobs
             .iter()
@@ -51,34 +59,34 @@ impl StructureCache {
             .collect()
     }
 
-    pub(crate) fn put(&self, blob: BlobId, structure: Arc<MessageStructure>) {
+    pub(crate) fn put(&self, blob: BlobId, value: Arc<T>) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(blob, structure);
+            .insert(blob, value);
     }
 }
 
-impl Generations {
-    fn insert(&mut self, blob: BlobId, structure: Arc<MessageStructure>) {
+impl<T> Generations<T> {
+    fn insert(&mut self, blob: BlobId, value: Arc<T>) {
         if self.current.len() >= GENERATION {
             self.previous = std::mem::take(&mut self.current);
         }
-        self.current.insert(blob, structure);
+        self.current.insert(blob, value);
     }
 }
 
-/// Fills the gaps of `cached` (from [`StructureCache::get_many`]) with `load`,
-/// which is given the missing blobs and answers in their order, and caches what
-/// it loaded. Nothing is loaded when everything was cached.
-pub(crate) async fn with_cache<F, Fut>(
-    cache: &StructureCache,
+/// The values of `blobs` (same order): what the cache has, and the rest from
+/// `load`, which is given the missing blobs and answers in their order (and is
+/// cached). Nothing is loaded when everything was cached.
+pub(crate) async fn with_cache<T, F, Fut>(
+    cache: &ParsedCache<T>,
     blobs: &[BlobId],
     load: F,
-) -> crate::StoreResult<Vec<Option<Arc<MessageStructure>>>>
+) -> crate::StoreResult<Vec<Option<Arc<T>>>>
 where
     F: FnOnce(Vec<BlobId>) -> Fut,
-    Fut: std::future::Future<Output = crate::StoreResult<Vec<Option<MessageStructure>>>>,
+    Fut: std::future::Future<Output = crate::StoreResult<Vec<Option<T>>>>,
 {
     let mut out = cache.get_many(blobs);
     let missing: Vec<BlobId> = blobs
@@ -104,6 +112,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use casella_mime::MessageStructure;
+
+    type StructureCache = ParsedCache<MessageStructure>;
 
     fn structure(subject: &str) -> MessageStructure {
         let raw = format!("Subject: {subject}\r\n\r\nbody\r\n");
