@@ -179,6 +179,12 @@ impl BodyPart {
 
 /// One past the empty line that ends the header (CRLF CRLF, or LF LF), or the end
 /// of the message when there is none.
+/// The length of the message's header block, the blank line that ends it
+/// included (all of `raw` when there is no blank line).
+pub fn header_len(raw: &[u8]) -> usize {
+    header_end(raw) as usize
+}
+
 fn header_end(raw: &[u8]) -> u32 {
     let mut at_line_start = true;
     let mut i = 0;

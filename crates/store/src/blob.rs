@@ -68,6 +68,32 @@ impl BlobDir {
         })
     }
 
+    /// The blob's header block (see `casella_mime::header_len`), reading only
+    /// the start of the file when the header ends there.
+    pub fn get_header(&self, id: &BlobId) -> StoreResult<Vec<u8>> {
+        use std::io::Read;
+        const FIRST_READ: u64 = 8192;
+        let path = self.path_of(id)?;
+        let mut file = fs::File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Internal(format!("blob {id} is missing"))
+            } else {
+                e.into()
+            }
+        })?;
+        let mut buf = Vec::with_capacity(FIRST_READ as usize);
+        (&mut file).take(FIRST_READ).read_to_end(&mut buf)?;
+        let len = casella_mime::header_len(&buf);
+        if len < buf.len() {
+            buf.truncate(len);
+            return Ok(buf);
+        }
+        // The header goes on (or ends exactly here): read the rest.
+        file.read_to_end(&mut buf)?;
+        buf.truncate(casella_mime::header_len(&buf));
+        Ok(buf)
+    }
+
     pub fn remove(&self, id: &BlobId) -> StoreResult<()> {
         let path = self.path_of(id)?;
         match fs::remove_file(&path) {
@@ -87,6 +113,25 @@ pub fn sync_dir(dir: &Path) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_is_read_whatever_its_length() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(tmp.path()).unwrap();
+        // Short, longer than the first read, ending right at its end, no body.
+        let long = format!("X-Long: {}\r\n", "a".repeat(20_000));
+        let edge = format!("X-Edge: {}\r\n\r\n", "b".repeat(8192 - 12));
+        assert_eq!(edge.len(), 8192);
+        for (header, body) in [
+            ("Subject: hi\r\n\r\n".to_string(), "body\r\n"),
+            (format!("{long}\r\n"), "body\r\n"),
+            (edge, "after the edge\r\n"),
+            ("Subject: only a header\r\n".to_string(), ""),
+        ] {
+            let id = blobs.put(format!("{header}{body}").as_bytes()).unwrap();
+            assert_eq!(blobs.get_header(&id).unwrap(), header.as_bytes());
+        }
+    }
 
     #[test]
     fn put_is_idempotent_and_content_addressed() {

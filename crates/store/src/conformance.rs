@@ -625,6 +625,16 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
         assert_eq!(parsed.envelope.from[0].mailbox.as_deref(), Some("ann"));
         assert_eq!(parsed.body.media_type, "text");
     }
+    for _ in 0..2 {
+        let headers = store.read_headers(&both).await.unwrap();
+        assert!(headers[0].is_none() && headers[2].is_none());
+        let header = headers[1].as_deref().expect("stored header");
+        assert!(header.starts_with(b"From: Ann"));
+        assert!(header.ends_with(b"charset=utf-8\r\n\r\n"), "{header:?}");
+    }
+    let whole = store.read_blobs(&both).await.unwrap();
+    assert!(whole[0].is_none() && whole[2].is_none());
+    assert_eq!(whole[1].as_deref(), Some(&raw[..]));
     for text in [false, true, false] {
         let fields = store.search_fields(&both, text).await.unwrap();
         assert_eq!(fields.len(), 3);

@@ -167,6 +167,29 @@ pub trait MailStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Option<std::sync::Arc<SearchFields>>>>;
     /// The message bytes exactly as stored.
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
+    /// Several messages' bytes (same order; `None` for one that is gone or
+    /// unreadable), in one trip where the backend can.
+    async fn read_blobs(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(blobs.len());
+        for b in blobs {
+            out.push(self.read_blob(b).await.ok());
+        }
+        Ok(out)
+    }
+    /// The header block of each message (up to and including the blank line
+    /// that ends it), for FETCH of headers; as `read_blobs`. Backends may keep
+    /// recent ones in memory (blobs never change).
+    async fn read_headers(
+        &self,
+        blobs: &[BlobId],
+    ) -> StoreResult<Vec<Option<std::sync::Arc<[u8]>>>> {
+        Ok(self
+            .read_blobs(blobs)
+            .await?
+            .into_iter()
+            .map(|raw| raw.map(|r| std::sync::Arc::from(&r[..casella_mime::header_len(&r)])))
+            .collect())
+    }
     /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the
     /// messages whose flags changed, each with its new MODSEQ.
     async fn store_flags(

@@ -61,6 +61,26 @@ fn needs_parsed(attr: &FetchAttr) -> bool {
     }
 }
 
+/// Messages read per store trip for FETCH of bytes, and the bytes after which
+/// a trip stops taking more (headers are small: only the count bounds them).
+const RAW_CHUNK: usize = 32;
+const RAW_BUDGET: u64 = 1 << 20;
+
+/// Whether `attr` needs only the message's header block.
+fn is_header_only(attr: &FetchAttr) -> bool {
+    match attr {
+        FetchAttr::Rfc822Header => true,
+        FetchAttr::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(
+                    section.text,
+                    Some(SectionText::Header) | Some(SectionText::HeaderFields { .. })
+                )
+        }
+        _ => false,
+    }
+}
+
 fn needs_raw(attr: &FetchAttr) -> bool {
     matches!(
         attr,
@@ -159,6 +179,11 @@ impl Session {
         // Parsed metadata is read in chunks, one store round trip each.
         const CHUNK: usize = 256;
         let mut parsed_chunk: Vec<Option<Arc<MessageStructure>>> = Vec::new();
+        // Only header blocks are needed (HEADER, HEADER.FIELDS, RFC822.HEADER):
+        // the store reads just those, and keeps recent ones in memory.
+        let headers_only =
+            want_raw && !converting && attrs.iter().filter(|a| needs_raw(a)).all(is_header_only);
+        let mut raw_chunk: std::collections::VecDeque<Option<Arc<[u8]>>> = Default::default();
         for (index, (seq, u)) in targets.iter().copied().enumerate() {
             if want_parsed && index % CHUNK == 0 {
                 let blobs: Vec<_> = targets[index..(index + CHUNK).min(targets.len())]
@@ -194,10 +219,44 @@ impl Session {
             } else {
                 None
             };
-            let mut raw: Option<Vec<u8>> = if want_raw {
-                match store.read_blob(&m.blob).await {
-                    Ok(r) => Some(r),
-                    Err(_) => {
+            let mut raw: Option<Arc<[u8]>> = if want_raw {
+                if raw_chunk.is_empty() {
+                    // The bytes of this and the next messages in one store trip:
+                    // a few at a time, so a FETCH of large messages holds little.
+                    let mut blobs = Vec::new();
+                    let mut bytes = 0u64;
+                    for (s, _) in &targets[index..] {
+                        let Some(v) = self.selected.as_ref().and_then(|v| v.by_seq(*s)) else {
+                            continue;
+                        };
+                        if blobs.len() >= RAW_CHUNK
+                            || (!headers_only && !blobs.is_empty() && bytes >= RAW_BUDGET)
+                        {
+                            break;
+                        }
+                        bytes += u64::from(v.size);
+                        blobs.push(v.blob.clone());
+                    }
+                    let read = if headers_only {
+                        store.read_headers(&blobs).await
+                    } else {
+                        store
+                            .read_blobs(&blobs)
+                            .await
+                            .map(|all| all.into_iter().map(|r| r.map(Arc::<[u8]>::from)).collect())
+                    };
+                    raw_chunk = match read {
+                        Ok(r) => r.into(),
+                        Err(e) => {
+                            let reply = store_error(&e);
+                            self.tagged(tag, &reply);
+                            return;
+                        }
+                    };
+                }
+                match raw_chunk.pop_front().flatten() {
+                    Some(r) => Some(r),
+                    None => {
                         missing = true;
                         continue;
                     }
@@ -214,7 +273,7 @@ impl Session {
                     size = shown.len().min(u32::MAX as usize) as u32;
                 }
                 parsed = Some(Arc::new(casella_mime::parse(&shown).split().0));
-                raw = Some(shown);
+                raw = Some(Arc::from(shown));
             }
             let mut out = format!("* {seq} FETCH (").into_bytes();
             let mut first = true;
@@ -378,13 +437,13 @@ impl Session {
 }
 
 fn binary(
-    raw: &Option<Vec<u8>>,
+    raw: &Option<Arc<[u8]>>,
     parsed: &Option<Arc<MessageStructure>>,
     part: &[u32],
 ) -> Result<Vec<u8>, BinaryError> {
     match (raw, parsed) {
         (Some(r), Some(p)) => section::binary_section(r, &p.body, part),
-        (Some(r), None) if part.is_empty() => Ok(r.clone()),
+        (Some(r), None) if part.is_empty() => Ok(r.to_vec()),
         _ => Err(BinaryError::NotFound),
     }
 }

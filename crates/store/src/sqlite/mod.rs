@@ -55,6 +55,8 @@ struct Inner {
     structures: ParsedCache<MessageStructure>,
     /// Header fields SEARCH read lately.
     header_fields: ParsedCache<SearchFields>,
+    /// Header blocks FETCH read lately.
+    headers: ParsedCache<Vec<u8>>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -154,6 +156,7 @@ impl SqliteStore {
             maildrops: Mutex::new(HashSet::new()),
             structures: ParsedCache::default(),
             header_fields: ParsedCache::default(),
+            headers: ParsedCache::default(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -1438,6 +1441,33 @@ impl MailStore for SqliteStore {
         tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
             .await
             .map_err(StoreError::internal)?
+    }
+
+    async fn read_blobs(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let inner = self.inner.clone();
+        let blobs = blobs.to_vec();
+        tokio::task::spawn_blocking(move || blobs.iter().map(|b| inner.blobs.get(b).ok()).collect())
+            .await
+            .map_err(StoreError::internal)
+    }
+
+    async fn read_headers(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+        let inner = self.inner.clone();
+        let headers = with_cache(&self.inner.headers, blobs, |missing| async move {
+            tokio::task::spawn_blocking(move || {
+                missing
+                    .iter()
+                    .map(|b| inner.blobs.get_header(b).ok())
+                    .collect()
+            })
+            .await
+            .map_err(StoreError::internal)
+        })
+        .await?;
+        Ok(headers
+            .into_iter()
+            .map(|h| h.map(|h| Arc::from(h.as_slice())))
+            .collect())
     }
 
     async fn store_flags(
