@@ -299,6 +299,50 @@ fn stat_list_uidl_retr_top_and_byte_stuffing() {
 }
 
 #[test]
+fn messages_read_ahead_are_the_right_ones_in_any_order() {
+    let s = server();
+    // More messages than one read-ahead holds, different sizes, dot lines.
+    let bodies: Vec<String> = (1..=40)
+        .map(|i| {
+            format!(
+                "Subject: message {i}\r\n\r\n.dot {i}\r\n{}\r\n",
+                "x".repeat(i * 997)
+            )
+        })
+        .collect();
+    for b in &bodies {
+        s.deliver(USER, b.as_bytes());
+    }
+    let stuffed = |i: usize| bodies[i - 1].replace("\r\n.", "\r\n..").into_bytes();
+    let mut c = login(&s);
+    let retr = |c: &mut LineClient, i: usize| {
+        c.send_line(&format!("RETR {i}"));
+        assert_eq!(c.line(), format!("+OK {} octets", bodies[i - 1].len()));
+        let wire = c.read_until(b"\r\n.\r\n");
+        assert_eq!(wire[..wire.len() - 3], stuffed(i)[..], "message {i}");
+    };
+    // In order (read ahead), skipping, backwards, after DELE of what was
+    // read ahead, and after RSET.
+    for i in 1..=5 {
+        retr(&mut c, i);
+    }
+    c.send_line("DELE 7");
+    c.expect("+OK");
+    c.send_line("RETR 7");
+    c.expect("-ERR");
+    for i in [6, 8, 30, 2, 40, 31, 32] {
+        retr(&mut c, i);
+    }
+    c.send_line("RSET");
+    c.expect("+OK");
+    for i in 1..=40 {
+        retr(&mut c, i);
+    }
+    c.send_line("QUIT");
+    c.expect("+OK");
+}
+
+#[test]
 fn dele_is_applied_at_quit_only_and_rset_undoes_it() {
     let s = server();
     for i in 1..=3 {
