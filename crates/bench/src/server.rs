@@ -209,6 +209,12 @@ auth-failure-delay-ms = 0
 max-messages-per-hour = 0
 "#;
 
+/// Connection limits lifted for benchmarks (`casella settings imap|pop3 set`).
+pub const CASELLA_LIMITS: &[&str] = &[
+    "max-connections=unlimited",
+    "max-connections-per-user=unlimited",
+];
+
 pub fn start_casella(
     bin: &Path,
     users: &Users,
@@ -252,6 +258,23 @@ pub fn start_casella(
         if !out.status.success() {
             bail!(
                 "casella account add {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    // Room for every benchmark session, as the Dovecot configuration has: the
+    // defaults allow 10,000 connections per protocol and 16 per user.
+    for protocol in ["imap", "pop3"] {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(dir.path())
+            .args(["settings", protocol, "set"])
+            .args(CASELLA_LIMITS)
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "casella settings {protocol} set: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -320,7 +343,7 @@ pub fn start_casella(
         ep,
         loader: Loader::Lmtp(lmtp),
         description: format!(
-            "casella ({}), embedded store in a temp dir, config: plaintext-login, auth-failure-delay-ms = 0, max-messages-per-hour = 0{}",
+            "casella ({}), embedded store in a temp dir, config: plaintext-login, auth-failure-delay-ms = 0, max-messages-per-hour = 0, IMAP and POP3 max-connections(-per-user) = unlimited{}",
             bin.display(),
             if search_index {
                 ", search-index = true"

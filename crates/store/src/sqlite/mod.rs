@@ -1,5 +1,7 @@
 //! The embedded default backend: SQLite (WAL, `synchronous=FULL`) for metadata in
-//! `DIR/store.db`, blob files under `DIR/blobs`.
+//! `DIR/store.db`; message bytes up to `INLINE_MAX` in the database too (table
+//! `inline_blobs`, durable with the batch's one fsync), larger ones as blob files
+//! under `DIR/blobs` (each written and fsynced before its batch commits).
 //!
 //! Concurrency: one writer thread owns the writer connection and commits the writes
 //! waiting for it together (group commit: one transaction, one fsync per batch,
@@ -34,6 +36,10 @@ use crate::types::*;
 use crate::{
     MailStore, MaildropLock, MessageStructure, SearchFields, normalize_line_ends, now_unix,
 };
+
+/// Messages up to this size are kept inside the database (`inline_blobs`),
+/// larger ones as files under `blobs/`.
+const INLINE_MAX: usize = 64 * 1024;
 
 /// Reader connections: reads beyond this many wait for one to be free rather
 /// than open (and prepare statements on) a connection of their own.
@@ -259,6 +265,7 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?;
             for h in hashes {
                 inner.blobs.remove(&BlobId(h.clone()))?;
+                tx.execute("DELETE FROM inline_blobs WHERE hash = ?1", [&h])?;
                 tx.execute("DELETE FROM blobs WHERE hash = ?1", [&h])?;
             }
             Ok(())
@@ -543,6 +550,30 @@ fn next_modseq(tx: &Connection, mailbox: MailboxId) -> StoreResult<ModSeq> {
         |r| r.get(0),
     )?;
     Ok(ModSeq(v as u64))
+}
+
+/// A message's bytes (with `header_only`, its header block): from the
+/// database when it is small enough to be kept there, else from its file.
+fn blob_bytes(
+    c: &Connection,
+    files: &BlobDir,
+    blob: &BlobId,
+    header_only: bool,
+) -> StoreResult<Vec<u8>> {
+    let inline: Option<Vec<u8>> = c
+        .prepare_cached("SELECT content FROM inline_blobs WHERE hash = ?1")?
+        .query_row([&blob.0], |r| r.get(0))
+        .optional()?;
+    match inline {
+        Some(mut raw) => {
+            if header_only {
+                raw.truncate(casella_mime::header_len(&raw));
+            }
+            Ok(raw)
+        }
+        None if header_only => files.get_header(blob),
+        None => files.get(blob),
+    }
 }
 
 fn release_blob(tx: &Connection, hash: &str) -> StoreResult<()> {
@@ -1218,7 +1249,11 @@ impl MailStore for SqliteStore {
                 let structure_json =
                     serde_json::to_string(&structure).map_err(StoreError::internal)?;
                 let (search_json, search_text_json) = crate::search_columns::to_columns(search)?;
-                let blob = inner.blobs.put(&raw)?;
+                let blob = if raw.len() <= INLINE_MAX {
+                    BlobDir::id_of(&raw)
+                } else {
+                    inner.blobs.put(&raw)?
+                };
                 let date = message.internal_date.unwrap_or_else(now_unix);
                 out.push(Prepared {
                     raw,
@@ -1257,8 +1292,13 @@ impl MailStore for SqliteStore {
                             p.search_text_json
                         ],
                     )?;
-                    // Under the write lock: the collector cannot remove the file now.
-                    if !inner.blobs.exists(&p.blob)? {
+                    if p.raw.len() <= INLINE_MAX {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO inline_blobs(hash, content) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![p.blob.0, p.raw])?;
+                    } else if !inner.blobs.exists(&p.blob)? {
+                        // Under the write lock: the collector cannot remove the file now.
                         inner.blobs.put(&p.raw)?;
                     }
                     tx.execute(
@@ -1436,32 +1476,33 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
-        let inner = self.inner.clone();
         let blob = blob.clone();
-        tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
+        let inner = self.inner.clone();
+        self.read(move |c| blob_bytes(c, &inner.blobs, &blob, false))
             .await
-            .map_err(StoreError::internal)?
     }
 
     async fn read_blobs(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let inner = self.inner.clone();
         let blobs = blobs.to_vec();
-        tokio::task::spawn_blocking(move || blobs.iter().map(|b| inner.blobs.get(b).ok()).collect())
-            .await
-            .map_err(StoreError::internal)
+        self.read(move |c| {
+            Ok(blobs
+                .iter()
+                .map(|b| blob_bytes(c, &inner.blobs, b, false).ok())
+                .collect())
+        })
+        .await
     }
 
     async fn read_headers(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
-        let inner = self.inner.clone();
-        let headers = with_cache(&self.inner.headers, blobs, |missing| async move {
-            tokio::task::spawn_blocking(move || {
-                missing
+        let headers = with_cache(&self.inner.headers, blobs, |missing| {
+            let inner = self.inner.clone();
+            self.read(move |c| {
+                Ok(missing
                     .iter()
-                    .map(|b| inner.blobs.get_header(b).ok())
-                    .collect()
+                    .map(|b| blob_bytes(c, &inner.blobs, b, true).ok())
+                    .collect())
             })
-            .await
-            .map_err(StoreError::internal)
         })
         .await?;
         Ok(headers
@@ -1785,6 +1826,7 @@ mod tests {
                  DROP TRIGGER blob_text_insert;
                  ALTER TABLE blobs DROP COLUMN search;
                  ALTER TABLE blobs DROP COLUMN search_text;
+                 DROP TABLE inline_blobs;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -1842,6 +1884,84 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found, Some(vec![Uid(1), Uid(2)]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_messages_live_in_the_database_and_large_ones_in_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "sizes@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let small = b"Subject: small\r\n\r\nkept inline\r\n".to_vec();
+        let mut large = b"Subject: large\r\n\r\n".to_vec();
+        large.extend(std::iter::repeat_n(b'x', INLINE_MAX));
+        large.extend_from_slice(b"\r\n");
+        for raw in [&small, &large] {
+            store
+                .append(
+                    inbox.id,
+                    crate::NewMessage {
+                        raw: raw.clone(),
+                        internal_date: None,
+                        flags: Default::default(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let files = |d: &Path| {
+            walk(&d.join("blobs"))
+                .into_iter()
+                .filter(|p| p.is_file())
+                .count()
+        };
+        assert_eq!(files(dir.path()), 1, "only the large message is a file");
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let list = store.list_messages(inbox.id).await.unwrap();
+        let blobs: Vec<BlobId> = list.iter().map(|m| m.blob.clone()).collect();
+        assert_eq!(store.read_blob(&blobs[0]).await.unwrap(), small);
+        assert_eq!(store.read_blob(&blobs[1]).await.unwrap(), large);
+        let headers = store.read_headers(&blobs).await.unwrap();
+        assert_eq!(headers[0].as_deref(), Some(&b"Subject: small\r\n\r\n"[..]));
+        assert_eq!(headers[1].as_deref(), Some(&b"Subject: large\r\n\r\n"[..]));
+        // Expunged and collected: neither row nor file stays.
+        let refs: Vec<MessageRef> = list
+            .iter()
+            .map(|m| MessageRef {
+                mailbox: inbox.id,
+                uid: m.uid,
+            })
+            .collect();
+        store.expunge(a.id, &refs).await.unwrap();
+        store.collect_blobs().await.unwrap();
+        assert_eq!(files(dir.path()), 0);
+        let rows: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM inline_blobs", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(walk(&p));
+                }
+                out.push(p);
+            }
+        }
+        out
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,15 @@ pub const MIGRATIONS: &[&str] = &[
                      search = json_set(search, '$.header_text', '', '$.body_text', '');
     DROP TRIGGER IF EXISTS blob_text_insert;
     "#,
+    // version 11: messages up to INLINE_MAX bytes are kept in the database, so
+    // storing one costs no file, no directory and no fsync of its own: the
+    // batch's one WAL fsync makes it durable. Larger ones stay files.
+    r#"
+    CREATE TABLE inline_blobs (
+        hash    TEXT PRIMARY KEY,
+        content BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Turns the text index on: new blobs are indexed as they are stored, and
