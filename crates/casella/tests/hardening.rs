@@ -269,9 +269,8 @@ fn pop3_and_smtp_refuse_malformed_commands_and_go_on() {
 #[test]
 fn slowloris_clients_are_closed_when_the_line_does_not_finish_in_time() {
     let s = server();
-    let out = s.cli(&["settings", "imap", "set", "preauth-timeout=2s"], b"");
-    assert!(out.status.success());
-    std::thread::sleep(Duration::from_millis(1200));
+    s.set_settings("imap", &["preauth-timeout=2s"]);
+    s.wait_for_settings();
     let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
     c.expect("* OK");
     let start = Instant::now();

@@ -120,17 +120,8 @@ fn server(keys: &Path) -> TestServer {
         .start();
     s.add_account(USER, "alice-pw");
     // The failures below are on purpose; keep the throttle out of them.
-    let out = s.cli(
-        &[
-            "settings",
-            "security",
-            "set",
-            "trusted-networks=127.0.0.0/8",
-        ],
-        b"",
-    );
-    assert!(out.status.success());
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.set_settings("security", &["trusted-networks=127.0.0.0/8"]);
+    s.wait_for_settings();
     s
 }
 
@@ -228,10 +219,9 @@ fn with_basic_auth_off_only_oauth_is_offered_and_works() {
     let issuer = Issuer::new(keys.path());
     let s = server(keys.path());
     for proto in ["imap", "pop", "submission"] {
-        let out = s.cli(&["settings", proto, "set", "allow-basic-auth=false"], b"");
-        assert!(out.status.success());
+        s.set_settings(proto, &["allow-basic-auth=false"]);
     }
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.wait_for_settings();
     let r = login(
         &s,
         "imap",

@@ -16,17 +16,8 @@ fn server() -> TestServer {
         .config("hostname = \"mail.test\"\n[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n[submission]\nauth-failure-delay-ms = 0\n")
         .start();
     s.add_account(USER, PASS);
-    let out = s.cli(
-        &[
-            "settings",
-            "security",
-            "set",
-            "trusted-networks=127.0.0.0/8",
-        ],
-        b"",
-    );
-    assert!(out.status.success());
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.set_settings("security", &["trusted-networks=127.0.0.0/8"]);
+    s.wait_for_settings();
     s
 }
 

@@ -21,22 +21,8 @@ fn server() -> TestServer {
         .start();
     s.add_account(USER, PASS);
     // Small delays keep the test short; the thresholds are the defaults.
-    let out = s.cli(
-        &[
-            "settings",
-            "security",
-            "set",
-            "failure-delay=5ms",
-            "max-failure-delay=50ms",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::thread::sleep(Duration::from_millis(1200));
+    s.set_settings("security", &["failure-delay=5ms", "max-failure-delay=50ms"]);
+    s.wait_for_settings();
     s
 }
 
@@ -180,19 +166,10 @@ fn trusted_networks_are_never_blocked_and_settings_are_checked() {
         b"",
     );
     assert!(!out.status.success());
-    let out = s.cli(
-        &[
-            "settings",
-            "security",
-            "set",
-            "trusted-networks=127.0.0.0/8",
-        ],
-        b"",
-    );
-    assert!(out.status.success());
+    s.set_settings("security", &["trusted-networks=127.0.0.0/8"]);
     let out = s.cli(&["settings", "security", "get", "trusted-networks"], b"");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "127.0.0.0/8");
-    std::thread::sleep(Duration::from_millis(1200));
+    s.wait_for_settings();
     for i in 0..30 {
         let reply = imap_login(&s, "127.0.0.1", USER, &format!("wrong{i}"));
         assert!(reply.contains("AUTHENTICATIONFAILED"), "{reply}");
@@ -227,10 +204,9 @@ fn a_remembered_password_is_forgotten_when_it_changes() {
     // password-cache is a duration; 0 turns the memory off.
     let out = s.cli(&["settings", "security", "set", "password-cache=soon"], b"");
     assert!(!out.status.success());
-    let out = s.cli(&["settings", "security", "set", "password-cache=0"], b"");
-    assert!(out.status.success());
+    s.set_settings("security", &["password-cache=0"]);
     let out = s.cli(&["settings", "security", "get", "password-cache"], b"");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0s");
-    std::thread::sleep(Duration::from_millis(1200));
+    s.wait_for_settings();
     assert!(imap_login(&s, "127.0.0.2", USER, "new-alice-pw").starts_with("a OK"));
 }

@@ -19,17 +19,6 @@ fn server() -> TestServer {
     s
 }
 
-fn set(s: &TestServer, protocol: &str, pairs: &[&str]) {
-    let mut args = vec!["settings", protocol, "set"];
-    args.extend_from_slice(pairs);
-    let out = s.cli(&args, b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn get(s: &TestServer, protocol: &str, key: &str) -> String {
     let out = s.cli(&["settings", protocol, "get", key], b"");
     assert!(
@@ -74,8 +63,7 @@ fn get_lists_exchange_defaults_and_set_validates() {
     assert!(!out.status.success());
     let out = s.cli(&["settings", "imap", "set", "sort-order=descending"], b"");
     assert!(!out.status.success(), "sort-order is POP3's");
-    set(
-        &s,
+    s.set_settings(
         "imap",
         &["auth-timeout=00:45:00", "allow-basic-auth-imap=true"],
     );
@@ -89,9 +77,9 @@ fn login_type_changes_live_for_pop_imap_and_submission() {
     pop.expect("+OK");
     pop.send_line(&format!("USER {USER}"));
     pop.expect("-ERR [AUTH]");
-    set(&s, "pop", &["login-type=plaintext-login"]);
-    set(&s, "imap", &["login-type=plaintext-login"]);
-    set(&s, "submission", &["login-type=plaintext-login"]);
+    s.set_settings("pop", &["login-type=plaintext-login"]);
+    s.set_settings("imap", &["login-type=plaintext-login"]);
+    s.set_settings("submission", &["login-type=plaintext-login"]);
     eventually(|| {
         let mut c = LineClient::connect(s.addr("pop3"));
         c.expect("+OK");
@@ -121,7 +109,7 @@ fn login_type_changes_live_for_pop_imap_and_submission() {
         }
     });
     // Back to secure-login: cleartext passwords refused again.
-    set(&s, "pop", &["login-type=secure-login"]);
+    s.set_settings("pop", &["login-type=secure-login"]);
     eventually(|| {
         let mut c = LineClient::connect(s.addr("pop3"));
         c.expect("+OK");
@@ -133,12 +121,12 @@ fn login_type_changes_live_for_pop_imap_and_submission() {
 #[test]
 fn banner_and_connection_limits() {
     let s = server();
-    set(&s, "pop", &["banner=Welcome to Example Mail"]);
+    s.set_settings("pop", &["banner=Welcome to Example Mail"]);
     eventually(|| LineClient::connect(s.addr("pop3")).line() == "+OK Welcome to Example Mail");
-    set(&s, "pop", &["max-connections-per-ip=2"]);
-    set(&s, "imap", &["max-connections-per-ip=1"]);
-    set(&s, "submission", &["max-connections-per-ip=1"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    s.set_settings("pop", &["max-connections-per-ip=2"]);
+    s.set_settings("imap", &["max-connections-per-ip=1"]);
+    s.set_settings("submission", &["max-connections-per-ip=1"]);
+    s.wait_for_settings();
     let mut a = LineClient::connect(s.addr("pop3"));
     a.expect("+OK");
     let mut b = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
@@ -175,8 +163,8 @@ fn banner_and_connection_limits() {
 #[test]
 fn connections_per_user() {
     let s = server();
-    set(&s, "imap", &["max-connections-per-user=1"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    s.set_settings("imap", &["max-connections-per-user=1"]);
+    s.wait_for_settings();
     let login = |s: &TestServer| {
         let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
         c.expect("* OK");
@@ -201,8 +189,7 @@ fn timeouts_sort_order_and_command_size() {
     for i in 1..=3 {
         s.deliver(USER, format!("Subject: m{i}\r\n\r\n{i}\r\n").as_bytes());
     }
-    set(
-        &s,
+    s.set_settings(
         "pop",
         &[
             "preauth-timeout=1s",
@@ -210,7 +197,7 @@ fn timeouts_sort_order_and_command_size() {
             "max-command-size=64",
         ],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    s.wait_for_settings();
     let mut c = LineClient::connect(s.addr("pop3"));
     c.expect("+OK");
     let start = Instant::now();
@@ -232,9 +219,9 @@ fn timeouts_sort_order_and_command_size() {
 #[test]
 fn basic_auth_can_be_turned_off_per_protocol() {
     let s = server();
-    set(&s, "pop", &["allow-basic-auth=false"]);
-    set(&s, "imap", &["allow-basic-auth=false"]);
-    set(&s, "submission", &["allow-basic-auth-submission=false"]);
+    s.set_settings("pop", &["allow-basic-auth=false"]);
+    s.set_settings("imap", &["allow-basic-auth=false"]);
+    s.set_settings("submission", &["allow-basic-auth-submission=false"]);
     eventually(|| {
         let mut c = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
         c.expect("+OK");
@@ -276,15 +263,11 @@ fn basic_auth_can_be_turned_off_per_protocol() {
 fn protocol_logs_use_exchanges_csv_layout_and_hide_secrets() {
     let s = server();
     s.deliver(USER, b"Subject: logged\r\n\r\nsecret body text\r\n");
-    set(&s, "pop", &["protocol-log=on"]);
-    set(
-        &s,
-        "imap",
-        &["protocol-log=on", "protocol-log-rollover=10MB"],
-    );
-    set(&s, "submission", &["protocol-log=on"]);
+    s.set_settings("pop", &["protocol-log=on"]);
+    s.set_settings("imap", &["protocol-log=on", "protocol-log-rollover=10MB"]);
+    s.set_settings("submission", &["protocol-log=on"]);
     assert_eq!(get(&s, "imap", "protocol-log-rollover"), "10MB");
-    std::thread::sleep(Duration::from_millis(1500));
+    s.wait_for_settings();
     // base64("\0alice@example.org\0pw")
     let plain = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
     let mut p = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
@@ -400,13 +383,11 @@ fn bindings_move_listeners_while_sessions_stay() {
     let mut open_session = LineClient::connect(old);
     open_session.expect("+OK");
     let (p1, p2) = (free_port(), free_port());
-    set(
-        &s,
+    s.set_settings(
         "pop",
         &[&format!("bindings=127.0.0.1:{p1}, 127.0.0.1:{p2}")],
     );
-    set(
-        &s,
+    s.set_settings(
         "imap",
         &[&format!("bindings-tls={{127.0.0.1:{}}}", free_port())],
     );
@@ -434,8 +415,8 @@ fn bindings_move_listeners_while_sessions_stay() {
     // A binding that cannot be made keeps the current listeners.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    set(&s, "pop", &[&format!("bindings=127.0.0.1:{taken_port}")]);
-    std::thread::sleep(Duration::from_millis(1500));
+    s.set_settings("pop", &[&format!("bindings=127.0.0.1:{taken_port}")]);
+    s.wait_for_settings();
     let mut c = LineClient::connect(format!("127.0.0.1:{p1}").parse().unwrap());
     c.expect("+OK");
 }
@@ -463,9 +444,8 @@ fn retrieval_format_read_receipts_and_sizes_reach_pop_and_imap_live() {
             .contains("<b>figures</b>")
     );
 
-    set(&s, "pop", &["message-retrieval-format=text-only"]);
-    set(
-        &s,
+    s.set_settings("pop", &["message-retrieval-format=text-only"]);
+    s.set_settings(
         "imap",
         &[
             "message-retrieval-format=TextOnly",
@@ -504,8 +484,8 @@ fn retrieval_format_read_receipts_and_sizes_reach_pop_and_imap_live() {
     assert!(!body.contains("Disposition-Notification-To"), "{body}");
 
     // Exact sizes: LIST and RFC822.SIZE match the bytes sent.
-    set(&s, "pop", &["exact-rfc822-size=true"]);
-    set(&s, "imap", &["exact-rfc822-size=on"]);
+    s.set_settings("pop", &["exact-rfc822-size=true"]);
+    s.set_settings("imap", &["exact-rfc822-size=on"]);
     eventually(|| {
         let pop = dump(&s, "pop", &[]);
         let sent = pop["messages"][0].as_str().unwrap().len() + 2;
@@ -516,7 +496,7 @@ fn retrieval_format_read_receipts_and_sizes_reach_pop_and_imap_live() {
     assert_eq!(m["size"], m["body"].as_str().unwrap().len() as u64);
 
     // html-and-text: both alternatives, the text one converted.
-    set(&s, "imap", &["message-retrieval-format=html-and-text"]);
+    s.set_settings("imap", &["message-retrieval-format=html-and-text"]);
     eventually(|| {
         let imap = dump(&s, "imap", &[]);
         imap["messages"][0]["bodystructure"]
@@ -572,7 +552,7 @@ fn per_account_overrides_win_and_hidden_folders_show_on_demand() {
     drop(c);
     let folders = dump(&s, "imap", &[])["folders"].clone();
     assert!(!folders.to_string().contains(".Archive"), "{folders}");
-    set(&s, "imap", &["show-hidden-folders=true"]);
+    s.set_settings("imap", &["show-hidden-folders=true"]);
     eventually(|| {
         dump(&s, "imap", &[])["folders"]
             .to_string()

@@ -149,6 +149,21 @@ fn log_safe(s: &str) -> String {
         .collect()
 }
 
+/// The client's first SASL message: the initial response, or the answer to an
+/// empty challenge.
+async fn first_message(
+    initial: Option<Vec<u8>>,
+    io: &mut dyn SaslIo,
+) -> Result<Vec<u8>, AuthFailure> {
+    match initial {
+        Some(m) => Ok(m),
+        None => io
+            .challenge(b"")
+            .await
+            .map_err(|_| AuthFailure::InvalidCredentials),
+    }
+}
+
 impl Directory {
     pub fn new(store: Arc<dyn MailStore>) -> Directory {
         Directory {
@@ -217,13 +232,7 @@ impl Directory {
         if !conn.non_password_allowed() {
             return Err(AuthFailure::EncryptionRequired);
         }
-        let first_msg = match initial {
-            Some(m) => m,
-            None => io
-                .challenge(b"")
-                .await
-                .map_err(|_| AuthFailure::InvalidCredentials)?,
-        };
+        let first_msg = first_message(initial, io).await?;
         let first = match scram::parse_client_first(&first_msg) {
             Ok(f) => f,
             Err(_) => {
@@ -313,13 +322,7 @@ impl Directory {
         if !conn.non_password_allowed() {
             return Err(AuthFailure::EncryptionRequired);
         }
-        let first = match initial {
-            Some(m) => m,
-            None => io
-                .challenge(b"")
-                .await
-                .map_err(|_| AuthFailure::InvalidCredentials)?,
-        };
+        let first = first_message(initial, io).await?;
         let Some((named, token)) = oauth::parse_client_message(mechanism, &first) else {
             self.failed(protocol, source, "").await;
             return Err(AuthFailure::InvalidCredentials);

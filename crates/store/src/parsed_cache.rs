@@ -22,16 +22,16 @@ use crate::types::BlobId;
 /// fields less, so a cache stays within tens of MiB.
 const GENERATION: usize = 10_000;
 
-struct Generations<T> {
+struct Generations<T: ?Sized> {
     current: HashMap<BlobId, Arc<T>>,
     previous: HashMap<BlobId, Arc<T>>,
 }
 
-pub(crate) struct ParsedCache<T> {
+pub(crate) struct ParsedCache<T: ?Sized> {
     inner: Mutex<Generations<T>>,
 }
 
-impl<T> Default for ParsedCache<T> {
+impl<T: ?Sized> Default for ParsedCache<T> {
     fn default() -> Self {
         ParsedCache {
             inner: Mutex::new(Generations {
@@ -42,7 +42,7 @@ impl<T> Default for ParsedCache<T> {
     }
 }
 
-impl<T> ParsedCache<T> {
+impl<T: ?Sized> ParsedCache<T> {
     /// The cached values of `blobs` (same order), `None` where not cached.
     pub(crate) fn get_many(&self, blobs: &[BlobId]) -> Vec<Option<Arc<T>>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,7 +67,7 @@ impl<T> ParsedCache<T> {
     }
 }
 
-impl<T> Generations<T> {
+impl<T: ?Sized> Generations<T> {
     fn insert(&mut self, blob: BlobId, value: Arc<T>) {
         if self.current.len() >= GENERATION {
             self.previous = std::mem::take(&mut self.current);
@@ -79,14 +79,16 @@ impl<T> Generations<T> {
 /// The values of `blobs` (same order): what the cache has, and the rest from
 /// `load`, which is given the missing blobs and answers in their order (and is
 /// cached). Nothing is loaded when everything was cached.
-pub(crate) async fn with_cache<T, F, Fut>(
+pub(crate) async fn with_cache<T, U, F, Fut>(
     cache: &ParsedCache<T>,
     blobs: &[BlobId],
     load: F,
 ) -> crate::StoreResult<Vec<Option<Arc<T>>>>
 where
+    T: ?Sized,
+    U: Into<Arc<T>>,
     F: FnOnce(Vec<BlobId>) -> Fut,
-    Fut: std::future::Future<Output = crate::StoreResult<Vec<Option<T>>>>,
+    Fut: std::future::Future<Output = crate::StoreResult<Vec<Option<U>>>>,
 {
     let mut out = cache.get_many(blobs);
     let missing: Vec<BlobId> = blobs
@@ -101,7 +103,7 @@ where
     let mut loaded = load(missing.clone()).await?.into_iter();
     for (slot, blob) in out.iter_mut().filter(|s| s.is_none()).zip(missing) {
         if let Some(Some(s)) = loaded.next() {
-            let s = Arc::new(s);
+            let s: Arc<T> = s.into();
             cache.put(blob, s.clone());
             *slot = Some(s);
         }
@@ -167,7 +169,8 @@ mod tests {
             vec![Some("A".to_string()), Some("B".to_string()), None]
         );
         // Now all cached but the gone one; nothing loaded for cached blobs.
-        let got = with_cache(&cache, &[a, b], |_| async { panic!("loaded again") })
+        let never = |_| async { panic!("loaded again") };
+        let got = with_cache::<_, MessageStructure, _, _>(&cache, &[a, b], never)
             .await
             .unwrap();
         assert!(got.iter().all(|s| s.is_some()));

@@ -151,6 +151,27 @@ impl TestServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// `casella settings SECTION set PAIRS…` (a protocol or `security`); panics
+    /// unless it succeeds. A running server applies it within a second: see
+    /// [`TestServer::wait_for_settings`].
+    #[track_caller]
+    pub fn set_settings(&self, section: &str, pairs: &[&str]) {
+        let mut args = vec!["settings", section, "set"];
+        args.extend_from_slice(pairs);
+        let out = self.cli(&args, b"");
+        assert!(
+            out.status.success(),
+            "settings {section} set: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Waits until the running server has read changed settings (it looks for
+    /// changes every second).
+    pub fn wait_for_settings(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+
     /// Runs `casella --data DIR ARGS` with `stdin`, returning its output.
     pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
         let mut child = Command::new(&self.bin)

@@ -1447,7 +1447,7 @@ impl MailStore for PgStore {
                 .map(|b| match found.get(&b.0) {
                     Some(row) => {
                         let json: String = row.try_get(1)?;
-                        serde_json::from_str(&json)
+                        serde_json::from_str::<MessageStructure>(&json)
                             .map(Some)
                             .map_err(StoreError::internal)
                     }

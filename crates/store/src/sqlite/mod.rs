@@ -62,7 +62,7 @@ struct Inner {
     /// Header fields SEARCH read lately.
     header_fields: ParsedCache<SearchFields>,
     /// Header blocks FETCH read lately.
-    headers: ParsedCache<Vec<u8>>,
+    headers: ParsedCache<[u8]>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -550,6 +550,24 @@ fn next_modseq(tx: &Connection, mailbox: MailboxId) -> StoreResult<ModSeq> {
         |r| r.get(0),
     )?;
     Ok(ModSeq(v as u64))
+}
+
+/// Runs `sql` (one row by `?1` = the blob's hash) for each blob and turns the
+/// row into a value with `value`; `None` where the blob has no row.
+fn per_blob<T>(
+    c: &Connection,
+    sql: &str,
+    blobs: &[BlobId],
+    value: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<Option<T>>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    blobs
+        .iter()
+        .map(|b| {
+            let mut rows = stmt.query([&b.0])?;
+            rows.next()?.map(&value).transpose()
+        })
+        .collect()
 }
 
 /// A message's bytes (with `header_only`, its header block): from the
@@ -1418,16 +1436,15 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Vec<Option<Arc<MessageStructure>>>> {
         with_cache(&self.inner.structures, blobs, |missing| {
             self.read(move |c| {
-                let mut stmt = c.prepare_cached("SELECT parsed FROM blobs WHERE hash = ?1")?;
-                missing
-                    .iter()
-                    .map(|b| {
-                        let json: Option<String> =
-                            stmt.query_row([&b.0], |r| r.get(0)).optional()?;
-                        json.map(|j| serde_json::from_str(&j).map_err(StoreError::internal))
-                            .transpose()
-                    })
-                    .collect()
+                per_blob(
+                    c,
+                    "SELECT parsed FROM blobs WHERE hash = ?1",
+                    &missing,
+                    |r| {
+                        serde_json::from_str::<MessageStructure>(&r.get::<_, String>(0)?)
+                            .map_err(StoreError::internal)
+                    },
+                )
             })
         })
         .await
@@ -1441,36 +1458,28 @@ impl MailStore for SqliteStore {
         if !text {
             return with_cache(&self.inner.header_fields, blobs, |missing| {
                 self.read(move |c| {
-                    let mut stmt = c.prepare_cached("SELECT search FROM blobs WHERE hash = ?1")?;
-                    missing
-                        .iter()
-                        .map(|b| {
-                            let json: Option<String> =
-                                stmt.query_row([&b.0], |r| r.get(0)).optional()?;
-                            json.map(|j| crate::search_columns::from_columns(&j, None))
-                                .transpose()
-                        })
-                        .collect()
+                    per_blob(
+                        c,
+                        "SELECT search FROM blobs WHERE hash = ?1",
+                        &missing,
+                        |r| crate::search_columns::from_columns(&r.get::<_, String>(0)?, None),
+                    )
                 })
             })
             .await;
         }
         let blobs = blobs.to_vec();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT search, search_text FROM blobs WHERE hash = ?1")?;
-            blobs
-                .iter()
-                .map(|b| {
-                    let row: Option<(String, String)> = stmt
-                        .query_row([&b.0], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    row.map(|(headers, text)| {
-                        crate::search_columns::from_columns(&headers, Some(&text)).map(Arc::new)
-                    })
-                    .transpose()
-                })
-                .collect()
+            per_blob(
+                c,
+                "SELECT search, search_text FROM blobs WHERE hash = ?1",
+                &blobs,
+                |r| {
+                    let text: String = r.get(1)?;
+                    crate::search_columns::from_columns(&r.get::<_, String>(0)?, Some(&text))
+                        .map(Arc::new)
+                },
+            )
         })
         .await
     }
@@ -1495,7 +1504,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_headers(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
-        let headers = with_cache(&self.inner.headers, blobs, |missing| {
+        with_cache(&self.inner.headers, blobs, |missing| {
             let inner = self.inner.clone();
             self.read(move |c| {
                 Ok(missing
@@ -1504,11 +1513,7 @@ impl MailStore for SqliteStore {
                     .collect())
             })
         })
-        .await?;
-        Ok(headers
-            .into_iter()
-            .map(|h| h.map(|h| Arc::from(h.as_slice())))
-            .collect())
+        .await
     }
 
     async fn store_flags(
