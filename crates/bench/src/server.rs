@@ -110,6 +110,8 @@ pub struct Target {
     pub description: String,
     /// Where the server writes its log (for error reports).
     pub log: Option<PathBuf>,
+    /// casella's binary and data directory, to ask how far its text index is.
+    pub index_probe: Option<(PathBuf, PathBuf)>,
     _guard: Option<Guard>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -231,11 +233,7 @@ pub fn start_casella(
         .prefix("casella-bench-")
         .tempdir()?;
     // Top-level keys go before the first table.
-    let config = if search_index {
-        format!("search-index = true\n{CASELLA_CONFIG}")
-    } else {
-        CASELLA_CONFIG.to_string()
-    };
+    let config = format!("search-index = {search_index}\n{CASELLA_CONFIG}");
     std::fs::write(dir.path().join("casella.toml"), config)?;
     // Accounts, one at a time (concurrent CLI writers may find the store locked).
     for i in 1..=n_users {
@@ -346,15 +344,52 @@ pub fn start_casella(
             "casella ({}), embedded store in a temp dir, config: plaintext-login, auth-failure-delay-ms = 0, max-messages-per-hour = 0, IMAP and POP3 max-connections(-per-user) = unlimited{}",
             bin.display(),
             if search_index {
-                ", search-index = true"
+                ", search-index = true (the default)"
             } else {
-                ""
+                ", search-index = false"
             }
         ),
         log: Some(log),
+        index_probe: Some((bin.to_path_buf(), dir.path().to_path_buf())),
         _guard: Some(guard),
         _dir: Some(dir),
     })
+}
+
+/// Waits until casella's background text index has read the loaded mail (at
+/// most `limit`), so a run measures the steady state rather than the catch-up.
+/// Returns how long it took; `None` for servers without the probe.
+pub fn wait_for_index(t: &Target, limit: Duration) -> Result<Option<Duration>> {
+    let Some((bin, data)) = &t.index_probe else {
+        return Ok(None);
+    };
+    let t0 = Instant::now();
+    loop {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(data)
+            .args(["search-index", "status"])
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "casella search-index status: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let waiting = text
+            .lines()
+            .find_map(|l| l.strip_prefix("waiting to be indexed: "))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        match waiting {
+            None | Some(0) => return Ok(Some(t0.elapsed())),
+            Some(n) if t0.elapsed() >= limit => {
+                bail!("casella's search index still has {n} messages to read after {limit:?}")
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- Dovecot
@@ -611,6 +646,7 @@ pub fn start_dovecot(
             }
         ),
         log: Some(log),
+        index_probe: None,
         _guard: Some(guard),
         _dir: Some(dir),
     })
@@ -645,6 +681,7 @@ pub fn external(ep: Endpoints, pid: Option<u32>, load: bool) -> Target {
         pid,
         loader,
         log: None,
+        index_probe: None,
         _guard: None,
         _dir: None,
     }

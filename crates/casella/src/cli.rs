@@ -118,6 +118,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The embedded store's SEARCH text index (`search-index` in casella.toml):
+    /// `search-index status` says whether it is on and how many messages wait
+    /// to be indexed.
+    SearchIndex {
+        #[command(subcommand)]
+        command: SearchIndexCommand,
+    },
     /// Deliver one message from standard input into a local mailbox (for an MTA).
     /// Exit status 0 when delivered, 67 for an unknown user, 75 for a temporary failure.
     Deliver {
@@ -217,6 +224,12 @@ pub enum TokenCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SearchIndexCommand {
+    /// On or off, and the messages stored but not indexed yet.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum QueueCommand {
     /// Show the outbound queue.
     List,
@@ -288,5 +301,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { command } => queue::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),
+        Command::SearchIndex {
+            command: SearchIndexCommand::Status,
+        } => search_index_status(&cli.data)
+            .await
+            .map(|_| ExitCode::SUCCESS),
     }
+}
+
+/// `casella search-index status`.
+async fn search_index_status(data: &std::path::Path) -> anyhow::Result<()> {
+    let config = crate::config::load_or_create(data)?;
+    if !matches!(config.store.as_str(), "embedded" | "") {
+        println!("search index: none (the text index belongs to the embedded store)");
+        return Ok(());
+    }
+    let store = casella_store::sqlite::SqliteStore::open(data.join("store"))?;
+    match store.search_index_backlog().await? {
+        None => println!("search index: off"),
+        Some(n) => {
+            println!("search index: on");
+            println!("waiting to be indexed: {n}");
+        }
+    }
+    Ok(())
 }

@@ -21,7 +21,7 @@ pub struct Config {
     pub hostname: String,
     pub store: String,
     /// The embedded store's SEARCH text index: fast text searches of large
-    /// mailboxes, at a CPU cost on every delivery (BENCHMARKS.md).
+    /// mailboxes, built in the background at the lowest CPU priority.
     pub search_index: bool,
     /// This node's name among several sharing one PostgreSQL store (default: the
     /// hostname).
@@ -308,7 +308,7 @@ impl Default for Config {
         Config {
             hostname: system_hostname(),
             store: "embedded".into(),
-            search_index: false,
+            search_index: true,
             node_id: None,
             tls: TlsConfig::default(),
             listen: default_listeners(),
@@ -476,11 +476,12 @@ hostname = "{hostname}"
 # "postgres://casella@db.example.org/casella" shares one PostgreSQL database between
 # any number of casella nodes (each with its own node-id, default: the hostname).
 store = "embedded"
-# A trigram index of message text for the embedded store: SEARCH TEXT/BODY/FROM…
-# on 100,000 messages in tens of milliseconds instead of seconds, for about 1.5 ms
-# of CPU per 10 KB message delivered. Applied (and built for existing mail) when
-# the server starts.
-search-index = false
+# A trigram index of message text for the embedded store (in store/search.db):
+# SEARCH TEXT/BODY/FROM… on 100,000 messages in tens of milliseconds instead of
+# seconds. Built in the background when the CPU is otherwise idle (new mail is
+# searched directly until indexed); `casella search-index status` shows its
+# progress. Applied when the server starts.
+search-index = true
 # node-id = "mail1"
 
 # Front end or back end (see the README, "Front ends and back ends"): a front end

@@ -236,6 +236,15 @@ pub enum TextField {
     Text,
 }
 
+/// A text index's answer for one search in one mailbox (UIDs ascending).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextCandidates {
+    /// Indexed messages that contain the text: exactly those.
+    pub matched: Vec<Uid>,
+    /// Messages the index has not read yet: they may contain it or not.
+    pub unindexed: Vec<Uid>,
+}
+
 /// How many logins are kept per account.
 pub const LOGIN_HISTORY: usize = 50;
 

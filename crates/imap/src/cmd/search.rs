@@ -45,17 +45,20 @@ impl Session {
             saved: &self.saved_search,
         };
         // Text the match must contain narrows the messages to look at, when the
-        // store's text index can say which contain it.
+        // store's text index can say which contain it. Messages it has not read
+        // yet are looked at too, against every key.
         let mut candidates: Option<HashSet<u32>> = None;
+        let mut unindexed: HashSet<u32> = HashSet::new();
         let mut answered: Vec<(TextField, String)> = Vec::new();
         for (field, needle) in required_text(&criteria) {
             match store.text_candidates(sel.id(), field, needle).await {
-                Ok(Some(uids)) => {
+                Ok(Some(found)) => {
                     answered.push((field, needle.to_string()));
-                    let found: HashSet<u32> = uids.into_iter().map(|u| u.0).collect();
+                    unindexed.extend(found.unindexed.iter().map(|u| u.0));
+                    let matched: HashSet<u32> = found.matched.iter().map(|u| u.0).collect();
                     candidates = Some(match candidates {
-                        None => found,
-                        Some(c) => c.intersection(&found).copied().collect(),
+                        None => matched,
+                        Some(c) => c.intersection(&matched).copied().collect(),
                     });
                 }
                 Ok(None) => {}
@@ -65,16 +68,19 @@ impl Session {
             }
         }
         // The index's answer for a key is exact (substring, case-insensitive), so
-        // the keys it answered need not be checked again, nor the messages read
-        // for them.
-        let criteria = without_answered(criteria, &answered);
-        let want_parsed = needs_parsed(&criteria);
-        let want_text = needs_text(&criteria);
+        // for the messages it has read, the keys it answered need not be checked
+        // again, nor the messages read for them.
+        let reduced = without_answered(criteria.clone(), &answered);
+        let full = &criteria;
+        let any_unindexed = candidates.is_some() && !unindexed.is_empty();
+        let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(full));
+        let want_text = needs_text(&reduced) || (any_unindexed && needs_text(full));
         let targets: Vec<usize> = (0..sel.messages.len())
             .filter(|&i| {
+                let uid = sel.messages[i].uid.0;
                 candidates
                     .as_ref()
-                    .is_none_or(|c| c.contains(&sel.messages[i].uid.0))
+                    .is_none_or(|c| c.contains(&uid) || unindexed.contains(&uid))
             })
             .collect();
         let mut hits: Vec<(u32, Uid)> = Vec::new();
@@ -112,7 +118,12 @@ impl Session {
                 modseq: m.modseq.0,
                 fields: parsed.as_deref(),
             };
-            if matches(&criteria, &input, &scope) {
+            let keys = if unindexed.contains(&m.uid.0) {
+                full
+            } else {
+                &reduced
+            };
+            if matches(keys, &input, &scope) {
                 hits.push((i as u32 + 1, m.uid));
             }
         }

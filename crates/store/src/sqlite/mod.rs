@@ -18,6 +18,7 @@
 //! committed message never points at a removed file.
 
 mod schema;
+mod text_index;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,6 +64,17 @@ struct Inner {
     header_fields: ParsedCache<SearchFields>,
     /// Header blocks FETCH read lately.
     headers: ParsedCache<[u8]>,
+    /// Whether the SEARCH text index is on (`text_index`).
+    text_index: bool,
+    /// Wakes the text indexer when new mail was stored.
+    index_signal: Arc<text_index::Signal>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The indexer sees the store gone and stops.
+        self.index_signal.wake();
+    }
 }
 
 /// The embedded store. Cheap to clone.
@@ -124,11 +136,10 @@ impl SqliteStore {
         SqliteStore::open_with(dir, None)
     }
 
-    /// Opens the store; `search_index` turns the SEARCH text index on (indexing
-    /// what is missing) or off (dropping it). The index makes text searches of
-    /// large mailboxes fast and costs CPU on every delivery (a 10 KB message
-    /// about 1.5 ms): BENCHMARKS.md has the figures. Only the server sets it;
-    /// other commands pass `None`.
+    /// Opens the store; `search_index` turns the SEARCH text index on (and
+    /// starts indexing in the background, beginning with what is missing) or off
+    /// (dropping it). Only the server sets it; other commands pass `None` and
+    /// leave the index as it is (see `text_index`).
     pub fn open_with(
         dir: impl AsRef<Path>,
         search_index: Option<bool>,
@@ -138,20 +149,15 @@ impl SqliteStore {
         let db_path = dir.join("store.db");
         let mut writer = open_connection(&db_path)?;
         migrate(&mut writer)?;
-        match search_index {
-            Some(true) => {
-                let tx = writer.transaction()?;
-                tx.execute_batch(schema::SEARCH_INDEX_ON)?;
-                tx.commit()?;
-            }
-            Some(false) => writer.execute_batch(schema::SEARCH_INDEX_OFF)?,
-            None => {}
-        }
+        let text_index = text_index::configure(&mut writer, &db_path, search_index)?;
         let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        let index_signal = Arc::new(text_index::Signal::default());
+        let signal = index_signal.clone();
         std::thread::Builder::new()
             .name("casella-store-writer".into())
-            .spawn(move || write_batches(writer, queue))?;
+            .spawn(move || write_batches(writer, queue, &signal))?;
         let blobs = BlobDir::open(dir.join("blobs"))?;
+        let indexer_jobs = jobs.clone();
         let inner = Arc::new(Inner {
             db_path,
             blobs,
@@ -163,7 +169,13 @@ impl SqliteStore {
             structures: ParsedCache::default(),
             header_fields: ParsedCache::default(),
             headers: ParsedCache::default(),
+            text_index,
+            index_signal,
         });
+        // Only the server (which says whether it wants the index) indexes.
+        if text_index && search_index.is_some() {
+            text_index::start(&inner, indexer_jobs)?;
+        }
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("casella-store-watch".into())
@@ -191,7 +203,13 @@ impl SqliteStore {
                 .pop();
             let conn = match conn {
                 Some(c) => c,
-                None => open_connection(&inner.db_path)?,
+                None => {
+                    let conn = open_connection(&inner.db_path)?;
+                    if inner.text_index {
+                        text_index::attach(&conn, &inner.db_path)?;
+                    }
+                    conn
+                }
             };
             let result = f(&conn);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,6 +257,15 @@ impl SqliteStore {
         answer
             .await
             .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))?
+    }
+
+    /// How many stored messages the SEARCH text index has yet to read; `None`
+    /// when the index is off.
+    pub async fn search_index_backlog(&self) -> StoreResult<Option<u64>> {
+        if !self.inner.text_index {
+            return Ok(None);
+        }
+        self.read(|c| text_index::backlog(c).map(Some)).await
     }
 
     /// The expunged UIDs of a mailbox with the MODSEQ of each expunge, for a
@@ -293,7 +320,11 @@ const MAX_BATCH: usize = 64;
 /// Group commit: the writer thread takes every write that is waiting, runs each in
 /// a savepoint of one transaction (a failing write rolls back only itself), and
 /// commits once — one fsync for the whole batch — before answering any of them.
-fn write_batches(mut conn: Connection, queue: std::sync::mpsc::Receiver<WriteJob>) {
+fn write_batches(
+    mut conn: Connection,
+    queue: std::sync::mpsc::Receiver<WriteJob>,
+    index_signal: &text_index::Signal,
+) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -333,6 +364,7 @@ fn write_batches(mut conn: Connection, queue: std::sync::mpsc::Receiver<WriteJob
         }
         match tx.commit() {
             Ok(()) => {
+                index_signal.committed();
                 for f in finishers {
                     f(None);
                 }
@@ -1031,51 +1063,13 @@ impl MailStore for SqliteStore {
         mailbox: MailboxId,
         field: TextField,
         needle: &str,
-    ) -> StoreResult<Option<Vec<Uid>>> {
-        // The trigram index answers substrings of three characters or more,
-        // exactly; its case folding agrees with SEARCH's for ASCII needles.
-        // Anything else, or no index: no answer.
-        if needle.chars().count() < 3
-            || !needle.is_ascii()
-            || needle.chars().any(|c| c.is_control())
-        {
+    ) -> StoreResult<Option<TextCandidates>> {
+        if !self.inner.text_index || !text_index::answers(needle) {
             return Ok(None);
         }
-        let (table, columns) = match field {
-            TextField::From => ("blob_fields", "from_addr"),
-            TextField::To => ("blob_fields", "to_addr"),
-            TextField::Cc => ("blob_fields", "cc_addr"),
-            TextField::Bcc => ("blob_fields", "bcc_addr"),
-            TextField::Subject => ("blob_fields", "subject"),
-            TextField::Body => ("blob_text", "body"),
-            TextField::Text => ("blob_text", "{header body}"),
-        };
-        let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
-        let sql = format!(
-            "SELECT m.uid FROM {table} t
-                 JOIN blobs b ON b.rowid = t.rowid
-                 JOIN messages m ON m.blob = b.hash AND m.mailbox_id = ?1
-             WHERE {table} MATCH ?2
-             ORDER BY m.uid"
-        );
-        self.read(move |c| {
-            let indexed: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM sqlite_master
-                                   WHERE type = 'trigger' AND name = 'blob_text_insert')",
-                )?
-                .query_row([], |r| r.get(0))?;
-            if !indexed {
-                return Ok(None);
-            }
-            let mut stmt = c.prepare_cached(&sql)?;
-            let uids = stmt
-                .query_map(params![mailbox.0, query], |r| r.get::<_, u32>(0))?
-                .map(|r| r.map(Uid))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(uids))
-        })
-        .await
+        let needle = needle.to_string();
+        self.read(move |c| text_index::candidates(c, mailbox, field, &needle).map(Some))
+            .await
     }
 
     async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
@@ -1310,6 +1304,7 @@ impl MailStore for SqliteStore {
                             p.search_text_json
                         ],
                     )?;
+                    inner.index_signal.note_added();
                     if p.raw.len() <= INLINE_MAX {
                         tx.prepare_cached(
                             "INSERT OR IGNORE INTO inline_blobs(hash, content) VALUES (?1, ?2)",
@@ -1828,13 +1823,24 @@ mod tests {
                 "UPDATE blobs SET parsed = json_set(parsed, '$.search',
                      json_set(json(search), '$.header_text', json_extract(search_text, '$[0]'),
                                             '$.body_text', json_extract(search_text, '$[1]')));
-                 DROP TRIGGER blob_text_insert;
+                 DROP TRIGGER search_blob_added;
+                 DROP TRIGGER search_blob_removed;
+                 DROP TABLE search_pending;
+                 DROP TABLE search_removed;
+                 CREATE VIRTUAL TABLE blob_fields USING fts5(
+                     from_addr, to_addr, cc_addr, bcc_addr, subject, tokenize = 'trigram');
+                 CREATE VIRTUAL TABLE blob_text USING fts5(header, body, tokenize = 'trigram');
+                 CREATE TRIGGER blob_text_delete AFTER DELETE ON blobs BEGIN
+                     DELETE FROM blob_fields WHERE rowid = old.rowid;
+                     DELETE FROM blob_text WHERE rowid = old.rowid;
+                 END;
                  ALTER TABLE blobs DROP COLUMN search;
                  ALTER TABLE blobs DROP COLUMN search_text;
                  DROP TABLE inline_blobs;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
+            std::fs::remove_file(dir.path().join("search.db")).unwrap();
         }
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
         let list = store.list_messages(inbox.id).await.unwrap();
@@ -1872,7 +1878,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!search.contains("old needle"), "{search}");
-        // New deliveries are indexed through the remade trigger.
+        // The old index is gone; the new one reads the old message and new ones.
         store
             .append(
                 inbox.id,
@@ -1884,11 +1890,12 @@ mod tests {
             )
             .await
             .unwrap();
+        wait_indexed(&store).await;
         let found = store
             .text_candidates(inbox.id, crate::TextField::Body, "needle")
             .await
             .unwrap();
-        assert_eq!(found, Some(vec![Uid(1), Uid(2)]));
+        assert_eq!(found, candidates(&[1, 2], &[]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1969,6 +1976,39 @@ mod tests {
         out
     }
 
+    /// Waits (up to 20 s) until the text index has read every stored message.
+    async fn wait_indexed(store: &SqliteStore) {
+        for _ in 0..400 {
+            if store.search_index_backlog().await.unwrap() == Some(0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the text index did not catch up");
+    }
+
+    async fn append_text(store: &SqliteStore, mailbox: MailboxId, raw: &[u8]) -> Uid {
+        store
+            .append(
+                mailbox,
+                crate::NewMessage {
+                    raw: raw.to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap()
+            .uid
+    }
+
+    fn candidates(matched: &[u32], unindexed: &[u32]) -> Option<TextCandidates> {
+        Some(TextCandidates {
+            matched: matched.iter().map(|&u| Uid(u)).collect(),
+            unindexed: unindexed.iter().map(|&u| Uid(u)).collect(),
+        })
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_text_index_catches_up_when_turned_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1982,17 +2022,12 @@ mod tests {
             .await
             .unwrap();
         let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
-        store
-            .append(
-                inbox.id,
-                crate::NewMessage {
-                    raw: b"Subject: before the index\r\n\r\nneedle in a haystack\r\n".to_vec(),
-                    internal_date: None,
-                    flags: Default::default(),
-                },
-            )
-            .await
-            .unwrap();
+        append_text(
+            &store,
+            inbox.id,
+            b"Subject: before the index\r\n\r\nneedle in a haystack\r\n",
+        )
+        .await;
         let body = crate::TextField::Body;
         assert_eq!(
             store
@@ -2001,23 +2036,135 @@ mod tests {
                 .unwrap(),
             None
         );
+        assert_eq!(store.search_index_backlog().await.unwrap(), None);
         drop(store);
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
-        let found = store
-            .text_candidates(inbox.id, body, "needle")
-            .await
-            .unwrap();
-        assert_eq!(found, Some(vec![Uid(1)]));
-        drop(store);
-        // Opened by another command: the index stays as it is.
-        let store = SqliteStore::open(dir.path()).unwrap();
-        assert!(
+        wait_indexed(&store).await;
+        assert_eq!(
             store
                 .text_candidates(inbox.id, body, "needle")
                 .await
-                .unwrap()
-                .is_some()
+                .unwrap(),
+            candidates(&[1], &[])
         );
+        drop(store);
+        // Opened by another command (no indexer): what it stores waits.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        append_text(
+            &store,
+            inbox.id,
+            b"Subject: later\r\n\r\nanother needle\r\n",
+        )
+        .await;
+        assert_eq!(
+            store
+                .text_candidates(inbox.id, body, "needle")
+                .await
+                .unwrap(),
+            candidates(&[1], &[2])
+        );
+        assert_eq!(store.search_index_backlog().await.unwrap(), Some(1));
+        drop(store);
+        // The server again: it indexes what the other command stored.
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        wait_indexed(&store).await;
+        assert_eq!(
+            store
+                .text_candidates(inbox.id, body, "needle")
+                .await
+                .unwrap(),
+            candidates(&[1, 2], &[])
+        );
+        drop(store);
+        // Off: the index's file goes.
+        let store = SqliteStore::open_with(dir.path(), Some(false)).unwrap();
+        assert!(!dir.path().join("search.db").exists());
+        assert_eq!(
+            store
+                .text_candidates(inbox.id, body, "needle")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_text_index_follows_appends_and_expunges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "ix@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        for i in 0..200 {
+            let word = if i % 10 == 0 { "marmalade" } else { "porridge" };
+            let raw =
+                format!("From: n{i}@example.org\r\nSubject: breakfast {i}\r\n\r\n{word} today\r\n");
+            append_text(&store, inbox.id, raw.as_bytes()).await;
+        }
+        // Whatever the indexer has read by now, indexed matches and unindexed
+        // messages together cover the matches, and indexed matches are real.
+        let found = store
+            .text_candidates(inbox.id, TextField::Body, "MARMALADE")
+            .await
+            .unwrap()
+            .unwrap();
+        let expected: Vec<u32> = (0..200).filter(|i| i % 10 == 0).map(|i| i + 1).collect();
+        for u in &found.matched {
+            assert!(expected.contains(&u.0), "{u:?} matched");
+        }
+        for u in &expected {
+            assert!(
+                found.matched.contains(&Uid(*u)) || found.unindexed.contains(&Uid(*u)),
+                "{u} missed"
+            );
+        }
+        wait_indexed(&store).await;
+        let found = store
+            .text_candidates(inbox.id, TextField::Body, "MARMALADE")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.matched.iter().map(|u| u.0).collect::<Vec<_>>(),
+            expected
+        );
+        assert!(found.unindexed.is_empty());
+        // Expunged and collected: the entry goes with the blob.
+        let doomed: Vec<MessageRef> = (1..=200)
+            .filter(|u| u % 2 == 1)
+            .map(|u| MessageRef {
+                mailbox: inbox.id,
+                uid: Uid(u),
+            })
+            .collect();
+        store.expunge(a.id, &doomed).await.unwrap();
+        store.collect_blobs().await.unwrap();
+        let entries = || {
+            let c = Connection::open(dir.path().join("search.db")).unwrap();
+            c.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        for _ in 0..400 {
+            if entries() == 100 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(entries(), 100);
+        let found = store
+            .text_candidates(inbox.id, TextField::Subject, "breakfast 1")
+            .await
+            .unwrap()
+            .unwrap();
+        let left: Vec<u32> = found.matched.iter().map(|u| u.0).collect();
+        assert!(left.iter().all(|u| u % 2 == 0), "{left:?}");
+        assert!(left.contains(&2) && left.contains(&200));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,42 +166,15 @@ pub const MIGRATIONS: &[&str] = &[
         content BLOB NOT NULL
     ) WITHOUT ROWID;
     "#,
-];
-
-/// Turns the text index on: new blobs are indexed as they are stored, and
-/// those stored while it was off are indexed now.
-pub const SEARCH_INDEX_ON: &str = r#"
-    CREATE TRIGGER IF NOT EXISTS blob_text_insert AFTER INSERT ON blobs BEGIN
-        INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
-        VALUES (new.rowid,
-                json_extract(new.search, '$.from'),
-                json_extract(new.search, '$.to'),
-                json_extract(new.search, '$.cc'),
-                json_extract(new.search, '$.bcc'),
-                json_extract(new.search, '$.subject'));
-        INSERT INTO blob_text(rowid, header, body)
-        VALUES (new.rowid,
-                json_extract(new.search_text, '$[0]'),
-                json_extract(new.search_text, '$[1]'));
-    END;
-    INSERT INTO blob_fields(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
-        SELECT rowid,
-               json_extract(search, '$.from'),
-               json_extract(search, '$.to'),
-               json_extract(search, '$.cc'),
-               json_extract(search, '$.bcc'),
-               json_extract(search, '$.subject')
-        FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_fields);
-    INSERT INTO blob_text(rowid, header, body)
-        SELECT rowid,
-               json_extract(search_text, '$[0]'),
-               json_extract(search_text, '$[1]')
-        FROM blobs WHERE rowid NOT IN (SELECT rowid FROM blob_text);
-"#;
-
-/// Turns the text index off and frees its space.
-pub const SEARCH_INDEX_OFF: &str = r#"
+    // version 12: the text index moves to its own file, `search.db`, filled in
+    // the background (see `text_index`); here only its queues stay: blobs to
+    // index and blobs removed. An index that was on is built again there.
+    r#"
     DROP TRIGGER IF EXISTS blob_text_insert;
-    DELETE FROM blob_fields;
-    DELETE FROM blob_text;
-"#;
+    DROP TRIGGER IF EXISTS blob_text_delete;
+    DROP TABLE IF EXISTS blob_fields;
+    DROP TABLE IF EXISTS blob_text;
+    CREATE TABLE search_pending (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE search_removed (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+    "#,
+];

@@ -1,0 +1,474 @@
+//! The SEARCH text index of the embedded store: trigram FTS5 tables in a
+//! database file of their own (`search.db`), filled in the background.
+//!
+//! Storing a message costs its delivery one row in `search_pending` (a trigger
+//! on `blobs`), nothing more. A thread at the lowest CPU priority
+//! (`SCHED_IDLE`: it runs when nothing else wants the CPU) reads pending blobs'
+//! decoded text and indexes it into `search.db`. Its own file means its writes
+//! never hold the store's write lock, so deliveries never wait for it.
+//!
+//! A search asks the index which messages contain the text and, besides, which
+//! messages it has not indexed yet; the caller checks those itself. Answers are
+//! exact whether or not the index has caught up.
+//!
+//! Blobs are content-addressed, so an entry keyed by hash is never stale. `docs`
+//! (hash → FTS rowid) says which blobs are indexed; a pending row whose hash is
+//! in `docs` is done, and such rows are deleted later, in batches, by a write on
+//! the store's writer thread. Blobs removed from the store are queued in
+//! `search_removed`; their entries go once no blob with that hash is left.
+//!
+//! Invariant (what makes answers exact): every blob whose hash is not in `docs`
+//! has a row in `search_pending`. Rows are added in the same transaction as the
+//! blob, and removed only once `search.db` has committed the blob's entry, or
+//! when the blob itself goes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{Inner, WriteJob, open_connection};
+use crate::error::{StoreError, StoreResult};
+use crate::types::{MailboxId, TextCandidates, TextField, Uid};
+
+/// The index's file, beside `store.db`.
+const FILE: &str = "search.db";
+/// The schema name the index is attached under on reader connections.
+pub(super) const SCHEMA: &str = "fts";
+
+/// In `store.db`: queue every new blob, and every removed one.
+const TRIGGERS_ON: &str = r#"
+    CREATE TRIGGER IF NOT EXISTS search_blob_added AFTER INSERT ON blobs BEGIN
+        INSERT OR IGNORE INTO search_pending(hash) VALUES (new.hash);
+    END;
+    CREATE TRIGGER IF NOT EXISTS search_blob_removed AFTER DELETE ON blobs BEGIN
+        DELETE FROM search_pending WHERE hash = old.hash;
+        INSERT OR IGNORE INTO search_removed(hash) VALUES (old.hash);
+    END;
+"#;
+
+const TRIGGERS_OFF: &str = r#"
+    DROP TRIGGER IF EXISTS search_blob_added;
+    DROP TRIGGER IF EXISTS search_blob_removed;
+    DELETE FROM search_pending;
+    DELETE FROM search_removed;
+"#;
+
+/// In `search.db`. Contentless tables: the text is in `store.db` already, the
+/// index keeps only the trigrams and their positions.
+const INDEX_SCHEMA: &str = r#"
+    CREATE TABLE IF NOT EXISTS docs (
+        id   INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE
+    );
+    CREATE VIRTUAL TABLE IF NOT EXISTS field_index USING fts5(
+        from_addr, to_addr, cc_addr, bcc_addr, subject,
+        content = '', contentless_delete = 1,
+        tokenize = 'trigram case_sensitive 0'
+    );
+    CREATE VIRTUAL TABLE IF NOT EXISTS text_index USING fts5(
+        header, body,
+        content = '', contentless_delete = 1,
+        tokenize = 'trigram case_sensitive 0'
+    );
+"#;
+
+/// Blobs indexed per `search.db` transaction.
+const BATCH: usize = 64;
+/// Done queue rows are deleted once this many have gathered, or `CLEANUP_EVERY`
+/// after the last deletion.
+const CLEANUP_AT: usize = 1024;
+const CLEANUP_EVERY: Duration = Duration::from_secs(1);
+/// The indexer looks for work this often even unwoken (another process, such
+/// as `casella deliver`, may have stored mail).
+const POLL: Duration = Duration::from_secs(1);
+
+/// `search.db`'s path for a store whose database is at `db_path`.
+pub(super) fn index_path(db_path: &Path) -> PathBuf {
+    db_path.with_file_name(FILE)
+}
+
+fn trigger_exists(conn: &Connection) -> StoreResult<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master
+                       WHERE type = 'trigger' AND name = 'search_blob_added')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn remove_index_files(path: &Path) -> StoreResult<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Applies the server's setting before the store's threads start: `Some(true)`
+/// turns the index on (queueing every stored blob when it was off or its file
+/// is gone), `Some(false)` off (dropping it), `None` leaves it. Says whether it
+/// is on.
+pub(super) fn configure(
+    store: &mut Connection,
+    db_path: &Path,
+    setting: Option<bool>,
+) -> StoreResult<bool> {
+    let path = index_path(db_path);
+    let was_on = trigger_exists(store)? && path.exists();
+    match setting {
+        Some(true) if was_on => Ok(true),
+        Some(true) => {
+            remove_index_files(&path)?;
+            open_index(&path)?;
+            let tx = store.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(TRIGGERS_OFF)?;
+            tx.execute_batch(TRIGGERS_ON)?;
+            tx.execute_batch("INSERT OR IGNORE INTO search_pending(hash) SELECT hash FROM blobs")?;
+            tx.commit()?;
+            Ok(true)
+        }
+        Some(false) => {
+            store.execute_batch(TRIGGERS_OFF)?;
+            remove_index_files(&path)?;
+            Ok(false)
+        }
+        None => Ok(was_on),
+    }
+}
+
+/// Opens `search.db` (creating its tables), as durable as the store: an entry
+/// is on disk before its queue row may go.
+fn open_index(path: &Path) -> StoreResult<Connection> {
+    let conn = open_connection(path)?;
+    conn.execute_batch(INDEX_SCHEMA)?;
+    Ok(conn)
+}
+
+/// Makes the index readable on a reader connection of the store.
+pub(super) fn attach(conn: &Connection, db_path: &Path) -> StoreResult<()> {
+    let path = index_path(db_path);
+    conn.execute(
+        &format!("ATTACH DATABASE ?1 AS {SCHEMA}"),
+        [path.to_string_lossy()],
+    )?;
+    Ok(())
+}
+
+/// Whether the trigram index can answer a search for `needle`: substrings of
+/// three characters or more, exactly; its case folding agrees with SEARCH's for
+/// ASCII needles.
+pub(super) fn answers(needle: &str) -> bool {
+    needle.chars().count() >= 3 && needle.is_ascii() && !needle.chars().any(|c| c.is_control())
+}
+
+/// The messages of `mailbox` whose `field` contains `needle`, as far as the
+/// index knows, and those it does not know yet. Runs on a reader connection
+/// with the index attached.
+pub(super) fn candidates(
+    c: &Connection,
+    mailbox: MailboxId,
+    field: TextField,
+    needle: &str,
+) -> StoreResult<TextCandidates> {
+    let (table, columns) = match field {
+        TextField::From => ("field_index", "from_addr"),
+        TextField::To => ("field_index", "to_addr"),
+        TextField::Cc => ("field_index", "cc_addr"),
+        TextField::Bcc => ("field_index", "bcc_addr"),
+        TextField::Subject => ("field_index", "subject"),
+        TextField::Body => ("text_index", "body"),
+        TextField::Text => ("text_index", "{header body}"),
+    };
+    let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
+    let matched = format!(
+        "SELECT m.uid FROM {SCHEMA}.{table}
+             JOIN {SCHEMA}.docs d ON d.id = {table}.rowid
+             JOIN messages m ON m.blob = d.hash AND m.mailbox_id = ?1
+         WHERE {table} MATCH ?2
+         ORDER BY m.uid"
+    );
+    let uids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> StoreResult<Vec<Uid>> {
+        let mut stmt = c.prepare_cached(sql)?;
+        let found = stmt
+            .query_map(args, |r| r.get::<_, u32>(0))?
+            .map(|r| r.map(Uid))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(found)
+    };
+    // Read in one transaction, so a message indexed between the two queries is
+    // in one of the answers.
+    c.execute_batch("BEGIN")?;
+    let answer = (|| {
+        let matched = uids(&matched, &[&mailbox.0, &query])?;
+        let unindexed = uids(
+            &format!(
+                "SELECT m.uid FROM search_pending p
+                     JOIN messages m ON m.blob = p.hash AND m.mailbox_id = ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)
+                 ORDER BY m.uid"
+            ),
+            &[&mailbox.0],
+        )?;
+        Ok(TextCandidates { matched, unindexed })
+    })();
+    c.execute_batch("COMMIT")?;
+    answer
+}
+
+/// How many stored blobs wait to be indexed.
+pub(super) fn backlog(c: &Connection) -> StoreResult<u64> {
+    Ok(c.query_row(
+        &format!(
+            "SELECT count(*) FROM search_pending p
+             WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)"
+        ),
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Wakes the indexer when a commit stored new blobs. Lock-free on the writer's
+/// side: the indexer runs at the lowest priority and must never hold up the
+/// writer thread by holding a lock it needs.
+#[derive(Default)]
+pub(super) struct Signal {
+    added: AtomicBool,
+    indexer: OnceLock<std::thread::Thread>,
+}
+
+impl Signal {
+    /// A write stored a new blob (called inside the write).
+    pub(super) fn note_added(&self) {
+        self.added.store(true, Ordering::Relaxed);
+    }
+
+    /// The writer committed a batch.
+    pub(super) fn committed(&self) {
+        if self.added.swap(false, Ordering::Relaxed) {
+            self.wake();
+        }
+    }
+
+    pub(super) fn wake(&self) {
+        if let Some(t) = self.indexer.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// Starts the indexer thread. It stops once the store is dropped.
+pub(super) fn start(
+    inner: &Arc<Inner>,
+    writer: std::sync::mpsc::Sender<WriteJob>,
+) -> StoreResult<()> {
+    let weak = Arc::downgrade(inner);
+    let db_path = inner.db_path.clone();
+    let handle = std::thread::Builder::new()
+        .name("casella-search-index".into())
+        .spawn(move || {
+            lowest_priority();
+            if let Err(e) = Indexer::open(&db_path, writer).and_then(|mut ix| ix.run(weak)) {
+                tracing::error!(error = %e, "the search indexer stopped; searches read every message");
+            }
+        })?;
+    let _ = inner.index_signal.indexer.set(handle.thread().clone());
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn lowest_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param`; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        tracing::debug!("could not lower the search indexer's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
+
+struct Indexer {
+    /// `search.db`, with `store.db` attached as `store` (read only by us).
+    conn: Connection,
+    writer: std::sync::mpsc::Sender<WriteJob>,
+    /// Queue rows whose work is in `search.db`, to delete from `store.db`.
+    done_pending: Vec<String>,
+    last_cleanup: Instant,
+}
+
+/// One pending blob's decoded text, as `blobs.search` / `search_text` hold it.
+struct PendingText {
+    hash: String,
+    fields: [Option<String>; 5],
+    header: Option<String>,
+    body: Option<String>,
+}
+
+impl Indexer {
+    fn open(db_path: &Path, writer: std::sync::mpsc::Sender<WriteJob>) -> StoreResult<Indexer> {
+        let conn = open_index(&index_path(db_path))?;
+        conn.execute("ATTACH DATABASE ?1 AS store", [db_path.to_string_lossy()])?;
+        // Rows done before a restart (their deletion had not run yet).
+        let mut stmt = conn.prepare(
+            "SELECT p.hash FROM store.search_pending p
+             WHERE EXISTS (SELECT 1 FROM docs d WHERE d.hash = p.hash)",
+        )?;
+        let done_pending = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        drop(stmt);
+        Ok(Indexer {
+            conn,
+            writer,
+            done_pending,
+            last_cleanup: Instant::now(),
+        })
+    }
+
+    fn run(&mut self, store: Weak<Inner>) -> StoreResult<()> {
+        loop {
+            loop {
+                if store.strong_count() == 0 {
+                    return Ok(());
+                }
+                let indexed = self.index_batch()?;
+                if self.done_pending.len() >= CLEANUP_AT {
+                    self.cleanup()?;
+                }
+                if indexed == 0 {
+                    break;
+                }
+            }
+            if self.last_cleanup.elapsed() >= CLEANUP_EVERY {
+                self.cleanup()?;
+            }
+            std::thread::park_timeout(POLL);
+        }
+    }
+
+    /// Indexes up to `BATCH` pending blobs in one transaction; how many.
+    fn index_batch(&mut self) -> StoreResult<usize> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.hash,
+                    json_extract(b.search, '$.from'), json_extract(b.search, '$.to'),
+                    json_extract(b.search, '$.cc'), json_extract(b.search, '$.bcc'),
+                    json_extract(b.search, '$.subject'),
+                    json_extract(b.search_text, '$[0]'), json_extract(b.search_text, '$[1]')
+             FROM store.search_pending p JOIN store.blobs b ON b.hash = p.hash
+             WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.hash = p.hash)
+             LIMIT ?1",
+        )?;
+        let texts = stmt
+            .query_map([BATCH as i64], |r| {
+                Ok(PendingText {
+                    hash: r.get(0)?,
+                    fields: [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+                    header: r.get(6)?,
+                    body: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        if texts.is_empty() {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in &texts {
+            let added = tx
+                .prepare_cached("INSERT OR IGNORE INTO docs(hash) VALUES (?1)")?
+                .execute([&t.hash])?;
+            if added == 0 {
+                continue;
+            }
+            let id = tx.last_insert_rowid();
+            let [from, to, cc, bcc, subject] = &t.fields;
+            tx.prepare_cached(
+                "INSERT INTO field_index(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![id, from, to, cc, bcc, subject])?;
+            tx.prepare_cached("INSERT INTO text_index(rowid, header, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, t.header, t.body])?;
+        }
+        tx.commit()?;
+        let n = texts.len();
+        self.done_pending.extend(texts.into_iter().map(|t| t.hash));
+        Ok(n)
+    }
+
+    /// Drops the entries of blobs no longer stored, then has the writer thread
+    /// delete the queue rows that are done.
+    fn cleanup(&mut self) -> StoreResult<()> {
+        self.last_cleanup = Instant::now();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM store.search_removed LIMIT 4096")?;
+        let removed = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        if removed.is_empty() && self.done_pending.is_empty() {
+            return Ok(());
+        }
+        if !removed.is_empty() {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for hash in &removed {
+                let stored: bool = tx
+                    .prepare_cached("SELECT EXISTS(SELECT 1 FROM store.blobs WHERE hash = ?1)")?
+                    .query_row([hash], |r| r.get(0))?;
+                if stored {
+                    continue;
+                }
+                let id: Option<i64> = tx
+                    .prepare_cached("DELETE FROM docs WHERE hash = ?1 RETURNING id")?
+                    .query_row([hash], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = id {
+                    tx.prepare_cached("DELETE FROM field_index WHERE rowid = ?1")?
+                        .execute([id])?;
+                    tx.prepare_cached("DELETE FROM text_index WHERE rowid = ?1")?
+                        .execute([id])?;
+                }
+            }
+            tx.commit()?;
+        }
+        let pending = std::mem::take(&mut self.done_pending);
+        let job = WriteJob {
+            run: Box::new(move |tx| {
+                let delete = || -> rusqlite::Result<()> {
+                    let mut p = tx.prepare_cached("DELETE FROM search_pending WHERE hash = ?1")?;
+                    for h in &pending {
+                        p.execute([h])?;
+                    }
+                    let mut r = tx.prepare_cached("DELETE FROM search_removed WHERE hash = ?1")?;
+                    for h in &removed {
+                        r.execute([h])?;
+                    }
+                    Ok(())
+                };
+                delete().is_ok()
+            }),
+            finish: Box::new(|failed: Option<StoreError>| {
+                if let Some(e) = failed {
+                    tracing::warn!(error = %e, "deleting the search index's done queue rows failed");
+                }
+            }),
+        };
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))
+    }
+}
