@@ -36,6 +36,24 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
 /// A store's text index may answer or not; when it answers, the messages it
 /// says match are exactly the indexed ones containing the text, and every
 /// message containing it is among them or among those it has not indexed yet.
+/// A text index's answer as the UIDs of `mailbox`: (matched, unindexed),
+/// ascending.
+pub async fn candidate_uids(
+    store: &dyn MailStore,
+    mailbox: crate::MailboxId,
+    found: &crate::TextCandidates,
+) -> (Vec<u32>, Vec<u32>) {
+    let messages = store.list_messages(mailbox).await.unwrap();
+    let uids = |blobs: &[crate::BlobId]| -> Vec<u32> {
+        messages
+            .iter()
+            .filter(|m| blobs.contains(&m.blob))
+            .map(|m| m.uid.0)
+            .collect()
+    };
+    (uids(&found.matched), uids(&found.unindexed))
+}
+
 async fn text_candidates_cover_every_match(store: &dyn MailStore) {
     use crate::{NewMessage, TextField};
     let a = new_account(store, "fts@example.org").await;
@@ -73,11 +91,9 @@ async fn text_candidates_cover_every_match(store: &dyn MailStore) {
             .await
             .unwrap()
         {
-            let unindexed: Vec<u32> = found.unindexed.iter().map(|u| u.0).collect();
-            let matched: Vec<u32> = found
-                .matched
-                .iter()
-                .map(|u| u.0)
+            let (matched, unindexed) = candidate_uids(store, inbox.id, &found).await;
+            let matched: Vec<u32> = matched
+                .into_iter()
                 .filter(|u| !unindexed.contains(u))
                 .collect();
             let expected_indexed: Vec<u32> = expected

@@ -76,9 +76,9 @@ pub trait MailStore: Send + Sync + 'static {
     /// Records login attempts (oldest first) in one transaction, keeping the
     /// newest [`LOGIN_HISTORY`] per account.
     async fn record_logins(&self, logins: Vec<(AccountId, LoginRecord)>) -> StoreResult<()>;
-    /// From a text index: the messages of `mailbox` whose `field` contains
-    /// `needle` (case-insensitively, Unicode simple case folding), and those the
-    /// index has not read yet, which the caller checks itself. `None` when this
+    /// From a text index: the messages (by blob) whose `field` contains
+    /// `needle` (case-insensitively, Unicode simple case folding), and those of
+    /// `mailbox` the index has not read yet, which the caller checks itself. `None` when this
     /// store has no index for such a search; the caller then looks at every
     /// message.
     async fn text_candidates(

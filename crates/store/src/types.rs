@@ -236,13 +236,16 @@ pub enum TextField {
     Text,
 }
 
-/// A text index's answer for one search in one mailbox (UIDs ascending).
+/// A text index's answer for one search in one mailbox, by message content
+/// (the caller knows which of its messages hold which blob, so the index need
+/// not look the messages up).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextCandidates {
-    /// Indexed messages that contain the text: exactly those.
-    pub matched: Vec<Uid>,
-    /// Messages the index has not read yet: they may contain it or not.
-    pub unindexed: Vec<Uid>,
+    /// Indexed blobs that contain the text: exactly those (blobs of other
+    /// mailboxes may be among them).
+    pub matched: Vec<BlobId>,
+    /// Blobs of the mailbox the index has not read yet: they may contain it or not.
+    pub unindexed: Vec<BlobId>,
 }
 
 /// How many logins are kept per account.

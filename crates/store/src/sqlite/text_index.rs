@@ -23,7 +23,7 @@
 //! when the blob itself goes.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Inner, WriteJob, open_connection};
 use crate::error::{StoreError, StoreResult};
-use crate::types::{MailboxId, TextCandidates, TextField, Uid};
+use crate::types::{BlobId, MailboxId, TextCandidates, TextField};
 
 /// The index's file, beside `store.db`.
 const FILE: &str = "search.db";
@@ -81,6 +81,11 @@ const BATCH: usize = 64;
 /// after the last deletion.
 const CLEANUP_AT: usize = 1024;
 const CLEANUP_EVERY: Duration = Duration::from_secs(1);
+/// The indexer works once the store's writer has committed nothing for this
+/// long (so deliveries keep the disk and the CPU to themselves under load)…
+const QUIET: Duration = Duration::from_millis(50);
+/// …or when it has waited this long for such a pause.
+const MAX_DEFER: Duration = Duration::from_secs(5);
 /// The indexer looks for work this often even unwoken (another process, such
 /// as `casella deliver`, may have stored mail).
 const POLL: Duration = Duration::from_secs(1);
@@ -169,8 +174,8 @@ pub(super) fn answers(needle: &str) -> bool {
     needle.chars().count() >= 3 && needle.is_ascii() && !needle.chars().any(|c| c.is_control())
 }
 
-/// The messages of `mailbox` whose `field` contains `needle`, as far as the
-/// index knows, and those it does not know yet. Runs on a reader connection
+/// The blobs whose `field` contains `needle`, as far as the index knows, and
+/// the blobs of `mailbox` it does not know yet. Runs on a reader connection
 /// with the index attached.
 pub(super) fn candidates(
     c: &Connection,
@@ -188,34 +193,34 @@ pub(super) fn candidates(
         TextField::Text => ("text_index", "{header body}"),
     };
     let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
-    let matched = format!(
-        "SELECT m.uid FROM {SCHEMA}.{table}
-             JOIN {SCHEMA}.docs d ON d.id = {table}.rowid
-             JOIN messages m ON m.blob = d.hash AND m.mailbox_id = ?1
-         WHERE {table} MATCH ?2
-         ORDER BY m.uid"
-    );
-    let uids = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> StoreResult<Vec<Uid>> {
+    let blobs = |sql: &str, arg: &dyn rusqlite::ToSql| -> StoreResult<Vec<BlobId>> {
         let mut stmt = c.prepare_cached(sql)?;
         let found = stmt
-            .query_map(args, |r| r.get::<_, u32>(0))?
-            .map(|r| r.map(Uid))
+            .query_map([arg], |r| r.get::<_, String>(0))?
+            .map(|r| r.map(BlobId))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(found)
     };
-    // Read in one transaction, so a message indexed between the two queries is
-    // in one of the answers.
+    // Read in one transaction, so a blob indexed between the two queries is in
+    // one of the answers.
     c.execute_batch("BEGIN")?;
     let answer = (|| {
-        let matched = uids(&matched, &[&mailbox.0, &query])?;
-        let unindexed = uids(
+        let matched = blobs(
             &format!(
-                "SELECT m.uid FROM search_pending p
-                     JOIN messages m ON m.blob = p.hash AND m.mailbox_id = ?1
-                 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)
-                 ORDER BY m.uid"
+                "SELECT d.hash FROM {SCHEMA}.{table}
+                     JOIN {SCHEMA}.docs d ON d.id = {table}.rowid
+                 WHERE {table} MATCH ?1"
             ),
-            &[&mailbox.0],
+            &query,
+        )?;
+        let unindexed = blobs(
+            &format!(
+                "SELECT p.hash FROM search_pending p
+                 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)
+                   AND EXISTS (SELECT 1 FROM messages m
+                               WHERE m.blob = p.hash AND m.mailbox_id = ?1)"
+            ),
+            &mailbox.0,
         )?;
         Ok(TextCandidates { matched, unindexed })
     })();
@@ -235,13 +240,27 @@ pub(super) fn backlog(c: &Connection) -> StoreResult<u64> {
     )? as u64)
 }
 
-/// Wakes the indexer when a commit stored new blobs. Lock-free on the writer's
-/// side: the indexer runs at the lowest priority and must never hold up the
-/// writer thread by holding a lock it needs.
-#[derive(Default)]
+/// Between the store's writer and the indexer: wakes the indexer when a commit
+/// stored new blobs, and tells it how long the writer has been quiet.
+/// Lock-free on the writer's side: the indexer runs at the lowest priority and
+/// must never hold up the writer thread by holding a lock it needs.
 pub(super) struct Signal {
     added: AtomicBool,
     indexer: OnceLock<std::thread::Thread>,
+    start: Instant,
+    /// When the writer last committed, in ms after `start`.
+    last_commit_ms: AtomicU64,
+}
+
+impl Default for Signal {
+    fn default() -> Signal {
+        Signal {
+            added: AtomicBool::new(false),
+            indexer: OnceLock::new(),
+            start: Instant::now(),
+            last_commit_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Signal {
@@ -252,6 +271,8 @@ impl Signal {
 
     /// The writer committed a batch.
     pub(super) fn committed(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_commit_ms.store(now, Ordering::Relaxed);
         if self.added.swap(false, Ordering::Relaxed) {
             self.wake();
         }
@@ -262,6 +283,12 @@ impl Signal {
             t.unpark();
         }
     }
+
+    /// How long since the writer last committed.
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_commit_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
 }
 
 /// Starts the indexer thread. It stops once the store is dropped.
@@ -271,11 +298,13 @@ pub(super) fn start(
 ) -> StoreResult<()> {
     let weak = Arc::downgrade(inner);
     let db_path = inner.db_path.clone();
+    let signal = inner.index_signal.clone();
     let handle = std::thread::Builder::new()
         .name("casella-search-index".into())
         .spawn(move || {
             lowest_priority();
-            if let Err(e) = Indexer::open(&db_path, writer).and_then(|mut ix| ix.run(weak)) {
+            let indexer = Indexer::open(&db_path, writer);
+            if let Err(e) = indexer.and_then(|mut ix| ix.run(&weak, &signal)) {
                 tracing::error!(error = %e, "the search indexer stopped; searches read every message");
             }
         })?;
@@ -303,6 +332,8 @@ struct Indexer {
     /// Queue rows whose work is in `search.db`, to delete from `store.db`.
     done_pending: Vec<String>,
     last_cleanup: Instant,
+    /// When the indexer last looked for work.
+    last_batch: Instant,
 }
 
 /// One pending blob's decoded text, as `blobs.search` / `search_text` hold it.
@@ -331,27 +362,32 @@ impl Indexer {
             writer,
             done_pending,
             last_cleanup: Instant::now(),
+            last_batch: Instant::now(),
         })
     }
 
-    fn run(&mut self, store: Weak<Inner>) -> StoreResult<()> {
+    /// Indexes while the store's writer is quiet, and a batch at least every
+    /// `MAX_DEFER` when it never is; stops when the store is dropped.
+    fn run(&mut self, store: &Weak<Inner>, signal: &Signal) -> StoreResult<()> {
         loop {
-            loop {
-                if store.strong_count() == 0 {
-                    return Ok(());
-                }
-                let indexed = self.index_batch()?;
-                if self.done_pending.len() >= CLEANUP_AT {
-                    self.cleanup()?;
-                }
-                if indexed == 0 {
-                    break;
-                }
+            if store.strong_count() == 0 {
+                return Ok(());
             }
-            if self.last_cleanup.elapsed() >= CLEANUP_EVERY {
+            let quiet = signal.quiet_for();
+            if quiet < QUIET && self.last_batch.elapsed() < MAX_DEFER {
+                std::thread::park_timeout(QUIET - quiet);
+                continue;
+            }
+            self.last_batch = Instant::now();
+            let indexed = self.index_batch()?;
+            if self.done_pending.len() >= CLEANUP_AT
+                || (indexed == 0 && self.last_cleanup.elapsed() >= CLEANUP_EVERY)
+            {
                 self.cleanup()?;
             }
-            std::thread::park_timeout(POLL);
+            if indexed == 0 {
+                std::thread::park_timeout(POLL);
+            }
         }
     }
 
@@ -381,9 +417,9 @@ impl Indexer {
         if texts.is_empty() {
             return Ok(0);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Deferred, not IMMEDIATE: BEGIN IMMEDIATE would take the write lock
+        // of every attached database, the store's too, and hold up its writer.
+        let tx = self.conn.transaction()?;
         for t in &texts {
             let added = tx
                 .prepare_cached("INSERT OR IGNORE INTO docs(hash) VALUES (?1)")?
@@ -422,9 +458,7 @@ impl Indexer {
             return Ok(());
         }
         if !removed.is_empty() {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn.transaction()?;
             for hash in &removed {
                 let stored: bool = tx
                     .prepare_cached("SELECT EXISTS(SELECT 1 FROM store.blobs WHERE hash = ?1)")?
