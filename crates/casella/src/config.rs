@@ -225,6 +225,9 @@ pub struct ImapSection {
     pub preauth_timeout: u64,
     pub auth_timeout: u64,
     pub auth_failure_delay_ms: u64,
+    /// SEARCH consults the text index in mailboxes of at least this many
+    /// messages (default: 1,000 for TEXT/BODY, 5,000 for header fields).
+    pub search_index_min_messages: Option<usize>,
 }
 
 impl Default for ImapSection {
@@ -236,6 +239,7 @@ impl Default for ImapSection {
             preauth_timeout: 60,
             auth_timeout: 1800,
             auth_failure_delay_ms: 1000,
+            search_index_min_messages: None,
         }
     }
 }
@@ -348,6 +352,7 @@ impl Config {
             preauth_timeout: Duration::from_secs(self.imap.preauth_timeout.max(1)),
             auth_timeout: Duration::from_secs(self.imap.auth_timeout.max(1)),
             auth_failure_delay: Duration::from_millis(self.imap.auth_failure_delay_ms),
+            search_index_min_messages: self.imap.search_index_min_messages,
             ..casella_imap::ImapConfig::default()
         }
     }
@@ -535,6 +540,10 @@ append-limit = 36700160
 preauth-timeout = 60
 auth-timeout = 1800
 auth-failure-delay-ms = 1000
+# SEARCH asks the text index (search-index) in folders of at least this many
+# messages; smaller ones are searched directly, which is faster there. Default:
+# 1000 for TEXT/BODY, 5000 for header fields such as FROM and SUBJECT.
+# search-index-min-messages = 1000
 
 [submission]
 # The same login policies as for POP3 and IMAP: no AUTH before STARTTLS by default.

@@ -717,7 +717,7 @@ fn search_with_the_text_index_gives_the_same_answers() {
         let s = TestServer::builder(BIN)
             .protocols(&["imaps"])
             .config(&format!(
-                "search-index = {index}\nhostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\n"
+                "search-index = {index}\nhostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\nsearch-index-min-messages = 0\n"
             ))
             .start();
         s.add_account("idx@example.org", "pw");

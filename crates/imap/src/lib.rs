@@ -66,6 +66,9 @@ pub struct ImapConfig {
     /// LIST shows hidden folders (names starting with "."; Exchange's
     /// ShowHiddenFoldersEnabled).
     pub show_hidden_folders: bool,
+    /// SEARCH asks the store's text index only in mailboxes of at least this
+    /// many messages; `None`: by field (see `cmd::search`).
+    pub search_index_min_messages: Option<usize>,
 }
 
 impl Default for ImapConfig {
@@ -87,6 +90,7 @@ impl Default for ImapConfig {
             presentation: casella_mime::Presentation::default(),
             exact_rfc822_size: false,
             show_hidden_folders: false,
+            search_index_min_messages: None,
         }
     }
 }

@@ -2085,6 +2085,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_index_queue_is_read_from_the_mailbox_side() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open_with(dir.path(), Some(true)).unwrap());
+        // Another command's store: nothing indexes, the queue grows.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "q@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let other = store.create_mailbox(a.id, "Other", None).await.unwrap();
+        let batch = |n: std::ops::Range<usize>| {
+            n.map(|i| crate::NewMessage {
+                raw: format!("Subject: {i}\r\n\r\nqueued {i}\r\n").into_bytes(),
+                internal_date: None,
+                flags: Default::default(),
+            })
+            .collect::<Vec<_>>()
+        };
+        store.append_batch(other.id, batch(0..2_100)).await.unwrap();
+        store
+            .append_batch(inbox.id, batch(5_000..5_003))
+            .await
+            .unwrap();
+        assert_eq!(store.search_index_backlog().await.unwrap(), Some(2_103));
+        assert_eq!(
+            body_uids(&store, inbox.id, "queued").await,
+            Some((vec![], vec![1, 2, 3]))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_text_index_follows_appends_and_expunges() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();

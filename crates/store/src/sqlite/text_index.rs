@@ -75,6 +75,9 @@ const INDEX_SCHEMA: &str = r#"
     );
 "#;
 
+/// Up to this many queued blobs, a search finds a mailbox's unindexed
+/// messages from the queue; beyond, from the mailbox.
+const SHORT_QUEUE: i64 = 2_000;
 /// Blobs indexed per `search.db` transaction.
 const BATCH: usize = 64;
 /// Done queue rows are deleted once this many have gathered, or `CLEANUP_EVERY`
@@ -213,15 +216,32 @@ pub(super) fn candidates(
             ),
             &query,
         )?;
-        let unindexed = blobs(
-            &format!(
-                "SELECT p.hash FROM search_pending p
-                 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)
-                   AND EXISTS (SELECT 1 FROM messages m
-                               WHERE m.blob = p.hash AND m.mailbox_id = ?1)"
-            ),
-            &mailbox.0,
-        )?;
+        // From the smaller side: the queue when it is short (the usual case),
+        // else the mailbox's messages.
+        let backlog: i64 = c
+            .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM search_pending LIMIT ?1)")?
+            .query_row([SHORT_QUEUE], |r| r.get(0))?;
+        let unindexed = if backlog < SHORT_QUEUE {
+            blobs(
+                &format!(
+                    "SELECT p.hash FROM search_pending p
+                     WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = p.hash)
+                       AND EXISTS (SELECT 1 FROM messages m
+                                   WHERE m.blob = p.hash AND m.mailbox_id = ?1)"
+                ),
+                &mailbox.0,
+            )?
+        } else {
+            blobs(
+                &format!(
+                    "SELECT DISTINCT m.blob FROM messages m
+                     WHERE m.mailbox_id = ?1
+                       AND EXISTS (SELECT 1 FROM search_pending p WHERE p.hash = m.blob)
+                       AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.docs d WHERE d.hash = m.blob)"
+                ),
+                &mailbox.0,
+            )?
+        };
         Ok(TextCandidates { matched, unindexed })
     })();
     c.execute_batch("COMMIT")?;
