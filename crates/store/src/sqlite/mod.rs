@@ -68,12 +68,26 @@ struct Inner {
     text_index: bool,
     /// Wakes the text indexer when new mail was stored.
     index_signal: Arc<text_index::Signal>,
+    /// The indexer thread, when this store runs one.
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The indexer sees the store gone and stops.
+        // The indexer sees the store gone and stops, within its current batch;
+        // waiting for it means a store opened next on the same files never runs
+        // beside it.
         self.index_signal.wake();
+        let handle = self
+            .indexer
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
     }
 }
 
@@ -102,7 +116,28 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// SQLite's memory statistics take one process-wide mutex on every allocation;
+/// the text indexer, at the lowest CPU priority, could be preempted holding it
+/// and stall every other connection. Off before the first connection opens.
+fn sqlite_memstatus_off() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config only
+        // answers SQLITE_MISUSE once SQLite is initialised, changing nothing.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            )
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite memory statistics stay on");
+        }
+    });
+}
+
 fn open_connection(path: &Path) -> StoreResult<Connection> {
+    sqlite_memstatus_off();
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -171,10 +206,12 @@ impl SqliteStore {
             headers: ParsedCache::default(),
             text_index,
             index_signal,
+            indexer: Mutex::new(None),
         });
         // Only the server (which says whether it wants the index) indexes.
         if text_index && search_index.is_some() {
-            text_index::start(&inner, indexer_jobs)?;
+            let handle = text_index::start(&inner, indexer_jobs)?;
+            *inner.indexer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         }
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -2081,6 +2118,39 @@ mod tests {
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_search_column_does_not_stop_the_indexer() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open_with(dir.path(), Some(true)).unwrap());
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "dmg@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        append_text(&store, inbox.id, b"Subject: one\r\n\r\ndamaged needle\r\n").await;
+        append_text(&store, inbox.id, b"Subject: two\r\n\r\nsound needle\r\n").await;
+        drop(store);
+        {
+            let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(
+                "UPDATE blobs SET search = '{broken', search_text = 'not json'
+                 WHERE search_text LIKE '%damaged%'",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        wait_indexed(&store).await;
+        assert_eq!(
+            body_uids(&store, inbox.id, "needle").await,
+            Some((vec![2], vec![]))
         );
     }
 

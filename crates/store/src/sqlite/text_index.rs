@@ -204,10 +204,16 @@ pub(super) fn candidates(
             .collect::<Result<Vec<_>, _>>()?;
         Ok(found)
     };
-    // Read in one transaction, so a blob indexed between the two queries is in
-    // one of the answers.
+    // One transaction, and `store.db` read first: its snapshot is then no newer
+    // than the index's, so a blob whose queue row is gone in it is in the index
+    // the match reads (rows go only after the index committed).
     c.execute_batch("BEGIN")?;
     let answer = (|| {
+        // From the smaller side: the queue when it is short (the usual case),
+        // else the mailbox's messages.
+        let backlog: i64 = c
+            .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM search_pending LIMIT ?1)")?
+            .query_row([SHORT_QUEUE], |r| r.get(0))?;
         let matched = blobs(
             &format!(
                 "SELECT d.hash FROM {SCHEMA}.{table}
@@ -216,11 +222,6 @@ pub(super) fn candidates(
             ),
             &query,
         )?;
-        // From the smaller side: the queue when it is short (the usual case),
-        // else the mailbox's messages.
-        let backlog: i64 = c
-            .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM search_pending LIMIT ?1)")?
-            .query_row([SHORT_QUEUE], |r| r.get(0))?;
         let unindexed = if backlog < SHORT_QUEUE {
             blobs(
                 &format!(
@@ -311,11 +312,12 @@ impl Signal {
     }
 }
 
-/// Starts the indexer thread. It stops once the store is dropped.
+/// Starts the indexer thread. It stops once the store is dropped; after an
+/// error it starts again, waiting longer each time (1 s up to 5 minutes).
 pub(super) fn start(
     inner: &Arc<Inner>,
     writer: std::sync::mpsc::Sender<WriteJob>,
-) -> StoreResult<()> {
+) -> StoreResult<std::thread::JoinHandle<()>> {
     let weak = Arc::downgrade(inner);
     let db_path = inner.db_path.clone();
     let signal = inner.index_signal.clone();
@@ -323,13 +325,29 @@ pub(super) fn start(
         .name("casella-search-index".into())
         .spawn(move || {
             lowest_priority();
-            let indexer = Indexer::open(&db_path, writer);
-            if let Err(e) = indexer.and_then(|mut ix| ix.run(&weak, &signal)) {
-                tracing::error!(error = %e, "the search indexer stopped; searches read every message");
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let indexer = Indexer::open(&db_path, writer.clone());
+                match indexer.and_then(|mut ix| ix.run(&weak, &signal)) {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        retry_in_s = backoff.as_secs(),
+                        "the search indexer failed; searches read unindexed mail directly meanwhile"
+                    ),
+                }
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    std::thread::park_timeout(POLL);
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(300));
             }
         })?;
     let _ = inner.index_signal.indexer.set(handle.thread().clone());
-    Ok(())
+    Ok(handle)
 }
 
 #[cfg(target_os = "linux")]
@@ -414,11 +432,15 @@ impl Indexer {
     /// Indexes up to `BATCH` pending blobs in one transaction; how many.
     fn index_batch(&mut self) -> StoreResult<usize> {
         let mut stmt = self.conn.prepare_cached(
+            // A damaged column indexes as empty rather than stopping the indexer.
             "SELECT p.hash,
-                    json_extract(b.search, '$.from'), json_extract(b.search, '$.to'),
-                    json_extract(b.search, '$.cc'), json_extract(b.search, '$.bcc'),
-                    json_extract(b.search, '$.subject'),
-                    json_extract(b.search_text, '$[0]'), json_extract(b.search_text, '$[1]')
+                    json_extract(iif(json_valid(b.search), b.search, NULL), '$.from'),
+                    json_extract(iif(json_valid(b.search), b.search, NULL), '$.to'),
+                    json_extract(iif(json_valid(b.search), b.search, NULL), '$.cc'),
+                    json_extract(iif(json_valid(b.search), b.search, NULL), '$.bcc'),
+                    json_extract(iif(json_valid(b.search), b.search, NULL), '$.subject'),
+                    json_extract(iif(json_valid(b.search_text), b.search_text, NULL), '$[0]'),
+                    json_extract(iif(json_valid(b.search_text), b.search_text, NULL), '$[1]')
              FROM store.search_pending p JOIN store.blobs b ON b.hash = p.hash
              WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.hash = p.hash)
              LIMIT ?1",
@@ -477,6 +499,9 @@ impl Indexer {
         if removed.is_empty() && self.done_pending.is_empty() {
             return Ok(());
         }
+        // Entries dropped now: the same bytes may be stored again before the
+        // writer deletes the done queue rows, and their new row must stay.
+        let mut dropped = std::collections::HashSet::new();
         if !removed.is_empty() {
             let tx = self.conn.transaction()?;
             for hash in &removed {
@@ -491,6 +516,7 @@ impl Indexer {
                     .query_row([hash], |r| r.get(0))
                     .optional()?;
                 if let Some(id) = id {
+                    dropped.insert(hash.clone());
                     tx.prepare_cached("DELETE FROM field_index WHERE rowid = ?1")?
                         .execute([id])?;
                     tx.prepare_cached("DELETE FROM text_index WHERE rowid = ?1")?
@@ -499,7 +525,8 @@ impl Indexer {
             }
             tx.commit()?;
         }
-        let pending = std::mem::take(&mut self.done_pending);
+        let mut pending = std::mem::take(&mut self.done_pending);
+        pending.retain(|h| !dropped.contains(h));
         let job = WriteJob {
             run: Box::new(move |tx| {
                 let delete = || -> rusqlite::Result<()> {
