@@ -45,6 +45,8 @@ const INLINE_MAX: usize = 64 * 1024;
 /// Reader connections: reads beyond this many wait for one to be free rather
 /// than open (and prepare statements on) a connection of their own.
 const READER_POOL: usize = 8;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 96;
 
 struct Inner {
     db_path: PathBuf,
@@ -144,12 +146,17 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     // FULL: a commit is on disk (WAL fsynced) before it returns — the ack rule.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Room for every statement a session or the writer runs, so none is parsed
+    // again per command (rusqlite keeps 16 by default).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version: i64 = tx
+        .prepare_cached("PRAGMA user_version")?
+        .query_row([], |r| r.get(0))?;
     let target = schema::MIGRATIONS.len() as i64;
     if version > target {
         return Err(StoreError::Internal(format!(
@@ -329,8 +336,10 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?;
             for h in hashes {
                 inner.blobs.remove(&BlobId(h.clone()))?;
-                tx.execute("DELETE FROM inline_blobs WHERE hash = ?1", [&h])?;
-                tx.execute("DELETE FROM blobs WHERE hash = ?1", [&h])?;
+                tx.prepare_cached("DELETE FROM inline_blobs WHERE hash = ?1")?
+                    .execute([&h])?;
+                tx.prepare_cached("DELETE FROM blobs WHERE hash = ?1")?
+                    .execute([&h])?;
             }
             Ok(())
         })
@@ -524,11 +533,10 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
 }
 
 fn get_mailbox(conn: &Connection, id: MailboxId) -> StoreResult<Mailbox> {
-    conn.query_row(
-        &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"),
-        [id.0],
-        mailbox_from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"
+    ))?
+    .query_row([id.0], mailbox_from_row)
     .optional()?
     .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", id.0)))
 }
@@ -536,11 +544,10 @@ fn get_mailbox(conn: &Connection, id: MailboxId) -> StoreResult<Mailbox> {
 fn find_mailbox(conn: &Connection, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
     let name = canonical_name(name);
     Ok(conn
-        .query_row(
-            &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?1 AND name = ?2"),
-            params![account.0, name],
-            mailbox_from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?1 AND name = ?2"
+        ))?
+        .query_row(params![account.0, name], mailbox_from_row)
         .optional()?)
 }
 
@@ -573,20 +580,17 @@ pub(crate) fn validate_mailbox_name(name: &str) -> StoreResult<()> {
 /// the last one handed out if the clock has not moved on.
 fn next_uid_validity(tx: &Connection) -> StoreResult<UidValidity> {
     let last: Option<String> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'last_uidvalidity'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM meta WHERE key = 'last_uidvalidity'")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     let last: u32 = last.and_then(|s| s.parse().ok()).unwrap_or(0);
     let now = (now_unix().clamp(1, u32::MAX as i64)) as u32;
     let next = now.max(last.saturating_add(1)).max(1);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO meta(key, value) VALUES('last_uidvalidity', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [next.to_string()],
-    )?;
+    )?
+    .execute([next.to_string()])?;
     Ok(UidValidity(next))
 }
 
@@ -602,22 +606,28 @@ fn insert_mailbox(
         return Err(StoreError::Exists(format!("mailbox {name}")));
     }
     let validity = next_uid_validity(tx)?;
-    tx.execute(
-        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed)
+    tx.prepare_cached(
+        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext,
+         highest_modseq, subscribed)
          VALUES (?1, ?2, ?3, ?4, 1, 1, 1)",
-        params![account.0, name, special_use.map(|s| s.attribute()), validity.0],
-    )?;
+    )?
+    .execute(params![
+        account.0,
+        name,
+        special_use.map(|s| s.attribute()),
+        validity.0
+    ])?;
     get_mailbox(tx, MailboxId(tx.last_insert_rowid()))
 }
 
 /// Bumps the mailbox's MODSEQ and returns the new value.
 fn next_modseq(tx: &Connection, mailbox: MailboxId) -> StoreResult<ModSeq> {
-    let v: i64 = tx.query_row(
-        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1
+    let v: i64 = tx
+        .prepare_cached(
+            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1
          RETURNING highest_modseq",
-        [mailbox.0],
-        |r| r.get(0),
-    )?;
+        )?
+        .query_row([mailbox.0], |r| r.get(0))?;
     Ok(ModSeq(v as u64))
 }
 
@@ -664,10 +674,8 @@ fn blob_bytes(
 }
 
 fn release_blob(tx: &Connection, hash: &str) -> StoreResult<()> {
-    tx.execute(
-        "UPDATE blobs SET refcount = refcount - 1 WHERE hash = ?1",
-        [hash],
-    )?;
+    tx.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE hash = ?1")?
+        .execute([hash])?;
     Ok(())
 }
 
@@ -684,8 +692,10 @@ fn clear_mailbox(tx: &Connection, mailbox: MailboxId) -> StoreResult<()> {
     for b in blobs {
         release_blob(tx, &b)?;
     }
-    tx.execute("DELETE FROM messages WHERE mailbox_id = ?1", [mailbox.0])?;
-    tx.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [mailbox.0])?;
+    tx.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1")?
+        .execute([mailbox.0])?;
+    tx.prepare_cached("DELETE FROM expunged WHERE mailbox_id = ?1")?
+        .execute([mailbox.0])?;
     Ok(())
 }
 
@@ -774,15 +784,14 @@ fn copy_in_tx(
                 m
             }
         };
-        tx.execute(
-            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+        tx.prepare_cached(
+            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date,
+             flags)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![to.0, next, m.0 as i64, blob, size, date, flags],
-        )?;
-        tx.execute(
-            "UPDATE blobs SET refcount = refcount + 1 WHERE hash = ?1",
-            [&blob],
-        )?;
+        )?
+        .execute(params![to.0, next, m.0 as i64, blob, size, date, flags])?;
+        tx.prepare_cached("UPDATE blobs SET refcount = refcount + 1 WHERE hash = ?1")?
+            .execute([&blob])?;
         pairs.push((uid, Uid(next)));
         changes.push(Change::Appended {
             mailbox: to,
@@ -791,10 +800,8 @@ fn copy_in_tx(
         });
         next += 1;
     }
-    tx.execute(
-        "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
-        params![to.0, next],
-    )?;
+    tx.prepare_cached("UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1")?
+        .execute(params![to.0, next])?;
     Ok((pairs, src.account, changes))
 }
 
@@ -811,11 +818,10 @@ fn expunge_in_tx(
     let mut modseq = None;
     for uid in uids {
         let blob: Option<String> = tx
-            .query_row(
+            .prepare_cached(
                 "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob",
-                params![mailbox.0, uid.0],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![mailbox.0, uid.0], |r| r.get(0))
             .optional()?;
         let Some(blob) = blob else { continue };
         let m = match modseq {
@@ -827,10 +833,10 @@ fn expunge_in_tx(
             }
         };
         release_blob(tx, &blob)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-            params![mailbox.0, uid.0, m.0 as i64],
-        )?;
+        )?
+        .execute(params![mailbox.0, uid.0, m.0 as i64])?;
         gone.push(uid);
     }
     Ok(modseq.map(|modseq| Change::Expunged {
@@ -866,23 +872,31 @@ impl MailStore for SqliteStore {
         let account = self
             .write(move |tx, _| {
                 let exists: Option<i64> = tx
-                    .query_row("SELECT id FROM accounts WHERE address = ?1", [&address], |r| {
-                        r.get(0)
-                    })
+                    .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
+                    .query_row([&address], |r| r.get(0))
                     .optional()?;
                 let alias: Option<String> = tx
-                    .query_row("SELECT alias FROM aliases WHERE alias = ?1", [&address], |r| r.get(0))
+                    .prepare_cached("SELECT alias FROM aliases WHERE alias = ?1")?
+                    .query_row([&address], |r| r.get(0))
                     .optional()?;
                 if exists.is_some() || alias.is_some() {
                     return Err(StoreError::Exists(format!("account {address}")));
                 }
                 let settings = serde_json::to_string(&AccountSettings::default())
                     .map_err(StoreError::internal)?;
-                tx.execute(
-                    "INSERT INTO accounts(address, domain, password_hash, is_admin, settings, created)
+                tx.prepare_cached(
+                    "INSERT INTO accounts(address, domain, password_hash, is_admin, settings,
+                     created)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![address, domain, new.password_hash, new.is_admin, settings, now_unix()],
-                )?;
+                )?
+                .execute(params![
+                    address,
+                    domain,
+                    new.password_hash,
+                    new.is_admin,
+                    settings,
+                    now_unix()
+                ])?;
                 let id = AccountId(tx.last_insert_rowid());
                 for (name, role) in DEFAULT_MAILBOXES {
                     insert_mailbox(tx, id, name, *role)?;
@@ -907,10 +921,15 @@ impl MailStore for SqliteStore {
             for b in boxes {
                 clear_mailbox(tx, MailboxId(b))?;
             }
-            tx.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
-            tx.execute("DELETE FROM aliases WHERE account_id = ?1", [id.0])?;
-            tx.execute("DELETE FROM logins WHERE account_id = ?1", [id.0])?;
-            let n = tx.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;
+            tx.prepare_cached("DELETE FROM mailboxes WHERE account_id = ?1")?
+                .execute([id.0])?;
+            tx.prepare_cached("DELETE FROM aliases WHERE account_id = ?1")?
+                .execute([id.0])?;
+            tx.prepare_cached("DELETE FROM logins WHERE account_id = ?1")?
+                .execute([id.0])?;
+            let n = tx
+                .prepare_cached("DELETE FROM accounts WHERE id = ?1")?
+                .execute([id.0])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {}", id.0)));
             }
@@ -962,10 +981,12 @@ impl MailStore for SqliteStore {
         let a = account.clone();
         self.write(move |tx, _| {
             let settings = serde_json::to_string(&a.settings).map_err(StoreError::internal)?;
-            let n = tx.execute(
-                "UPDATE accounts SET password_hash = ?2, is_admin = ?3, pop_enabled = ?4,
+            let n = tx
+                .prepare_cached(
+                    "UPDATE accounts SET password_hash = ?2, is_admin = ?3, pop_enabled = ?4,
                  imap_enabled = ?5, submission_enabled = ?6, settings = ?7 WHERE id = ?1",
-                params![
+                )?
+                .execute(params![
                     a.id.0,
                     a.password_hash,
                     a.is_admin,
@@ -973,8 +994,7 @@ impl MailStore for SqliteStore {
                     a.imap_enabled,
                     a.submission_enabled,
                     settings
-                ],
-            )?;
+                ])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {}", a.address)));
             }
@@ -986,12 +1006,11 @@ impl MailStore for SqliteStore {
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
         let domain = domain.to_string();
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = ?1)
                      OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?1)",
-                [domain],
-                |r| r.get(0),
-            )?)
+            )?
+            .query_row([domain], |r| r.get(0))?)
         })
         .await
     }
@@ -1006,27 +1025,26 @@ impl MailStore for SqliteStore {
         }
         let domain = domain.to_string();
         self.write(move |tx, _| {
-            let taken: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)
+            let taken: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)
                      OR EXISTS(SELECT 1 FROM aliases WHERE alias = ?1)",
-                [&alias],
-                |r| r.get(0),
-            )?;
+                )?
+                .query_row([&alias], |r| r.get(0))?;
             if taken {
                 return Err(StoreError::Exists(format!("address {alias}")));
             }
             let found: Option<i64> = tx
-                .query_row("SELECT id FROM accounts WHERE id = ?1", [account.0], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT id FROM accounts WHERE id = ?1")?
+                .query_row([account.0], |r| r.get(0))
                 .optional()?;
             if found.is_none() {
                 return Err(StoreError::NotFound(format!("account {}", account.0)));
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO aliases(alias, domain, account_id) VALUES (?1, ?2, ?3)",
-                params![alias, domain, account.0],
-            )?;
+            )?
+            .execute(params![alias, domain, account.0])?;
             Ok(())
         })
         .await
@@ -1035,7 +1053,11 @@ impl MailStore for SqliteStore {
     async fn remove_alias(&self, alias: &str) -> StoreResult<()> {
         let alias = alias.trim().to_ascii_lowercase();
         self.write(move |tx, _| {
-            if tx.execute("DELETE FROM aliases WHERE alias = ?1", [&alias])? == 0 {
+            if tx
+                .prepare_cached("DELETE FROM aliases WHERE alias = ?1")?
+                .execute([&alias])?
+                == 0
+            {
                 return Err(StoreError::NotFound(format!("alias {alias}")));
             }
             Ok(())
@@ -1111,12 +1133,12 @@ impl MailStore for SqliteStore {
 
     async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
         self.write(move |tx, _| {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO login_blocks(key, until, reason) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until),
                                                 reason = excluded.reason",
-                rusqlite::params![block.key, block.until, block.reason],
-            )?;
+            )?
+            .execute(rusqlite::params![block.key, block.until, block.reason])?;
             Ok(())
         })
         .await
@@ -1143,7 +1165,9 @@ impl MailStore for SqliteStore {
     async fn delete_block(&self, key: &str) -> StoreResult<bool> {
         let key = key.to_string();
         self.write(move |tx, _| {
-            let n = tx.execute("DELETE FROM login_blocks WHERE key = ?1", [&key])?;
+            let n = tx
+                .prepare_cached("DELETE FROM login_blocks WHERE key = ?1")?
+                .execute([&key])?;
             Ok(n > 0)
         })
         .await
@@ -1233,7 +1257,8 @@ impl MailStore for SqliteStore {
                     return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
                 }
                 clear_mailbox(tx, id)?;
-                tx.execute("DELETE FROM mailboxes WHERE id = ?1", [id.0])?;
+                tx.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?
+                    .execute([id.0])?;
                 Ok(mb.account)
             })
             .await?;
@@ -1253,10 +1278,8 @@ impl MailStore for SqliteStore {
                 if find_mailbox(tx, mb.account, &new_name)?.is_some() {
                     return Err(StoreError::Exists(format!("mailbox {new_name}")));
                 }
-                tx.execute(
-                    "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
-                    params![id.0, new_name],
-                )?;
+                tx.prepare_cached("UPDATE mailboxes SET name = ?2 WHERE id = ?1")?
+                    .execute(params![id.0, new_name])?;
                 Ok(mb.account)
             })
             .await?;
@@ -1266,10 +1289,9 @@ impl MailStore for SqliteStore {
 
     async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()> {
         self.write(move |tx, _| {
-            let n = tx.execute(
-                "UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1",
-                params![id.0, subscribed],
-            )?;
+            let n = tx
+                .prepare_cached("UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1")?
+                .execute(params![id.0, subscribed])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("mailbox {}", id.0)));
             }
@@ -1329,18 +1351,18 @@ impl MailStore for SqliteStore {
                     if uid == u32::MAX {
                         return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
                     }
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO blobs(hash, size, refcount, parsed, search, search_text)
                          VALUES (?1, ?2, 1, ?3, ?4, ?5)
                          ON CONFLICT(hash) DO UPDATE SET refcount = refcount + 1",
-                        params![
-                            p.blob.0,
-                            p.size,
-                            p.structure_json,
-                            p.search_json,
-                            p.search_text_json
-                        ],
-                    )?;
+                    )?
+                    .execute(params![
+                        p.blob.0,
+                        p.size,
+                        p.structure_json,
+                        p.search_json,
+                        p.search_text_json
+                    ])?;
                     inner.index_signal.note_added();
                     if p.raw.len() <= INLINE_MAX {
                         tx.prepare_cached(
@@ -1351,11 +1373,20 @@ impl MailStore for SqliteStore {
                         // Under the write lock: the collector cannot remove the file now.
                         inner.blobs.put(&p.raw)?;
                     }
-                    tx.execute(
-                        "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+                    tx.prepare_cached(
+                        "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date,
+                         flags)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![mailbox.0, uid, modseq.0 as i64, p.blob.0, p.size, p.internal_date, p.flags],
-                    )?;
+                    )?
+                    .execute(params![
+                        mailbox.0,
+                        uid,
+                        modseq.0 as i64,
+                        p.blob.0,
+                        p.size,
+                        p.internal_date,
+                        p.flags
+                    ])?;
                     appended.push(Appended {
                         mailbox,
                         uid_validity: mb.uid_validity,
@@ -1365,10 +1396,8 @@ impl MailStore for SqliteStore {
                     });
                     uid += 1;
                 }
-                tx.execute(
-                    "UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1",
-                    params![mailbox.0, uid],
-                )?;
+                tx.prepare_cached("UPDATE mailboxes SET uidnext = ?2 WHERE id = ?1")?
+                    .execute(params![mailbox.0, uid])?;
                 Ok((appended, mb.account))
             })
             .await?;
@@ -1405,18 +1434,13 @@ impl MailStore for SqliteStore {
     async fn claim_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid> {
         self.write(move |tx, _| {
             let previous: u32 = tx
-                .query_row(
-                    "SELECT recent_uid FROM mailboxes WHERE id = ?1",
-                    [mailbox.0],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT recent_uid FROM mailboxes WHERE id = ?1")?
+                .query_row([mailbox.0], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", mailbox.0)))?;
             if up_to.0 > previous {
-                tx.execute(
-                    "UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1",
-                    params![mailbox.0, up_to.0],
-                )?;
+                tx.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
+                    .execute(params![mailbox.0, up_to.0])?;
             }
             Ok(Uid(previous))
         })
@@ -1672,22 +1696,24 @@ impl MailStore for SqliteStore {
 
     async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId> {
         self.write(move |tx, _| {
-            let recipients = serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
+            let recipients =
+                serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
             let now = now_unix();
-            tx.execute(
-                "INSERT INTO queue(sender, account_id, recipients, message, envid, ret, created, expires, next_attempt)
+            tx.prepare_cached(
+                "INSERT INTO queue(sender, account_id, recipients, message, envid, ret,
+                 created, expires, next_attempt)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
-                params![
-                    new.sender,
-                    new.account.map(|a| a.0),
-                    recipients,
-                    new.message,
-                    new.envid,
-                    new.ret,
-                    now,
-                    new.expires
-                ],
-            )?;
+            )?
+            .execute(params![
+                new.sender,
+                new.account.map(|a| a.0),
+                recipients,
+                new.message,
+                new.envid,
+                new.ret,
+                now,
+                new.expires
+            ])?;
             Ok(QueueId(tx.last_insert_rowid()))
         })
         .await
@@ -1704,10 +1730,8 @@ impl MailStore for SqliteStore {
                 .query_map(params![now, limit as i64], queued_from_row)?
                 .collect::<Result<_, _>>()?;
             for q in &due {
-                tx.execute(
-                    "UPDATE queue SET claimed_until = ?2 WHERE id = ?1",
-                    params![q.id.0, now + lease],
-                )?;
+                tx.prepare_cached("UPDATE queue SET claimed_until = ?2 WHERE id = ?1")?
+                    .execute(params![q.id.0, now + lease])?;
             }
             Ok(due)
         })
@@ -1717,10 +1741,10 @@ impl MailStore for SqliteStore {
     async fn queue_release_claims(&self) -> StoreResult<()> {
         // One node owns the embedded store: every claim is ours.
         self.write(|tx, _| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE queue SET claimed_until = NULL WHERE claimed_until IS NOT NULL",
-                [],
-            )?;
+            )?
+            .execute([])?;
             Ok(())
         })
         .await
@@ -1728,11 +1752,12 @@ impl MailStore for SqliteStore {
 
     async fn queue_next_attempt(&self) -> StoreResult<Option<i64>> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
-                [],
-                |r| r.get(0),
-            )?)
+            Ok(
+                c.prepare_cached(
+                    "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
+                )?
+                .query_row([], |r| r.get(0))?,
+            )
         })
         .await
     }
@@ -1751,11 +1776,10 @@ impl MailStore for SqliteStore {
 
     async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>> {
         self.read(move |c| {
-            c.query_row("SELECT message FROM queue WHERE id = ?1", [id.0], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", id.0)))
+            c.prepare_cached("SELECT message FROM queue WHERE id = ?1")?
+                .query_row([id.0], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", id.0)))
         })
         .await
     }
@@ -1764,11 +1788,20 @@ impl MailStore for SqliteStore {
         let e = entry.clone();
         self.write(move |tx, _| {
             let recipients = serde_json::to_string(&e.recipients).map_err(StoreError::internal)?;
-            let n = tx.execute(
-                "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = ?4, last_error = ?5,
+            let n = tx
+                .prepare_cached(
+                    "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = ?4,
+                 last_error = ?5,
                  expires = ?6, claimed_until = NULL WHERE id = ?1",
-                params![e.id.0, recipients, e.next_attempt, e.attempts, e.last_error, e.expires],
-            )?;
+                )?
+                .execute(params![
+                    e.id.0,
+                    recipients,
+                    e.next_attempt,
+                    e.attempts,
+                    e.last_error,
+                    e.expires
+                ])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("queue entry {}", e.id.0)));
             }
@@ -1779,7 +1812,11 @@ impl MailStore for SqliteStore {
 
     async fn queue_remove(&self, id: QueueId) -> StoreResult<()> {
         self.write(move |tx, _| {
-            if tx.execute("DELETE FROM queue WHERE id = ?1", [id.0])? == 0 {
+            if tx
+                .prepare_cached("DELETE FROM queue WHERE id = ?1")?
+                .execute([id.0])?
+                == 0
+            {
                 return Err(StoreError::NotFound(format!("queue entry {}", id.0)));
             }
             Ok(())
@@ -1901,17 +1938,26 @@ mod tests {
         assert_eq!(headers.subject, expected.1.subject);
         assert!(headers.body_text.is_empty());
         let parsed: String = store
-            .read(|c| Ok(c.query_row("SELECT parsed FROM blobs", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT parsed FROM blobs")?
+                    .query_row([], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert!(!parsed.contains("old needle"), "{parsed}");
         let search: String = store
-            .read(|c| Ok(c.query_row("SELECT search FROM blobs", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT search FROM blobs")?
+                    .query_row([], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert!(!search.contains("old needle"), "{search}");
         let search: String = store
-            .read(|c| Ok(c.query_row("SELECT search FROM blobs", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT search FROM blobs")?
+                    .query_row([], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert!(!search.contains("old needle"), "{search}");
@@ -1992,7 +2038,10 @@ mod tests {
         store.collect_blobs().await.unwrap();
         assert_eq!(files(dir.path()), 0);
         let rows: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM inline_blobs", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.prepare_cached("SELECT count(*) FROM inline_blobs")?
+                    .query_row([], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(rows, 0);
@@ -2236,7 +2285,8 @@ mod tests {
         store.collect_blobs().await.unwrap();
         let entries = || {
             let c = Connection::open(dir.path().join("search.db")).unwrap();
-            c.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
+            c.prepare_cached("SELECT count(*) FROM docs")?
+                .query_row([], |r| r.get::<_, i64>(0))
                 .unwrap()
         };
         for _ in 0..400 {
