@@ -45,6 +45,34 @@ const INLINE_MAX: usize = 64 * 1024;
 /// Reader connections: reads beyond this many wait for one to be free rather
 /// than open (and prepare statements on) a connection of their own.
 const READER_POOL: usize = 8;
+
+/// Reads of at most this many rows are `ReadSize::Small`.
+const SMALL_READ_ROWS: usize = 256;
+
+/// Where a read runs. Handing a read to tokio's blocking pool costs two thread
+/// wake-ups (there and back), more than an index lookup or a few hundred rows
+/// from SQLite's cache take; under load those hand-offs were the largest single
+/// cost of IMAP commands. So bounded reads run on the task's own thread, and
+/// only reads that grow with a mailbox, the text index, and message files go
+/// to the pool, where they cannot hold up other sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadSize {
+    /// Index lookups and reads of at most `SMALL_READ_ROWS` rows.
+    Small,
+    /// Whole mailboxes, whole tables, the text index, files.
+    Large,
+}
+
+impl ReadSize {
+    /// The size of a read of `n` rows.
+    fn rows(n: usize) -> ReadSize {
+        if n <= SMALL_READ_ROWS {
+            ReadSize::Small
+        } else {
+            ReadSize::Large
+        }
+    }
+}
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 96;
 
@@ -152,6 +180,32 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// Runs `f` on a connection from the reader pool (opening one if the pool is
+/// empty) and puts the connection back.
+fn with_reader<T>(inner: &Inner, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    let conn = inner
+        .readers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop();
+    let conn = match conn {
+        Some(c) => c,
+        None => {
+            let conn = open_connection(&inner.db_path)?;
+            if inner.text_index {
+                text_index::attach(&conn, &inner.db_path)?;
+            }
+            conn
+        }
+    };
+    let result = f(&conn);
+    let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < READER_POOL {
+        pool.push(conn);
+    }
+    result
+}
+
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx
@@ -227,7 +281,9 @@ impl SqliteStore {
         Ok(SqliteStore { inner })
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs `f` on a reader connection: on this task's thread for a
+    /// `ReadSize::Small` read, on tokio's blocking pool for a `Large` one.
+    async fn read<T, F>(&self, size: ReadSize, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -238,32 +294,40 @@ impl SqliteStore {
             .acquire()
             .await
             .map_err(StoreError::internal)?;
+        match size {
+            ReadSize::Small => with_reader(&self.inner, f),
+            ReadSize::Large => {
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || with_reader(&inner, f))
+                    .await
+                    .map_err(StoreError::internal)?
+            }
+        }
+    }
+
+    /// Fills the `None` entries of `found` (messages not kept in the database)
+    /// from their files, on the blocking pool; a file that cannot be read
+    /// stays `None`.
+    async fn fill_from_files(
+        &self,
+        blobs: Vec<BlobId>,
+        mut found: Vec<Option<Vec<u8>>>,
+        header_only: bool,
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        if found.iter().all(Option::is_some) {
+            return Ok(found);
+        }
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let conn = match conn {
-                Some(c) => c,
-                None => {
-                    let conn = open_connection(&inner.db_path)?;
-                    if inner.text_index {
-                        text_index::attach(&conn, &inner.db_path)?;
-                    }
-                    conn
+            for (slot, blob) in found.iter_mut().zip(&blobs) {
+                if slot.is_none() {
+                    *slot = file_bytes(&inner.blobs, blob, header_only).ok();
                 }
-            };
-            let result = f(&conn);
-            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < READER_POOL {
-                pool.push(conn);
             }
-            result
+            found
         })
         .await
-        .map_err(StoreError::internal)?
+        .map_err(StoreError::internal)
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -309,13 +373,14 @@ impl SqliteStore {
         if !self.inner.text_index {
             return Ok(None);
         }
-        self.read(|c| text_index::backlog(c).map(Some)).await
+        self.read(ReadSize::Large, |c| text_index::backlog(c).map(Some))
+            .await
     }
 
     /// The expunged UIDs of a mailbox with the MODSEQ of each expunge, for a
     /// migration that keeps QRESYNC state.
     pub async fn expunged_log(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, ModSeq)>> {
-        self.read(move |c| {
+        self.read(ReadSize::Large, move |c| {
             let mut stmt =
                 c.prepare("SELECT uid, modseq FROM expunged WHERE mailbox_id = ?1 ORDER BY uid")?;
             Ok(stmt
@@ -649,27 +714,27 @@ fn per_blob<T>(
         .collect()
 }
 
-/// A message's bytes (with `header_only`, its header block): from the
-/// database when it is small enough to be kept there, else from its file.
-fn blob_bytes(
-    c: &Connection,
-    files: &BlobDir,
-    blob: &BlobId,
-    header_only: bool,
-) -> StoreResult<Vec<u8>> {
+/// A message's bytes (with `header_only`, its header block) when it is small
+/// enough to be kept in the database; `None` when it is kept as a file.
+fn stored_bytes(c: &Connection, blob: &BlobId, header_only: bool) -> StoreResult<Option<Vec<u8>>> {
     let inline: Option<Vec<u8>> = c
         .prepare_cached("SELECT content FROM inline_blobs WHERE hash = ?1")?
         .query_row([&blob.0], |r| r.get(0))
         .optional()?;
-    match inline {
-        Some(mut raw) => {
-            if header_only {
-                raw.truncate(casella_mime::header_len(&raw));
-            }
-            Ok(raw)
+    Ok(inline.map(|mut raw| {
+        if header_only {
+            raw.truncate(casella_mime::header_len(&raw));
         }
-        None if header_only => files.get_header(blob),
-        None => files.get(blob),
+        raw
+    }))
+}
+
+/// A message's bytes (or header block) from its file under `blobs/`.
+fn file_bytes(files: &BlobDir, blob: &BlobId, header_only: bool) -> StoreResult<Vec<u8>> {
+    if header_only {
+        files.get_header(blob)
+    } else {
+        files.get(blob)
     }
 }
 
@@ -940,7 +1005,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Account> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             c.query_row(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
                 [id.0],
@@ -954,7 +1019,7 @@ impl MailStore for SqliteStore {
 
     async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
         let address = address.to_string();
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             Ok(c.query_row(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
                 [address],
@@ -966,7 +1031,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
-        self.read(|c| {
+        self.read(ReadSize::Large, |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY address"
             ))?;
@@ -1005,7 +1070,7 @@ impl MailStore for SqliteStore {
 
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
         let domain = domain.to_string();
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             Ok(c.prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = ?1)
                      OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?1)",
@@ -1097,7 +1162,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT at, protocol, remote, success, client FROM logins
                  WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
@@ -1127,8 +1192,10 @@ impl MailStore for SqliteStore {
             return Ok(None);
         }
         let needle = needle.to_string();
-        self.read(move |c| text_index::candidates(c, mailbox, field, &needle).map(Some))
-            .await
+        self.read(ReadSize::Large, move |c| {
+            text_index::candidates(c, mailbox, field, &needle).map(Some)
+        })
+        .await
     }
 
     async fn save_block(&self, block: StoredBlock) -> StoreResult<()> {
@@ -1145,7 +1212,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>> {
-        self.read(move |c| {
+        self.read(ReadSize::Large, move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT key, until, reason FROM login_blocks WHERE until > ?1 ORDER BY until",
             )?;
@@ -1174,7 +1241,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT alias FROM aliases WHERE account_id = ?1 ORDER BY alias")?;
             Ok(stmt
@@ -1186,7 +1253,7 @@ impl MailStore for SqliteStore {
 
     async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>> {
         let address = address.trim().to_ascii_lowercase();
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let direct = c
                 .query_row(
                     &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
@@ -1211,7 +1278,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?1 ORDER BY name"
             ))?;
@@ -1223,7 +1290,8 @@ impl MailStore for SqliteStore {
     }
 
     async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
-        self.read(move |c| get_mailbox(c, id)).await
+        self.read(ReadSize::Small, move |c| get_mailbox(c, id))
+            .await
     }
 
     async fn mailbox_by_name(
@@ -1232,7 +1300,8 @@ impl MailStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<Mailbox>> {
         let name = name.to_string();
-        self.read(move |c| find_mailbox(c, account, &name)).await
+        self.read(ReadSize::Small, move |c| find_mailbox(c, account, &name))
+            .await
     }
 
     async fn create_mailbox(
@@ -1420,7 +1489,7 @@ impl MailStore for SqliteStore {
         mailbox: MailboxId,
         since: ModSeq,
     ) -> StoreResult<Vec<MessageSummary>> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
                  WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
@@ -1473,7 +1542,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>> {
-        self.read(move |c| {
+        self.read(ReadSize::Large, move |c| {
             // Distinguish "no such mailbox" from "empty".
             get_mailbox(c, mailbox)?;
             let mut stmt = c.prepare_cached(
@@ -1491,7 +1560,7 @@ impl MailStore for SqliteStore {
         blobs: &[BlobId],
     ) -> StoreResult<Vec<Option<Arc<MessageStructure>>>> {
         with_cache(&self.inner.structures, blobs, |missing| {
-            self.read(move |c| {
+            self.read(ReadSize::rows(missing.len()), move |c| {
                 per_blob(
                     c,
                     "SELECT parsed FROM blobs WHERE hash = ?1",
@@ -1513,7 +1582,7 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
         if !text {
             return with_cache(&self.inner.header_fields, blobs, |missing| {
-                self.read(move |c| {
+                self.read(ReadSize::rows(missing.len()), move |c| {
                     per_blob(
                         c,
                         "SELECT search FROM blobs WHERE hash = ?1",
@@ -1525,7 +1594,7 @@ impl MailStore for SqliteStore {
             .await;
         }
         let blobs = blobs.to_vec();
-        self.read(move |c| {
+        self.read(ReadSize::rows(blobs.len()), move |c| {
             per_blob(
                 c,
                 "SELECT search, search_text FROM blobs WHERE hash = ?1",
@@ -1541,33 +1610,46 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
+        let id = blob.clone();
+        if let Some(raw) = self
+            .read(ReadSize::Small, move |c| stored_bytes(c, &id, false))
+            .await?
+        {
+            return Ok(raw);
+        }
         let blob = blob.clone();
         let inner = self.inner.clone();
-        self.read(move |c| blob_bytes(c, &inner.blobs, &blob, false))
+        tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
             .await
+            .map_err(StoreError::internal)?
     }
 
     async fn read_blobs(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let inner = self.inner.clone();
         let blobs = blobs.to_vec();
-        self.read(move |c| {
-            Ok(blobs
-                .iter()
-                .map(|b| blob_bytes(c, &inner.blobs, b, false).ok())
-                .collect())
-        })
-        .await
+        let (blobs, found) = self
+            .read(ReadSize::rows(blobs.len()), move |c| {
+                let found = blobs
+                    .iter()
+                    .map(|b| stored_bytes(c, b, false).ok().flatten())
+                    .collect();
+                Ok((blobs, found))
+            })
+            .await?;
+        self.fill_from_files(blobs, found, false).await
     }
 
     async fn read_headers(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
-        with_cache(&self.inner.headers, blobs, |missing| {
-            let inner = self.inner.clone();
-            self.read(move |c| {
-                Ok(missing
-                    .iter()
-                    .map(|b| blob_bytes(c, &inner.blobs, b, true).ok())
-                    .collect())
-            })
+        with_cache(&self.inner.headers, blobs, |missing| async move {
+            let (missing, found) = self
+                .read(ReadSize::rows(missing.len()), move |c| {
+                    let found = missing
+                        .iter()
+                        .map(|b| stored_bytes(c, b, true).ok().flatten())
+                        .collect();
+                    Ok((missing, found))
+                })
+                .await?;
+            self.fill_from_files(missing, found, true).await
         })
         .await
     }
@@ -1683,7 +1765,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>> {
-        self.read(move |c| {
+        self.read(ReadSize::Small, move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
             )?;
@@ -1751,7 +1833,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn queue_next_attempt(&self) -> StoreResult<Option<i64>> {
-        self.read(|c| {
+        self.read(ReadSize::Small, |c| {
             Ok(
                 c.prepare_cached(
                     "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
@@ -1763,7 +1845,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn queue_list(&self) -> StoreResult<Vec<Queued>> {
-        self.read(|c| {
+        self.read(ReadSize::Large, |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY created, id"
             ))?;
@@ -1775,7 +1857,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>> {
-        self.read(move |c| {
+        self.read(ReadSize::Large, move |c| {
             c.prepare_cached("SELECT message FROM queue WHERE id = ?1")?
                 .query_row([id.0], |r| r.get(0))
                 .optional()?
@@ -1938,7 +2020,7 @@ mod tests {
         assert_eq!(headers.subject, expected.1.subject);
         assert!(headers.body_text.is_empty());
         let parsed: String = store
-            .read(|c| {
+            .read(ReadSize::Small, |c| {
                 Ok(c.prepare_cached("SELECT parsed FROM blobs")?
                     .query_row([], |r| r.get(0))?)
             })
@@ -1946,7 +2028,7 @@ mod tests {
             .unwrap();
         assert!(!parsed.contains("old needle"), "{parsed}");
         let search: String = store
-            .read(|c| {
+            .read(ReadSize::Small, |c| {
                 Ok(c.prepare_cached("SELECT search FROM blobs")?
                     .query_row([], |r| r.get(0))?)
             })
@@ -1954,7 +2036,7 @@ mod tests {
             .unwrap();
         assert!(!search.contains("old needle"), "{search}");
         let search: String = store
-            .read(|c| {
+            .read(ReadSize::Small, |c| {
                 Ok(c.prepare_cached("SELECT search FROM blobs")?
                     .query_row([], |r| r.get(0))?)
             })
@@ -2026,6 +2108,12 @@ mod tests {
         let headers = store.read_headers(&blobs).await.unwrap();
         assert_eq!(headers[0].as_deref(), Some(&b"Subject: small\r\n\r\n"[..]));
         assert_eq!(headers[1].as_deref(), Some(&b"Subject: large\r\n\r\n"[..]));
+        // A batch mixing a database row, a file and an unknown blob.
+        let mut batch = blobs.clone();
+        batch.push(BlobId("0".repeat(64)));
+        let read = store.read_blobs(&batch).await.unwrap();
+        assert_eq!(read, vec![Some(small.clone()), Some(large.clone()), None]);
+        assert!(store.read_blob(&batch[2]).await.is_err());
         // Expunged and collected: neither row nor file stays.
         let refs: Vec<MessageRef> = list
             .iter()
@@ -2038,7 +2126,7 @@ mod tests {
         store.collect_blobs().await.unwrap();
         assert_eq!(files(dir.path()), 0);
         let rows: i64 = store
-            .read(|c| {
+            .read(ReadSize::Small, |c| {
                 Ok(c.prepare_cached("SELECT count(*) FROM inline_blobs")?
                     .query_row([], |r| r.get(0))?)
             })
@@ -2285,8 +2373,7 @@ mod tests {
         store.collect_blobs().await.unwrap();
         let entries = || {
             let c = Connection::open(dir.path().join("search.db")).unwrap();
-            c.prepare_cached("SELECT count(*) FROM docs")?
-                .query_row([], |r| r.get::<_, i64>(0))
+            c.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
                 .unwrap()
         };
         for _ in 0..400 {
