@@ -1946,6 +1946,61 @@ mod tests {
         crate::conformance::run_all(Arc::new(store)).await;
     }
 
+    #[tokio::test]
+    async fn messages_kept_in_the_database_survive_the_upgrade_from_version_12() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "old@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        // Several overflow pages: the case the old table handled badly.
+        let raw = format!("Subject: v12\r\n\r\n{}\r\n", "x".repeat(20_000)).into_bytes();
+        store
+            .append(
+                inbox.id,
+                crate::NewMessage {
+                    raw: raw.clone(),
+                    internal_date: None,
+                    flags: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        drop(store);
+        // The table as version 12 had it.
+        {
+            let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE v12 (hash TEXT PRIMARY KEY, content BLOB NOT NULL) WITHOUT ROWID;
+                 INSERT INTO v12 SELECT hash, content FROM inline_blobs;
+                 DROP TABLE inline_blobs;
+                 ALTER TABLE v12 RENAME TO inline_blobs;
+                 PRAGMA user_version = 12;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let list = store.list_messages(inbox.id).await.unwrap();
+        assert_eq!(store.read_blob(&list[0].blob).await.unwrap(), raw);
+        let sql: String = store
+            .read(ReadSize::Small, |c| {
+                Ok(c.query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = 'inline_blobs'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(!sql.to_uppercase().contains("WITHOUT ROWID"), "{sql}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn search_fields_move_out_of_the_structure_on_upgrade_from_version_8() {
         let dir = tempfile::tempdir().unwrap();

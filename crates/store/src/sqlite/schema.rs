@@ -177,4 +177,19 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE search_pending (hash TEXT PRIMARY KEY) WITHOUT ROWID;
     CREATE TABLE search_removed (hash TEXT PRIMARY KEY) WITHOUT ROWID;
     "#,
+    // version 13: `inline_blobs` becomes a rowid table. WITHOUT ROWID, a row
+    // (the whole message) was the b-tree's key, and SQLite reads every
+    // overflow page of a key it compares while searching: finding one message
+    // read dozens of pages. Now the primary-key index holds only the hash and
+    // the content is reached by rowid. (SQLite's advice: WITHOUT ROWID only
+    // for rows under a twentieth of a page.)
+    r#"
+    CREATE TABLE inline_blobs_by_rowid (
+        hash    TEXT PRIMARY KEY,
+        content BLOB NOT NULL
+    );
+    INSERT INTO inline_blobs_by_rowid(hash, content) SELECT hash, content FROM inline_blobs;
+    DROP TABLE inline_blobs;
+    ALTER TABLE inline_blobs_by_rowid RENAME TO inline_blobs;
+    "#,
 ];
