@@ -353,6 +353,9 @@ impl Session {
                 Command::Capa => self.capa(false),
                 Command::Quit => {
                     self.update(drop).await;
+                    // Unlock the maildrop before the reply goes out: a client
+                    // that has read "+OK" may log in again at once.
+                    *state = State::Authorization { user: None };
                     return Next::Close;
                 }
                 Command::Stat => {
