@@ -57,7 +57,9 @@ const SMALL_READ_ROWS: usize = 256;
 /// to the pool, where they cannot hold up other sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReadSize {
-    /// Index lookups and reads of at most `SMALL_READ_ROWS` rows.
+    /// Index lookups and reads of at most `SMALL_READ_ROWS` rows. They run on
+    /// a runtime thread: a panic ends the calling task, and if the reader
+    /// pool is empty a connection is opened there.
     Small,
     /// Whole mailboxes, whole tables, the text index, files.
     Large,
@@ -217,6 +219,11 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             "store schema version {version} is newer than this casella ({target})"
         )));
     }
+    if version > 0 && version < target {
+        // Some steps rewrite tables (version 13 copies every message kept in
+        // the database): say why a start takes long.
+        tracing::info!(from = version, to = target, "upgrading the store's schema");
+    }
     for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -305,6 +312,39 @@ impl SqliteStore {
         }
     }
 
+    /// The rows of `sql` (a query on `?1` = mailbox and `?2` = MODSEQ over an
+    /// index on both, without ORDER BY or LIMIT) in UID order. Usually a few
+    /// rows: asked for inline with a LIMIT just past `SMALL_READ_ROWS`, so the
+    /// probe stays small; when there are more (a `STORE 1:*` in a large
+    /// mailbox), all of them are read again on the blocking pool.
+    async fn read_changes<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        mailbox: MailboxId,
+        since: ModSeq,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        uid: fn(&T) -> Uid,
+    ) -> StoreResult<Vec<T>> {
+        let query = move |c: &Connection, limit: Option<usize>| -> StoreResult<Vec<T>> {
+            let mut stmt = match limit {
+                Some(n) => c.prepare_cached(&format!("{sql} LIMIT {n}"))?,
+                None => c.prepare_cached(sql)?,
+            };
+            let rows = stmt.query_map(params![mailbox.0, since.0 as i64], row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let mut rows = self
+            .read(ReadSize::Small, move |c| {
+                query(c, Some(SMALL_READ_ROWS + 1))
+            })
+            .await?;
+        if rows.len() > SMALL_READ_ROWS {
+            rows = self.read(ReadSize::Large, move |c| query(c, None)).await?;
+        }
+        rows.sort_unstable_by_key(uid);
+        Ok(rows)
+    }
+
     /// Fills the `None` entries of `found` (messages not kept in the database)
     /// from their files, on the blocking pool; a file that cannot be read
     /// stays `None`.
@@ -317,6 +357,13 @@ impl SqliteStore {
         if found.iter().all(Option::is_some) {
             return Ok(found);
         }
+        // Files count against the same limit as database reads.
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             for (slot, blob) in found.iter_mut().zip(&blobs) {
@@ -1489,14 +1536,14 @@ impl MailStore for SqliteStore {
         mailbox: MailboxId,
         since: ModSeq,
     ) -> StoreResult<Vec<MessageSummary>> {
-        self.read(ReadSize::Small, move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
-                 WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
-            )?;
-            let rows = stmt.query_map(params![mailbox.0, since.0 as i64], summary_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+        self.read_changes(
+            "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+             WHERE mailbox_id = ?1 AND modseq > ?2",
+            mailbox,
+            since,
+            summary_from_row,
+            |m| m.uid,
+        )
         .await
     }
 
@@ -1594,7 +1641,8 @@ impl MailStore for SqliteStore {
             .await;
         }
         let blobs = blobs.to_vec();
-        self.read(ReadSize::rows(blobs.len()), move |c| {
+        // Each row holds a message's whole text, to be parsed: never inline.
+        self.read(ReadSize::Large, move |c| {
             per_blob(
                 c,
                 "SELECT search, search_text FROM blobs WHERE hash = ?1",
@@ -1617,6 +1665,12 @@ impl MailStore for SqliteStore {
         {
             return Ok(raw);
         }
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(StoreError::internal)?;
         let blob = blob.clone();
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
@@ -1765,14 +1819,13 @@ impl MailStore for SqliteStore {
     }
 
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>> {
-        self.read(ReadSize::Small, move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
-            )?;
-            Ok(stmt
-                .query_map(params![mailbox.0, since.0 as i64], |r| Ok(Uid(r.get(0)?)))?
-                .collect::<Result<_, _>>()?)
-        })
+        self.read_changes(
+            "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2",
+            mailbox,
+            since,
+            |r| Ok(Uid(r.get(0)?)),
+            |u| *u,
+        )
         .await
     }
 
@@ -2115,6 +2168,74 @@ mod tests {
             body_uids(&store, inbox.id, "needle").await,
             Some((vec![1, 2], vec![]))
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_changes_since_a_modseq_come_back_whole_and_in_uid_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = store
+            .create_account(crate::NewAccount {
+                address: "many@example.org".into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let n = SMALL_READ_ROWS + 44;
+        let messages = (0..n)
+            .map(|i| crate::NewMessage {
+                raw: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+                internal_date: None,
+                flags: Default::default(),
+            })
+            .collect();
+        store.append_batch(inbox.id, messages).await.unwrap();
+        let before = store.mailbox(inbox.id).await.unwrap().highest_modseq;
+        let uids: Vec<Uid> = store
+            .list_messages(inbox.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        let seen: FlagSet = [Flag::Seen].into_iter().collect();
+        // One MODSEQ for all: more rows than an inline read takes.
+        store
+            .store_flags(inbox.id, &uids, FlagOp::Add, &seen)
+            .await
+            .unwrap();
+        let changed = store.changed_since(inbox.id, before).await.unwrap();
+        assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), uids);
+        // A few: the inline read.
+        let few = store
+            .changed_since(inbox.id, ModSeq(before.0 - 1))
+            .await
+            .unwrap();
+        assert_eq!(few.len(), n);
+        let mid = store.mailbox(inbox.id).await.unwrap().highest_modseq;
+        store
+            .store_flags(inbox.id, &uids[..3], FlagOp::Remove, &seen)
+            .await
+            .unwrap();
+        let three = store.changed_since(inbox.id, mid).await.unwrap();
+        assert_eq!(three.iter().map(|m| m.uid).collect::<Vec<_>>(), uids[..3]);
+        // Expunged in reverse order, answered in UID order either way.
+        let last = store.mailbox(inbox.id).await.unwrap().highest_modseq;
+        let refs: Vec<MessageRef> = uids
+            .iter()
+            .rev()
+            .map(|&uid| MessageRef {
+                mailbox: inbox.id,
+                uid,
+            })
+            .collect();
+        store.expunge(a.id, &refs[..2]).await.unwrap();
+        let two = store.expunged_since(inbox.id, last).await.unwrap();
+        assert_eq!(two, vec![uids[n - 2], uids[n - 1]]);
+        store.expunge(a.id, &refs[2..]).await.unwrap();
+        assert_eq!(store.expunged_since(inbox.id, last).await.unwrap(), uids);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,4 +192,9 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE inline_blobs;
     ALTER TABLE inline_blobs_by_rowid RENAME TO inline_blobs;
     "#,
+    // version 14: the expunge log by MODSEQ, so a session's resync reads only
+    // the expunges since it last looked, not the mailbox's whole history.
+    r#"
+    CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);
+    "#,
 ];
