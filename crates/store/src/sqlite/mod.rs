@@ -7,7 +7,8 @@
 //! waiting for it together (group commit: one transaction, one fsync per batch,
 //! each write in its own savepoint; `BEGIN IMMEDIATE`),
 //! a small pool of reader connections (WAL lets them read while the writer writes).
-//! All SQLite work runs on tokio's blocking pool. Other processes (`casella
+//! Bounded reads run on the calling task's thread, reads that grow with a
+//! mailbox and file reads on tokio's blocking pool (see `ReadSize`). Other processes (`casella
 //! deliver`) may write to the same files; SQLite's file locks serialise them and
 //! `busy_timeout` makes them wait instead of failing.
 //!
