@@ -289,6 +289,15 @@ impl SqliteStore {
         Ok(SqliteStore { inner })
     }
 
+    /// One of the `READER_POOL` permits every read (database or file) holds.
+    async fn read_slot(&self) -> StoreResult<tokio::sync::SemaphorePermit<'_>> {
+        self.inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(StoreError::internal)
+    }
+
     /// Runs `f` on a reader connection: on this task's thread for a
     /// `ReadSize::Small` read, on tokio's blocking pool for a `Large` one.
     async fn read<T, F>(&self, size: ReadSize, f: F) -> StoreResult<T>
@@ -296,12 +305,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _slot = self
-            .inner
-            .read_slots
-            .acquire()
-            .await
-            .map_err(StoreError::internal)?;
+        let _slot = self.read_slot().await?;
         match size {
             ReadSize::Small => with_reader(&self.inner, f),
             ReadSize::Large => {
@@ -314,7 +318,7 @@ impl SqliteStore {
     }
 
     /// The rows of `sql` (a query on `?1` = mailbox and `?2` = MODSEQ over an
-    /// index on both, without ORDER BY or LIMIT) in UID order. Usually a few
+    /// index on both, without ORDER BY, ending in `LIMIT ?3`) in UID order. Usually a few
     /// rows: asked for inline with a LIMIT just past `SMALL_READ_ROWS`, so the
     /// probe stays small; when there are more (a `STORE 1:*` in a large
     /// mailbox), all of them are read again on the blocking pool.
@@ -326,21 +330,19 @@ impl SqliteStore {
         row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
         uid: fn(&T) -> Uid,
     ) -> StoreResult<Vec<T>> {
-        let query = move |c: &Connection, limit: Option<usize>| -> StoreResult<Vec<T>> {
-            let mut stmt = match limit {
-                Some(n) => c.prepare_cached(&format!("{sql} LIMIT {n}"))?,
-                None => c.prepare_cached(sql)?,
-            };
-            let rows = stmt.query_map(params![mailbox.0, since.0 as i64], row)?;
+        // `?3` is the LIMIT; SQLite reads a negative one as none.
+        let query = move |c: &Connection, limit: i64| -> StoreResult<Vec<T>> {
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![mailbox.0, since.0 as i64, limit], row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
         let mut rows = self
             .read(ReadSize::Small, move |c| {
-                query(c, Some(SMALL_READ_ROWS + 1))
+                query(c, SMALL_READ_ROWS as i64 + 1)
             })
             .await?;
         if rows.len() > SMALL_READ_ROWS {
-            rows = self.read(ReadSize::Large, move |c| query(c, None)).await?;
+            rows = self.read(ReadSize::Large, move |c| query(c, -1)).await?;
         }
         rows.sort_unstable_by_key(uid);
         Ok(rows)
@@ -359,12 +361,7 @@ impl SqliteStore {
             return Ok(found);
         }
         // Files count against the same limit as database reads.
-        let _slot = self
-            .inner
-            .read_slots
-            .acquire()
-            .await
-            .map_err(StoreError::internal)?;
+        let _slot = self.read_slot().await?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             for (slot, blob) in found.iter_mut().zip(&blobs) {
@@ -1539,7 +1536,7 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Vec<MessageSummary>> {
         self.read_changes(
             "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
-             WHERE mailbox_id = ?1 AND modseq > ?2",
+             WHERE mailbox_id = ?1 AND modseq > ?2 LIMIT ?3",
             mailbox,
             since,
             summary_from_row,
@@ -1666,12 +1663,7 @@ impl MailStore for SqliteStore {
         {
             return Ok(raw);
         }
-        let _slot = self
-            .inner
-            .read_slots
-            .acquire()
-            .await
-            .map_err(StoreError::internal)?;
+        let _slot = self.read_slot().await?;
         let blob = blob.clone();
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.blobs.get(&blob))
@@ -1821,7 +1813,7 @@ impl MailStore for SqliteStore {
 
     async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>> {
         self.read_changes(
-            "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2",
+            "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 LIMIT ?3",
             mailbox,
             since,
             |r| Ok(Uid(r.get(0)?)),
@@ -2004,15 +1996,7 @@ mod tests {
     async fn messages_kept_in_the_database_survive_the_upgrade_from_version_12() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "old@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (_, inbox) = account_with_inbox(&store, "old@example.org").await;
         // Several overflow pages: the case the old table handled badly.
         let raw = format!("Subject: v12\r\n\r\n{}\r\n", "x".repeat(20_000)).into_bytes();
         store
@@ -2059,15 +2043,7 @@ mod tests {
     async fn search_fields_move_out_of_the_structure_on_upgrade_from_version_8() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "old@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (_, inbox) = account_with_inbox(&store, "old@example.org").await;
         let raw = b"From: Ann <ann@example.org>\r\nSubject: from version 8\r\n\r\nold needle\r\n";
         store
             .append(
@@ -2175,15 +2151,7 @@ mod tests {
     async fn many_changes_since_a_modseq_come_back_whole_and_in_uid_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "many@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (a, inbox) = account_with_inbox(&store, "many@example.org").await;
         let n = SMALL_READ_ROWS + 44;
         let messages = (0..n)
             .map(|i| crate::NewMessage {
@@ -2243,15 +2211,7 @@ mod tests {
     async fn small_messages_live_in_the_database_and_large_ones_in_files() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "sizes@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (a, inbox) = account_with_inbox(&store, "sizes@example.org").await;
         let small = b"Subject: small\r\n\r\nkept inline\r\n".to_vec();
         let mut large = b"Subject: large\r\n\r\n".to_vec();
         large.extend(std::iter::repeat_n(b'x', INLINE_MAX));
@@ -2327,6 +2287,20 @@ mod tests {
     }
 
     /// Waits (up to 20 s) until the text index has read every stored message.
+    /// A new account at `address` and its INBOX.
+    async fn account_with_inbox(store: &SqliteStore, address: &str) -> (Account, Mailbox) {
+        let a = store
+            .create_account(crate::NewAccount {
+                address: address.into(),
+                password_hash: String::new(),
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        (a, inbox)
+    }
+
     async fn wait_indexed(store: &SqliteStore) {
         for _ in 0..400 {
             if store.search_index_backlog().await.unwrap() == Some(0) {
@@ -2369,15 +2343,7 @@ mod tests {
     async fn the_text_index_catches_up_when_turned_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(false)).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "late@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (_, inbox) = account_with_inbox(&store, "late@example.org").await;
         append_text(
             &store,
             inbox.id,
@@ -2440,15 +2406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open_with(dir.path(), Some(true)).unwrap());
         let store = SqliteStore::open(dir.path()).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "dmg@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (_, inbox) = account_with_inbox(&store, "dmg@example.org").await;
         append_text(&store, inbox.id, b"Subject: one\r\n\r\ndamaged needle\r\n").await;
         append_text(&store, inbox.id, b"Subject: two\r\n\r\nsound needle\r\n").await;
         drop(store);
@@ -2474,15 +2432,7 @@ mod tests {
         drop(SqliteStore::open_with(dir.path(), Some(true)).unwrap());
         // Another command's store: nothing indexes, the queue grows.
         let store = SqliteStore::open(dir.path()).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "q@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (a, inbox) = account_with_inbox(&store, "q@example.org").await;
         let other = store.create_mailbox(a.id, "Other", None).await.unwrap();
         let batch = |n: std::ops::Range<usize>| {
             n.map(|i| crate::NewMessage {
@@ -2508,15 +2458,7 @@ mod tests {
     async fn the_text_index_follows_appends_and_expunges() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
-        let a = store
-            .create_account(crate::NewAccount {
-                address: "ix@example.org".into(),
-                password_hash: String::new(),
-                is_admin: false,
-            })
-            .await
-            .unwrap();
-        let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+        let (a, inbox) = account_with_inbox(&store, "ix@example.org").await;
         for i in 0..200 {
             let word = if i % 10 == 0 { "marmalade" } else { "porridge" };
             let raw =
