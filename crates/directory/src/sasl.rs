@@ -107,9 +107,9 @@ mod tests {
 /// What a password exchange wants next.
 #[derive(Debug)]
 pub enum Step {
-    /// Send this challenge (already base64) and pass the client's decoded answer
-    /// to [`PasswordExchange::respond`].
-    Challenge(String),
+    /// Send this challenge (the protocol encodes it) and pass the client's
+    /// decoded answer to [`PasswordExchange::respond`].
+    Challenge(Vec<u8>),
     /// The exchange is over: the login and password, or why not.
     Done(Result<(String, Secret<String>), SaslError>),
 }
@@ -124,15 +124,15 @@ pub struct PasswordExchange {
 }
 
 impl PasswordExchange {
-    pub fn start(mechanism: &str, initial: Option<String>) -> (PasswordExchange, Step) {
+    pub fn start(mechanism: &str, initial: Option<Vec<u8>>) -> (PasswordExchange, Step) {
         let mut ex = PasswordExchange {
             plain: mechanism.eq_ignore_ascii_case("PLAIN"),
             user: None,
         };
         let step = match (initial, ex.plain) {
-            (Some(i), _) => ex.respond(decode_response(&i)),
-            (None, true) => Step::Challenge(String::new()),
-            (None, false) => Step::Challenge(encode_challenge(b"Username:")),
+            (Some(i), _) => ex.respond(Ok(i)),
+            (None, true) => Step::Challenge(Vec::new()),
+            (None, false) => Step::Challenge(b"Username:".to_vec()),
         };
         (ex, step)
     }
@@ -154,7 +154,7 @@ impl PasswordExchange {
             None => match decode_login_step(&answer) {
                 Ok(user) => {
                     self.user = Some(user);
-                    Step::Challenge(encode_challenge(b"Password:"))
+                    Step::Challenge(b"Password:".to_vec())
                 }
                 Err(e) => Step::Done(Err(e)),
             },
@@ -173,13 +173,17 @@ mod exchange_tests {
         initial: Option<&str>,
         answers: &[&[u8]],
     ) -> (Vec<String>, Result<(String, String), SaslError>) {
-        let (mut ex, mut step) = PasswordExchange::start(mechanism, initial.map(str::to_string));
+        let initial = match initial.map(decode_response).transpose() {
+            Ok(i) => i,
+            Err(e) => return (Vec::new(), Err(e)),
+        };
+        let (mut ex, mut step) = PasswordExchange::start(mechanism, initial);
         let mut asked = Vec::new();
         let mut answers = answers.iter();
         loop {
             match step {
                 Step::Challenge(c) => {
-                    asked.push(c);
+                    asked.push(encode_challenge(&c));
                     step = ex.respond(
                         answers
                             .next()

@@ -32,7 +32,7 @@ pub fn capabilities(
     tls_active: bool,
     starttls_available: bool,
     passwords_allowed: bool,
-    other_mechanisms: &[&str],
+    mechanisms: &[&str],
     append_limit: u32,
 ) -> String {
     let mut caps: Vec<String> = Vec::new();
@@ -56,11 +56,7 @@ pub fn capabilities(
         if !tls_active && starttls_available {
             caps.push("STARTTLS".into());
         }
-        if passwords_allowed {
-            caps.push("AUTH=PLAIN".into());
-            caps.push("AUTH=LOGIN".into());
-        }
-        caps.extend(other_mechanisms.iter().map(|m| format!("AUTH={m}")));
+        caps.extend(mechanisms.iter().map(|m| format!("AUTH={m}")));
         if !passwords_allowed {
             // RFC 9051 §6.2.3: LOGIN is refused until TLS is active.
             caps.push("LOGINDISABLED".into());

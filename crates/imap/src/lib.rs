@@ -44,6 +44,9 @@ pub struct ImapConfig {
     pub login_type: LoginType,
     /// Passwords (LOGIN, AUTHENTICATE PLAIN/LOGIN) allowed at all.
     pub allow_basic_auth: bool,
+    /// The SASL mechanisms offered (upper case); `None`: every one that works
+    /// on the connection (`sasl-mechanisms`).
+    pub sasl_mechanisms: Option<Vec<String>>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
@@ -78,8 +81,11 @@ impl Default for ImapConfig {
             banner: "The casella IMAP4 service is ready.".into(),
             login_type: LoginType::SecureLogin,
             allow_basic_auth: true,
+            sasl_mechanisms: None,
             max_connections: 10_000,
-            max_connections_per_ip: usize::MAX,
+            // Exchange's MaxConnectionFromSingleIP default; trusted networks
+            // are exempt.
+            max_connections_per_ip: 50,
             max_connections_per_user: 16,
             protocol_log: None,
             max_command_size: 10240,
@@ -155,7 +161,13 @@ impl Handler for ImapService {
         let c = self.shared.config.get();
         self.shared
             .limits
-            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .admit(
+                remote,
+                c.max_connections,
+                self.shared
+                    .directory
+                    .connections_per_ip(remote, c.max_connections_per_ip),
+            )
             .map_err(|r| match r {
                 Refusal::ServerFull => {
                     b"* BYE [UNAVAILABLE] The IMAP service has too many connections, try again later\r\n".to_vec()

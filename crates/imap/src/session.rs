@@ -150,44 +150,36 @@ impl Session {
         self.rev2 || self.utf8_accept
     }
 
-    /// Whether a password login can work on this connection now.
-    pub fn passwords_allowed(&self) -> bool {
-        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
-    }
-
-    /// This connection as SASL sees it (policy, TLS, channel bindings).
-    pub fn sasl_connection(&self, io: &Reader) -> casella_directory::SaslConnection {
-        casella_directory::SaslConnection::new(
+    /// This connection as the login pipeline sees it; `io` gives the TLS
+    /// channel bindings for SCRAM-SHA-256-PLUS, when at hand.
+    pub fn login_context(&self, io: Option<&Reader>) -> casella_directory::LoginContext {
+        let conn = casella_directory::SaslConnection::new(
             self.config.login_type,
             self.tls_active,
-            io.get_ref().tls_exporter(),
+            io.and_then(|io| io.get_ref().tls_exporter()),
             casella_net::server_certificate(),
-        )
-    }
-
-    /// SCRAM, OAuth: the mechanisms beyond PLAIN and LOGIN usable here.
-    pub fn other_mechanisms(&self, conn: &casella_directory::SaslConnection) -> Vec<&'static str> {
-        conn.other_mechanisms(
-            self.config.allow_basic_auth,
-            self.shared.directory.oauth_enabled(),
-        )
+        );
+        let source = casella_directory::LoginSource {
+            remote: self.info.remote.ip(),
+            client: self.client_name.clone(),
+        };
+        let mut ctx = casella_directory::LoginContext::new(Protocol::Imap, conn, source);
+        ctx.allow_basic_auth = self.config.allow_basic_auth;
+        ctx.offered = self.config.sasl_mechanisms.clone();
+        ctx.failure_delay = self.config.auth_failure_delay;
+        ctx
     }
 
     pub fn capability_string(&self) -> String {
         // Without the stream at hand: -PLUS is offered whenever TLS is active
         // and the server has a certificate.
-        let conn = casella_directory::SaslConnection::new(
-            self.config.login_type,
-            self.tls_active,
-            None,
-            casella_net::server_certificate(),
-        );
-        let mechanisms = self.other_mechanisms(&conn);
+        let ctx = self.login_context(None);
+        let mechanisms = self.shared.directory.mechanisms(&ctx);
         capabilities(
             self.auth.is_some(),
             self.tls_active,
             self.shared.tls.is_some(),
-            self.passwords_allowed(),
+            ctx.passwords_usable(),
             &mechanisms,
             self.config.append_limit,
         )
@@ -237,7 +229,7 @@ impl Session {
             if io.buffer().is_empty() && self.flush(&mut io).await.is_err() {
                 return;
             }
-            let command = match self.read_command(&mut io).await {
+            let (command, _preauth_bytes) = match self.read_command(&mut io).await {
                 Ok(c) => c,
                 Err(ReadError::Closed) => return,
                 Err(ReadError::Answered) => continue,
@@ -340,31 +332,66 @@ impl Session {
     /// after its `{n}` announcement (the form `parse_command` takes). Sync literals
     /// get a "+" continuation; literals over the limit are refused before they are
     /// sent (RFC 7888 §4, RFC 9051 §7.5 TOOBIG).
-    async fn read_command(&mut self, io: &mut Reader) -> Result<Vec<u8>, ReadError> {
+    ///
+    /// Before login the limits are small ([`PREAUTH_LITERAL_MAX`],
+    /// [`PREAUTH_COMMAND_MAX`]) and every literal's bytes are first taken from
+    /// the process-wide pre-login budget, so connections that have not logged
+    /// in cannot make the server hold more than that budget however many they
+    /// are. The guard comes back with the command and is held until it is
+    /// answered.
+    async fn read_command(
+        &mut self,
+        io: &mut Reader,
+    ) -> Result<(Vec<u8>, Option<casella_net::BudgetGuard>), ReadError> {
         let max_line = self.config.max_command_size;
-        let limit = self.config.append_limit as u64;
-        // A whole command (MULTIAPPEND) may hold several literals.
-        let total_limit = limit.saturating_mul(4).max(64 << 20);
+        let preauth = self.auth.is_none();
+        let (limit, total_limit) = if preauth {
+            (PREAUTH_LITERAL_MAX, PREAUTH_COMMAND_MAX)
+        } else {
+            let limit = self.config.append_limit as u64;
+            // A whole command (MULTIAPPEND) may hold several literals.
+            (limit, limit.saturating_mul(4).max(64 << 20))
+        };
         let mut command = Vec::new();
+        let mut held: Option<casella_net::BudgetGuard> = None;
         let mut line = Vec::with_capacity(256);
         loop {
             self.read_one_line(io, &mut line, max_line).await?;
             command.extend_from_slice(&line);
             let Some(LiteralSpec { len, non_sync, .. }) = literal_at_end(&line) else {
-                return Ok(command);
+                return Ok((command, held));
             };
-            if len > limit || command.len() as u64 + len > total_limit {
-                let tag = first_word(&command);
+            let tag = first_word(&command);
+            let refusal = if len > limit || command.len() as u64 + len > total_limit {
+                Some(if preauth {
+                    format!("[TOOBIG] Literals before login are limited to {limit} bytes")
+                } else {
+                    format!("[TOOBIG] Literal of {len} bytes is over the limit of {limit} bytes")
+                })
+            } else if preauth {
+                match casella_net::preauth_budget().try_take(len as usize) {
+                    Some(g) => {
+                        match held.as_mut() {
+                            Some(h) => h.absorb(g),
+                            None => held = Some(g),
+                        }
+                        None
+                    }
+                    None => Some(
+                        "[UNAVAILABLE] Too many connections are sending data before login, try again later"
+                            .to_string(),
+                    ),
+                }
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
                 if non_sync {
                     // The client sends the bytes anyway; we cannot find the next
                     // command boundary without reading them all.
-                    return Err(ReadError::Fatal(format!(
-                        "[TOOBIG] Literal of {len} bytes is over the limit of {limit}"
-                    )));
+                    return Err(ReadError::Fatal(why));
                 }
-                self.line(&format!(
-                    "{tag} NO [TOOBIG] Literal of {len} bytes is over the limit of {limit} bytes"
-                ));
+                self.line(&format!("{tag} NO {why}"));
                 return Err(ReadError::Answered);
             }
             if !non_sync {
@@ -374,11 +401,10 @@ impl Session {
                 }
             }
             command.extend_from_slice(b"\r\n");
-            let start = command.len();
-            command.resize(start + len as usize, 0);
             let timeout = self.idle_timeout();
-            match tokio::time::timeout(timeout, io.read_exact(&mut command[start..])).await {
-                Ok(Ok(_)) => {}
+            let read = tokio::time::timeout(timeout, read_literal(io, &mut command, len as usize));
+            match read.await {
+                Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(ReadError::Closed),
                 Err(_) => return Err(ReadError::Idle),
             }
@@ -570,6 +596,31 @@ impl Session {
     fn take_gone(&mut self) -> bool {
         std::mem::take(&mut self.gone)
     }
+}
+
+/// Largest literal before login. Before login only LOGIN, AUTHENTICATE and ID
+/// take strings; Dovecot's login process reads no more than a few KiB before
+/// authentication either. 8 KiB holds the longest name and password a real
+/// client sends and an ID value at RFC 2971's maximum (1,024 octets).
+pub(crate) const PREAUTH_LITERAL_MAX: u64 = 8 * 1024;
+/// Largest command before login, literals included: an ID with RFC 2971's
+/// maximum of 30 pairs of 30-octet names and 1,024-octet values is about 32 KiB.
+pub(crate) const PREAUTH_COMMAND_MAX: u64 = 64 * 1024;
+
+/// Appends `len` literal bytes to `buf`, growing it as the bytes arrive (not
+/// all at once when announced: a client that announces much and sends little
+/// costs little).
+async fn read_literal(io: &mut Reader, buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    const STEP: usize = 256 * 1024;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(STEP);
+        let start = buf.len();
+        buf.resize(start + n, 0);
+        io.read_exact(&mut buf[start..]).await?;
+        left -= n;
+    }
+    Ok(())
 }
 
 /// The tag of a command being read, for replies before it is parsed.

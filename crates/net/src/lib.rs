@@ -6,6 +6,7 @@
 //! command lines with a length cap, connection limits, and graceful shutdown.
 //! Must not: know any mail protocol.
 
+mod budget;
 mod limits;
 mod line;
 mod listener;
@@ -16,6 +17,7 @@ mod shutdown;
 mod stream;
 mod tls;
 
+pub use budget::{BudgetGuard, MemoryBudget, PREAUTH_BUDGET, preauth_budget};
 pub use limits::{Admitted, ConnectionLimits, Counter, Refusal, Slot};
 pub use line::{LineError, NextLine, next_line, read_line};
 pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};

@@ -51,6 +51,9 @@ pub struct Pop3Config {
     /// Passwords (USER/PASS, AUTH PLAIN/LOGIN) allowed at all (Exchange Online's
     /// basic-authentication switch).
     pub allow_basic_auth: bool,
+    /// The SASL mechanisms offered (upper case); `None`: every one that works
+    /// on the connection (`sasl-mechanisms`).
+    pub sasl_mechanisms: Option<Vec<String>>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
@@ -81,8 +84,11 @@ impl Default for Pop3Config {
             banner: "The casella POP3 service is ready.".into(),
             login_type: LoginType::SecureLogin,
             allow_basic_auth: true,
+            sasl_mechanisms: None,
             max_connections: 10_000,
-            max_connections_per_ip: usize::MAX,
+            // Exchange's MaxConnectionFromSingleIP default; trusted networks
+            // are exempt.
+            max_connections_per_ip: 50,
             max_connections_per_user: 16,
             sort_order: SortOrder::Ascending,
             presentation: casella_mime::Presentation::default(),
@@ -155,7 +161,12 @@ impl Handler for Pop3Service {
     fn admit(&self, remote: IpAddr) -> Result<Admitted, Vec<u8>> {
         let c = self.config.get();
         self.limits
-            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .admit(
+                remote,
+                c.max_connections,
+                self.directory
+                    .connections_per_ip(remote, c.max_connections_per_ip),
+            )
             .map_err(|r| match r {
                 Refusal::ServerFull => {
                     b"-ERR [SYS/TEMP] The POP3 service has too many connections, try again later\r\n".to_vec()

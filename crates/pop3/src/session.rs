@@ -428,54 +428,44 @@ impl Session {
         Next::Continue
     }
 
-    /// Under SecureLogin (or PlaintextAuthentication), passwords on a cleartext
-    /// connection are refused before they are sent.
-    fn passwords_refused(&mut self) -> bool {
-        if !self.config.allow_basic_auth {
-            self.reply("-ERR [AUTH] Basic authentication (passwords) is turned off for POP3");
-            return true;
-        }
-        if self.config.login_type.passwords_allowed(self.tls_active) {
-            return false;
-        }
-        let hint = if self.tls.is_some() {
-            " Use STLS first."
-        } else {
-            ""
-        };
-        self.reply(&format!(
-            "-ERR [AUTH] Plaintext authentication is not allowed on an unencrypted connection.{hint}"
-        ));
-        true
-    }
-
-    /// Whether a password login can work on this connection now.
-    fn passwords_usable(&self) -> bool {
-        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
-    }
-
-    /// This connection as SASL sees it (policy, TLS, channel bindings); the
-    /// stream gives the tls-exporter binding, when at hand.
-    fn sasl_connection(&self, stream: Option<&Stream>) -> casella_directory::SaslConnection {
-        casella_directory::SaslConnection::new(
+    /// This connection as the login pipeline sees it; `stream` gives the TLS
+    /// channel bindings for SCRAM-SHA-256-PLUS, when at hand.
+    fn login_context(&self, stream: Option<&Stream>) -> casella_directory::LoginContext {
+        let conn = casella_directory::SaslConnection::new(
             self.config.login_type,
             self.tls_active,
             stream.and_then(Stream::tls_exporter),
             casella_net::server_certificate(),
-        )
+        );
+        let source = casella_directory::LoginSource {
+            remote: self.info.remote.ip(),
+            client: None,
+        };
+        let mut ctx = casella_directory::LoginContext::new(Protocol::Pop3, conn, source);
+        ctx.allow_basic_auth = self.config.allow_basic_auth;
+        ctx.offered = self.config.sasl_mechanisms.clone();
+        ctx.failure_delay = self.config.auth_failure_delay;
+        ctx
+    }
+
+    /// Under SecureLogin (or PlaintextAuthentication), passwords on a cleartext
+    /// connection are refused before they are sent.
+    fn passwords_refused(&mut self) -> bool {
+        if self.login_context(None).passwords_usable() {
+            return false;
+        }
+        let failure = if self.config.allow_basic_auth {
+            AuthFailure::EncryptionRequired
+        } else {
+            AuthFailure::BasicAuthDisabled
+        };
+        self.reply(failure_text(&failure));
+        true
     }
 
     /// The SASL mechanisms that work on this connection now.
     fn mechanisms(&self) -> Vec<&'static str> {
-        let mut m = Vec::new();
-        if self.passwords_usable() {
-            m.extend(["PLAIN", "LOGIN"]);
-        }
-        m.extend(
-            self.sasl_connection(None)
-                .other_mechanisms(self.config.allow_basic_auth, self.directory.oauth_enabled()),
-        );
-        m
+        self.directory.mechanisms(&self.login_context(None))
     }
 
     /// RFC 2449 §5 CAPA. Before login it offers only what works on this connection.
@@ -485,7 +475,7 @@ impl Session {
             "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\nUTF8\r\n",
         );
         if before_login {
-            if self.passwords_usable() {
+            if self.login_context(None).passwords_usable() {
                 text.push_str("USER\r\n");
             }
             let mechanisms = self.mechanisms();
@@ -535,47 +525,18 @@ impl Session {
             self.reply(&text);
             return None;
         };
-        let conn = self.sasl_connection(Some(reader.get_ref()));
-        if conn
-            .other_mechanisms(self.config.allow_basic_auth, self.directory.oauth_enabled())
-            .contains(&mechanism.as_str())
-        {
-            return self
-                .login_with_mechanism(&mechanism, &conn, initial, reader)
-                .await;
-        }
-        if mechanism != "PLAIN" && mechanism != "LOGIN" {
-            self.reply("-ERR Unsupported authentication mechanism");
-            return None;
-        }
-        if self.passwords_refused() {
-            return None;
-        }
-        let (mut exchange, mut step) = sasl::PasswordExchange::start(&mechanism, initial);
-        let result = loop {
-            match step {
-                sasl::Step::Challenge(text) => {
-                    let answer = self.challenge(reader, &text).await;
-                    step = exchange.respond(answer);
-                }
-                sasl::Step::Done(result) => break result,
-            }
+        let ctx = self.login_context(Some(reader.get_ref()));
+        let directory = self.directory.clone();
+        let result = {
+            let mut channel = SaslChannel {
+                session: self,
+                reader,
+            };
+            directory
+                .authenticate(&ctx, &mechanism, initial.as_deref(), &mut channel)
+                .await
         };
-        match result {
-            Err(SaslError::Cancelled) => {
-                self.reply("-ERR Authentication cancelled");
-                None
-            }
-            Err(SaslError::OtherIdentity) => {
-                self.reply("-ERR [AUTH] Acting as another user is not allowed");
-                None
-            }
-            Err(e) => {
-                self.reply(&format!("-ERR Authentication failed: {e}"));
-                None
-            }
-            Ok((user, password)) => self.login(&user, password).await,
-        }
+        self.finish_login(result).await
     }
 
     /// Sends a SASL challenge and reads the client's response line.
@@ -599,82 +560,23 @@ impl Session {
         }
     }
 
-    /// SCRAM-SHA-256[-PLUS] (RFC 7677), XOAUTH2 / OAUTHBEARER (RFC 7628).
-    async fn login_with_mechanism(
-        &mut self,
-        mechanism: &str,
-        conn: &casella_directory::SaslConnection,
-        initial: Option<String>,
-        reader: &mut Reader,
-    ) -> Option<Maildrop> {
-        let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
-            Ok(i) => i,
-            Err(_) => {
-                self.reply("-ERR Invalid SASL initial response");
-                return None;
-            }
-        };
-        let directory = self.directory.clone();
-        let source = casella_directory::LoginSource {
-            remote: self.info.remote.ip(),
-            client: None,
-        };
-        let result = {
-            let mut channel = SaslChannel {
-                session: self,
-                reader,
-            };
-            directory
-                .login_with_mechanism(
-                    Protocol::Pop3,
-                    mechanism,
-                    conn,
-                    initial,
-                    &source,
-                    &mut channel,
-                )
-                .await
-        };
-        self.finish_login(mechanism, result).await
-    }
-
     /// Checks the password and opens the maildrop (on a front end: hands the
     /// session over to the account's back end). Replies either way.
     async fn login(&mut self, user: &str, password: Secret<String>) -> Option<Maildrop> {
-        let result = self
-            .directory
-            .login_with_password(
-                Protocol::Pop3,
-                self.config.login_type,
-                self.tls_active,
-                user,
-                &password,
-                &casella_directory::LoginSource {
-                    remote: self.info.remote.ip(),
-                    client: None,
-                },
-            )
-            .await;
-        self.finish_login(user, result).await
+        let ctx = self.login_context(None);
+        let directory = self.directory.clone();
+        let result = directory.login_with_password(&ctx, user, &password).await;
+        self.finish_login(result).await
     }
 
     /// Opens the maildrop after a successful login, or says why the login failed.
     async fn finish_login(
         &mut self,
-        user: &str,
         result: Result<casella_directory::Authenticated, AuthFailure>,
     ) -> Option<Maildrop> {
-        let remote = self.info.remote;
         let account = match result {
             Ok(auth) => auth.account,
             Err(failure) => {
-                tracing::warn!(
-                    protocol = "pop3", %remote, user = %user, reason = ?failure,
-                    "login failed"
-                );
-                if failure != AuthFailure::Temporary {
-                    tokio::time::sleep(self.config.auth_failure_delay).await;
-                }
                 self.reply(failure_text(&failure));
                 return None;
             }
@@ -1034,6 +936,15 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
         }
         AuthFailure::Temporary => "-ERR [SYS/TEMP] Temporary server problem, try again later",
         AuthFailure::Throttled => "-ERR [SYS/TEMP] Too many failed logins, try again later",
+        // RFC 5034 §4: a cancelled exchange fails with -ERR, no credentials
+        // were tried.
+        AuthFailure::Cancelled => "-ERR Authentication cancelled",
+        AuthFailure::Malformed => "-ERR Invalid SASL response",
+        AuthFailure::UnsupportedMechanism => "-ERR Unsupported authentication mechanism",
+        AuthFailure::BasicAuthDisabled => {
+            "-ERR [AUTH] Basic authentication (passwords) is turned off for POP3"
+        }
+        AuthFailure::OtherIdentity => "-ERR [AUTH] Acting as another user is not allowed",
     }
 }
 

@@ -70,6 +70,9 @@ pub struct SmtpConfig {
     pub login_type: LoginType,
     /// Passwords (AUTH PLAIN/LOGIN) allowed at all on submission.
     pub allow_basic_auth: bool,
+    /// The SASL mechanisms offered (upper case); `None`: every one that works
+    /// on the connection (`sasl-mechanisms`).
+    pub sasl_mechanisms: Option<Vec<String>>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_connections_per_user: usize,
@@ -94,8 +97,11 @@ impl Default for SmtpConfig {
             preauth_timeout: Duration::from_secs(300),
             login_type: LoginType::SecureLogin,
             allow_basic_auth: true,
+            sasl_mechanisms: None,
             max_connections: 10_000,
-            max_connections_per_ip: usize::MAX,
+            // Exchange's MaxConnectionFromSingleIP default; trusted networks
+            // are exempt.
+            max_connections_per_ip: 50,
             max_connections_per_user: 16,
             protocol_log: None,
             auth_failure_delay: Duration::from_secs(1),
@@ -173,7 +179,13 @@ impl Handler for SmtpService {
         let c = self.shared.config.get();
         self.shared
             .limits
-            .admit(remote, c.max_connections, c.max_connections_per_ip)
+            .admit(
+                remote,
+                c.max_connections,
+                self.shared
+                    .directory
+                    .connections_per_ip(remote, c.max_connections_per_ip),
+            )
             .map_err(|r| match r {
                 Refusal::ServerFull => {
                     b"421 4.7.0 Too many connections, try again later\r\n".to_vec()

@@ -123,28 +123,24 @@ impl Session {
         }
     }
 
-    /// May a password be used on this connection (the submission login policy)?
-    fn passwords_allowed(&self) -> bool {
-        self.config.allow_basic_auth && self.config.login_type.passwords_allowed(self.tls_active)
-    }
-
-    /// This connection as SASL sees it (policy, TLS, channel bindings); the
-    /// stream gives the tls-exporter binding, when at hand.
-    fn sasl_connection(&self, stream: Option<&Stream>) -> casella_directory::SaslConnection {
-        casella_directory::SaslConnection::new(
+    /// This connection as the login pipeline sees it; `stream` gives the TLS
+    /// channel bindings for SCRAM-SHA-256-PLUS, when at hand.
+    fn login_context(&self, stream: Option<&Stream>) -> casella_directory::LoginContext {
+        let conn = casella_directory::SaslConnection::new(
             self.config.login_type,
             self.tls_active,
             stream.and_then(Stream::tls_exporter),
             casella_net::server_certificate(),
-        )
-    }
-
-    /// SCRAM and OAuth mechanisms usable on this connection.
-    fn other_mechanisms(&self, conn: &casella_directory::SaslConnection) -> Vec<&'static str> {
-        conn.other_mechanisms(
-            self.config.allow_basic_auth,
-            self.shared.directory.oauth_enabled(),
-        )
+        );
+        let source = casella_directory::LoginSource {
+            remote: self.info.remote.ip(),
+            client: None,
+        };
+        let mut ctx = casella_directory::LoginContext::new(Protocol::Submission, conn, source);
+        ctx.allow_basic_auth = self.config.allow_basic_auth;
+        ctx.offered = self.config.sasl_mechanisms.clone();
+        ctx.failure_delay = self.config.auth_failure_delay;
+        ctx
     }
 
     pub(crate) async fn run(mut self, stream: Stream) {
@@ -357,11 +353,7 @@ impl Session {
         if self.mode == Mode::Submission {
             lines.push("DSN".into());
             // RFC 4954 §4 with SecureLogin: AUTH only once something may be used.
-            let mut mechanisms: Vec<&str> = Vec::new();
-            if self.passwords_allowed() {
-                mechanisms.extend(["PLAIN", "LOGIN"]);
-            }
-            mechanisms.extend(self.other_mechanisms(&self.sasl_connection(None)));
+            let mechanisms = self.shared.directory.mechanisms(&self.login_context(None));
             if !mechanisms.is_empty() && self.auth.is_none() {
                 lines.push(format!("AUTH {}", mechanisms.join(" ")));
             }
@@ -397,97 +389,26 @@ impl Session {
             self.reply("503 5.5.1 AUTH is not allowed during a mail transaction");
             return false;
         }
-        let conn = self.sasl_connection(Some(reader.get_ref()));
-        if self.other_mechanisms(&conn).contains(&mechanism) {
-            let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
-                Ok(i) => i,
-                Err(_) => {
-                    self.reply("501 5.5.2 Invalid SASL initial response");
-                    return false;
-                }
-            };
-            let directory = self.shared.directory.clone();
-            let source = casella_directory::LoginSource {
-                remote: self.info.remote.ip(),
-                client: None,
-            };
-            let outcome = {
-                let mut channel = SaslChannel {
-                    session: self,
-                    reader,
-                };
-                directory
-                    .login_with_mechanism(
-                        Protocol::Submission,
-                        mechanism,
-                        &conn,
-                        initial,
-                        &source,
-                        &mut channel,
-                    )
-                    .await
-            };
-            return self.finish_login(mechanism, outcome).await;
-        }
-        if mechanism != "PLAIN" && mechanism != "LOGIN" {
-            self.reply("504 5.5.4 Unrecognized authentication mechanism");
-            return false;
-        }
-        if !self.config.allow_basic_auth {
-            // Exchange Online's reply when basic authentication is off.
-            self.reply("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
-            return false;
-        }
-        if !self.passwords_allowed() {
-            self.reply("538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS first");
-            return false;
-        }
-        let (mut exchange, mut step) = sasl::PasswordExchange::start(mechanism, initial);
-        let result = loop {
-            match step {
-                sasl::Step::Challenge(text) => {
-                    let answer = self.challenge(reader, &text).await;
-                    step = exchange.respond(answer);
-                }
-                sasl::Step::Done(result) => break result,
-            }
-        };
-        let (user, password) = match result {
-            Ok(c) => c,
-            Err(SaslError::Cancelled) => {
-                self.reply("501 5.7.0 Authentication cancelled");
-                return false;
-            }
-            Err(_) => {
-                self.reply("501 5.5.2 Invalid SASL response");
-                return false;
-            }
-        };
+        let ctx = self.login_context(Some(reader.get_ref()));
         let directory = self.shared.directory.clone();
-        let outcome = directory
-            .login_with_password(
-                Protocol::Submission,
-                self.config.login_type,
-                self.tls_active,
-                &user,
-                &password,
-                &casella_directory::LoginSource {
-                    remote: self.info.remote.ip(),
-                    client: None,
-                },
-            )
-            .await;
-        self.finish_login(&user, outcome).await
+        let outcome = {
+            let mut channel = SaslChannel {
+                session: self,
+                reader,
+            };
+            directory
+                .authenticate(&ctx, mechanism, initial.as_deref(), &mut channel)
+                .await
+        };
+        self.finish_login(outcome).await
     }
 
     /// Answers AUTH: 235 (or the back end's reply), or why not; true when the
     /// connection is to be closed (throttled).
     async fn finish_login(
         &mut self,
-        user: &str,
         outcome: Result<casella_directory::Authenticated, AuthFailure>,
     ) -> bool {
-        let remote = self.info.remote;
         match outcome {
             Ok(auth) => {
                 if let Some(proxy) = self.proxy.clone() {
@@ -500,10 +421,6 @@ impl Session {
                 }
             }
             Err(failure) => {
-                tracing::warn!(protocol = "submission", %remote, user = %user, reason = ?failure, "login failed");
-                if failure != AuthFailure::Temporary && failure != AuthFailure::Throttled {
-                    tokio::time::sleep(self.config.auth_failure_delay).await;
-                }
                 self.reply(failure_text(&failure));
                 return failure == AuthFailure::Throttled;
             }
@@ -616,6 +533,15 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
         }
         AuthFailure::Temporary => "454 4.7.0 Temporary authentication failure, try again later",
         AuthFailure::Throttled => "421 4.7.0 Too many failed logins, try again later",
+        // RFC 4954 §4: a cancelled exchange is answered with 501.
+        AuthFailure::Cancelled => "501 5.7.0 Authentication cancelled",
+        AuthFailure::Malformed => "501 5.5.2 Invalid SASL response",
+        AuthFailure::UnsupportedMechanism => "504 5.5.4 Unrecognized authentication mechanism",
+        // Exchange Online's reply when basic authentication is off.
+        AuthFailure::BasicAuthDisabled => {
+            "535 5.7.139 Authentication unsuccessful, basic authentication is disabled"
+        }
+        AuthFailure::OtherIdentity => "535 5.7.8 Acting as another user is not allowed",
     }
 }
 

@@ -49,6 +49,23 @@ fn tls_over(tcp: TcpStream, cert: &Path) -> StreamOwned<ClientConnection, TcpStr
     s
 }
 
+/// A TCP connection to `addr` from the local address `from`.
+fn tcp_from(addr: SocketAddr, from: std::net::IpAddr) -> TcpStream {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind the local address");
+    socket.connect(&addr.into()).expect("connect");
+    let tcp: TcpStream = socket.into();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+    tcp
+}
+
 impl LineClient {
     pub fn connect(addr: SocketAddr) -> LineClient {
         let tcp = TcpStream::connect(addr).expect("connect");
@@ -69,21 +86,20 @@ impl LineClient {
         }
     }
 
+    /// Cleartext from a chosen local address (e.g. 127.0.0.2, to be another
+    /// client on loopback).
+    pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> LineClient {
+        let tcp = tcp_from(addr, from);
+        LineClient {
+            conn: Conn::Plain(tcp),
+            buf: Vec::new(),
+        }
+    }
+
     /// Implicit TLS from a chosen local address (e.g. 127.0.0.2, to be another
     /// client on loopback).
     pub fn connect_tls_from(addr: SocketAddr, from: std::net::IpAddr, cert: &Path) -> LineClient {
-        let domain = if addr.is_ipv4() {
-            socket2::Domain::IPV4
-        } else {
-            socket2::Domain::IPV6
-        };
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
-        socket
-            .bind(&SocketAddr::new(from, 0).into())
-            .expect("bind the local address");
-        socket.connect(&addr.into()).expect("connect");
-        let tcp: TcpStream = socket.into();
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+        let tcp = tcp_from(addr, from);
         LineClient {
             conn: Conn::Tls(Box::new(tls_over(tcp, cert))),
             buf: Vec::new(),

@@ -12,7 +12,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use casella_directory::{
-    AuthFailure, LoginSource, LoginType, Protocol, Secret, app_passwords, options,
+    AuthFailure, LoginContext, LoginSource, LoginType, Protocol, SaslConnection, Secret,
+    app_passwords, options,
 };
 use casella_store::{Account, PopDeleteAction};
 
@@ -171,22 +172,18 @@ async fn login(
     }
     let address = field(&form, "address").unwrap_or("").trim().to_string();
     let password = Secret::new(field(&form, "password").unwrap_or("").to_string());
+    let source = LoginSource {
+        remote: remote.ip(),
+        client: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(60).collect()),
+    };
+    let conn = SaslConnection::new(LoginType::PlaintextLogin, true, None, None);
+    let ctx = LoginContext::new(Protocol::Web, conn, source);
     let result = web
         .directory
-        .login_with_password(
-            Protocol::Web,
-            LoginType::PlaintextLogin,
-            true,
-            &address,
-            &password,
-            &LoginSource {
-                remote: remote.ip(),
-                client: headers
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|ua| ua.chars().take(60).collect()),
-            },
-        )
+        .login_with_password(&ctx, &address, &password)
         .await;
     match result {
         Ok(auth) => {

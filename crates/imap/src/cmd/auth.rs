@@ -1,7 +1,7 @@
 //! STARTTLS, LOGIN, AUTHENTICATE (RFC 9051 §6.2), ID (RFC 2971), ENABLE (RFC 5161).
 
 use casella_directory::sasl::{self, SaslError};
-use casella_directory::{AuthFailure, Protocol, Secret};
+use casella_directory::{AuthFailure, Secret};
 use casella_proxy::{Handover, LoginProxy};
 use casella_store::Account;
 
@@ -37,23 +37,18 @@ impl Session {
         Next::StartTls
     }
 
-    /// LOGIN — RFC 9051 §6.2.3: refused while LOGINDISABLED.
+    /// LOGIN — RFC 9051 §6.2.3: refused while LOGINDISABLED (the pipeline
+    /// says so before any password is looked at).
     pub(crate) async fn cmd_login(&mut self, tag: &str, user: &str, password: Secret<String>) {
-        if !self.config.allow_basic_auth {
-            self.tagged(
-                tag,
-                "NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP",
-            );
-            return;
-        }
-        if !self.passwords_allowed() {
-            self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
-            return;
-        }
-        self.login(tag, user, password).await;
+        let ctx = self.login_context(None);
+        let directory = self.shared.directory.clone();
+        let result = directory.login_with_password(&ctx, user, &password).await;
+        self.finish_login(tag, result).await;
     }
 
-    /// AUTHENTICATE — RFC 9051 §6.2.2, PLAIN (RFC 4616) and LOGIN, with SASL-IR.
+    /// AUTHENTICATE — RFC 9051 §6.2.2, with SASL-IR (RFC 4959): every
+    /// mechanism the pipeline offers (PLAIN, LOGIN, SCRAM-SHA-256[-PLUS],
+    /// XOAUTH2, OAUTHBEARER).
     pub(crate) async fn cmd_authenticate(
         &mut self,
         tag: &str,
@@ -61,43 +56,15 @@ impl Session {
         initial: Option<String>,
         io: &mut Reader,
     ) {
-        let mechanism = mechanism.to_ascii_uppercase();
-        let conn = self.sasl_connection(io);
-        if self.other_mechanisms(&conn).contains(&mechanism.as_str()) {
-            self.login_with_mechanism(tag, &mechanism, &conn, initial, io)
-                .await;
-            return;
-        }
-        if mechanism != "PLAIN" && mechanism != "LOGIN" {
-            self.tagged(tag, "NO [CANNOT] Unsupported authentication mechanism");
-            return;
-        }
-        if !self.config.allow_basic_auth {
-            self.tagged(
-                tag,
-                "NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP",
-            );
-            return;
-        }
-        if !self.passwords_allowed() {
-            self.tagged(tag, "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed on an unencrypted connection; use STARTTLS first");
-            return;
-        }
-        let (mut exchange, mut step) = sasl::PasswordExchange::start(&mechanism, initial);
-        let result = loop {
-            match step {
-                sasl::Step::Challenge(text) => {
-                    let answer = self.challenge(io, &text).await;
-                    step = exchange.respond(answer);
-                }
-                sasl::Step::Done(result) => break result,
-            }
+        let ctx = self.login_context(Some(io));
+        let directory = self.shared.directory.clone();
+        let result = {
+            let mut channel = SaslChannel { session: self, io };
+            directory
+                .authenticate(&ctx, mechanism, initial.as_deref(), &mut channel)
+                .await
         };
-        match result {
-            Ok((user, password)) => self.login(tag, &user, password).await,
-            Err(SaslError::Cancelled) => self.tagged(tag, "BAD Authentication cancelled"),
-            Err(e) => self.tagged(tag, &format!("BAD Invalid SASL response: {e}")),
-        }
+        self.finish_login(tag, result).await;
     }
 
     async fn challenge(&mut self, io: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
@@ -111,71 +78,13 @@ impl Session {
         }
     }
 
-    /// SCRAM-SHA-256[-PLUS] (RFC 7677), XOAUTH2 / OAUTHBEARER (RFC 7628).
-    async fn login_with_mechanism(
-        &mut self,
-        tag: &str,
-        mechanism: &str,
-        conn: &casella_directory::SaslConnection,
-        initial: Option<String>,
-        io: &mut Reader,
-    ) {
-        let initial = match initial.map(|i| sasl::decode_response(&i)).transpose() {
-            Ok(i) => i,
-            Err(_) => {
-                self.tagged(tag, "BAD Invalid SASL initial response");
-                return;
-            }
-        };
-        let directory = self.shared.directory.clone();
-        let source = casella_directory::LoginSource {
-            remote: self.info.remote.ip(),
-            client: self.client_name.clone(),
-        };
-        let result = {
-            let mut channel = SaslChannel { session: self, io };
-            directory
-                .login_with_mechanism(
-                    Protocol::Imap,
-                    mechanism,
-                    conn,
-                    initial,
-                    &source,
-                    &mut channel,
-                )
-                .await
-        };
-        self.finish_login(tag, mechanism, result).await;
-    }
-
-    async fn login(&mut self, tag: &str, user: &str, password: Secret<String>) {
-        let remote = self.info.remote;
-        let directory = self.shared.directory.clone();
-        let result = directory
-            .login_with_password(
-                Protocol::Imap,
-                self.config.login_type,
-                self.tls_active,
-                user,
-                &password,
-                &casella_directory::LoginSource {
-                    remote: remote.ip(),
-                    client: self.client_name.clone(),
-                },
-            )
-            .await;
-        self.finish_login(tag, user, result).await;
-    }
-
     /// Answers LOGIN/AUTHENTICATE: enters the authenticated state (or hands the
     /// session over to its back end), or says why not.
     async fn finish_login(
         &mut self,
         tag: &str,
-        user: &str,
         result: Result<casella_directory::Authenticated, AuthFailure>,
     ) {
-        let remote = self.info.remote;
         match result {
             Ok(auth) => {
                 if let Some(proxy) = self.shared.proxy.clone() {
@@ -190,13 +99,7 @@ impl Session {
                     Err(refusal) => self.tagged(tag, &refusal),
                 }
             }
-            Err(failure) => {
-                tracing::warn!(protocol = "imap", %remote, user = %user, reason = ?failure, "login failed");
-                if failure != AuthFailure::Temporary {
-                    tokio::time::sleep(self.config.auth_failure_delay).await;
-                }
-                self.tagged(tag, failure_text(&failure));
-            }
+            Err(failure) => self.tagged(tag, failure_text(&failure)),
         }
     }
 
@@ -342,5 +245,16 @@ pub(crate) fn failure_text(failure: &AuthFailure) -> &'static str {
         }
         AuthFailure::Temporary => "NO [UNAVAILABLE] Temporary server problem, try again later",
         AuthFailure::Throttled => "NO [UNAVAILABLE] Too many failed logins, try again later",
+        // RFC 9051 §6.2.2: a cancelled exchange is answered with BAD.
+        AuthFailure::Cancelled => "BAD Authentication cancelled",
+        AuthFailure::Malformed => "BAD Invalid SASL response",
+        AuthFailure::UnsupportedMechanism => "NO [CANNOT] Unsupported authentication mechanism",
+        AuthFailure::BasicAuthDisabled => {
+            "NO [AUTHENTICATIONFAILED] Basic authentication (passwords) is turned off for IMAP"
+        }
+        // RFC 5530 §3.
+        AuthFailure::OtherIdentity => {
+            "NO [AUTHORIZATIONFAILED] Acting as another user is not allowed"
+        }
     }
 }
