@@ -63,6 +63,7 @@ impl Service {
                 "auth-timeout",
                 "max-command-size",
                 "auth-failure-delay",
+                "sasl-mechanisms",
                 "sort-order",
                 "message-retrieval-format",
                 "suppress-read-receipt",
@@ -86,6 +87,7 @@ impl Service {
                 "auth-timeout",
                 "max-command-size",
                 "auth-failure-delay",
+                "sasl-mechanisms",
                 "message-retrieval-format",
                 "suppress-read-receipt",
                 "exact-rfc822-size",
@@ -109,6 +111,7 @@ impl Service {
                 "auth-timeout",
                 "max-command-size",
                 "auth-failure-delay",
+                "sasl-mechanisms",
                 "external-connection-settings",
                 "internal-connection-settings",
                 "protocol-log",
@@ -216,6 +219,10 @@ fn canonical(key: &str, value: &str) -> anyhow::Result<String> {
             format_duration(d)
         }
         "auth-failure-delay" => format_duration(parse_duration(value)?),
+        "sasl-mechanisms" => match parse_mechanisms(value)? {
+            None => "all".to_string(),
+            Some(list) => list.join(" "),
+        },
         "max-command-size" => {
             let n: usize = value.parse().context("a number of bytes")?;
             if !(64..=1 << 20).contains(&n) {
@@ -274,6 +281,44 @@ fn parse_bool(v: &str) -> anyhow::Result<bool> {
         "false" | "off" | "no" | "0" | "$false" => Ok(false),
         _ => bail!("true or false"),
     }
+}
+
+/// The SASL mechanisms casella can offer.
+const MECHANISMS: [&str; 6] = [
+    "PLAIN",
+    "LOGIN",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-256-PLUS",
+    "XOAUTH2",
+    "OAUTHBEARER",
+];
+
+/// `sasl-mechanisms`: `all`, or the mechanisms to offer (space or comma
+/// separated), of those casella has. An administrator can stop offering one a
+/// client fails with (Debian's mutt picks SCRAM-SHA-256-PLUS and fails in its
+/// own SASL library). Mechanisms that do not work on a connection are not
+/// offered there whatever this says.
+fn parse_mechanisms(v: &str) -> anyhow::Result<Option<Vec<String>>> {
+    if v.trim().eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    let mut list = Vec::new();
+    for m in v.split([' ', ',']).filter(|m| !m.is_empty()) {
+        let m = m.to_ascii_uppercase();
+        if !MECHANISMS.contains(&m.as_str()) {
+            bail!(
+                "unknown mechanism {m}; known: all, {}",
+                MECHANISMS.join(", ")
+            );
+        }
+        if !list.contains(&m) {
+            list.push(m);
+        }
+    }
+    if list.is_empty() {
+        bail!("name at least one mechanism, or all");
+    }
+    Ok(Some(list))
 }
 
 fn parse_count(v: &str) -> anyhow::Result<usize> {
@@ -566,6 +611,9 @@ macro_rules! apply_common {
         $cfg.$auth_timeout = c.duration("auth-timeout", $cfg.$auth_timeout);
         $cfg.max_command_size = c.size("max-command-size", $cfg.max_command_size);
         $cfg.auth_failure_delay = c.duration("auth-failure-delay", $cfg.auth_failure_delay);
+        if let Some(Ok(list)) = c.get("sasl-mechanisms").map(parse_mechanisms) {
+            $cfg.sasl_mechanisms = list;
+        }
         $cfg.protocol_log = protocol_log($o, $service);
         c
     }};
@@ -640,6 +688,12 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
                 (
                     "auth-failure-delay",
                     format_duration(cfg.auth_failure_delay),
+                ),
+                (
+                    "sasl-mechanisms",
+                    cfg.sasl_mechanisms
+                        .as_ref()
+                        .map_or("all".to_string(), |m| m.join(" ")),
                 ),
             ]
         }};

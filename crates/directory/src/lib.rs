@@ -161,19 +161,34 @@ pub trait SaslIo: Send {
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, sasl::SaslError>;
 }
 
-/// A name fit for one log field: no spaces or control characters, at most 64
+/// A name fit for one log field: up to its first space (what follows may be a
+/// password typed on the wrong line), no control characters, at most 64
 /// characters (it comes from the network).
 pub(crate) fn log_safe(s: &str) -> String {
-    s.chars()
+    let s = s.trim();
+    let (name, cut) = match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], true),
+        None => (s, false),
+    };
+    let mut out: String = name
+        .chars()
         .take(64)
-        .map(|c| {
-            if c.is_whitespace() || c.is_control() {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if cut {
+        out.push_str("?…");
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn names_in_logs_stop_at_a_space() {
+        assert_eq!(super::log_safe("alice@example.org"), "alice@example.org");
+        assert_eq!(super::log_safe("alice hunter2"), "alice?…");
+        assert_eq!(super::log_safe("a\u{7}b"), "a?b");
+    }
 }
 
 impl Directory {

@@ -47,7 +47,7 @@ pub fn load_or_create_tls(
             let dir = data_dir.join("tls");
             let c = dir.join("cert.pem");
             let k = dir.join("key.pem");
-            if !c.exists() || !k.exists() {
+            if !c.exists() || !k.exists() || self_signed_due(&dir) {
                 create_self_signed(&dir, hostname, &c, &k)?;
             }
             (c, k)
@@ -103,6 +103,53 @@ pub fn server_certificate() -> Option<Arc<[u8]>> {
         .clone()
 }
 
+/// How long a self-signed certificate is valid: 397 days, within what
+/// browsers and Apple's clients accept (398).
+const SELF_SIGNED_DAYS: i64 = 397;
+/// A self-signed certificate is made anew at start when it ends within this.
+const RENEW_BEFORE_DAYS: i64 = 30;
+/// Beside the self-signed certificate: when it ends (Unix seconds). Its
+/// presence marks the certificate as casella's own, to renew; certificates
+/// without it (made by an older casella, or put there by hand) are left alone.
+const EXPIRY_FILE: &str = "self-signed-expires";
+
+fn unix_days_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 / 86_400)
+        .unwrap_or(0)
+}
+
+/// Whether casella's own self-signed certificate in `dir` ends soon.
+fn self_signed_due(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(EXPIRY_FILE)) else {
+        return false;
+    };
+    let Ok(expires) = text.trim().parse::<i64>() else {
+        return true;
+    };
+    expires / 86_400 - unix_days_now() < RENEW_BEFORE_DAYS
+}
+
+/// The civil date (UTC) of a day count since 1970-01-01 (H. Hinnant's
+/// days-to-civil).
+fn civil(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m, d)
+}
+
+/// A self-signed certificate for `hostname` (its common name and first
+/// subject name; localhost and the loopback addresses too), valid from
+/// yesterday for [`SELF_SIGNED_DAYS`]. Renewed at start 30 days before it
+/// ends; to renew at once, delete `tls/cert.pem` and restart.
 fn create_self_signed(dir: &Path, hostname: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
     let mut names = vec![hostname.to_string()];
     for extra in ["localhost", "127.0.0.1", "::1"] {
@@ -110,18 +157,33 @@ fn create_self_signed(dir: &Path, hostname: &str, cert: &Path, key: &Path) -> Re
             names.push(extra.to_string());
         }
     }
-    let certified =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params = rcgen::CertificateParams::new(names).map_err(generate)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, hostname);
+    params.distinguished_name = dn;
+    let today = unix_days_now();
+    let (y, m, d) = civil(today - 1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = civil(today + SELF_SIGNED_DAYS);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let signing_key = rcgen::KeyPair::generate().map_err(generate)?;
+    let certificate = params.self_signed(&signing_key).map_err(generate)?;
     std::fs::create_dir_all(dir).map_err(|e| TlsError::Read {
         path: dir.to_path_buf(),
         source: e,
     })?;
-    write_private(key, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert, certified.cert.pem()).map_err(|e| TlsError::Read {
+    write_private(key, signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert, certificate.pem()).map_err(|e| TlsError::Read {
         path: cert.to_path_buf(),
         source: e,
     })?;
-    tracing::info!(hostname, path = %cert.display(), "created a self-signed TLS certificate");
+    let expires = (today + SELF_SIGNED_DAYS) * 86_400;
+    std::fs::write(dir.join(EXPIRY_FILE), format!("{expires}\n")).map_err(|e| TlsError::Read {
+        path: dir.join(EXPIRY_FILE),
+        source: e,
+    })?;
+    tracing::info!(hostname, path = %cert.display(), days = SELF_SIGNED_DAYS, "created a self-signed TLS certificate");
     Ok(())
 }
 
@@ -148,12 +210,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(20_794), (2026, 12, 7));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+    }
+
+    #[test]
     fn self_signed_is_created_once_and_reused() {
         let dir = tempfile_dir();
         let a = load_or_create_tls(&dir, "mail.example.org", None, None).unwrap();
         let first = std::fs::read(&a.cert_path).unwrap();
         let b = load_or_create_tls(&dir, "mail.example.org", None, None).unwrap();
         assert_eq!(std::fs::read(&b.cert_path).unwrap(), first);
+        // Made anew when it ends within 30 days.
+        let soon = (unix_days_now() + 10) * 86_400;
+        std::fs::write(dir.join("tls").join(EXPIRY_FILE), soon.to_string()).unwrap();
+        let c = load_or_create_tls(&dir, "mail.example.org", None, None).unwrap();
+        assert_ne!(std::fs::read(&c.cert_path).unwrap(), first);
+        assert!(!self_signed_due(&dir.join("tls")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

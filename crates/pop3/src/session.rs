@@ -316,6 +316,14 @@ impl Session {
                 }
                 Command::Stls => return self.stls(),
                 Command::Utf8 => self.reply("+OK UTF8 enabled"),
+                Command::User(name) if name.contains(char::is_whitespace) => {
+                    // `USER name password`: no mailbox name has a space; say
+                    // so rather than check a name that holds a password.
+                    *user = None;
+                    self.reply(
+                        "-ERR [AUTH] A user name has no spaces; send the password with PASS",
+                    );
+                }
                 Command::User(name) => {
                     if self.passwords_refused() {
                         *user = None;
@@ -1081,6 +1089,12 @@ fn mask_secrets(line: &str) -> String {
             _ => line.to_string(),
         },
         "APOP" => "APOP ****".to_string(),
+        // A common client mistake: `USER name password`. What follows the
+        // name is never logged.
+        "USER" => match (words.next(), words.next()) {
+            (Some(name), Some(_)) => format!("{verb} {name} ****"),
+            _ => line.to_string(),
+        },
         _ => line.to_string(),
     }
 }
@@ -1096,5 +1110,6 @@ mod mask_tests {
         );
         assert_eq!(super::mask_secrets("AUTH LOGIN"), "AUTH LOGIN");
         assert_eq!(super::mask_secrets("USER alice"), "USER alice");
+        assert_eq!(super::mask_secrets("USER alice hunter2"), "USER alice ****");
     }
 }
