@@ -181,16 +181,6 @@ pub(crate) fn log_safe(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod log_tests {
-    #[test]
-    fn names_in_logs_stop_at_a_space() {
-        assert_eq!(super::log_safe("alice@example.org"), "alice@example.org");
-        assert_eq!(super::log_safe("alice hunter2"), "alice?…");
-        assert_eq!(super::log_safe("a\u{7}b"), "a?b");
-    }
-}
-
 impl Directory {
     pub fn new(store: Arc<dyn MailStore>) -> Directory {
         Directory {
@@ -274,3 +264,13 @@ impl Directory {
 /// An argon2id hash of a random password, verified against when the user does not
 /// exist.
 pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3GcBHBNL1c08zFNyoaaSv+WHHk6Oh8XlLVaZu2GKPjY";
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn names_in_logs_stop_at_a_space() {
+        assert_eq!(super::log_safe("alice@example.org"), "alice@example.org");
+        assert_eq!(super::log_safe("alice hunter2"), "alice?…");
+        assert_eq!(super::log_safe("a\u{7}b"), "a?b");
+    }
+}
