@@ -2,13 +2,14 @@
 //! RFC 9051 §6.3.4–§6.3.11; LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 //! SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use casella_proto_imap::{ListCommand, ListReturn, ListSelect, StatusItem, encode};
 use casella_store::{Flag, Mailbox, SpecialUse, StoreError};
 
 use crate::cmd::store_error;
-use crate::names::{SEPARATOR, from_wire, join_reference, pattern_matches, to_wire};
+use crate::names::{SEPARATOR, from_wire, join_reference, matching, to_wire};
 use crate::session::Session;
 
 impl Session {
@@ -321,14 +322,11 @@ impl Session {
             ListReturn::Status(items) => Some(items.clone()),
             _ => None,
         });
-        let names: HashSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
-        let mut ordered: Vec<&Mailbox> = all.iter().collect();
         // INBOX first, then by name.
-        ordered.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
-        for mb in ordered {
-            if !patterns.iter().any(|p| pattern_matches(p, &mb.name)) {
-                continue;
-            }
+        all.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
+        let names: BTreeSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        let matched = matching(patterns, all.iter().map(|m| m.name.clone()).collect()).await;
+        for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
             if select_subscribed && !mb.subscribed {
                 continue;
             }
@@ -336,7 +334,12 @@ impl Session {
                 continue;
             }
             let prefix = format!("{}/", mb.name);
-            let has_children = names.iter().any(|n| n.starts_with(&prefix));
+            // The first name after the prefix in order tells (not a scan of
+            // every name per mailbox).
+            let has_children = names
+                .range::<str, _>((Bound::Excluded(prefix.as_str()), Bound::Unbounded))
+                .next()
+                .is_some_and(|n| n.starts_with(&prefix));
             let mut attrs: Vec<&str> = Vec::new();
             attrs.push(if has_children {
                 "\\HasChildren"
@@ -387,13 +390,12 @@ impl Session {
         let full = join_reference(&reference, &pattern);
         let store = self.store();
         match store.list_mailboxes(self.account_id()).await {
-            Ok(all) => {
+            Ok(mut all) => {
                 let show_hidden = self.config.show_hidden_folders;
-                for mb in all.iter().filter(|m| {
-                    m.subscribed
-                        && pattern_matches(&full, &m.name)
-                        && (show_hidden || !is_hidden(&m.name))
-                }) {
+                all.retain(|m| m.subscribed && (show_hidden || !is_hidden(&m.name)));
+                let matched =
+                    matching(vec![full], all.iter().map(|m| m.name.clone()).collect()).await;
+                for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
                     let mut out = b"* LSUB () \"/\" ".to_vec();
                     self.encode_name(&mut out, &mb.name);
                     self.out.extend_from_slice(&out);
