@@ -12,6 +12,7 @@
 pub mod encode;
 pub mod frame;
 pub mod mutf7;
+pub mod names;
 pub mod parse;
 pub mod section;
 pub mod types;
