@@ -125,11 +125,76 @@ fn a_database_restart_does_not_hand_the_maildrop_to_a_second_node() {
     on_a.send_line("QUIT");
     on_a.expect("+OK casella POP3 server signing off (1 messages deleted)");
 
-    // Released at QUIT: B gets it at once and sees A's deletion.
-    let (mut on_b, reply) = pop_login(&b);
-    assert!(reply.starts_with("+OK"), "after A's QUIT: {reply}");
+    // Released at QUIT (the row is deleted a moment later, by A's lock task): B
+    // gets it and sees A's deletion.
+    let quit = Instant::now();
+    let mut on_b = loop {
+        let (c, reply) = pop_login(&b);
+        if reply.starts_with("+OK") {
+            break c;
+        }
+        assert!(
+            quit.elapsed() < Duration::from_secs(2),
+            "after A's QUIT: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     on_b.send_line("STAT");
     on_b.expect("+OK 2 ");
     on_b.send_line("QUIT");
     on_b.expect("+OK");
+}
+
+/// A database outage longer than the lease (`maildrop-lease-secs = 3`, the
+/// database down for 4 s): node B is granted the maildrop once the database is
+/// back, and node A's session, which had marked a message deleted, is ended at its
+/// next command with [SYS/TEMP] — its QUIT deletes nothing.
+#[test]
+fn an_outage_longer_than_the_lease_ends_the_first_session_before_the_second_acts() {
+    let Some(pg) = Cluster::try_start() else {
+        return;
+    };
+    let url = pg.database("casella");
+    let lease = "maildrop-lease-secs = 3\n";
+    let a = node(&url, "a", lease);
+    let b = node(&url, "b", lease);
+    a.add_account(USER, PASS);
+    deliver_three(&a);
+
+    let (mut on_a, reply) = pop_login(&a);
+    assert!(reply.starts_with("+OK"), "{reply}");
+    on_a.send_line("DELE 1");
+    on_a.expect("+OK");
+
+    pg.stop("fast");
+    std::thread::sleep(Duration::from_secs(4));
+    pg.start_again();
+    let back = Instant::now();
+
+    // B gets the maildrop once the database is back …
+    let (mut on_b, granted_after) = loop {
+        let (c, reply) = pop_login(&b);
+        if reply.starts_with("+OK") {
+            break (c, back.elapsed());
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "B never got the maildrop: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("node B granted {granted_after:?} after the database came back");
+    // … and A can no longer act on it: its QUIT ends the session, deleting nothing.
+    on_a.send_line("QUIT");
+    let l = on_a.line();
+    assert!(l.starts_with("-ERR [SYS/TEMP]"), "A's QUIT: {l}");
+    assert!(on_a.is_closed(), "A's session ended");
+    on_b.send_line("STAT");
+    on_b.expect("+OK 3 ");
+    on_b.send_line("QUIT");
+    on_b.expect("+OK");
+    assert!(
+        a.log().contains("maildrop lock lost; session ends"),
+        "A logs why it ended the session"
+    );
 }
