@@ -24,7 +24,23 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A free port below Linux's ephemeral range (32768–60999): an ephemeral port found
+/// free is soon handed to some client socket of a parallel test, and the server
+/// then cannot bind it — at its start, or at a restart ([`Cluster::restart`]).
 fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let mut seed = h.finish();
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20000 + ((seed >> 33) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
 }
