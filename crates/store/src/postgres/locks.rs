@@ -19,7 +19,9 @@
 //!    later than `t`; the session counts its lease good only until `t + ttl - margin`
 //!    on its own monotonic clock. So its local deadline always passes before the
 //!    database lets anyone take over (clock rates may differ by `margin / ttl`,
-//!    10 %, far more than real clocks drift). Past the deadline, or once a renewal
+//!    10 %, far more than real clocks drift; a step of the database host's wall
+//!    clock forward by more than `margin` breaks this point, and point 3 still
+//!    keeps the writes apart). Past the deadline, or once a renewal
 //!    finds the row gone or with another token, the lease is lost for good:
 //!    [`Lease::check`] fails and the POP3 session ends at its next command.
 //! 3. Fencing, for a session that acts after its deadline anyway (a command begun
@@ -40,8 +42,8 @@
 //! One task per node owns one dedicated connection and makes every acquire,
 //! renewal and release of the node on it, in order (an unlock queued by a dropped
 //! guard runs before the next acquire on this node). Its statements wait at most
-//! `lock_timeout` (2 s) for a row lock, so a long write elsewhere cannot stall the
-//! renewals of the node's other leases.
+//! `lock_timeout` (2 s) for a row lock, so a long write elsewhere stalls the
+//! renewals of the node's other leases no longer than that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -179,7 +181,7 @@ impl Lease {
             s.lost = Some(why);
             tracing::error!(
                 account = self.fence.account,
-                "maildrop lease lost: taken over after it expired; the session ends"
+                "maildrop lease lost: its row is gone or another session's; the session ends"
             );
         }
     }
