@@ -198,3 +198,49 @@ fn an_outage_longer_than_the_lease_ends_the_first_session_before_the_second_acts
         "A logs why it ended the session"
     );
 }
+
+/// Fencing end to end: node A's lease is made to lapse in the database behind its
+/// back (as when A's node stalled for longer than the lease), node B takes the
+/// maildrop over, and A's QUIT — with a message marked deleted — is refused with
+/// [IN-USE] (by A's next renewal, or else by the fence in the delete's own
+/// transaction) and deletes nothing.
+#[test]
+fn a_session_whose_lease_was_taken_over_deletes_nothing() {
+    let Some(pg) = Cluster::try_start() else {
+        return;
+    };
+    let url = pg.database("casella");
+    let lease = "maildrop-lease-secs = 3\n";
+    let a = node(&url, "a", lease);
+    let b = node(&url, "b", lease);
+    a.add_account(USER, PASS);
+    deliver_three(&a);
+
+    let (mut on_a, reply) = pop_login(&a);
+    assert!(reply.starts_with("+OK"), "{reply}");
+    on_a.send_line("DELE 1");
+    on_a.expect("+OK");
+    let before = pg.psql("casella", "SELECT token FROM maildrop_leases");
+    pg.psql(
+        "casella",
+        "UPDATE maildrop_leases SET expires_at = clock_timestamp() - interval '1 second'",
+    );
+    let (mut on_b, reply) = pop_login(&b);
+    assert!(
+        reply.starts_with("+OK"),
+        "B after A's lease lapsed: {reply}"
+    );
+    let after = pg.psql("casella", "SELECT token FROM maildrop_leases");
+    assert!(
+        after.trim().parse::<i64>().unwrap() > before.trim().parse::<i64>().unwrap(),
+        "a new token: {before} then {after}"
+    );
+    on_a.send_line("QUIT");
+    let l = on_a.line();
+    eprintln!("A's QUIT: {l}");
+    assert!(l.starts_with("-ERR [IN-USE]"), "A's QUIT: {l}");
+    on_b.send_line("STAT");
+    on_b.expect("+OK 3 ");
+    on_b.send_line("QUIT");
+    on_b.expect("+OK");
+}

@@ -205,6 +205,34 @@ impl Cluster {
         self.pg_ctl_start();
     }
 
+    /// Runs SQL in database `db` with psql (as the `casella` superuser); its output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run(
+            "psql",
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "casella".as_ref(),
+                "-d".as_ref(),
+                db.as_ref(),
+                "-v".as_ref(),
+                "ON_ERROR_STOP=1".as_ref(),
+                "-Atc".as_ref(),
+                sql.as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn run(&self, tool: &str, args: &[&OsStr]) -> Output {
         let program = self.bin.join(tool);
         let mut cmd = if self.as_postgres {
