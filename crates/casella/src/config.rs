@@ -26,6 +26,9 @@ pub struct Config {
     /// This node's name among several sharing one PostgreSQL store (default: the
     /// hostname).
     pub node_id: Option<String>,
+    /// With PostgreSQL: how long a POP3 maildrop lock lasts without renewal
+    /// (default 30 s); see `casella_store::postgres::PgOptions::maildrop_lease`.
+    pub maildrop_lease_secs: Option<u64>,
     pub tls: TlsConfig,
     /// Protocol name → addresses.
     pub listen: BTreeMap<String, Vec<String>>,
@@ -314,6 +317,7 @@ impl Default for Config {
             store: "embedded".into(),
             search_index: true,
             node_id: None,
+            maildrop_lease_secs: None,
             tls: TlsConfig::default(),
             listen: default_listeners(),
             pop3: Pop3Section::default(),
@@ -488,6 +492,10 @@ store = "embedded"
 # progress. Applied when the server starts.
 search-index = true
 # node-id = "mail1"
+# With PostgreSQL, a POP3 session's maildrop lock is a lease its node renews: a
+# node that dies keeps its users' maildrops locked this long, and a database outage
+# of about half of it ends no POP3 session.
+# maildrop-lease-secs = 30
 
 # Front end or back end (see the README, "Front ends and back ends"): a front end
 # logs clients in and hands each IMAP, POP3 and submission session over to the back
@@ -646,6 +654,10 @@ pub async fn open_store_with(
                         .clone()
                         .unwrap_or_else(|| config.hostname.clone()),
                 ),
+                maildrop_lease: config
+                    .maildrop_lease_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(PgOptions::default().maildrop_lease),
                 ..PgOptions::default()
             };
             let store = PgStore::connect_with(url, options)

@@ -6,7 +6,9 @@
 //! on a back end, `pop3-internal` sessions start with the maildrop opened and locked.
 //! Must not: touch storage below the `MailStore` API or check passwords itself
 //! (the directory does).
-//! Invariants: a maildrop is locked for the whole TRANSACTION state; DELE only marks,
+//! Invariants: a maildrop is locked for the whole TRANSACTION state: a session
+//! checks its lock before each command and ends when it was lost (a shared store's
+//! lease), and writes only through the lock's fenced store; DELE only marks,
 //! and the marked messages are removed at QUIT in one store transaction; a session
 //! that ends any other way removes nothing (RFC 1939 §6).
 

@@ -50,7 +50,10 @@ enum State {
 
 struct Maildrop {
     account: Account,
-    _lock: MaildropLock,
+    lock: MaildropLock,
+    /// Where this session's writes go: through its lock's fence when the lock
+    /// can be lost (a shared database), so a session that lost it cannot write.
+    store: Arc<dyn MailStore>,
     _user_slot: Slot<AccountId>,
     messages: Vec<PopMessage>,
     /// What the client is shown of each message.
@@ -307,6 +310,20 @@ impl Session {
     }
 
     async fn dispatch(&mut self, cmd: Command, state: &mut State, reader: &mut Reader) -> Next {
+        if let State::Transaction(drop) = state
+            && let Err(e) = drop.lock.check()
+        {
+            // The lock was lost (the database out of reach for longer than its
+            // lease, or taken over since): end before acting on the maildrop
+            // again, removing nothing (RFC 1939 §6). QUIT included: its deletions
+            // could no longer be made safely.
+            tracing::warn!(
+                protocol = "pop3", remote = %self.info.remote,
+                user = %drop.account.address, error = %e, "maildrop lock lost; session ends"
+            );
+            self.reply(lock_lost_text(&e));
+            return Next::Close;
+        }
         match state {
             State::Authorization { user } => match cmd {
                 Command::Capa => self.capa(true),
@@ -670,9 +687,11 @@ impl Session {
                 self.reply(&format!(
                     "+OK Logged in; maildrop has {n} messages ({size} octets)"
                 ));
+                let store = lock.fenced_store().unwrap_or_else(|| self.store().clone());
                 Some(Maildrop {
                     account,
-                    _lock: lock,
+                    lock,
+                    store,
                     _user_slot: user_slot,
                     messages,
                     presentation,
@@ -778,8 +797,8 @@ impl Session {
         self.out.extend_from_slice(b".\r\n");
         if lines.is_none() && drop.account.settings.pop.mark_read {
             let seen: FlagSet = [Flag::Seen].into_iter().collect();
-            if let Err(e) = self
-                .store()
+            if let Err(e) = drop
+                .store
                 .store_flags(mailbox, &[uid], FlagOp::Add, &seen)
                 .await
             {
@@ -857,14 +876,15 @@ impl Session {
             self.reply("+OK casella POP3 server signing off");
             return;
         }
+        // Through the lock's fence: refused (InUse) if another session has the
+        // maildrop by now.
+        let store = &*drop.store;
         let result = match drop.account.settings.pop.delete_action {
-            PopDeleteAction::Expunge => self
-                .store()
-                .expunge(drop.account.id, &deleted)
-                .await
-                .map(|_| ()),
-            PopDeleteAction::MoveToTrash => self.move_to_trash(&drop.account, &deleted).await,
-            PopDeleteAction::HideFromPop => self.hide_from_pop(&deleted).await,
+            PopDeleteAction::Expunge => store.expunge(drop.account.id, &deleted).await.map(|_| ()),
+            PopDeleteAction::MoveToTrash => {
+                self.move_to_trash(store, &drop.account, &deleted).await
+            }
+            PopDeleteAction::HideFromPop => self.hide_from_pop(store, &deleted).await,
         };
         match result {
             Ok(()) => {
@@ -874,6 +894,13 @@ impl Session {
                     "+OK casella POP3 server signing off ({n} messages deleted)"
                 ));
             }
+            Err(e @ StoreError::InUse(_)) => {
+                tracing::error!(error = %e, user = %drop.account.address, "POP3 update refused: maildrop lock lost");
+                self.reply(
+                    "-ERR [IN-USE] This session lost the maildrop lock to another session; \
+                     no messages were deleted",
+                );
+            }
             Err(e) => {
                 tracing::error!(error = %e, "POP3 update failed");
                 self.reply("-ERR [SYS/TEMP] Deleted messages could not be removed; none were");
@@ -882,7 +909,11 @@ impl Session {
     }
 
     /// Marks the messages so POP3 no longer lists them; IMAP still shows them.
-    async fn hide_from_pop(&self, refs: &[MessageRef]) -> Result<(), StoreError> {
+    async fn hide_from_pop(
+        &self,
+        store: &dyn MailStore,
+        refs: &[MessageRef],
+    ) -> Result<(), StoreError> {
         let keyword: FlagSet = [Flag::Keyword(POP3_DELETED_KEYWORD.to_string())]
             .into_iter()
             .collect();
@@ -894,7 +925,7 @@ impl Session {
             }
         }
         for (mailbox, uids) in by_mailbox {
-            self.store()
+            store
                 .store_flags(mailbox, &uids, FlagOp::Add, &keyword)
                 .await?;
         }
@@ -903,29 +934,47 @@ impl Session {
 
     async fn move_to_trash(
         &self,
+        store: &dyn MailStore,
         account: &Account,
         refs: &[MessageRef],
     ) -> Result<(), StoreError> {
-        let boxes = self.store().list_mailboxes(account.id).await?;
+        let boxes = store.list_mailboxes(account.id).await?;
         let Some(trash) = boxes
             .iter()
             .find(|m| m.special_use == Some(SpecialUse::Trash))
         else {
-            return self.store().expunge(account.id, refs).await.map(|_| ());
+            return store.expunge(account.id, refs).await.map(|_| ());
         };
         let mut by_box: HashMap<MailboxId, Vec<Uid>> = HashMap::new();
         for r in refs.iter().filter(|r| r.mailbox != trash.id) {
             by_box.entry(r.mailbox).or_default().push(r.uid);
         }
         for (mailbox, uids) in by_box {
-            self.store().copy(mailbox, &uids, trash.id).await?;
+            store.copy(mailbox, &uids, trash.id).await?;
         }
         let moved: Vec<MessageRef> = refs
             .iter()
             .filter(|r| r.mailbox != trash.id)
             .copied()
             .collect();
-        self.store().expunge(account.id, &moved).await.map(|_| ())
+        store.expunge(account.id, &moved).await.map(|_| ())
+    }
+}
+
+/// The reply to a command after the maildrop lock was lost (RFC 3206 §4, §5):
+/// [IN-USE] when another session holds the maildrop now (the client's next login
+/// waits for that one), [SYS/TEMP] when this node could not keep the lock (the
+/// database was out of reach): a passing server problem, try again later.
+fn lock_lost_text(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::InUse(_) => {
+            "-ERR [IN-USE] Another session has taken over this maildrop; this session ends \
+             and no messages were deleted"
+        }
+        _ => {
+            "-ERR [SYS/TEMP] The maildrop lock was lost (the mail store was out of reach); \
+             this session ends and no messages were deleted, log in again"
+        }
     }
 }
 

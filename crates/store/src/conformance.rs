@@ -933,8 +933,42 @@ async fn maildrop_lock_is_exclusive(store: &dyn MailStore) {
         .lock_maildrop(b.id)
         .await
         .expect("other account unaffected");
+    // A held lock says so, and the session's writes through it land.
+    held.check().expect("held");
+    let mb = inbox(store, a.id).await;
+    let ap = store.append(mb.id, message("x")).await.expect("append");
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+    let fenced = held.fenced_store();
+    let writer: &dyn MailStore = fenced.as_deref().unwrap_or(store);
+    writer
+        .store_flags(mb.id, &[ap.uid], FlagOp::Add, &seen)
+        .await
+        .expect("a write under the held lock");
     drop(held);
+    // Queued behind the release on this node: taken again, with a new token.
     let again = store.lock_maildrop(a.id).await.expect("released on drop");
+    // A lock that can be lost fences its writes: the released one's are refused.
+    if let Some(stale) = fenced {
+        assert!(matches!(
+            stale
+                .store_flags(mb.id, &[ap.uid], FlagOp::Remove, &seen)
+                .await,
+            Err(StoreError::InUse(_))
+        ));
+        let gone = [crate::MessageRef {
+            mailbox: mb.id,
+            uid: ap.uid,
+        }];
+        assert!(matches!(
+            stale.expunge(a.id, &gone).await,
+            Err(StoreError::InUse(_))
+        ));
+        let current = again.fenced_store().expect("a fenced store again");
+        current
+            .store_flags(mb.id, &[ap.uid], FlagOp::Remove, &seen)
+            .await
+            .expect("the current holder writes");
+    }
     drop(again);
     drop(other);
 }

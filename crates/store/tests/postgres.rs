@@ -102,6 +102,7 @@ fn postgres_backend() {
         scenario!(migrations_are_versioned_and_safe_at_once);
         scenario!(concurrent_appends_from_two_nodes);
         scenario!(maildrop_lock_across_nodes);
+        scenario!(maildrop_lease_fences_the_old_holder);
         scenario!(changes_reach_the_other_node_quickly);
         scenario!(listener_reconnects_and_resyncs);
         scenario!(queue_claims_across_nodes);
@@ -130,6 +131,102 @@ fn postgres_backend() {
         }
         eprintln!("all scenarios: {} ms", started.elapsed().as_millis());
         assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    });
+    drop(rt);
+    drop(cluster);
+}
+
+/// The maildrop lease through a database restart (it stays with its holder, which
+/// goes on writing) and through an outage longer than the lease (the holder gives
+/// it up on its own clock before the database lets another node take it, and its
+/// writes are refused afterwards). Its own cluster: it stops and starts it.
+#[test]
+fn maildrop_lease_through_a_restart_and_an_outage() {
+    let Some(cluster) = Cluster::try_start() else {
+        return;
+    };
+    let url = cluster.database("lease");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let lease = Duration::from_secs(3);
+        let a = node_with_lease(&url, "a", lease).await;
+        let b = node_with_lease(&url, "b", lease).await;
+        let acct = account(&a, "restart@example.org").await;
+        let mb = inbox(&a, acct.id).await;
+        let uid = a.append(mb.id, message("r")).await.unwrap().uid;
+        let seen: FlagSet = [Flag::Seen].into_iter().collect();
+        let on_a = a.lock_maildrop(acct.id).await.expect("lock on A");
+        let a_writes = on_a.fenced_store().expect("a fenced store");
+
+        tokio::task::block_in_place(|| cluster.restart());
+        let back = Instant::now();
+        // For a lease's length after the restart, B is refused every time.
+        let mut tries = 0;
+        while back.elapsed() < lease {
+            match b.lock_maildrop(acct.id).await {
+                Err(StoreError::InUse(_)) => tries += 1,
+                Err(StoreError::Temporary(_)) => {}
+                Ok(_) => panic!(
+                    "B was granted the maildrop {:?} after the restart",
+                    back.elapsed()
+                ),
+                Err(e) => panic!("{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(tries > 10, "B was refused [IN-USE] only {tries} times");
+        on_a.check().expect("A holds it through the restart");
+        a_writes
+            .store_flags(mb.id, &[uid], FlagOp::Add, &seen)
+            .await
+            .expect("A writes after the restart");
+
+        // An outage longer than the lease: A gives it up while the database is
+        // still down, before anyone could take it.
+        tokio::task::block_in_place(|| cluster.stop("fast"));
+        let down = Instant::now();
+        let mut lost_after = None;
+        while down.elapsed() < lease + Duration::from_secs(1) {
+            if lost_after.is_none() && on_a.check().is_err() {
+                lost_after = Some(down.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lost_after = lost_after.expect("A gave the lock up during the outage");
+        assert!(
+            lost_after < lease,
+            "A gave it up {lost_after:?} into the outage"
+        );
+        assert!(matches!(on_a.check(), Err(StoreError::Temporary(_))));
+        tokio::task::block_in_place(|| cluster.start_again());
+        // B gets it once the database is back (its pool and lock connection
+        // reconnect); A's writes are refused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let on_b = loop {
+            match b.lock_maildrop(acct.id).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "B never got the lock: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let stale = a_writes
+            .store_flags(mb.id, &[uid], FlagOp::Remove, &seen)
+            .await;
+        assert!(matches!(stale, Err(StoreError::InUse(_))), "{stale:?}");
+        let listed = b.list_messages(mb.id).await.unwrap();
+        assert!(listed[0].flags.contains(&Flag::Seen));
+        eprintln!(
+            "restart: B refused {tries} times; outage: A gave the lock up {lost_after:?} \
+             into it"
+        );
+        drop(on_b);
+        drop(on_a);
     });
     drop(rt);
     drop(cluster);
@@ -232,13 +329,10 @@ async fn concurrent_appends_from_two_nodes(url: String) {
     assert_eq!(listed[1].flags.len(), 10);
 }
 
-async fn advisory_locks_held(url: &str) -> i64 {
+async fn leases_held(url: &str) -> i64 {
     let admin = connect(url).await;
     admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid",
-            &[&0x6361_7301_i64],
-        )
+        .query_one("SELECT count(*) FROM maildrop_leases", &[])
         .await
         .unwrap()
         .get(0)
@@ -257,7 +351,7 @@ async fn maildrop_lock_across_nodes(url: String) {
         a.lock_maildrop(acct.id).await,
         Err(StoreError::InUse(_))
     ));
-    assert_eq!(advisory_locks_held(&url).await, 1);
+    assert_eq!(leases_held(&url).await, 1);
     drop(held);
     // The unlock is queued on drop: the same node sees it at once, another node a
     // moment later.
@@ -274,23 +368,163 @@ async fn maildrop_lock_across_nodes(url: String) {
         drop(l);
     }
     let deadline = Instant::now() + Duration::from_secs(2);
-    while advisory_locks_held(&url).await != 0 {
-        assert!(Instant::now() < deadline, "advisory locks left behind");
+    while leases_held(&url).await != 0 {
+        assert!(Instant::now() < deadline, "leases left behind");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A node that dies (here: its lock connection is cut) loses its locks with its
-    // session, so the maildrop does not stay locked for good.
-    let _held = b.lock_maildrop(acct.id).await.expect("lock on B");
+    // The lock is a lease row, not a connection's state: when the holder's
+    // connection is cut (as by a database restart), the lock stays its own — no
+    // other node gets it — and its release still lands.
+    let held = b.lock_maildrop(acct.id).await.expect("lock on B");
     let admin = connect(&url).await;
     admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks
-             WHERE locktype = 'advisory' AND classid = $1::bigint::oid",
-            &[&0x6361_7301_i64],
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'casella-maildrop'",
+            &[],
         )
         .await
         .unwrap();
+    assert!(matches!(
+        a.lock_maildrop(acct.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    held.check()
+        .expect("still held after its connection was cut");
+    drop(held);
     drop(lock_soon(&a, acct.id).await);
+}
+
+/// One node's store whose maildrop leases last `lease`.
+async fn node_with_lease(url: &str, name: &str, lease: Duration) -> PgStore {
+    PgStore::connect_with(
+        url,
+        PgOptions {
+            node_id: Some(name.to_string()),
+            maildrop_lease: lease,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .expect("connect")
+}
+
+/// A lease that lapsed (here: its expiry moved into the past behind the store's
+/// back, as when its node stalled for longer than the lease) is taken over with a
+/// new, larger token; from then on every write of the old holder is refused, and
+/// its next renewal tells it the lock is gone.
+async fn maildrop_lease_fences_the_old_holder(url: String) {
+    let lease = Duration::from_millis(900);
+    let a = node_with_lease(&url, "a", lease).await;
+    let b = node_with_lease(&url, "b", lease).await;
+    let acct = account(&a, "fence@example.org").await;
+    let mb = inbox(&a, acct.id).await;
+    let uid = a.append(mb.id, message("f")).await.unwrap().uid;
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+
+    let on_a = a.lock_maildrop(acct.id).await.expect("lock on A");
+    let a_writes = on_a.fenced_store().expect("a fenced store");
+    // Renewed: held well past its length.
+    tokio::time::sleep(lease * 3).await;
+    on_a.check().expect("renewed");
+    assert!(matches!(
+        b.lock_maildrop(acct.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    a_writes
+        .store_flags(mb.id, &[uid], FlagOp::Add, &seen)
+        .await
+        .expect("the holder writes");
+
+    let admin = connect(&url).await;
+    let old: i64 = admin
+        .query_one(
+            "UPDATE maildrop_leases SET expires_at = clock_timestamp() - interval '1 second'
+              WHERE account_id = $1 RETURNING token",
+            &[&acct.id.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let on_b = b.lock_maildrop(acct.id).await.expect("taken over on B");
+    let new: i64 = admin
+        .query_one(
+            "SELECT token FROM maildrop_leases WHERE account_id = $1",
+            &[&acct.id.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(new > old, "tokens grow: {old} then {new}");
+    assert!(matches!(
+        a_writes
+            .store_flags(mb.id, &[uid], FlagOp::Remove, &seen)
+            .await,
+        Err(StoreError::InUse(_))
+    ));
+    let gone = [MessageRef {
+        mailbox: mb.id,
+        uid,
+    }];
+    assert!(matches!(
+        a_writes.expunge(acct.id, &gone).await,
+        Err(StoreError::InUse(_))
+    ));
+    let listed = b.list_messages(mb.id).await.unwrap();
+    assert_eq!(listed.len(), 1, "A's refused expunge removed nothing");
+    assert!(
+        listed[0].flags.contains(&Flag::Seen),
+        "A's refused write left no trace"
+    );
+    // A's node learns at its next renewal (every lease / 3).
+    let deadline = Instant::now() + lease;
+    while on_a.check().is_ok() {
+        assert!(Instant::now() < deadline, "A was not told it lost the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(on_a.check(), Err(StoreError::InUse(_))));
+    on_b.fenced_store()
+        .unwrap()
+        .expunge(acct.id, &gone)
+        .await
+        .expect("the new holder writes");
+    // A's release (its guard dropped) leaves B's lease alone.
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    on_b.check().expect("B still holds it");
+    assert_eq!(leases_held(&url).await, 1);
+    drop(on_b);
+
+    // A takeover waits for a write of the old holder already past its check (it
+    // holds the lease row FOR KEY SHARE until commit), and fails rather than
+    // waiting long when that write hangs.
+    let on_a = a.lock_maildrop(acct.id).await.expect("lock on A again");
+    let mut writer = connect(&url).await;
+    let in_flight = writer.transaction().await.unwrap();
+    in_flight
+        .query_one(
+            "SELECT 1 FROM maildrop_leases WHERE account_id = $1 FOR KEY SHARE",
+            &[&acct.id.0],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE maildrop_leases SET expires_at = clock_timestamp() - interval '1 second'
+              WHERE account_id = $1",
+            &[&acct.id.0],
+        )
+        .await
+        .expect("a renewal-like update does not wait for the write");
+    let b2 = b.clone();
+    let id = acct.id;
+    let takeover = tokio::spawn(async move { b2.lock_maildrop(id).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the write");
+    in_flight.commit().await.unwrap();
+    let on_b = takeover.await.unwrap().expect("taken over after the write");
+    drop(on_b);
+    drop(on_a);
 }
 
 /// Takes the lock, waiting up to 2 s for another node's release to land.

@@ -24,9 +24,32 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A free port below Linux's ephemeral range (32768–60999): an ephemeral port found
+/// free is soon handed to some client socket of a parallel test, and the server
+/// then cannot bind it — at its start, or at a restart ([`Cluster::restart`]).
 fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let mut seed = h.finish();
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20000 + ((seed >> 33) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
+}
+
+/// Where the server binaries are: `$CASELLA_PG_BIN` or PostgreSQL 15's Debian path.
+fn pg_bin() -> PathBuf {
+    std::env::var_os("CASELLA_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
 impl Cluster {
@@ -34,9 +57,7 @@ impl Cluster {
     /// loopback). Fails the test with a clear message when PostgreSQL is missing
     /// (`CASELLA_PG_BIN` overrides /usr/lib/postgresql/15/bin).
     pub fn start() -> Cluster {
-        let bin = std::env::var_os("CASELLA_PG_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+        let bin = pg_bin();
         for tool in ["initdb", "pg_ctl", "postgres"] {
             assert!(
                 bin.join(tool).exists(),
@@ -87,13 +108,47 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    /// Starts a cluster as [`Cluster::start`], or returns `None` after printing why
+    /// when the PostgreSQL server binaries are missing — unless
+    /// `CASELLA_REQUIRE_CLIENTS=1`, which makes their absence a failure.
+    pub fn try_start() -> Option<Cluster> {
+        let bin = pg_bin();
+        if let Some(missing) = ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .map(|t| bin.join(t))
+            .find(|p| !p.exists())
+        {
+            if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
+                panic!(
+                    "PostgreSQL server binaries not found ({} is missing) and \
+                     CASELLA_REQUIRE_CLIENTS=1",
+                    missing.display()
+                );
+            }
+            eprintln!(
+                "SKIPPED: PostgreSQL server binaries not found ({} is missing); install \
+                 PostgreSQL 15 or set CASELLA_PG_BIN",
+                missing.display()
+            );
+            return None;
+        }
+        Some(Cluster::start())
+    }
+
+    /// `pg_ctl start` on this cluster's data directory, port and socket directory.
+    fn pg_ctl_start(&self) {
+        let data = self.data.clone();
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-            cluster.port,
-            cluster.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = cluster.dir.path().join("log");
-        let out = cluster.run(
+        let log = self.dir.path().join("log");
+        let out = self.run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
@@ -113,7 +168,69 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        cluster
+    }
+
+    /// Stops the server (`pg_ctl stop -m MODE -w`: `fast` ends every session and
+    /// shuts down cleanly, `immediate` as a crash would); the data stays.
+    pub fn stop(&self, mode: &str) {
+        let data = self.data.clone();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "stop".as_ref(),
+                "-m".as_ref(),
+                mode.as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m {mode}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same port.
+    pub fn start_again(&self) {
+        self.pg_ctl_start();
+    }
+
+    /// A database restart as an operator does it (`pg_ctl restart -m fast`): every
+    /// connection is closed, session state (advisory locks included) is gone.
+    pub fn restart(&self) {
+        self.stop("fast");
+        self.pg_ctl_start();
+    }
+
+    /// Runs SQL in database `db` with psql (as the `casella` superuser); its output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run(
+            "psql",
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "casella".as_ref(),
+                "-d".as_ref(),
+                db.as_ref(),
+                "-v".as_ref(),
+                "ON_ERROR_STOP=1".as_ref(),
+                "-Atc".as_ref(),
+                sql.as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn run(&self, tool: &str, args: &[&OsStr]) -> Output {

@@ -14,11 +14,14 @@
 //!   transaction helper and the SQLSTATE → [`StoreError`] mapping.
 //! - `listen`: one LISTEN connection per node; other nodes' commits reach the local
 //!   [`ChangeFeed`] as `MailboxChanged`.
-//! - `locks`: the POP3 maildrop lock (advisory locks on one connection per node).
+//! - `locks`: the POP3 maildrop lock: a lease row per maildrop, renewed by its
+//!   node, and a fencing token every write of the holding session checks.
 //! - `import`: inserts with given UIDVALIDITY, UIDs and MODSEQs, for a migrator.
 //!
 //! Concurrency (transactions run at READ COMMITTED; consistency comes from locks
 //! taken explicitly, always in one order so nodes cannot deadlock):
+//! 0. in a write through a POP3 session's fenced store, its maildrop lease row
+//!    (`FOR KEY SHARE`), first (see `locks`);
 //! 1. the address namespace (`pg_advisory_xact_lock`) when creating an account or
 //!    alias: addresses must be unique across both tables;
 //! 2. the account row (deleting an account);
@@ -45,7 +48,15 @@ macro_rules! write_tx {
         let mut conn = $store.conn().await?;
         #[allow(unused_mut)]
         let mut $tx = conn.begin().await?;
-        let result: StoreResult<_> = async { $body }.await;
+        let result: StoreResult<_> = async {
+            // A POP3 session's write: refused unless its maildrop lease is still
+            // its own (`locks`, invariant point 3).
+            if let Some(fence) = $store.fence {
+                $crate::postgres::locks::check_fence(&mut $tx, fence).await?;
+            }
+            $body
+        }
+        .await;
         match result {
             Ok(v) => $tx.commit().await.map(|()| v),
             Err(e) => {
@@ -82,7 +93,7 @@ macro_rules! queue_columns {
 
 mod import;
 mod listen;
-mod locks;
+pub(crate) mod locks;
 mod pool;
 mod schema;
 
@@ -129,6 +140,10 @@ pub struct PgOptions {
     /// Connections used for queries at once (plus one for LISTEN and one for
     /// maildrop locks).
     pub pool_size: usize,
+    /// How long a POP3 maildrop lease lasts without renewal: how long a maildrop
+    /// stays locked after its node died, and (less a third and a tenth) the
+    /// longest database outage that ends no POP3 session. See `locks`.
+    pub maildrop_lease: Duration,
 }
 
 impl Default for PgOptions {
@@ -136,6 +151,7 @@ impl Default for PgOptions {
         PgOptions {
             node_id: None,
             pool_size: 10,
+            maildrop_lease: locks::DEFAULT_LEASE,
         }
     }
 }
@@ -160,6 +176,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// Set in the store a POP3 session writes through: its maildrop lease.
+    fence: Option<locks::Fence>,
 }
 
 /// A random hex name (64 bits from the OS-seeded hasher keys, the time and the pid).
@@ -214,7 +232,12 @@ impl PgStore {
         let (locks_tx, locks_rx) = mpsc::unbounded_channel();
         let mut lock_config = config.clone();
         lock_config.application_name("casella-maildrop");
-        tokio::spawn(locks::run(lock_config, locks_rx));
+        tokio::spawn(locks::run(
+            lock_config,
+            locks::Timing::new(options.maildrop_lease),
+            node_id.clone(),
+            locks_rx,
+        ));
 
         let (stop_tx, stop_rx) = oneshot::channel();
         let inner = Arc::new(Inner {
@@ -239,7 +262,7 @@ impl PgStore {
         ready_rx
             .await
             .map_err(|_| StoreError::Internal("change listener stopped".into()))??;
-        Ok(PgStore { inner })
+        Ok(PgStore { inner, fence: None })
     }
 
     /// The name this node's queue claims are made under.
@@ -1804,7 +1827,7 @@ impl MailStore for PgStore {
     }
 
     async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock> {
-        locks::lock(&self.inner.locks, account).await
+        locks::lock(self, account).await
     }
 
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change> {

@@ -141,6 +141,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE blobs ADD COLUMN search_text text;
     "#,
+    // version 6: the POP3 maildrop lock as a lease row with a fencing token (the
+    // session advisory lock it replaces did not survive a database restart).
+    // Tokens come from a sequence: never reused, even across crashes.
+    r#"
+    CREATE TABLE maildrop_leases (
+        account_id bigint PRIMARY KEY,
+        token      bigint NOT NULL,
+        holder     text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE SEQUENCE maildrop_lease_tokens;
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory
