@@ -141,6 +141,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE blobs ADD COLUMN search_text text;
     "#,
+    // version 6: "sign out of all devices", for every node to end the account's
+    // open sessions (see `signouts_since`).
+    r#"
+    CREATE TABLE signouts (
+        seq     bigserial PRIMARY KEY,
+        address text NOT NULL,
+        at      bigint NOT NULL
+    );
+    CREATE INDEX signouts_at ON signouts (at);
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory
