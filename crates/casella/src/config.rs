@@ -97,9 +97,10 @@ pub struct WebSection {
     /// Networks whose users are shown the internal connection settings
     /// (CIDR; default: the private and loopback ranges).
     pub internal_networks: Vec<String>,
-    /// Networks whose clients may sign in over plain HTTP (CIDR; loopback
-    /// always may; default: none). Everyone else is sent to the https address:
-    /// the mail protocols refuse cleartext passwords by default, so does the web.
+    /// Networks whose clients may sign in over plain HTTP (CIDR; default:
+    /// loopback, for a TLS proxy on this host). Everyone else is sent to the
+    /// https address: the mail protocols refuse cleartext passwords by default,
+    /// so does the web.
     pub trusted_networks: Vec<String>,
     /// Networks the admin pages and the admin API answer (CIDR; default: the
     /// private and loopback ranges, as `internal-networks`). Administration
@@ -126,7 +127,7 @@ impl Default for WebSection {
     fn default() -> Self {
         WebSection {
             internal_networks: private_networks(),
-            trusted_networks: Vec::new(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             admin_networks: private_networks(),
         }
     }
@@ -596,8 +597,8 @@ queue-lifetime-hours = 120
 [web]
 # Clients shown the internal connection settings on the settings page:
 # internal-networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
-# Clients that may sign in over plain HTTP (a TLS proxy on another host):
-# trusted-networks = []
+# Clients that may sign in over plain HTTP (loopback: a TLS proxy on this host):
+# trusted-networks = ["127.0.0.0/8", "::1/128"]
 # Clients the admin pages and the admin API answer (the private and loopback
 # ranges by default; ["0.0.0.0/0", "::/0"] for anywhere):
 # admin-networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
@@ -698,7 +699,7 @@ mod tests {
         assert_eq!(c.pop3.max_command_size, 512);
         assert_eq!(c.pop3.login_type, LoginType::SecureLogin);
         assert_eq!(c.web.admin_networks, WebSection::default().admin_networks);
-        assert!(c.web.trusted_networks.is_empty());
+        assert_eq!(c.web.trusted_networks, ["127.0.0.0/8", "::1/128"]);
         let empty: Config = toml::from_str("").unwrap();
         assert_eq!(empty.store, "embedded");
     }

@@ -199,6 +199,13 @@ fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// An address in a query parameter. An address never holds a space, so a
+/// space can only be a `+` the client did not percent-encode (form decoding
+/// reads `+` as a space): it is given back.
+fn address_param(q: &HashMap<String, String>, name: &str) -> Option<String> {
+    param(q, name).map(|v| v.trim().replace(' ', "+"))
+}
+
 /// The mail domain: from the address asked about, else the Host header (less an
 /// `autoconfig.` / `autodiscover.` prefix), else our host name. Only a guess:
 /// the caller answers only when it is a local domain.
@@ -236,7 +243,8 @@ async fn thunderbird(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let email = param(&q, "emailaddress");
+    let email = address_param(&q, "emailaddress");
+    let email = email.as_deref();
     let (domain, account) = match local(&web, email, &headers).await {
         Ok(x) => x,
         Err(why) => return plain_refusal(why),
@@ -365,7 +373,7 @@ async fn autodiscover_json_query(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let email = param(&q, "email").map(str::to_string);
+    let email = address_param(&q, "email");
     let protocol = param(&q, "protocol").map(str::to_string);
     autodiscover_json(&web, remote, email, protocol, &headers).await
 }
@@ -546,21 +554,21 @@ async fn mobileconfig(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(email) = param(&q, "emailaddress").filter(|e| e.contains('@')) else {
+    let Some(email) = address_param(&q, "emailaddress").filter(|e| e.contains('@')) else {
         return (
             StatusCode::BAD_REQUEST,
             "give ?emailaddress=you@example.org\n",
         )
             .into_response();
     };
-    let account = match local(&web, Some(email), &headers).await {
+    let account = match local(&web, Some(&email), &headers).await {
         Ok((_, account)) => account,
         Err(why) => return plain_refusal(why),
     };
     let pop = param(&q, "protocol").is_some_and(|p| p.eq_ignore_ascii_case("pop"));
     // A profile carries a password login only (EmailAuthPassword).
     let ends = offer(&web, remote.ip(), account.as_ref()).password_only();
-    match mobileconfig_for(&ends, email.trim(), pop) {
+    match mobileconfig_for(&ends, &email, pop) {
         Some(profile) => (
             [
                 (header::CONTENT_TYPE, "application/x-apple-aspen-config"),

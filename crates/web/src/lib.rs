@@ -70,8 +70,8 @@ pub struct WebConfig {
     pub hostname: String,
     /// Networks whose clients are shown the internal connection settings.
     pub internal_networks: Vec<(IpAddr, u8)>,
-    /// Networks whose clients may send passwords over plain HTTP (loopback
-    /// always may): `[web] trusted-networks`.
+    /// Networks whose clients may send passwords over plain HTTP:
+    /// `[web] trusted-networks` (the binary's default: loopback).
     pub trusted_networks: Vec<(IpAddr, u8)>,
     /// Networks the admin pages and the admin API answer: `[web] admin-networks`.
     pub admin_networks: Vec<(IpAddr, u8)>,
@@ -136,9 +136,10 @@ impl Web {
     }
 
     /// May a password (or a session cookie) travel on this connection: over
-    /// TLS, from loopback, or from a `trusted-networks` address.
+    /// TLS, or from a `trusted-networks` address (by default loopback: a
+    /// reverse proxy on this host, the administrator's own browser).
     pub fn passwords_allowed(&self, tls: bool, ip: IpAddr) -> bool {
-        tls || unmapped(ip).is_loopback() || in_any(&self.trusted_networks, ip)
+        tls || in_any(&self.trusted_networks, ip)
     }
 
     /// Whether the admin pages and the admin API answer a client at `ip`.
@@ -309,7 +310,10 @@ mod tests {
             WebConfig {
                 hostname: "mail.example.org".into(),
                 internal_networks: default_internal_networks(),
-                trusted_networks: vec![parse_network("192.0.2.0/24").unwrap()],
+                trusted_networks: ["192.0.2.0/24", "127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|n| parse_network(n))
+                    .collect(),
                 admin_networks: vec![parse_network("10.0.0.0/8").unwrap()],
             },
         );
