@@ -134,7 +134,8 @@ fn disabled_submission_and_plaintext_login_policy() {
         caps.iter().any(|l| l == "AUTH PLAIN LOGIN SCRAM-SHA-256"),
         "plaintext-login offers AUTH (no -PLUS without TLS): {caps:?}"
     );
-    c.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBwdw==");
+    // base64("\0bob@example.org\0test-pw1")
+    c.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwB0ZXN0LXB3MQ==");
     let l = c.line();
     assert!(
         l.starts_with("535 5.7.8 Login failure or SMTP disabled"),
