@@ -617,10 +617,10 @@ fn password_rules_apply_to_the_cli_the_admin_api_and_the_admin_pages() {
 
 #[test]
 fn plain_http_takes_no_passwords_from_untrusted_addresses_and_https_sends_hsts() {
-    // 127.0.0.2 is another loopback address; only 127.0.0.1 is trusted here,
-    // and only it may use the admin pages.
+    // 127.0.0.2 and .3 are other loopback addresses; only 127.0.0.1 is
+    // trusted here, and only it and .3 may use the admin pages and API.
     let s = server_with(
-        "[web]\ntrusted-networks = [\"127.0.0.1/32\"]\nadmin-networks = [\"127.0.0.1/32\"]\n",
+        "[web]\ntrusted-networks = [\"127.0.0.1/32\"]\nadmin-networks = [\"127.0.0.1/32\", \"127.0.0.3/32\"]\n",
     );
     let outside = Browser::http_from("127.0.0.2");
     let https_login = format!("https://mail.test:{}/login", s.port("https"));
@@ -689,6 +689,14 @@ fn plain_http_takes_no_passwords_from_untrusted_addresses_and_https_sends_hsts()
         &["-H", &auth],
     );
     assert_eq!(a.code, 403, "{}", a.body);
+    assert!(a.body.contains("admin-networks"), "{}", a.body);
+    // From an admin network, but untrusted: the token only over HTTPS.
+    let api_from = |b: &Browser| request(&s, b, "GET", "/api/admin/accounts", &[], &["-H", &auth]);
+    let a = api_from(&Browser::http_from("127.0.0.3"));
+    assert_eq!(a.code, 403, "{}", a.body);
+    assert!(a.body.contains("use HTTPS"), "{}", a.body);
+    let a = api_from(&Browser::https_from("127.0.0.3"));
+    assert_eq!(a.code, 200, "{}", a.body);
     let (code, _) = api(&s, &token, "GET", "/api/admin/accounts", None);
     assert_eq!(code, 200);
 }

@@ -41,6 +41,19 @@ impl FromRequestParts<Arc<Web>> for AdminToken {
             )
                 .into_response());
         }
+        // A token is a password: not over plain HTTP from outside the
+        // trusted networks.
+        let tls = parts
+            .extensions
+            .get::<crate::server::Transport>()
+            .is_some_and(|t| t.tls);
+        if !remote.is_some_and(|ip| web.passwords_allowed(tls, ip)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "use HTTPS: admin tokens are not accepted over plain HTTP from this network ([web] trusted-networks)"})),
+            )
+                .into_response());
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
