@@ -16,10 +16,13 @@ import json
 import plistlib
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
 BASE, EMAIL = sys.argv[1], sys.argv[2]
+# The address in a URL, percent-encoded as mail programs do (encodeURIComponent).
+Q = urllib.parse.quote(EMAIL, safe="")
 SOCKET_TYPES = {"SSL", "STARTTLS", "plain"}
 AUTH = {"password-cleartext", "password-encrypted", "OAuth2", "none"}
 
@@ -100,10 +103,10 @@ def pox():
 def autodiscover_json():
     out = {}
     for label, path in [
-        ("v1url", f"/autodiscover/autodiscover.json?Email={EMAIL}&Protocol=AutodiscoverV1"),
-        ("imap", f"/autodiscover/autodiscover.json/v1.0/{EMAIL}?Protocol=imap"),
-        ("smtp", f"/autodiscover/autodiscover.json?Email={EMAIL}&Protocol=smtp"),
-        ("bad", f"/autodiscover/autodiscover.json?Email={EMAIL}&Protocol=gopher"),
+        ("v1url", f"/autodiscover/autodiscover.json?Email={Q}&Protocol=AutodiscoverV1"),
+        ("imap", f"/autodiscover/autodiscover.json/v1.0/{Q}?Protocol=imap"),
+        ("smtp", f"/autodiscover/autodiscover.json?Email={Q}&Protocol=smtp"),
+        ("bad", f"/autodiscover/autodiscover.json?Email={Q}&Protocol=gopher"),
     ]:
         status, _, body = get(path)
         out[label] = {"status": status, "body": json.loads(body)}
@@ -111,7 +114,7 @@ def autodiscover_json():
 
 
 def mobileconfig():
-    status, ctype, body = get(f"/mobileconfig?emailaddress={EMAIL}")
+    status, ctype, body = get(f"/mobileconfig?emailaddress={Q}")
     if status != 200 or ctype != "application/x-apple-aspen-config":
         fail(f"mobileconfig {status} {ctype}")
     plist = plistlib.loads(body)
@@ -122,8 +125,8 @@ def mobileconfig():
 
 
 print(json.dumps({
-    "thunderbird_wellknown": thunderbird(f"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress={EMAIL}"),
-    "thunderbird_mail": thunderbird(f"/mail/config-v1.1.xml?emailaddress={EMAIL}"),
+    "thunderbird_wellknown": thunderbird(f"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress={Q}"),
+    "thunderbird_mail": thunderbird(f"/mail/config-v1.1.xml?emailaddress={Q}"),
     "pox": pox(),
     "json": autodiscover_json(),
     "mobileconfig": mobileconfig(),

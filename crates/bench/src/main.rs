@@ -73,7 +73,7 @@ struct Cli {
     /// User names; {} is replaced by 1, 2, 3…
     #[arg(long, global = true, default_value = "bench{}@bench.test")]
     user_format: String,
-    #[arg(long, global = true, default_value = "benchpw")]
+    #[arg(long, global = true, default_value = "bench-password")]
     password: String,
     /// Seed of the generated mail and of every client's choices.
     #[arg(long, global = true, default_value_t = 1)]

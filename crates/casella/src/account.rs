@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use casella_directory::{Secret, hash_password};
+
 use casella_store::{NewAccount, StoreError};
 
 use crate::cli::{AccountCommand, AliasCommand};
@@ -65,6 +66,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
         } => {
             let address = valid_address(&address)?;
             let password = read_password(password_stdin)?;
+            casella_directory::password_rules::check(&address, password.expose())?;
             let hash = hash_password(&password).map_err(anyhow::Error::msg)?;
             match store
                 .create_account(NewAccount {
@@ -153,6 +155,12 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 bail!("no account {address}");
             };
             store.delete_account(a.id).await?;
+            // Its open sessions on the running servers end too.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            store.record_signout(&a.address, now).await?;
             println!("removed {}", a.address);
         }
         AccountCommand::Set { address, settings } => {
@@ -188,10 +196,18 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 bail!("no account {address}");
             };
             let password = read_password(password_stdin)?;
-            a.password_hash = hash_password(&password).map_err(anyhow::Error::msg)?;
-            a.settings.scram = Some(casella_directory::scram::derive(password.expose()));
+            casella_directory::password_rules::set_password(&mut a, &password)?;
             store.update_account(&a).await?;
             println!("password changed for {}", a.address);
+        }
+        AccountCommand::Signout { address } => {
+            match casella_web::signout::record(&*store, &address).await? {
+                Some((a, _)) => println!(
+                    "signed out {} everywhere: its web sessions end now, its mail sessions within a second",
+                    a.address
+                ),
+                None => bail!("no account {address}"),
+            }
         }
     }
     Ok(())

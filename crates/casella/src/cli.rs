@@ -172,13 +172,18 @@ pub enum AccountCommand {
         #[command(subcommand)]
         command: AliasCommand,
     },
-    /// Set a new password.
+    /// Set a new password (at least 8 characters, not the address); the
+    /// account's web sessions end.
     Passwd {
         address: String,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Sign out of all devices: ends the account's web sessions and, within a
+    /// second, its open IMAP, POP3 and submission sessions on every running
+    /// server that shares this store; remembered passwords are forgotten.
+    Signout { address: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -100,22 +100,38 @@ pub struct WebSection {
     /// Networks whose users are shown the internal connection settings
     /// (CIDR; default: the private and loopback ranges).
     pub internal_networks: Vec<String>,
+    /// Networks whose clients may sign in over plain HTTP (CIDR; default:
+    /// loopback, for a TLS proxy on this host). Everyone else is sent to the
+    /// https address: the mail protocols refuse cleartext passwords by default,
+    /// so does the web.
+    pub trusted_networks: Vec<String>,
+    /// Networks the admin pages and the admin API answer (CIDR; default: the
+    /// private and loopback ranges, as `internal-networks`). Administration
+    /// from anywhere: `["0.0.0.0/0", "::/0"]`.
+    pub admin_networks: Vec<String>,
+}
+
+/// The private and loopback ranges.
+fn private_networks() -> Vec<String> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "::1/128",
+        "fc00::/7",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 impl Default for WebSection {
     fn default() -> Self {
         WebSection {
-            internal_networks: [
-                "10.0.0.0/8",
-                "172.16.0.0/12",
-                "192.168.0.0/16",
-                "127.0.0.0/8",
-                "::1/128",
-                "fc00::/7",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            internal_networks: private_networks(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            admin_networks: private_networks(),
         }
     }
 }
@@ -307,6 +323,9 @@ pub fn default_listeners() -> BTreeMap<String, Vec<String>> {
     m.insert("smtp".into(), both(25));
     m.insert("lmtp".into(), vec!["127.0.0.1:24".into()]);
     m.insert("http".into(), both(8080));
+    // Passwords are taken over HTTPS only (or from loopback and [web]
+    // trusted-networks), so the pages need an https listener to be usable.
+    m.insert("https".into(), both(8443));
     m
 }
 
@@ -510,9 +529,10 @@ role = "standalone"                   # or "frontend", "backend"
 # key = "/etc/letsencrypt/live/mail.example.org/privkey.pem"
 
 # Listeners, used when `casella serve` is started without --listen. Remove a line
-# to switch that service off. http serves the users' settings pages, client
-# autoconfiguration and the admin API; add https = ["0.0.0.0:443"] for the same
-# over TLS with the certificate above.
+# to switch that service off. https serves the users' settings pages, client
+# autoconfiguration and the admin API over TLS with the certificate above; http
+# serves the same without TLS, where the sign-in page sends people to https
+# (passwords over plain HTTP only from loopback and [web] trusted-networks).
 [listen]
 pop3 = ["0.0.0.0:110", "[::]:110"]
 pop3s = ["0.0.0.0:995", "[::]:995"]
@@ -523,6 +543,7 @@ submissions = ["0.0.0.0:465", "[::]:465"]
 smtp = ["0.0.0.0:25", "[::]:25"]
 lmtp = ["127.0.0.1:24"]
 http = ["0.0.0.0:8080", "[::]:8080"]
+https = ["0.0.0.0:8443", "[::]:8443"]
 
 [pop3]
 # secure-login: no password before STLS or on the TLS port (Exchange's default).
@@ -580,6 +601,15 @@ queue-lifetime-hours = 120
 # domain = "example.org"
 # selector = "casella"
 # key-file = "/etc/casella/dkim-example.org.pem"
+
+[web]
+# Clients shown the internal connection settings on the settings page:
+# internal-networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
+# Clients that may sign in over plain HTTP (loopback: a TLS proxy on this host):
+# trusted-networks = ["127.0.0.0/8", "::1/128"]
+# Clients the admin pages and the admin API answer (the private and loopback
+# ranges by default; ["0.0.0.0/0", "::/0"] for anywhere):
+# admin-networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
 
 [smtp]
 # Limits for inbound SMTP, LMTP and submission alike.
@@ -680,6 +710,8 @@ mod tests {
         assert_eq!(c.listen, default_listeners());
         assert_eq!(c.pop3.max_command_size, 512);
         assert_eq!(c.pop3.login_type, LoginType::SecureLogin);
+        assert_eq!(c.web.admin_networks, WebSection::default().admin_networks);
+        assert_eq!(c.web.trusted_networks, ["127.0.0.0/8", "::1/128"]);
         let empty: Config = toml::from_str("").unwrap();
         assert_eq!(empty.store, "embedded");
     }

@@ -231,6 +231,9 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
                 Err(e) => return Err(e),
             };
             tasks.push(task);
+            if spec.protocol == "https" {
+                web.set_https_port(local.port());
+            }
             println!("listening {} {}", spec.protocol, local);
             continue;
         }
@@ -263,6 +266,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         directory.clone(),
         shutdown.signal(),
     )));
+    tasks.push(tokio::spawn(watch_signouts(web.clone(), shutdown.signal())));
     tasks.push(tokio::spawn(watch_settings(
         data.to_path_buf(),
         config.clone(),
@@ -347,6 +351,20 @@ async fn sync_blocks(directory: Arc<Directory>, mut signal: ShutdownSignal) {
             }
             Err(e) => tracing::warn!(error = %e, "reading the login blocks failed"),
         }
+    }
+}
+
+/// Acts on "sign out of all devices" recorded by `casella account signout` (a
+/// separate process) and by the other nodes: their accounts' open sessions
+/// here end within a second. The same small poll of the store as the login
+/// blocks'.
+async fn watch_signouts(web: Arc<casella_web::Web>, mut signal: ShutdownSignal) {
+    loop {
+        tokio::select! {
+            _ = signal.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        web.poll_signouts().await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use casella_directory::Directory;
 use casella_net::ShutdownSignal;
-use casella_web::{Endpoint, Endpoints, SettingsBackend, Web};
+use casella_web::{Endpoint, Endpoints, SettingsBackend, Web, WebConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::cli::TokenCommand;
@@ -119,13 +119,14 @@ pub fn web_state(
     directory: Arc<Directory>,
     listeners: Arc<Listeners>,
 ) -> anyhow::Result<Arc<Web>> {
-    let mut networks = Vec::new();
-    for n in &config.web.internal_networks {
-        networks.push(
-            casella_web::parse_network(n)
-                .with_context(|| format!("[web] internal-networks: {n:?} is not a network"))?,
-        );
-    }
+    let networks = |key: &str, list: &[String]| -> anyhow::Result<Vec<_>> {
+        list.iter()
+            .map(|n| {
+                casella_web::parse_network(n)
+                    .with_context(|| format!("[web] {key}: {n:?} is not a network"))
+            })
+            .collect()
+    };
     Ok(Web::new(
         directory,
         Arc::new(FileSettings {
@@ -134,8 +135,12 @@ pub fn web_state(
             listeners,
         }),
         data.to_path_buf(),
-        config.hostname.clone(),
-        networks,
+        WebConfig {
+            hostname: config.hostname.clone(),
+            internal_networks: networks("internal-networks", &config.web.internal_networks)?,
+            trusted_networks: networks("trusted-networks", &config.web.trusted_networks)?,
+            admin_networks: networks("admin-networks", &config.web.admin_networks)?,
+        },
     ))
 }
 

@@ -2,7 +2,9 @@
 //! chromium-driver; `.ci/run` installs them), driven over WebDriver by
 //! tests/clients/browser_check.py: sign in, read the settings table, change the
 //! POP options, create an app password, sign out. The screenshot of the settings
-//! page is saved as target/screenshots/settings.png.
+//! page is saved as target/screenshots/settings.png. A second test
+//! (tests/clients/browser_session_check.py) checks that a signed-in session is
+//! refused once its account is disabled or removed.
 //!
 //! Without chromedriver on the machine the test says so and passes, unless
 //! CASELLA_REQUIRE_BROWSER=1 (CI sets it).
@@ -105,4 +107,60 @@ fn settings_pop_options_and_app_password_in_a_real_browser() {
     assert!(shown.contains("pop-folders: INBOX, Junk Email"), "{shown}");
     assert!(shown.contains("pop-mark-read: on"), "{shown}");
     assert!(shown.contains("pop-dele: move-to-deleted-items"), "{shown}");
+}
+
+/// Issue 16, finding 4: a session in the browser is refused at its next
+/// request once its account is disabled (and stays refused when it is switched
+/// on again) or removed — an administrator's too.
+#[test]
+fn a_disabled_or_removed_accounts_session_is_refused_in_a_real_browser() {
+    if !have_browser() {
+        return;
+    }
+    let s = TestServer::builder(BIN)
+        .protocols(&["http", "imaps", "pop3s", "submission"])
+        .start();
+    s.add_account(USER, PASS);
+    let out = s.cli(
+        &[
+            "account",
+            "add",
+            "admin@example.org",
+            "--admin",
+            "--password-stdin",
+        ],
+        b"admin-pw-1\n",
+    );
+    assert!(out.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let base = format!("http://{}", s.addr("http"));
+    let data = s.data_dir().display().to_string();
+    let run = python(
+        "browser_session_check.py",
+        &[
+            &base,
+            USER,
+            PASS,
+            "admin@example.org",
+            "admin-pw-1",
+            BIN,
+            &data,
+        ],
+        tmp.path(),
+    )
+    .success();
+    let v: Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.dump()));
+    let at = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("{k}: {v}"))
+            .to_string()
+    };
+    assert!(at("signed_in").ends_with("/settings"), "{v}");
+    assert!(at("after_disable").ends_with("/login"), "{v}");
+    assert!(at("after_enable").ends_with("/login"), "{v}");
+    assert!(at("signed_in_again").ends_with("/settings"), "{v}");
+    assert!(at("after_remove").ends_with("/login"), "{v}");
+    assert!(at("admin").ends_with("/admin"), "{v}");
+    assert!(at("admin_after_remove").ends_with("/login"), "{v}");
 }

@@ -9,7 +9,7 @@ use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
-const PASS: &str = "pw";
+const PASS: &str = "test-pw1";
 
 fn node(url: &str, name: &str) -> TestServer {
     TestServer::builder(BIN)

@@ -4,7 +4,7 @@
 use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
-const PASS: &str = "pw";
+const PASS: &str = "test-pw1";
 
 fn pop_login(s: &TestServer, user: &str) -> LineClient {
     let mut c = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());

@@ -17,7 +17,7 @@ fn server() -> TestServer {
         .config("hostname = \"mail.test\"\n[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n")
         .start();
     s.add_account(ALICE, "alice-pw");
-    s.add_account(BOB, "bob-pw");
+    s.add_account(BOB, "bob-pw-1");
     s.deliver(ALICE, b"Subject: one\r\n\r\n1\r\n");
     s.deliver(ALICE, b"Subject: two\r\n\r\n2\r\n");
     s.deliver(BOB, b"Subject: bob's secret\r\n\r\nfor bob only\r\n");
@@ -139,7 +139,7 @@ fn imap_survives_malformed_commands_and_keeps_accounts_apart() {
     c.expect_tagged("y OK");
     drop(c);
     // Bob's mailbox is as it was.
-    let mut b = imap(&s, BOB, "bob-pw");
+    let mut b = imap(&s, BOB, "bob-pw-1");
     b.send_line("s SELECT INBOX");
     let mut exists = String::new();
     loop {

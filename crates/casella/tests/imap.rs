@@ -138,7 +138,7 @@ fn refused_logins_say_why() {
                 "--password-stdin",
                 "--admin"
             ],
-            b"pw\n"
+            b"admin-pw1\n"
         )
         .status
         .success()
@@ -155,7 +155,7 @@ fn refused_logins_say_why() {
         r[0].starts_with("2 NO [CONTACTADMIN] Login failure or IMAP disabled"),
         "{r:?}"
     );
-    let r = cmd(&mut c, "3", "LOGIN admin@example.org pw");
+    let r = cmd(&mut c, "3", "LOGIN admin@example.org admin-pw1");
     assert!(r[0].starts_with("3 NO [CONTACTADMIN]"), "{r:?}");
     let r = cmd(&mut c, "4", "LOGIN anonymous x");
     assert!(r[0].starts_with("4 NO"), "{r:?}");
@@ -720,7 +720,7 @@ fn search_with_the_text_index_gives_the_same_answers() {
                 "search-index = {index}\nhostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\nsearch-index-min-messages = 0\n"
             ))
             .start();
-        s.add_account("idx@example.org", "pw");
+        s.add_account("idx@example.org", "idx-pw-1");
         let bodies: [&[u8]; 4] = [
             b"From: Ada Lovelace <ada@example.org>\r\nSubject: Engines\r\n\r\nThe Analytical Engine weaves patterns\r\n",
             b"From: Charles Babbage <cb@example.org>\r\nSubject: Re: Engines\r\n\r\nDifference engine notes\r\n",
@@ -732,7 +732,7 @@ fn search_with_the_text_index_gives_the_same_answers() {
         }
         let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
         c.expect("* OK");
-        c.send_line("a LOGIN idx@example.org pw");
+        c.send_line("a LOGIN idx@example.org idx-pw-1");
         c.expect_tagged("a OK");
         c.send_line("b SELECT INBOX");
         c.expect_tagged("b OK");

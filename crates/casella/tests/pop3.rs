@@ -185,7 +185,7 @@ fn refusals_say_why() {
         b"admin pw\n",
     );
     assert!(out.status.success());
-    s.add_account("off@example.org", "off pw");
+    s.add_account("off@example.org", "off-pw-1");
     let out = s.cli(&["account", "set", "off@example.org", "pop=off"], b"");
     assert!(out.status.success());
 
@@ -220,7 +220,7 @@ fn refusals_say_why() {
         attempt("guest", "guest"),
         "-ERR [AUTH] This account may not log in over POP3"
     );
-    let disabled = attempt("off@example.org", "off pw");
+    let disabled = attempt("off@example.org", "off-pw-1");
     assert!(
         disabled.starts_with("-ERR [AUTH] Login failure or POP3 disabled"),
         "{disabled}"

@@ -18,9 +18,9 @@ use casella_testkit::{LineClient, TestServer, clients};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
-const PASS: &str = "pw";
-/// base64 of "\0alice@example.org\0pw"
-const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
+const PASS: &str = "test-pw1";
+/// base64 of "\0alice@example.org\0test-pw1"
+const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHRlc3QtcHcx";
 const SECRET: &str = "s3cr3t shared by front and back ends, 48 bytes..";
 const NO_DELAYS: &str = "[pop3]\nauth-failure-delay-ms = 0\n[imap]\nauth-failure-delay-ms = 0\n\
                          [submission]\nauth-failure-delay-ms = 0\n";
@@ -453,7 +453,7 @@ fn submission_is_handed_over_and_delivers_on_the_back_end() {
     c.expect("334 VXNlcm5hbWU6");
     c.send_line("YWxpY2VAZXhhbXBsZS5vcmc="); // alice@example.org
     c.expect("334 UGFzc3dvcmQ6");
-    c.send_line("cHc="); // pw
+    c.send_line("dGVzdC1wdzE="); // test-pw1
     c.expect("235");
     // After the hand-over EHLO comes from the back end: no AUTH, no STARTTLS.
     let caps = ehlo(&mut c);

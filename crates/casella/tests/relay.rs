@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
-const PASS: &str = "pw";
-/// base64 of "\0alice@example.org\0pw"
-const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
+const PASS: &str = "test-pw1";
+/// base64 of "\0alice@example.org\0test-pw1"
+const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHRlc3QtcHcx";
 
 /// How the sink answers RCPT on its n-th connection.
 #[derive(Clone, Copy, PartialEq)]

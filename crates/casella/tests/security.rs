@@ -111,20 +111,21 @@ fn one_password_against_five_hundred_accounts_is_stopped() {
     // Another account from this address: blocked. From elsewhere: fine.
     let out = s.cli(
         &["account", "add", "bob@example.org", "--password-stdin"],
-        b"bob-pw\n",
+        b"bob-pw-1\n",
     );
     assert!(out.status.success());
     assert!(
-        imap_login(&s, "127.0.0.1", "bob@example.org", "bob-pw").contains("Too many failed logins")
+        imap_login(&s, "127.0.0.1", "bob@example.org", "bob-pw-1")
+            .contains("Too many failed logins")
     );
-    assert!(imap_login(&s, "127.0.0.2", "bob@example.org", "bob-pw").starts_with("a OK"));
+    assert!(imap_login(&s, "127.0.0.2", "bob@example.org", "bob-pw-1").starts_with("a OK"));
 
     // Submission refuses with 421 and closes.
     let mut smtp = LineClient::connect(s.addr("submission"));
     smtp.expect("220");
     smtp.send_line("EHLO attacker");
     while smtp.line().starts_with("250-") {}
-    smtp.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBib2ItcHc=");
+    smtp.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBib2ItcHctMQ==");
     assert_eq!(
         smtp.line(),
         "421 4.7.0 Too many failed logins, try again later"
@@ -147,7 +148,7 @@ fn one_password_against_five_hundred_accounts_is_stopped() {
     );
     let start = Instant::now();
     loop {
-        if imap_login(&s, "127.0.0.1", "bob@example.org", "bob-pw").starts_with("a OK") {
+        if imap_login(&s, "127.0.0.1", "bob@example.org", "bob-pw-1").starts_with("a OK") {
             break;
         }
         assert!(

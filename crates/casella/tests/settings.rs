@@ -8,7 +8,7 @@ use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
-const PASS: &str = "pw";
+const PASS: &str = "test-pw1";
 
 fn server() -> TestServer {
     let s = TestServer::builder(BIN)
@@ -255,7 +255,7 @@ fn basic_auth_can_be_turned_off_per_protocol() {
             break;
         }
     }
-    c.send_line("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHB3");
+    c.send_line("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHRlc3QtcHcx");
     c.expect("535 5.7.139 Authentication unsuccessful, basic authentication is disabled");
 }
 
@@ -268,8 +268,8 @@ fn protocol_logs_use_exchanges_csv_layout_and_hide_secrets() {
     s.set_settings("submission", &["protocol-log=on"]);
     assert_eq!(get(&s, "imap", "protocol-log-rollover"), "10MB");
     s.wait_for_settings();
-    // base64("\0alice@example.org\0pw")
-    let plain = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
+    // base64("\0alice@example.org\0test-pw1")
+    let plain = "AGFsaWNlQGV4YW1wbGUub3JnAHRlc3QtcHcx";
     let mut p = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
     p.expect("+OK");
     p.send_line(&format!("USER {USER}"));
@@ -329,7 +329,7 @@ fn protocol_logs_use_exchanges_csv_layout_and_hide_secrets() {
 }
 
 /// The password used here, as it would appear in a leaked log line.
-const PASS_MARKER: &str = "PASS pw";
+const PASS_MARKER: &str = "PASS test-pw1";
 
 #[test]
 fn account_show_lists_switches_and_aliases() {

@@ -5,7 +5,7 @@ use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
-const PASS: &str = "pw";
+const PASS: &str = "test-pw1";
 
 fn server() -> TestServer {
     let s = TestServer::builder(BIN)

@@ -5,9 +5,9 @@
 use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
-const PASS: &str = "pw";
-/// base64 of "\0alice@example.org\0pw"
-const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
+const PASS: &str = "test-pw1";
+/// base64 of "\0alice@example.org\0test-pw1"
+const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHRlc3QtcHcx";
 
 fn server(extra: &str) -> TestServer {
     let s = TestServer::builder(BIN)
@@ -134,7 +134,8 @@ fn disabled_submission_and_plaintext_login_policy() {
         caps.iter().any(|l| l == "AUTH PLAIN LOGIN SCRAM-SHA-256"),
         "plaintext-login offers AUTH (no -PLUS without TLS): {caps:?}"
     );
-    c.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBwdw==");
+    // base64("\0bob@example.org\0test-pw1")
+    c.send_line("AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwB0ZXN0LXB3MQ==");
     let l = c.line();
     assert!(
         l.starts_with("535 5.7.8 Login failure or SMTP disabled"),
@@ -229,7 +230,7 @@ fn headers_are_completed_and_the_trace_names_no_secret() {
     );
     assert!(m.ends_with("Subject: bare\n\n.dot"), "{m}");
     assert!(
-        !m.contains(ALICE_PLAIN) && !m.contains("pw\n"),
+        !m.contains(ALICE_PLAIN) && !m.contains(&format!("{PASS}\n")),
         "no secret: {m}"
     );
 }
@@ -333,7 +334,7 @@ fn saved_copies_land_in_sent_items_when_asked() {
     let sent_count = |s: &TestServer| {
         let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
         c.expect("* OK");
-        c.send_line("a LOGIN alice@example.org pw");
+        c.send_line(&format!("a LOGIN alice@example.org {PASS}"));
         c.expect("a OK");
         c.send_line("b STATUS \"Sent Items\" (MESSAGES UNSEEN)");
         let status = c.line();

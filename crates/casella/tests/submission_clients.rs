@@ -6,7 +6,7 @@ use std::process::Command;
 use casella_testkit::clients::{curl, python, run, write};
 use casella_testkit::{LineClient, TestServer};
 
-const PASS: &str = "pw";
+const PASS: &str = "test-pw1";
 
 fn server() -> TestServer {
     let s = TestServer::builder(env!("CARGO_BIN_EXE_casella"))
@@ -256,7 +256,7 @@ fn curl_smtp_starttls_and_smtps() {
                 &cert,
                 &url,
                 "--user",
-                "alice@example.org:pw",
+                &format!("alice@example.org:{PASS}"),
                 "--mail-from",
                 "alice@example.org",
                 "--mail-rcpt",

@@ -86,7 +86,7 @@ fn admin_api_needs_a_token_and_manages_accounts_and_settings() {
         &t,
         "POST",
         "/api/admin/accounts",
-        Some(r#"{"address":"Bob@Example.org","password":"bob-pw"}"#),
+        Some(r#"{"address":"Bob@Example.org","password":"bob-pw-1"}"#),
     );
     assert_eq!(code, 201, "{body}");
     let (code, _) = api(
@@ -95,7 +95,7 @@ fn admin_api_needs_a_token_and_manages_accounts_and_settings() {
         &t,
         "POST",
         "/api/admin/accounts",
-        Some(r#"{"address":"bob@example.org","password":"x"}"#),
+        Some(r#"{"address":"bob@example.org","password":"bob-pw-2"}"#),
     );
     assert_eq!(code, 409);
     let (code, body) = api(
@@ -134,7 +134,7 @@ fn admin_api_needs_a_token_and_manages_accounts_and_settings() {
     c.expect("+OK");
     c.send_line("USER bob@example.org");
     c.expect("+OK");
-    c.send_line("PASS bob-pw");
+    c.send_line("PASS bob-pw-1");
     c.expect("-ERR [AUTH] Login failure or POP3 disabled");
 
     // Settings through the API, live.

@@ -12,6 +12,7 @@ mod login;
 pub mod oauth;
 pub mod options;
 mod password;
+pub mod password_rules;
 mod policy;
 pub mod sasl;
 pub mod scram;
@@ -258,6 +259,12 @@ impl Directory {
         self.store
             .account_for_address(&Self::normalize(address))
             .await
+    }
+
+    /// Forgets the account's remembered passwords (see `verified`), so its next
+    /// login pays a full password check: part of "sign out of all devices".
+    pub fn forget_remembered_passwords(&self, account: casella_store::AccountId) {
+        self.verified.forget(account);
     }
 }
 

@@ -65,7 +65,15 @@ fn is_default(value: &str) -> bool {
 pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionError> {
     let key = key.trim().to_ascii_lowercase();
     match key.as_str() {
-        "enabled" => account.settings.disabled = !on_off(&key, value)?,
+        "enabled" => {
+            let enabled = on_off(&key, value)?;
+            if !enabled && !account.settings.disabled {
+                // Switching an account off ends its web sessions for good:
+                // switching it on again does not bring them back.
+                account.settings.end_web_sessions();
+            }
+            account.settings.disabled = !enabled;
+        }
         "pop" | "pop3" => account.pop_enabled = on_off(&key, value)?,
         "imap" => account.imap_enabled = on_off(&key, value)?,
         "submission" | "smtp" => account.submission_enabled = on_off(&key, value)?,
@@ -190,6 +198,22 @@ mod tests {
             submission_enabled: true,
             settings: AccountSettings::default(),
         }
+    }
+
+    #[test]
+    fn switching_an_account_off_ends_its_web_sessions() {
+        let mut a = account();
+        set(&mut a, "enabled", "on").unwrap();
+        assert_eq!(
+            a.settings.session_generation, 0,
+            "no change, no new generation"
+        );
+        set(&mut a, "enabled", "off").unwrap();
+        assert_eq!(a.settings.session_generation, 1);
+        set(&mut a, "enabled", "off").unwrap();
+        set(&mut a, "enabled", "on").unwrap();
+        assert_eq!(a.settings.session_generation, 1);
+        assert!(!a.settings.disabled);
     }
 
     #[test]

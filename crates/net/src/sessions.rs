@@ -113,6 +113,33 @@ impl LiveSessions {
         v
     }
 
+    /// Ends every session logged in as `user` (compared case-insensitively):
+    /// "sign out of all devices". Returns how many were told to end; sessions
+    /// still logging in are not among them.
+    pub fn end_user(&self, user: &str) -> usize {
+        self.end_user_started_by(user, u64::MAX)
+    }
+
+    /// [`LiveSessions::end_user`] for the sessions accepted at or before
+    /// `until` (seconds since the Unix epoch): a sign-out recorded elsewhere
+    /// ends the sessions that were open then, not the ones that logged in again
+    /// since.
+    pub fn end_user_started_by(&self, user: &str, until: u64) -> usize {
+        let mut n = 0;
+        for e in self.lock().values() {
+            if e.info.since <= until
+                && e.info
+                    .user
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(user))
+            {
+                let _ = e.end.send(true);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Ends a session; false when there is no such session.
     pub fn end(&self, id: u64) -> bool {
         match self.lock().get(&id) {
@@ -147,5 +174,34 @@ mod tests {
         drop(r);
         assert!(reg.list().is_empty());
         assert!(!reg.end(listed[0].id));
+    }
+
+    #[tokio::test]
+    async fn end_user_ends_only_that_users_sessions() {
+        let reg = Arc::new(LiveSessions::default());
+        let info = |port: u16| ConnectionInfo {
+            local: "127.0.0.1:143".parse().unwrap(),
+            remote: format!("127.0.0.1:{port}").parse().unwrap(),
+            implicit_tls: false,
+        };
+        let (_r1, mut e1) = reg.register("imap", &info(50001));
+        let (_r2, mut e2) = reg.register("pop3", &info(50002));
+        let (_r3, e3) = reg.register("imap", &info(50003));
+        let (_r4, e4) = reg.register("imap", &info(50004));
+        reg.set_user(&info(50001), "a@example.org");
+        reg.set_user(&info(50002), "a@example.org");
+        reg.set_user(&info(50003), "b@example.org");
+        assert_eq!(reg.end_user("A@Example.org"), 2);
+        e1.wait_for(|v| *v).await.unwrap();
+        e2.wait_for(|v| *v).await.unwrap();
+        assert!(!*e3.borrow(), "another user's session goes on");
+        assert!(!*e4.borrow(), "a session not logged in goes on");
+        assert_eq!(reg.end_user("nobody@example.org"), 0);
+        assert_eq!(
+            reg.end_user_started_by("b@example.org", 1_000),
+            0,
+            "it started later"
+        );
+        assert_eq!(reg.end_user_started_by("b@example.org", u64::MAX - 1), 1);
     }
 }

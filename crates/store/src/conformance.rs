@@ -30,6 +30,7 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     queue_claims_updates_and_removes(&*store).await;
     login_history_keeps_the_newest(&*store).await;
     login_blocks_are_shared_and_lifted(&*store).await;
+    signouts_are_numbered_and_listed_by_time(&*store).await;
     text_candidates_cover_every_match(&*store).await;
 }
 
@@ -159,6 +160,33 @@ async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {
             .all(|b| b.key != "source 192.0.2.1")
     );
     store.delete_block("account a@example.org").await.unwrap();
+}
+
+async fn signouts_are_numbered_and_listed_by_time(store: &dyn MailStore) {
+    let base = 1_900_000_000;
+    let a = store.record_signout("Out@Example.org", base).await.unwrap();
+    let b = store
+        .record_signout("out2@example.org", base + 5)
+        .await
+        .unwrap();
+    assert!(b > a, "sequence numbers increase");
+    let all = store.signouts_since(base).await.unwrap();
+    let mine: Vec<_> = all.iter().filter(|s| s.seq >= a).collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].address, "out@example.org", "stored lower-case");
+    assert_eq!(mine[0].at, base);
+    assert_eq!(mine[1].seq, b);
+    let later = store.signouts_since(base + 1).await.unwrap();
+    assert!(later.iter().all(|s| s.seq != a) && later.iter().any(|s| s.seq == b));
+    // A day later the old records are dropped, and numbers are not reused.
+    let c = store
+        .record_signout("out3@example.org", base + crate::SIGNOUT_KEPT_SECS + 10)
+        .await
+        .unwrap();
+    assert!(c > b);
+    let left = store.signouts_since(0).await.unwrap();
+    assert!(left.iter().all(|s| s.seq != a && s.seq != b), "{left:?}");
+    assert!(left.iter().any(|s| s.seq == c));
 }
 
 async fn login_history_keeps_the_newest(store: &dyn MailStore) {

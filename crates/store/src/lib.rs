@@ -33,6 +33,10 @@ pub use changes::Change;
 pub use error::{StoreError, StoreResult};
 pub use types::*;
 
+/// How long a sign-out record is kept (a day): long enough for any node that
+/// polls to see it, short enough that the table stays a few rows.
+pub const SIGNOUT_KEPT_SECS: i64 = 86_400;
+
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
@@ -146,6 +150,13 @@ pub trait MailStore: Send + Sync + 'static {
     async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>>;
     /// Lifts a block; false when there was none.
     async fn delete_block(&self, key: &str) -> StoreResult<bool>;
+    /// Records "sign out of all devices" for `address` at `at` (seconds since
+    /// the epoch) and returns its sequence number; records older than a day are
+    /// dropped on the way.
+    async fn record_signout(&self, address: &str, at: i64) -> StoreResult<u64>;
+    /// The sign-outs recorded at or after `since`, oldest first. Nodes poll it
+    /// and remember the sequence numbers they have acted on.
+    async fn signouts_since(&self, since: i64) -> StoreResult<Vec<Signout>>;
     /// The account an address belongs to: its own address or one of its aliases.
     async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>>;
 

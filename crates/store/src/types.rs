@@ -158,6 +158,16 @@ pub struct AccountSettings {
     /// The user's app passwords (hashes only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,
+    /// The account's web-session generation: a web session stays valid only
+    /// while it equals the value read when the session started. A password
+    /// change, `enabled=off` and "sign out of all devices" raise it (see
+    /// [`AccountSettings::end_web_sessions`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub session_generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// StoredKey and ServerKey of SCRAM-SHA-256 with their salt (base64).
@@ -183,6 +193,12 @@ pub struct AppPassword {
 }
 
 impl AccountSettings {
+    /// Ends every web session of the account (they check the generation at
+    /// each request); the caller saves the account.
+    pub fn end_web_sessions(&mut self) {
+        self.session_generation = self.session_generation.wrapping_add(1);
+    }
+
     /// How this account's messages are shown to POP3/IMAP clients: the protocol's
     /// setting, with this account's overrides (Set-CASMailbox).
     pub fn presentation(
@@ -220,6 +236,19 @@ pub struct StoredBlock {
     /// Seconds since the Unix epoch when it ends.
     pub until: i64,
     pub reason: String,
+}
+
+/// "Sign out of all devices" for one account, recorded in the store so that
+/// every node (and the server, when the CLI recorded it) ends the account's open
+/// sessions: see [`crate::MailStore::record_signout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signout {
+    /// Increases with every record (never reused).
+    pub seq: u64,
+    /// The account's address (lower-case).
+    pub address: String,
+    /// Seconds since the Unix epoch, by the recorder's clock.
+    pub at: i64,
 }
 
 /// A text field SEARCH matches on (RFC 9051 §6.4.4), for a store's text index.

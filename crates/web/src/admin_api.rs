@@ -1,11 +1,13 @@
 //! The admin API: JSON over HTTP under `/api/admin/`, authenticated by an admin
 //! token (`Authorization: Bearer casella_admin_…`, from `casella admin token
 //! create`). Accounts, protocol settings, and live sessions with the power to end
-//! one. The admin pages use the same operations (see `admin_ops`).
+//! one. The admin pages use the same operations (see `admin_ops`). Like the
+//! admin pages it answers only clients in `[web] admin-networks`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +30,30 @@ impl FromRequestParts<Arc<Web>> for AdminToken {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !remote.is_some_and(|ip| web.admin_allowed(ip)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "the admin API is not open to this network ([web] admin-networks)"})),
+            )
+                .into_response());
+        }
+        // A token is a password: not over plain HTTP from outside the
+        // trusted networks.
+        let tls = parts
+            .extensions
+            .get::<crate::server::Transport>()
+            .is_some_and(|t| t.tls);
+        if !remote.is_some_and(|ip| web.passwords_allowed(tls, ip)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "use HTTPS: admin tokens are not accepted over plain HTTP from this network ([web] trusted-networks)"})),
+            )
+                .into_response());
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -73,6 +99,10 @@ pub fn routes() -> Router<Arc<Web>> {
         .route(
             "/api/admin/settings/{protocol}",
             get(get_settings).patch(set_settings).put(set_settings),
+        )
+        .route(
+            "/api/admin/accounts/{address}/signout",
+            axum::routing::post(sign_out),
         )
         .route("/api/admin/sessions", get(list_sessions))
         .route(
@@ -130,6 +160,19 @@ async fn delete_account(
 ) -> Result<StatusCode, OpError> {
     admin_ops::delete_account(&web, &address).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// "Sign out of all devices": `{"address": …, "sessions_ended": N}` (the open
+/// mail sessions on this node; other nodes end theirs within a second).
+async fn sign_out(
+    _: AdminToken,
+    State(web): State<Arc<Web>>,
+    Path(address): Path<String>,
+) -> Result<Json<Value>, OpError> {
+    let n = admin_ops::sign_out(&web, &address).await?;
+    Ok(Json(
+        json!({"address": address.trim().to_ascii_lowercase(), "sessions_ended": n}),
+    ))
 }
 
 async fn get_settings(

@@ -1,6 +1,7 @@
 //! What an administrator can do to accounts, shared by the admin API and the
 //! admin pages.
 
+use casella_directory::password_rules::{self, SetPasswordError};
 use casella_directory::{Directory, Secret, hash_password, options, scram};
 use casella_store::{NewAccount, StoreError};
 use serde_json::{Value, json};
@@ -61,11 +62,13 @@ pub async fn show_account(web: &Web, address: &str) -> Result<Value, OpError> {
     Ok(account_json(&a, aliases))
 }
 
-/// The argon2id hash and the SCRAM keys of a new password.
-async fn hash(password: String) -> Result<(String, casella_store::ScramSecret), OpError> {
-    if password.is_empty() {
-        return Err(OpError::Invalid("the password is empty".into()));
-    }
+/// The argon2id hash and the SCRAM keys of the new password of `address`,
+/// once it meets the password rules.
+async fn hash(
+    address: &str,
+    password: String,
+) -> Result<(String, casella_store::ScramSecret), OpError> {
+    password_rules::check(address, &password).map_err(|e| OpError::Invalid(e.to_string()))?;
     let secret = Secret::new(password);
     tokio::task::spawn_blocking(move || {
         hash_password(&secret).map(|h| (h, scram::derive(secret.expose())))
@@ -75,6 +78,24 @@ async fn hash(password: String) -> Result<(String, casella_store::ScramSecret), 
     .map_err(OpError::Internal)
 }
 
+/// Gives `account` a new password (the rules apply; its web sessions end).
+/// Not saved.
+pub async fn set_password(
+    mut account: casella_store::Account,
+    password: String,
+) -> Result<casella_store::Account, OpError> {
+    let secret = Secret::new(password);
+    tokio::task::spawn_blocking(move || {
+        password_rules::set_password(&mut account, &secret).map(|()| account)
+    })
+    .await
+    .map_err(|e| OpError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        SetPasswordError::Rule(r) => OpError::Invalid(r.to_string()),
+        SetPasswordError::Hash(h) => OpError::Internal(h),
+    })
+}
+
 pub async fn create_account(
     web: &Web,
     address: &str,
@@ -82,7 +103,7 @@ pub async fn create_account(
     admin: bool,
 ) -> Result<Value, OpError> {
     let address = options::new_address(address).map_err(|e| OpError::Invalid(e.0))?;
-    let (password_hash, scram_secret) = hash(password).await?;
+    let (password_hash, scram_secret) = hash(&address, password).await?;
     match web
         .directory
         .store()
@@ -110,21 +131,54 @@ pub async fn update_account(
     pairs: &[(String, String)],
 ) -> Result<(), OpError> {
     let mut a = find(web, address).await?;
+    let mut password = None;
     for (k, v) in pairs {
         if k.eq_ignore_ascii_case("password") {
-            let (h, s) = hash(v.clone()).await?;
-            a.password_hash = h;
-            a.settings.scram = Some(s);
+            password = Some(v.clone());
             continue;
         }
         options::set(&mut a, k, v).map_err(|e| OpError::Invalid(e.0))?;
+    }
+    if let Some(p) = password {
+        a = set_password(a, p).await?;
+        web.directory.forget_remembered_passwords(a.id);
+        tracing::info!(user = %a.address, "password reset by an administrator");
     }
     web.directory.store().update_account(&a).await?;
     Ok(())
 }
 
+/// Removes the account and its mail, and ends its open sessions.
 pub async fn delete_account(web: &Web, address: &str) -> Result<(), OpError> {
     let a = find(web, address).await?;
     web.directory.store().delete_account(a.id).await?;
+    // Its web sessions end at their next request (the account is gone); its
+    // mail sessions here and on the other nodes end now.
+    match web
+        .directory
+        .store()
+        .record_signout(&a.address, now())
+        .await
+    {
+        Ok(seq) => web.signouts.mark_seen(seq, now()),
+        Err(e) => tracing::warn!(error = %e, "recording the sign-out of a removed account failed"),
+    }
+    casella_net::LiveSessions::global().end_user(&a.address);
+    tracing::info!(user = %a.address, "account removed");
     Ok(())
+}
+
+/// "Sign out of all devices" for the account; returns how many mail sessions
+/// on this node ended.
+pub async fn sign_out(web: &Web, address: &str) -> Result<usize, OpError> {
+    crate::signout::sign_out_everywhere(web, address)
+        .await?
+        .ok_or_else(|| OpError::NotFound(format!("no account {address}")))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -1,11 +1,20 @@
 //! The admin pages, for administrator accounts signed in on the web: accounts
-//! (create, per-protocol switches, remove), protocol settings, live sessions.
+//! (create, per-protocol switches, password reset, sign out of all devices,
+//! remove — after a confirmation page), protocol settings, live sessions.
 //! They call the same operations as the admin API (`admin_ops`, the settings
 //! backend, the live-session registry).
+//!
+//! Answered only to clients in `[web] admin-networks`, only to a session whose
+//! account is an administrator now (`SignedIn` reads the account again at every
+//! request), and like every password form only over HTTPS or from a trusted
+//! network. Addresses in links are percent-encoded (`urls`), so any address
+//! the CLI accepts — `#`, `?`, `/`, `+` in the local part — can be managed here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -13,18 +22,26 @@ use axum::{Form, Router};
 use casella_net::LiveSessions;
 use serde_json::Value;
 
-use crate::Web;
 use crate::admin_ops;
 use crate::html::{esc, page};
 use crate::pages::{SignedIn, field, refuse_form};
 use crate::session::WebSession;
+use crate::{Web, urls};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/admin", get(accounts_page))
         .route("/admin/accounts", post(create_account))
-        .route("/admin/accounts/{address}", post(update_account))
-        .route("/admin/accounts/{address}/remove", post(remove_account))
+        .route(
+            "/admin/accounts/{address}",
+            get(account_page).post(update_account),
+        )
+        .route("/admin/accounts/{address}/password", post(reset_password))
+        .route("/admin/accounts/{address}/signout", post(sign_out))
+        .route(
+            "/admin/accounts/{address}/remove",
+            get(confirm_remove).post(remove_account),
+        )
         .route(
             "/admin/settings/{protocol}",
             get(settings_page).post(save_settings),
@@ -33,23 +50,46 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/admin/sessions/{id}/end", post(end_session))
 }
 
-/// The refusal for anyone but an administrator; `None`: go on.
-fn refuse_non_admin(s: &WebSession) -> Option<Response> {
-    if s.admin {
-        None
-    } else {
-        Some(
-            (
-                StatusCode::FORBIDDEN,
-                Html(page(
-                    "Not allowed",
-                    Some(&s.address),
-                    "<h1>Not allowed</h1><p>These pages are for administrators.</p>",
-                )),
-            )
-                .into_response(),
-        )
+/// A signed-in administrator, from an admin network.
+pub struct SignedInAdmin {
+    pub session: WebSession,
+}
+
+impl FromRequestParts<Arc<Web>> for SignedInAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !remote.is_some_and(|ip| web.admin_allowed(ip)) {
+            return Err(not_allowed(
+                None,
+                "The administration pages are not open to your network.",
+            ));
+        }
+        let SignedIn { session, .. } = SignedIn::from_request_parts(parts, web).await?;
+        if !session.admin {
+            return Err(not_allowed(
+                Some(&session.address),
+                "These pages are for administrators.",
+            ));
+        }
+        Ok(SignedInAdmin { session })
     }
+}
+
+fn not_allowed(user: Option<&str>, why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Not allowed",
+            user,
+            &format!("<h1>Not allowed</h1><p>{}</p>", esc(why)),
+        )),
+    )
+        .into_response()
 }
 
 fn csrf(s: &WebSession) -> String {
@@ -89,10 +129,10 @@ async fn accounts_html(web: &Web, s: &WebSession, message: Option<&str>) -> Resp
                 if on { " checked" } else { "" }
             )
         };
-        let target = esc(&address.replace('@', "%40"));
+        let target = esc(&urls::component(address));
         rows.push_str(&format!(
-            "<tr><td>{addr}{admin}</td><td><form method=\"post\" action=\"/admin/accounts/{target}\">{csrf}{enabled}{pop}{imap}{sub}<button type=\"submit\">Save</button></form></td>\
-             <td><form method=\"post\" action=\"/admin/accounts/{target}/remove\">{csrf}<button type=\"submit\">Remove</button></form></td></tr>",
+            "<tr><td><a href=\"/admin/accounts/{target}\">{addr}</a>{admin}</td><td><form method=\"post\" action=\"/admin/accounts/{target}\">{csrf}{enabled}{pop}{imap}{sub}<button type=\"submit\">Save</button></form></td>\
+             <td><a class=\"remove\" href=\"/admin/accounts/{target}/remove\">Remove…</a></td></tr>",
             addr = esc(address),
             admin = if a["admin"] == Value::Bool(true) { " (administrator)" } else { "" },
             csrf = csrf(s),
@@ -106,29 +146,28 @@ async fn accounts_html(web: &Web, s: &WebSession, message: Option<&str>) -> Resp
         "<table id=\"accounts\"><thead><tr><th>Account</th><th>Protocols</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
          <h2>New account</h2><form method=\"post\" action=\"/admin/accounts\">{csrf}\
          <label>Email address<br><input type=\"email\" name=\"address\" required></label>\
-         <label>Password<br><input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
+         <label>Password (at least {min} characters)<br><input type=\"password\" name=\"password\" required minlength=\"{min}\" autocomplete=\"new-password\"></label>\
          <p><button type=\"submit\">Create</button></p></form>",
-        csrf = csrf(s)
+        csrf = csrf(s),
+        min = casella_directory::password_rules::MIN_LENGTH,
     );
     frame(s, "Accounts", message, &body).into_response()
 }
 
-async fn accounts_page(State(web): State<Arc<Web>>, SignedIn { session }: SignedIn) -> Response {
-    if let Some(r) = refuse_non_admin(&session) {
-        return r;
-    }
+async fn accounts_page(
+    State(web): State<Arc<Web>>,
+    SignedInAdmin { session }: SignedInAdmin,
+) -> Response {
     accounts_html(&web, &session, None).await
 }
 
 async fn create_account(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session)
-        .or_else(|| refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")))
-    {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
     let address = field(&form, "address").unwrap_or("");
@@ -142,14 +181,12 @@ async fn create_account(
 
 async fn update_account(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     Path(address): Path<String>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session)
-        .or_else(|| refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")))
-    {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
     let pairs: Vec<(String, String)> = ["enabled", "pop", "imap", "submission"]
@@ -166,26 +203,163 @@ async fn update_account(
     accounts_html(&web, &session, Some(&message)).await
 }
 
+/// The confirmation page of "Remove": what will be lost, and a POST button.
+fn confirm_html(s: &WebSession, address: &str) -> Response {
+    let body = format!(
+        "<p id=\"confirm\">Remove <strong>{a}</strong> and <strong>all its mail</strong>? This cannot be undone. \
+         Its open sessions end; mail to the address is refused from now on.</p>\
+         <form method=\"post\" action=\"/admin/accounts/{t}/remove\">{csrf}<input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+         <p><button type=\"submit\" id=\"confirm-remove\">Remove {a}</button> <a href=\"/admin\">Cancel</a></p></form>",
+        a = esc(address),
+        t = esc(&urls::component(address)),
+        csrf = csrf(s),
+    );
+    frame(s, "Remove an account", None, &body).into_response()
+}
+
+async fn confirm_remove(
+    SignedInAdmin { session }: SignedInAdmin,
+    Path(address): Path<String>,
+) -> Response {
+    confirm_html(&session, &address)
+}
+
 async fn remove_account(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     Path(address): Path<String>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session)
-        .or_else(|| refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")))
-    {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
-    if address.eq_ignore_ascii_case(&session.address) {
+    if address.trim().eq_ignore_ascii_case(&session.address) {
         return accounts_html(&web, &session, Some("You cannot remove your own account.")).await;
+    }
+    // Without the confirmation (an old form, a crafted one): ask first.
+    if field(&form, "confirm") != Some("yes") {
+        return confirm_html(&session, &address);
     }
     let message = match admin_ops::delete_account(&web, &address).await {
         Ok(()) => format!("Removed {address}."),
         Err(e) => e.to_string(),
     };
     accounts_html(&web, &session, Some(&message)).await
+}
+
+/// One account: its switches, a password reset, sign out of all devices, and
+/// the way to remove it.
+async fn account_html(web: &Web, s: &WebSession, address: &str, message: Option<&str>) -> Response {
+    let a = match admin_ops::show_account(web, address).await {
+        Ok(a) => a,
+        Err(e @ admin_ops::OpError::NotFound(_)) => {
+            return (
+                StatusCode::NOT_FOUND,
+                frame(s, "No such account", Some(&e.to_string()), ""),
+            )
+                .into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let address = a["address"].as_str().unwrap_or(address).to_string();
+    let t = esc(&urls::component(&address));
+    let mut rows = String::new();
+    if let Some(o) = a.as_object() {
+        for (k, v) in o {
+            let v = match v {
+                Value::String(x) => x.clone(),
+                other => other.to_string(),
+            };
+            rows.push_str(&format!(
+                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+                esc(k),
+                esc(&v)
+            ));
+        }
+    }
+    let own = address.eq_ignore_ascii_case(&s.address);
+    let reset = if own {
+        "<p>To change your own password, use the <a href=\"/security\">Security</a> page.</p>"
+            .to_string()
+    } else {
+        format!(
+            "<form method=\"post\" action=\"/admin/accounts/{t}/password\">{csrf}\
+             <label>New password (at least {min} characters)<br><input type=\"password\" name=\"password\" id=\"reset-password\" required minlength=\"{min}\" autocomplete=\"new-password\"></label>\
+             <p><button type=\"submit\" id=\"reset\">Reset password</button></p></form>",
+            csrf = csrf(s),
+            min = casella_directory::password_rules::MIN_LENGTH,
+        )
+    };
+    let body = format!(
+        "<table id=\"account\">{rows}</table>\
+         <h2>Password</h2>{reset}<p>A new password ends the account's sessions on these pages.</p>\
+         <h2>Sign out of all devices</h2><p>Ends the account's sessions on these pages and its open IMAP, POP and SMTP connections on every server.</p>\
+         <form method=\"post\" action=\"/admin/accounts/{t}/signout\">{csrf}<p><button type=\"submit\" id=\"signout\">Sign out of all devices</button></p></form>\
+         <h2>Remove</h2><p><a href=\"/admin/accounts/{t}/remove\">Remove this account and its mail…</a></p>",
+        csrf = csrf(s),
+    );
+    frame(s, &address, message, &body).into_response()
+}
+
+async fn account_page(
+    State(web): State<Arc<Web>>,
+    SignedInAdmin { session }: SignedInAdmin,
+    Path(address): Path<String>,
+) -> Response {
+    account_html(&web, &session, &address, None).await
+}
+
+async fn reset_password(
+    State(web): State<Arc<Web>>,
+    SignedInAdmin { session }: SignedInAdmin,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    if address.trim().eq_ignore_ascii_case(&session.address) {
+        return account_html(
+            &web,
+            &session,
+            &address,
+            Some("Change your own password on the Security page."),
+        )
+        .await;
+    }
+    let password = field(&form, "password").unwrap_or("").to_string();
+    let pairs = [("password".to_string(), password)];
+    let message = match admin_ops::update_account(&web, &address, &pairs).await {
+        Ok(()) => "The password was reset.".to_string(),
+        Err(e) => e.to_string(),
+    };
+    account_html(&web, &session, &address, Some(&message)).await
+}
+
+async fn sign_out(
+    State(web): State<Arc<Web>>,
+    SignedInAdmin { session }: SignedInAdmin,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let message = match admin_ops::sign_out(&web, &address).await {
+        Ok(n) => format!(
+            "Signed out of all devices ({n} open mail session{} ended here).",
+            if n == 1 { "" } else { "s" }
+        ),
+        Err(e) => e.to_string(),
+    };
+    if address.trim().eq_ignore_ascii_case(&session.address) {
+        // That ended this session too.
+        return Redirect::to("/login").into_response();
+    }
+    account_html(&web, &session, &address, Some(&message)).await
 }
 
 fn settings_html(web: &Web, s: &WebSession, protocol: &str, message: Option<&str>) -> Response {
@@ -211,25 +385,20 @@ fn settings_html(web: &Web, s: &WebSession, protocol: &str, message: Option<&str
 
 async fn settings_page(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     Path(protocol): Path<String>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session) {
-        return r;
-    }
     settings_html(&web, &session, &protocol, None)
 }
 
 async fn save_settings(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     Path(protocol): Path<String>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session)
-        .or_else(|| refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")))
-    {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
     let current = web.settings.get(&protocol).unwrap_or_default();
@@ -275,22 +444,17 @@ fn sessions_html(s: &WebSession, message: Option<&str>) -> Response {
     frame(s, "Live sessions", message, &body).into_response()
 }
 
-async fn sessions_page(SignedIn { session }: SignedIn) -> Response {
-    if let Some(r) = refuse_non_admin(&session) {
-        return r;
-    }
+async fn sessions_page(SignedInAdmin { session }: SignedInAdmin) -> Response {
     sessions_html(&session, None)
 }
 
 async fn end_session(
-    SignedIn { session }: SignedIn,
+    SignedInAdmin { session }: SignedInAdmin,
     Path(id): Path<u64>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = refuse_non_admin(&session)
-        .or_else(|| refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")))
-    {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
     if LiveSessions::global().end(id) {

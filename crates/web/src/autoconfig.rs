@@ -2,9 +2,18 @@
 //! page: Thunderbird autoconfig (config-v1.1.xml), Outlook autodiscover (the POX
 //! protocol of [MS-OXDSCLI] and the v2 JSON endpoint), and an Apple
 //! configuration profile (.mobileconfig).
+//!
+//! Only for the local domains: a request about any other domain gets a 404 (or
+//! autodiscover's "not found" answer), so this server never claims to host
+//! someone else's mail. When the request names an address, only what that
+//! account may use is offered: not a protocol switched off for it (or barred,
+//! for administrators), and not `password-cleartext` for a protocol whose
+//! passwords are off (`allow-basic-auth = false`) — OAuth2 then, if tokens are
+//! configured, else nothing. Every URL is built from the configured host name,
+//! never from the request's Host header.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,10 +21,150 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use casella_directory::{Directory, Protocol};
+use casella_store::Account;
 use rand::RngCore;
 
 use crate::html::esc;
 use crate::{Endpoint, Endpoints, Web};
+
+/// How users of a protocol sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// With their password (`password-cleartext` inside TLS).
+    Password,
+    /// Only with an OAuth 2.0 token: passwords are off for the protocol.
+    OAuth,
+}
+
+/// What one client is offered: the endpoints of each protocol (empty: not
+/// offered) and how to sign in there.
+pub(crate) struct Offer {
+    pub ends: Endpoints,
+    pub imap: Option<Auth>,
+    pub pop: Option<Auth>,
+    pub smtp: Option<Auth>,
+}
+
+impl Offer {
+    /// The endpoints of the protocols that take passwords (for answers that
+    /// cannot say "OAuth").
+    pub(crate) fn password_only(self) -> Endpoints {
+        let keep = |auth: Option<Auth>, list: Vec<Endpoint>| {
+            if auth == Some(Auth::Password) {
+                list
+            } else {
+                Vec::new()
+            }
+        };
+        Endpoints {
+            imap: keep(self.imap, self.ends.imap),
+            pop: keep(self.pop, self.ends.pop),
+            smtp: keep(self.smtp, self.ends.smtp),
+        }
+    }
+}
+
+/// How a protocol's users sign in: a password unless its `allow-basic-auth`
+/// is off, then an OAuth token when tokens are configured, else not at all.
+fn auth_for(web: &Web, protocol: &str) -> Option<Auth> {
+    let basic = web
+        .settings
+        .get(protocol)
+        .ok()
+        .and_then(|values| {
+            values
+                .into_iter()
+                .find(|(k, _)| k == "allow-basic-auth")
+                .map(|(_, v)| v != "false")
+        })
+        .unwrap_or(true);
+    if basic {
+        Some(Auth::Password)
+    } else if web.directory.oauth_enabled() {
+        Some(Auth::OAuth)
+    } else {
+        None
+    }
+}
+
+/// What a client at `ip` is offered, for `account` when the request named one.
+pub(crate) fn offer(web: &Web, ip: IpAddr, account: Option<&Account>) -> Offer {
+    let mut ends = web.endpoints_for(ip);
+    let may = |p: Protocol| {
+        account.is_none_or(|a| p.enabled_for(a) && !(a.is_admin && p.bars_administrators()))
+    };
+    let imap = auth_for(web, "imap").filter(|_| may(Protocol::Imap));
+    let pop = auth_for(web, "pop").filter(|_| may(Protocol::Pop3));
+    let smtp = auth_for(web, "submission").filter(|_| may(Protocol::Submission));
+    if imap.is_none() {
+        ends.imap.clear();
+    }
+    if pop.is_none() {
+        ends.pop.clear();
+    }
+    if smtp.is_none() {
+        ends.smtp.clear();
+    }
+    Offer {
+        ends,
+        imap,
+        pop,
+        smtp,
+    }
+}
+
+/// Why a request is not answered.
+enum NotOurs {
+    /// The domain is not one of ours.
+    Domain,
+    /// The store failed.
+    Busy,
+}
+
+/// The local domain a request is about and, when it named an address, that
+/// address's account (its own address or an alias; `None` for an address we
+/// do not know, which is answered as for the domain).
+async fn local(
+    web: &Web,
+    email: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(String, Option<Account>), NotOurs> {
+    let domain = domain(email, headers, web);
+    let store = web.directory.store();
+    match store.is_local_domain(&domain).await {
+        Ok(true) => {}
+        Ok(false) => return Err(NotOurs::Domain),
+        Err(e) => {
+            tracing::error!(error = %e, "local domain lookup failed");
+            return Err(NotOurs::Busy);
+        }
+    }
+    let Some(email) = email.filter(|e| e.contains('@')) else {
+        return Ok((domain, None));
+    };
+    match store
+        .account_for_address(&Directory::normalize(email))
+        .await
+    {
+        Ok(account) => Ok((domain, account)),
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            Err(NotOurs::Busy)
+        }
+    }
+}
+
+fn plain_refusal(why: NotOurs) -> Response {
+    match why {
+        NotOurs::Domain => (
+            StatusCode::NOT_FOUND,
+            "this server does not serve mail for that domain\n",
+        )
+            .into_response(),
+        NotOurs::Busy => (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response(),
+    }
+}
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -50,8 +199,16 @@ fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// An address in a query parameter. An address never holds a space, so a
+/// space can only be a `+` the client did not percent-encode (form decoding
+/// reads `+` as a space): it is given back.
+fn address_param(q: &HashMap<String, String>, name: &str) -> Option<String> {
+    param(q, name).map(|v| v.trim().replace(' ', "+"))
+}
+
 /// The mail domain: from the address asked about, else the Host header (less an
-/// `autoconfig.` / `autodiscover.` prefix), else our host name.
+/// `autoconfig.` / `autodiscover.` prefix), else our host name. Only a guess:
+/// the caller answers only when it is a local domain.
 fn domain(email: Option<&str>, headers: &HeaderMap, web: &Web) -> String {
     if let Some((_, d)) = email.and_then(|e| e.rsplit_once('@')) {
         return d.to_ascii_lowercase();
@@ -86,9 +243,13 @@ async fn thunderbird(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let email = param(&q, "emailaddress");
-    let domain = domain(email, &headers, &web);
-    let ends = web.endpoints_for(remote.ip());
+    let email = address_param(&q, "emailaddress");
+    let email = email.as_deref();
+    let (domain, account) = match local(&web, email, &headers).await {
+        Ok(x) => x,
+        Err(why) => return plain_refusal(why),
+    };
+    let offer = offer(&web, remote.ip(), account.as_ref());
     let username = email.map_or("%EMAILADDRESS%".to_string(), |e| e.trim().to_string());
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n",
@@ -97,28 +258,33 @@ async fn thunderbird(
         "  <emailProvider id=\"{d}\">\n    <domain>{d}</domain>\n    <displayName>{d} mail</displayName>\n    <displayShortName>{d}</displayShortName>\n",
         d = esc(&domain)
     ));
-    let server = |tag: &str, kind: &str, e: &Endpoint, extra: &str| {
+    let server = |tag: &str, kind: &str, e: &Endpoint, auth: Option<Auth>, extra: &str| {
+        let auth = match auth {
+            Some(Auth::OAuth) => "OAuth2",
+            _ => "password-cleartext",
+        };
         format!(
-            "    <{tag} type=\"{kind}\">\n      <hostname>{}</hostname>\n      <port>{}</port>\n      <socketType>{}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>{}</username>\n{extra}    </{tag}>\n",
+            "    <{tag} type=\"{kind}\">\n      <hostname>{}</hostname>\n      <port>{}</port>\n      <socketType>{}</socketType>\n      <authentication>{auth}</authentication>\n      <username>{}</username>\n{extra}    </{tag}>\n",
             esc(&e.host),
             e.port,
             socket_type(e),
             esc(&username)
         )
     };
-    for e in &ends.imap {
-        out.push_str(&server("incomingServer", "imap", e, ""));
+    for e in &offer.ends.imap {
+        out.push_str(&server("incomingServer", "imap", e, offer.imap, ""));
     }
-    for e in &ends.pop {
+    for e in &offer.ends.pop {
         out.push_str(&server(
             "incomingServer",
             "pop3",
             e,
+            offer.pop,
             "      <pop3>\n        <leaveMessagesOnServer>true</leaveMessagesOnServer>\n      </pop3>\n",
         ));
     }
-    for e in &ends.smtp {
-        out.push_str(&server("outgoingServer", "smtp", e, ""));
+    for e in &offer.ends.smtp {
+        out.push_str(&server("outgoingServer", "smtp", e, offer.smtp, ""));
     }
     out.push_str("  </emailProvider>\n</clientConfig>\n");
     xml(out)
@@ -151,15 +317,26 @@ async fn autodiscover_pox_get() -> Response {
 async fn autodiscover_pox(
     State(web): State<Arc<Web>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
-    let Some(email) = pox_email(&body) else {
+    // [MS-OXDSCLI] §2.2.4.2.1.5.1: an error answer is a 200 with an error code.
+    let error = |code: u16, message: &str| {
         let out = format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Autodiscover xmlns=\"{POX_RESPONSE_NS}\">\n  <Response>\n    <Error Time=\"00:00:00\" Id=\"1\">\n      <ErrorCode>600</ErrorCode>\n      <Message>Invalid Request</Message>\n      <DebugData />\n    </Error>\n  </Response>\n</Autodiscover>\n"
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Autodiscover xmlns=\"{POX_RESPONSE_NS}\">\n  <Response>\n    <Error Time=\"00:00:00\" Id=\"1\">\n      <ErrorCode>{code}</ErrorCode>\n      <Message>{message}</Message>\n      <DebugData />\n    </Error>\n  </Response>\n</Autodiscover>\n"
         );
-        return (StatusCode::OK, xml(out)).into_response();
+        (StatusCode::OK, xml(out)).into_response()
     };
-    let ends = web.endpoints_for(remote.ip());
+    let Some(email) = pox_email(&body) else {
+        return error(600, "Invalid Request");
+    };
+    let account = match local(&web, Some(&email), &headers).await {
+        Ok((_, account)) => account,
+        Err(NotOurs::Domain) => return error(500, "The e-mail address cannot be found."),
+        Err(NotOurs::Busy) => return plain_refusal(NotOurs::Busy),
+    };
+    // POX has no OAuth: only the protocols that take passwords.
+    let ends = offer(&web, remote.ip(), account.as_ref()).password_only();
     let mut protocols = String::new();
     let proto = |kind: &str, e: &Endpoint, extra: &str| {
         format!(
@@ -196,9 +373,9 @@ async fn autodiscover_json_query(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let email = param(&q, "email").map(str::to_string);
+    let email = address_param(&q, "email");
     let protocol = param(&q, "protocol").map(str::to_string);
-    autodiscover_json(&web, remote, email, protocol, &headers)
+    autodiscover_json(&web, remote, email, protocol, &headers).await
 }
 
 async fn autodiscover_json_path(
@@ -209,12 +386,12 @@ async fn autodiscover_json_path(
     headers: HeaderMap,
 ) -> Response {
     let protocol = param(&q, "protocol").map(str::to_string);
-    autodiscover_json(&web, remote, Some(email), protocol, &headers)
+    autodiscover_json(&web, remote, Some(email), protocol, &headers).await
 }
 
 /// Autodiscover v2: `Protocol=AutodiscoverV1` gives the POX URL; `imap`, `pop3`
 /// and `smtp` give that protocol's server, port and encryption directly.
-fn autodiscover_json(
+async fn autodiscover_json(
     web: &Web,
     remote: SocketAddr,
     email: Option<String>,
@@ -240,7 +417,18 @@ fn autodiscover_json(
             "A valid email address must be provided.",
         );
     }
-    let ends = web.endpoints_for(remote.ip());
+    let account = match local(web, email.as_deref(), headers).await {
+        Ok((_, account)) => account,
+        Err(NotOurs::Domain) => {
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"ErrorCode": "NotFound", "ErrorMessage": "This server does not serve mail for that domain."})),
+            )
+                .into_response();
+        }
+        Err(NotOurs::Busy) => return plain_refusal(NotOurs::Busy),
+    };
+    let ends = offer(web, remote.ip(), account.as_ref()).ends;
     let pick = |list: &[Endpoint], name: &str| -> Response {
         match list.first() {
             Some(e) => axum::Json(serde_json::json!({
@@ -255,13 +443,14 @@ fn autodiscover_json(
     };
     match protocol.to_ascii_lowercase().as_str() {
         "autodiscoverv1" => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(&web.hostname);
+            // The configured host name, never the Host header: a client
+            // must not be sent wherever the request said.
+            let base = web
+                .https_base()
+                .unwrap_or_else(|| format!("https://{}", web.hostname));
             axum::Json(serde_json::json!({
                 "Protocol": "AutodiscoverV1",
-                "Url": format!("https://{host}/autodiscover/autodiscover.xml"),
+                "Url": format!("{base}/autodiscover/autodiscover.xml"),
             }))
             .into_response()
         }
@@ -363,16 +552,23 @@ async fn mobileconfig(
     State(web): State<Arc<Web>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
-    let Some(email) = param(&q, "emailaddress").filter(|e| e.contains('@')) else {
+    let Some(email) = address_param(&q, "emailaddress").filter(|e| e.contains('@')) else {
         return (
             StatusCode::BAD_REQUEST,
             "give ?emailaddress=you@example.org\n",
         )
             .into_response();
     };
+    let account = match local(&web, Some(&email), &headers).await {
+        Ok((_, account)) => account,
+        Err(why) => return plain_refusal(why),
+    };
     let pop = param(&q, "protocol").is_some_and(|p| p.eq_ignore_ascii_case("pop"));
-    match mobileconfig_for(&web.endpoints_for(remote.ip()), email, pop) {
+    // A profile carries a password login only (EmailAuthPassword).
+    let ends = offer(&web, remote.ip(), account.as_ref()).password_only();
+    match mobileconfig_for(&ends, &email, pop) {
         Some(profile) => (
             [
                 (header::CONTENT_TYPE, "application/x-apple-aspen-config"),

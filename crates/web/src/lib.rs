@@ -17,11 +17,14 @@ mod html;
 mod pages;
 mod server;
 mod session;
+pub mod signout;
 pub mod tokens;
+mod urls;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use axum::Router;
 use casella_directory::Directory;
@@ -59,6 +62,21 @@ pub trait SettingsBackend: Send + Sync + 'static {
     fn endpoints(&self, internal: bool) -> Endpoints;
 }
 
+/// The `[web]` settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// This server's host name (`hostname` in casella.toml): the only name
+    /// URLs are built with.
+    pub hostname: String,
+    /// Networks whose clients are shown the internal connection settings.
+    pub internal_networks: Vec<(IpAddr, u8)>,
+    /// Networks whose clients may send passwords over plain HTTP:
+    /// `[web] trusted-networks` (the binary's default: loopback).
+    pub trusted_networks: Vec<(IpAddr, u8)>,
+    /// Networks the admin pages and the admin API answer: `[web] admin-networks`.
+    pub admin_networks: Vec<(IpAddr, u8)>,
+}
+
 /// Everything the HTTP handlers share.
 pub struct Web {
     pub directory: Arc<Directory>,
@@ -67,7 +85,12 @@ pub struct Web {
     pub hostname: String,
     /// Networks whose clients are shown the internal connection settings.
     pub internal_networks: Vec<(IpAddr, u8)>,
+    trusted_networks: Vec<(IpAddr, u8)>,
+    admin_networks: Vec<(IpAddr, u8)>,
+    /// The port of the https listener, 0 while there is none.
+    https_port: AtomicU16,
     sessions: session::WebSessions,
+    signouts: signout::SignoutFeed,
 }
 
 impl Web {
@@ -75,28 +98,53 @@ impl Web {
         directory: Arc<Directory>,
         settings: Arc<dyn SettingsBackend>,
         data: PathBuf,
-        hostname: String,
-        internal_networks: Vec<(IpAddr, u8)>,
+        config: WebConfig,
     ) -> Arc<Web> {
         Arc::new(Web {
             directory,
             settings,
             tokens: tokens::AdminTokens::new(data),
-            hostname,
-            internal_networks,
+            hostname: config.hostname,
+            internal_networks: config.internal_networks,
+            trusted_networks: config.trusted_networks,
+            admin_networks: config.admin_networks,
+            https_port: AtomicU16::new(0),
             sessions: session::WebSessions::default(),
+            signouts: signout::SignoutFeed::default(),
         })
+    }
+
+    /// Tells the pages where the https listener is, for the address they send
+    /// people to from plain HTTP.
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, Ordering::Relaxed);
+    }
+
+    /// `https://HOSTNAME[:PORT]` — built from the configured host name only,
+    /// never from a request's Host header; `None` without an https listener.
+    pub fn https_base(&self) -> Option<String> {
+        match self.https_port.load(Ordering::Relaxed) {
+            0 => None,
+            443 => Some(format!("https://{}", self.hostname)),
+            port => Some(format!("https://{}:{port}", self.hostname)),
+        }
     }
 
     /// Whether a client address is in one of the internal networks.
     pub fn is_internal(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.internal_networks
-            .iter()
-            .any(|(net, bits)| in_network(ip, *net, *bits))
+        in_any(&self.internal_networks, ip)
+    }
+
+    /// May a password (or a session cookie) travel on this connection: over
+    /// TLS, or from a `trusted-networks` address (by default loopback: a
+    /// reverse proxy on this host, the administrator's own browser).
+    pub fn passwords_allowed(&self, tls: bool, ip: IpAddr) -> bool {
+        tls || in_any(&self.trusted_networks, ip)
+    }
+
+    /// Whether the admin pages and the admin API answer a client at `ip`.
+    pub fn admin_allowed(&self, ip: IpAddr) -> bool {
+        in_any(&self.admin_networks, ip)
     }
 
     /// The endpoints to show a client at `ip`: the internal ones from an internal
@@ -110,6 +158,28 @@ impl Web {
         }
         self.settings.endpoints(false)
     }
+
+    /// Acts on "sign out of all devices" recorded by other processes and nodes
+    /// (`casella account signout`, another node's admin API); the server calls
+    /// it every second. Returns how many sessions it ended.
+    pub async fn poll_signouts(&self) -> usize {
+        self.signouts.poll(&self.directory).await
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn in_any(networks: &[(IpAddr, u8)], ip: IpAddr) -> bool {
+    let ip = unmapped(ip);
+    networks
+        .iter()
+        .any(|(net, bits)| in_network(ip, *net, *bits))
 }
 
 /// Parses `10.0.0.0/8`, `fd00::/8` or a single address.
@@ -169,15 +239,31 @@ pub fn router(web: Arc<Web>) -> Router {
         .merge(autoconfig::routes())
         .merge(pages::routes())
         .with_state(web)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(security_headers))
 }
 
 /// Headers every response carries: no framing by other sites (clickjacking),
 /// no content-type guessing, no full URLs in Referer, nothing cached that a
-/// signed-in page showed.
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+/// signed-in page showed; over HTTPS, HSTS (RFC 6797), so a browser that once
+/// came over HTTPS never sends a cookie or a password over plain HTTP again.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
+    let tls = request
+        .extensions()
+        .get::<server::Transport>()
+        .is_some_and(|t| t.tls);
+    let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if tls {
+        // RFC 6797 §6.1: sent over secure transport only (ignored otherwise).
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -200,6 +286,59 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_and_admin_networks() {
+        struct NoSettings;
+        impl SettingsBackend for NoSettings {
+            fn get(&self, _: &str) -> Result<Vec<(String, String)>, String> {
+                Ok(Vec::new())
+            }
+            fn set(&self, _: &str, _: &[(String, String)]) -> Result<(), String> {
+                Ok(())
+            }
+            fn endpoints(&self, _: bool) -> Endpoints {
+                Endpoints::default()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = casella_store::sqlite::SqliteStore::open(dir.path().join("store")).unwrap();
+        let web = Web::new(
+            Arc::new(Directory::new(Arc::new(store))),
+            Arc::new(NoSettings),
+            dir.path().to_path_buf(),
+            WebConfig {
+                hostname: "mail.example.org".into(),
+                internal_networks: default_internal_networks(),
+                trusted_networks: ["192.0.2.0/24", "127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|n| parse_network(n))
+                    .collect(),
+                admin_networks: vec![parse_network("10.0.0.0/8").unwrap()],
+            },
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(web.passwords_allowed(true, ip("203.0.113.9")));
+        assert!(!web.passwords_allowed(false, ip("203.0.113.9")));
+        assert!(web.passwords_allowed(false, ip("127.0.0.2")));
+        assert!(web.passwords_allowed(false, ip("::1")));
+        assert!(web.passwords_allowed(false, ip("::ffff:127.0.0.1")));
+        assert!(web.passwords_allowed(false, ip("192.0.2.7")));
+        assert!(!web.passwords_allowed(false, ip("10.1.1.1")));
+        assert!(web.admin_allowed(ip("10.1.1.1")));
+        assert!(!web.admin_allowed(ip("127.0.0.1")));
+        assert_eq!(web.https_base(), None);
+        web.set_https_port(443);
+        assert_eq!(
+            web.https_base().as_deref(),
+            Some("https://mail.example.org")
+        );
+        web.set_https_port(8443);
+        assert_eq!(
+            web.https_base().as_deref(),
+            Some("https://mail.example.org:8443")
+        );
+    }
 
     #[test]
     fn networks() {

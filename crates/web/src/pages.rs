@@ -1,6 +1,12 @@
 //! The users' pages: sign in, "POP and IMAP" settings (what to type into a mail
-//! program), POP options, and security (recent logins, app passwords). Server-
-//! rendered HTML, no script needed but for the copy buttons.
+//! program), POP options, and security (recent logins, app passwords, change
+//! password, sign out of all devices). Server-rendered HTML, no script needed
+//! but for the copy buttons.
+//!
+//! Passwords and session cookies travel only over HTTPS, or over plain HTTP
+//! from loopback and `[web] trusted-networks` (a reverse proxy on the same
+//! host, a lab network): elsewhere the password forms are not even shown, and a
+//! page says which https address to use instead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +23,11 @@ use casella_directory::{
 };
 use casella_store::{Account, PopDeleteAction};
 
+use crate::autoconfig::{Auth, Offer};
 use crate::html::{esc, page};
 use crate::server::Transport;
 use crate::session::{self, WebSession};
-use crate::{Endpoint, Web};
+use crate::{Endpoint, Web, urls};
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -38,29 +45,115 @@ pub fn routes() -> Router<Arc<Web>> {
             "/security/app-passwords/{id}/revoke",
             post(revoke_app_password),
         )
+        .route("/security/password", post(change_password))
+        .route("/security/signout", post(sign_out_everywhere))
         .merge(crate::admin_pages::routes())
 }
 
-/// A signed-in user (the session cookie); otherwise a redirect to /login.
+/// Whether this request's connection may carry a password or a session
+/// cookie (see the module doc).
+fn connection_secure(parts: &Parts, web: &Web) -> bool {
+    let tls = parts.extensions.get::<Transport>().is_some_and(|t| t.tls);
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    remote.is_some_and(|ip| web.passwords_allowed(tls, ip))
+}
+
+/// The session id in the request's cookies.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+}
+
+/// A signed-in user (the session cookie), with their account as it is now;
+/// otherwise a redirect to /login.
+///
+/// The account is read again at every request: the session ends when the
+/// account was removed (or made again under the same address), disabled,
+/// signed out everywhere, given a new password, or made or unmade an
+/// administrator since the session started (`WebSession::still_valid_for`).
 pub struct SignedIn {
     pub session: WebSession,
+    pub account: Account,
 }
 
 impl FromRequestParts<Arc<Web>> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
-        let id = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(session::from_cookie_header);
-        match id.and_then(|id| web.sessions.get(id)) {
-            Some(session) => Ok(SignedIn { session }),
-            None => Err(Redirect::to("/login").into_response()),
+        if !connection_secure(parts, web) {
+            return Err(cleartext_refusal(web));
+        }
+        let Some(id) = session_id(&parts.headers).map(str::to_string) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let Some(session) = web.sessions.get(&id) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        match web
+            .directory
+            .store()
+            .account_by_address(&session.address)
+            .await
+        {
+            Ok(Some(account)) if session.still_valid_for(&account) => {
+                Ok(SignedIn { session, account })
+            }
+            Ok(_) => {
+                web.sessions.end(&id);
+                tracing::info!(user = %session.address, "web session ended: the account changed, was disabled or removed, or was signed out everywhere");
+                let tls = parts.extensions.get::<Transport>().is_some_and(|t| t.tls);
+                let mut resp = Redirect::to("/login").into_response();
+                if let Ok(v) = HeaderValue::from_str(&session::cookie("", tls)) {
+                    resp.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                Err(resp)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                Err(busy())
+            }
         }
     }
+}
+
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is busy; try again.",
+    )
+        .into_response()
+}
+
+/// The page plain HTTP gets instead of a password form: where to go instead.
+pub(crate) fn cleartext_refusal(web: &Web) -> Response {
+    let whereto = match web.https_base() {
+        Some(base) => {
+            let url = format!("{base}/login");
+            format!(
+                "<p>Sign in at <a id=\"https-link\" href=\"{u}\">{u}</a> instead.</p>",
+                u = esc(&url)
+            )
+        }
+        None => "<p>This server has no HTTPS address yet; ask your administrator.</p>".to_string(),
+    };
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Use HTTPS",
+            None,
+            &format!(
+                "<h1>Use the secure address</h1><p class=\"err\" id=\"cleartext\">This connection is not encrypted, \
+                 so this page does not take passwords here: anyone on the network could read them.</p>{whereto}"
+            ),
+        )),
+    )
+        .into_response()
 }
 
 /// The refusal of a form post whose CSRF token is wrong or that comes from
@@ -156,8 +249,44 @@ fn login_page(error: Option<&str>, address: &str) -> Html<String> {
     ))
 }
 
-async fn login_form() -> Html<String> {
-    login_page(None, "")
+async fn login_form(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(transport): Extension<Transport>,
+) -> Response {
+    if !web.passwords_allowed(transport.tls, remote.ip()) {
+        return cleartext_refusal(&web);
+    }
+    login_page(None, "").into_response()
+}
+
+/// A web login as the login pipeline sees it. The web's policy is
+/// secure-login; the caller has refused password forms on plain HTTP from
+/// untrusted networks already, so what reaches here counts as secure.
+fn login_context(remote: SocketAddr, headers: &HeaderMap) -> LoginContext {
+    let conn = SaslConnection::new(LoginType::SecureLogin, true, None, None);
+    LoginContext::new(Protocol::Web, conn, login_source(remote, headers))
+}
+
+/// Where a login comes from, for the account's history.
+fn login_source(remote: SocketAddr, headers: &HeaderMap) -> LoginSource {
+    LoginSource {
+        remote: remote.ip(),
+        client: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(60).collect()),
+    }
+}
+
+/// The response that starts a new session for `account` and goes to `to`.
+fn start_session(web: &Web, account: &Account, tls: bool, to: Response) -> Response {
+    let id = web.sessions.start(account);
+    let mut resp = to;
+    if let Ok(v) = HeaderValue::from_str(&session::cookie(&id, tls)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 async fn login(
@@ -170,32 +299,27 @@ async fn login(
     if let Some(r) = refuse_form(&headers, None, None) {
         return r;
     }
+    // Refused before the password is looked at: it should not have been sent
+    // here at all.
+    if !web.passwords_allowed(transport.tls, remote.ip()) {
+        tracing::info!(protocol = "web", %remote, "password form refused on plain HTTP");
+        return cleartext_refusal(&web);
+    }
     let address = field(&form, "address").unwrap_or("").trim().to_string();
     let password = Secret::new(field(&form, "password").unwrap_or("").to_string());
-    let source = LoginSource {
-        remote: remote.ip(),
-        client: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(60).collect()),
-    };
-    let conn = SaslConnection::new(LoginType::PlaintextLogin, true, None, None);
-    let ctx = LoginContext::new(Protocol::Web, conn, source);
     let result = web
         .directory
-        .login_with_password(&ctx, &address, &password)
+        .login_with_password(&login_context(remote, &headers), &address, &password)
         .await;
     match result {
         Ok(auth) => {
             tracing::info!(protocol = "web", %remote, user = %auth.account.address, "login");
-            let id = web
-                .sessions
-                .start(&auth.account.address, auth.account.is_admin);
-            let mut resp = Redirect::to("/settings").into_response();
-            if let Ok(v) = HeaderValue::from_str(&session::cookie(&id, transport.tls)) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp
+            start_session(
+                &web,
+                &auth.account,
+                transport.tls,
+                Redirect::to("/settings").into_response(),
+            )
         }
         Err(failure) => {
             tracing::info!(protocol = "web", %remote, user = %address, reason = ?failure, "login failed");
@@ -214,6 +338,13 @@ async fn login(
     }
 }
 
+fn clear_cookie(tls: bool, mut resp: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&session::cookie("", tls)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 async fn logout(
     State(web): State<Arc<Web>>,
     Extension(transport): Extension<Transport>,
@@ -222,19 +353,10 @@ async fn logout(
     if let Some(r) = refuse_form(&headers, None, None) {
         return r;
     }
-    if let Some(id) = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session::from_cookie_header)
-    {
+    if let Some(id) = session_id(&headers) {
         web.sessions.end(id);
     }
-    let mut resp = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::cookie("", transport.tls)) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
+    clear_cookie(transport.tls, Redirect::to("/login").into_response())
 }
 
 fn encryption(e: &Endpoint) -> &'static str {
@@ -245,7 +367,7 @@ fn encryption(e: &Endpoint) -> &'static str {
     }
 }
 
-fn endpoint_table(id: &str, title: &str, list: &[Endpoint]) -> String {
+fn endpoint_table(id: &str, title: &str, list: &[Endpoint], auth: Option<Auth>) -> String {
     if list.is_empty() {
         return format!(
             "<h2>{title}</h2><p id=\"{id}-none\">Not offered. Ask your administrator.</p>"
@@ -266,7 +388,14 @@ fn endpoint_table(id: &str, title: &str, list: &[Endpoint]) -> String {
             encryption(e)
         ));
     }
-    format!("<h2>{title}</h2><table id=\"{id}\">{rows}</table>")
+    let note = if auth == Some(Auth::OAuth) {
+        format!(
+            "<p id=\"{id}-oauth\">Your password does not work here: choose OAuth 2.0 (your organisation's sign-in) in your mail program.</p>"
+        )
+    } else {
+        String::new()
+    };
+    format!("<h2>{title}</h2><table id=\"{id}\">{rows}</table>{note}")
 }
 
 const COPY_SCRIPT: &str = "<script>document.querySelectorAll('button.copy').forEach(b=>b.addEventListener('click',()=>{navigator.clipboard&&navigator.clipboard.writeText(b.dataset.copy);b.textContent='Copied';setTimeout(()=>b.textContent='Copy',1500);}));</script>";
@@ -274,9 +403,11 @@ const COPY_SCRIPT: &str = "<script>document.querySelectorAll('button.copy').forE
 async fn settings_page(
     State(web): State<Arc<Web>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    SignedIn { session }: SignedIn,
+    SignedIn { session, account }: SignedIn,
 ) -> Html<String> {
-    let ends = web.endpoints_for(remote.ip());
+    // What this account may use: a protocol switched off for it, or one whose
+    // passwords are off with no OAuth, is not offered.
+    let offer: Offer = crate::autoconfig::offer(&web, remote.ip(), Some(&account));
     let address = &session.address;
     let body = format!(
         "{nav}<h1>Settings for POP or IMAP access</h1>\
@@ -291,43 +422,36 @@ async fn settings_page(
          you tell the mail program to <em>leave a copy of messages on the server</em>. You choose which folders POP \
          downloads and what happens to messages it deletes: <a href=\"/settings/pop\">POP options</a>.</p>\
          <p>Outgoing mail is sent through SMTP with the same user name and password.</p></div>\
-         <p><a id=\"mobileconfig\" href=\"/mobileconfig?emailaddress={au}\">Download a configuration profile</a> for iPhone, iPad and Mac \
-         (opens Settings to add the account).</p>{COPY_SCRIPT}",
+         {profile}{COPY_SCRIPT}",
         nav = nav(&session),
         a = esc(address),
-        au = esc(&address.replace('@', "%40")),
-        imap = endpoint_table("imap", "IMAP", &ends.imap),
-        pop = endpoint_table("pop", "POP", &ends.pop),
-        smtp = endpoint_table("smtp", "SMTP", &ends.smtp),
+        imap = endpoint_table("imap", "IMAP", &offer.ends.imap, offer.imap),
+        pop = endpoint_table("pop", "POP", &offer.ends.pop, offer.pop),
+        smtp = endpoint_table("smtp", "SMTP", &offer.ends.smtp, offer.smtp),
+        profile = if offer.ends.smtp.is_empty()
+            || (offer.ends.imap.is_empty() && offer.ends.pop.is_empty())
+        {
+            String::new()
+        } else {
+            let pop_only = if offer.ends.imap.is_empty() {
+                "&amp;protocol=pop"
+            } else {
+                ""
+            };
+            format!(
+                "<p><a id=\"mobileconfig\" href=\"/mobileconfig?emailaddress={au}{pop_only}\">Download a configuration profile</a> for iPhone, iPad and Mac \
+                 (opens Settings to add the account).</p>",
+                au = esc(&urls::component(address)),
+            )
+        },
     );
     Html(page("POP and IMAP", Some(address), &body))
 }
 
-async fn account_of(web: &Web, session: &WebSession) -> Result<Account, Response> {
-    match web
-        .directory
-        .store()
-        .account_by_address(&session.address)
-        .await
-    {
-        Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(Redirect::to("/login").into_response()),
-        Err(e) => {
-            tracing::error!(error = %e, "account lookup failed");
-            Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is busy; try again.",
-            )
-                .into_response())
-        }
-    }
-}
-
-async fn pop_options_page(State(web): State<Arc<Web>>, SignedIn { session }: SignedIn) -> Response {
-    let account = match account_of(&web, &session).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn pop_options_page(
+    State(web): State<Arc<Web>>,
+    SignedIn { session, account }: SignedIn,
+) -> Response {
     pop_options_html(&web, &session, &account, None)
         .await
         .into_response()
@@ -403,17 +527,16 @@ async fn pop_options_html(
 
 async fn save_pop_options(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedIn {
+        session,
+        mut account,
+    }: SignedIn,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
-    let mut account = match account_of(&web, &session).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let folders: Vec<&str> = form
         .iter()
         .filter(|(k, _)| k == "folder")
@@ -485,6 +608,19 @@ async fn security_html(
     account: &Account,
     created: Option<(&str, &str)>,
     error: Option<&str>,
+) -> Html<String> {
+    security_html_with(web, session, account, created, error, None).await
+}
+
+/// The security page; `password_message` is the outcome of a password
+/// change: `Ok(text)` or `Err(text)`.
+async fn security_html_with(
+    web: &Web,
+    session: &WebSession,
+    account: &Account,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+    password_message: Option<Result<&str, &str>>,
 ) -> Html<String> {
     let logins = web
         .directory
@@ -559,20 +695,42 @@ async fn security_html(
          <h2>App passwords</h2><p>An app password lets one mail program sign in without your main password, only for what you choose. Revoke it when you stop using the program.</p>\
          {created}{error}{apps_table}\
          <form method=\"post\" action=\"/security/app-passwords\">{csrf}<label>Name<br><input type=\"text\" name=\"name\" id=\"app-name\" required maxlength=\"64\" placeholder=\"e.g. Phone\"></label>\
-         <fieldset><legend>Works for</legend>{choices}</fieldset><p><button type=\"submit\" id=\"create-app-password\">Create app password</button></p></form>",
+         <fieldset><legend>Works for</legend>{choices}</fieldset><p><button type=\"submit\" id=\"create-app-password\">Create app password</button></p></form>\
+         <h2>Change password</h2>{pw_message}<form method=\"post\" action=\"/security/password\">{csrf}\
+         <label>Current password<br><input type=\"password\" name=\"current\" id=\"current-password\" autocomplete=\"current-password\" required></label>\
+         <label>New password (at least {min} characters)<br><input type=\"password\" name=\"new\" id=\"new-password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label>\
+         <label>New password again<br><input type=\"password\" name=\"repeat\" id=\"repeat-password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label>\
+         <p><button type=\"submit\" id=\"change-password\">Change password</button></p></form>\
+         <p>Changing your password signs you out of these pages everywhere else; mail programs need the new password at their next sign-in.</p>\
+         <h2>Sign out of all devices</h2><p>Signs you out of these pages everywhere, including here, and ends every open mail connection \
+         (IMAP, POP, SMTP) of your account. Mail programs that know your password sign in again: if a device was lost or stolen, \
+         change your password and revoke its app passwords too.</p>\
+         <form method=\"post\" action=\"/security/signout\">{csrf}<p><button type=\"submit\" id=\"signout-everywhere\">Sign out of all devices</button></p></form>",
         nav = nav(session),
         csrf = csrf_input(session),
+        min = casella_directory::password_rules::MIN_LENGTH,
+        pw_message = match password_message {
+            Some(Ok(m)) => format!(
+                "<p class=\"ok\" role=\"status\" id=\"password-changed\">{}</p>",
+                esc(m)
+            ),
+            Some(Err(m)) => format!(
+                "<p class=\"err\" role=\"alert\" id=\"password-error\">{}</p>",
+                esc(m)
+            ),
+            None => String::new(),
+        },
     );
     Html(page("Security", Some(&session.address), &body))
 }
 
-async fn security_page(State(web): State<Arc<Web>>, SignedIn { session }: SignedIn) -> Response {
-    match account_of(&web, &session).await {
-        Ok(account) => security_html(&web, &session, &account, None, None)
-            .await
-            .into_response(),
-        Err(r) => r,
-    }
+async fn security_page(
+    State(web): State<Arc<Web>>,
+    SignedIn { session, account }: SignedIn,
+) -> Response {
+    security_html(&web, &session, &account, None, None)
+        .await
+        .into_response()
 }
 
 fn now() -> i64 {
@@ -584,17 +742,16 @@ fn now() -> i64 {
 
 async fn create_app_password(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedIn {
+        session,
+        mut account,
+    }: SignedIn,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
-    let mut account = match account_of(&web, &session).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let name = field(&form, "name").unwrap_or("").to_string();
     let protocols: Vec<String> = form
         .iter()
@@ -623,7 +780,10 @@ async fn create_app_password(
 
 async fn revoke_app_password(
     State(web): State<Arc<Web>>,
-    SignedIn { session }: SignedIn,
+    SignedIn {
+        session,
+        mut account,
+    }: SignedIn,
     Path(id): Path<String>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
@@ -631,10 +791,6 @@ async fn revoke_app_password(
     if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
         return r;
     }
-    let mut account = match account_of(&web, &session).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     if app_passwords::revoke(&mut account, &id)
         && let Err(e) = web.directory.store().update_account(&account).await
     {
@@ -642,6 +798,150 @@ async fn revoke_app_password(
         return (StatusCode::SERVICE_UNAVAILABLE, "Saving failed; try again.").into_response();
     }
     Redirect::to("/security").into_response()
+}
+
+/// Change password — the current password is required (a stolen session
+/// alone cannot take the account over), checked through the login pipeline so
+/// that wrong guesses count against the login throttle. The new password must
+/// meet the password rules. Every other web session of the account ends (a new
+/// generation); this one goes on under a fresh session id.
+async fn change_password(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(transport): Extension<Transport>,
+    SignedIn { session, account }: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let refuse = |web: Arc<Web>, session: WebSession, account: Account, why: String| async move {
+        (
+            StatusCode::BAD_REQUEST,
+            security_html_with(&web, &session, &account, None, None, Some(Err(&why))).await,
+        )
+            .into_response()
+    };
+    let current = Secret::new(field(&form, "current").unwrap_or("").to_string());
+    let new = field(&form, "new").unwrap_or("").to_string();
+    if field(&form, "repeat") != Some(new.as_str()) {
+        return refuse(
+            web,
+            session,
+            account,
+            "The two new passwords differ.".into(),
+        )
+        .await;
+    }
+    if let Err(e) = casella_directory::password_rules::check(&account.address, &new) {
+        return refuse(web, session, account, capitalized(&e.to_string())).await;
+    }
+    // An app password does not open the account's main password.
+    if app_passwords::matching(&account, Protocol::Web, &current).is_some() {
+        return refuse(
+            web,
+            session,
+            account,
+            "Type your current password, not an app password.".into(),
+        )
+        .await;
+    }
+    let checked = web
+        .directory
+        .login_with_password(&login_context(remote, &headers), &account.address, &current)
+        .await;
+    match checked {
+        Ok(_) => {}
+        Err(AuthFailure::Temporary) => return busy(),
+        Err(failure) => {
+            tracing::info!(protocol = "web", %remote, user = %account.address, reason = ?failure, "password change refused: wrong current password");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            return refuse(
+                web,
+                session,
+                account,
+                "Your current password is not correct.".into(),
+            )
+            .await;
+        }
+    }
+    let updated = match crate::admin_ops::set_password(account.clone(), new).await {
+        Ok(a) => a,
+        Err(e) => return refuse(web, session, account, capitalized(&e.to_string())).await,
+    };
+    if let Err(e) = web.directory.store().update_account(&updated).await {
+        tracing::error!(error = %e, "saving a new password failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "Saving failed; try again.").into_response();
+    }
+    web.directory.forget_remembered_passwords(updated.id);
+    tracing::info!(protocol = "web", %remote, user = %updated.address, "password changed");
+    if let Some(old) = session_id(&headers) {
+        web.sessions.end(old);
+    }
+    let id = web.sessions.start(&updated);
+    let fresh = web.sessions.get(&id).unwrap_or(session);
+    let page = security_html_with(
+        &web,
+        &fresh,
+        &updated,
+        None,
+        None,
+        Some(Ok(
+            "Your password was changed. You were signed out of these pages on your other devices.",
+        )),
+    )
+    .await
+    .into_response();
+    let mut resp = page;
+    if let Ok(v) = HeaderValue::from_str(&session::cookie(&id, transport.tls)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str().trim_end_matches('.')),
+        None => String::new(),
+    }
+}
+
+/// "Sign out of all devices" for the signed-in user (this session included).
+async fn sign_out_everywhere(
+    State(web): State<Arc<Web>>,
+    Extension(transport): Extension<Transport>,
+    SignedIn { session, .. }: SignedIn,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = refuse_form(&headers, Some(&session.csrf), field(&form, "csrf")) {
+        return r;
+    }
+    let ended = match crate::signout::sign_out_everywhere(&web, &session.address).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "signing out everywhere failed");
+            return busy();
+        }
+    };
+    if let Some(id) = session_id(&headers) {
+        web.sessions.end(id);
+    }
+    let body = format!(
+        "<h1>Signed out of all devices</h1><p role=\"status\" id=\"signed-out\">You were signed out of these pages everywhere, \
+         and {ended} open mail connection{s} of your account {were} ended.</p>\
+         <p>Mail programs that know your password sign in again. If a device was lost or stolen, \
+         <a href=\"/login\">sign in</a> and change your password.</p>",
+        s = if ended == 1 { "" } else { "s" },
+        were = if ended == 1 { "was" } else { "were" },
+    );
+    clear_cookie(
+        transport.tls,
+        Html(page("Signed out", None, &body)).into_response(),
+    )
 }
 
 #[cfg(test)]

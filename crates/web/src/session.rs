@@ -1,12 +1,19 @@
 //! Signed-in users of the web pages: a random session id in a cookie
 //! (`HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS), kept in memory with an
 //! expiry, and a per-session CSRF token every form must send back.
+//!
+//! A session remembers which account it belongs to (its id, not only its
+//! address), whether it was an administrator, and the account's session
+//! generation when it started; `pages::SignedIn` compares all three with the
+//! account at every request, so a deleted, disabled, demoted or signed-out
+//! account's sessions end at their next request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use casella_store::{Account, AccountId};
 use rand::RngCore;
 
 pub const COOKIE: &str = "casella_session";
@@ -18,6 +25,9 @@ const MAX_SESSIONS: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct WebSession {
     pub address: String,
+    pub account_id: AccountId,
+    /// The account's `session_generation` when the session started.
+    pub generation: u64,
     pub admin: bool,
     pub csrf: String,
     last_used: Instant,
@@ -39,8 +49,8 @@ impl WebSessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a session; returns its id (the cookie value).
-    pub fn start(&self, address: &str, admin: bool) -> String {
+    /// Starts a session for `account`; returns its id (the cookie value).
+    pub fn start(&self, account: &Account) -> String {
         let id = random_token();
         let mut map = self.lock();
         let now = Instant::now();
@@ -56,8 +66,10 @@ impl WebSessions {
         map.insert(
             id.clone(),
             WebSession {
-                address: address.to_string(),
-                admin,
+                address: account.address.clone(),
+                account_id: account.id,
+                generation: account.settings.session_generation,
+                admin: account.is_admin,
                 csrf: random_token(),
                 last_used: now,
             },
@@ -84,6 +96,19 @@ impl WebSessions {
 
     pub fn end(&self, id: &str) {
         self.lock().remove(id);
+    }
+}
+
+impl WebSession {
+    /// Whether the session still stands for `account` as it is now: the same
+    /// account (not one made again under the same address), not disabled, not
+    /// signed out everywhere or given a new password since (the generation),
+    /// and administrator exactly when it was.
+    pub fn still_valid_for(&self, account: &Account) -> bool {
+        account.id == self.account_id
+            && !account.settings.disabled
+            && account.settings.session_generation == self.generation
+            && account.is_admin == self.admin
     }
 }
 
@@ -115,10 +140,43 @@ pub fn same_token(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn account() -> Account {
+        Account {
+            id: AccountId(7),
+            address: "a@example.org".into(),
+            password_hash: String::new(),
+            is_admin: true,
+            pop_enabled: true,
+            imap_enabled: true,
+            submission_enabled: true,
+            settings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_session_follows_its_account() {
+        let s = WebSessions::default();
+        let mut a = account();
+        let session = s.get(&s.start(&a)).unwrap();
+        assert!(session.still_valid_for(&a));
+        let mut other = a.clone();
+        other.id = AccountId(8);
+        assert!(!session.still_valid_for(&other), "removed and made again");
+        a.settings.disabled = true;
+        assert!(!session.still_valid_for(&a), "disabled");
+        a.settings.disabled = false;
+        a.is_admin = false;
+        assert!(!session.still_valid_for(&a), "demoted");
+        a.is_admin = true;
+        a.settings.end_web_sessions();
+        assert!(!session.still_valid_for(&a), "signed out everywhere");
+        assert!(s.get(&s.start(&a)).unwrap().still_valid_for(&a));
+    }
+
     #[test]
     fn sessions_and_cookies() {
         let s = WebSessions::default();
-        let id = s.start("a@example.org", false);
+        let id = s.start(&account());
         let got = s.get(&id).unwrap();
         assert_eq!(got.address, "a@example.org");
         assert!(s.get("other").is_none());

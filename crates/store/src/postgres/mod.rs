@@ -1192,6 +1192,43 @@ impl MailStore for PgStore {
         Ok(n > 0)
     }
 
+    async fn record_signout(&self, address: &str, at: i64) -> StoreResult<u64> {
+        let address = address.to_ascii_lowercase();
+        let mut conn = self.conn().await?;
+        conn.execute(
+            "DELETE FROM signouts WHERE at < $1",
+            &[&(at - crate::SIGNOUT_KEPT_SECS)],
+        )
+        .await?;
+        let row = conn
+            .query_one(
+                "INSERT INTO signouts(address, at) VALUES ($1, $2) RETURNING seq",
+                &[&address, &at],
+            )
+            .await?;
+        Ok(row.try_get::<_, i64>(0)? as u64)
+    }
+
+    async fn signouts_since(&self, since: i64) -> StoreResult<Vec<Signout>> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT seq, address, at FROM signouts WHERE at >= $1 ORDER BY seq",
+                &[&since],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Signout {
+                    seq: r.try_get::<_, i64>(0)? as u64,
+                    address: r.try_get(1)?,
+                    at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
         let r = self
             .conn()

@@ -153,6 +153,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE SEQUENCE maildrop_lease_tokens;
     "#,
+    // version 7: "sign out of all devices", for every node to end the account's
+    // open sessions (see `signouts_since`).
+    r#"
+    CREATE TABLE signouts (
+        seq     bigserial PRIMARY KEY,
+        address text NOT NULL,
+        at      bigint NOT NULL
+    );
+    CREATE INDEX signouts_at ON signouts (at);
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

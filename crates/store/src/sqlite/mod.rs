@@ -1285,6 +1285,36 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn record_signout(&self, address: &str, at: i64) -> StoreResult<u64> {
+        let address = address.to_ascii_lowercase();
+        self.write(move |tx, _| {
+            tx.prepare_cached("DELETE FROM signouts WHERE at < ?1")?
+                .execute([at - crate::SIGNOUT_KEPT_SECS])?;
+            tx.prepare_cached("INSERT INTO signouts(address, at) VALUES (?1, ?2)")?
+                .execute(rusqlite::params![address, at])?;
+            Ok(tx.last_insert_rowid() as u64)
+        })
+        .await
+    }
+
+    async fn signouts_since(&self, since: i64) -> StoreResult<Vec<Signout>> {
+        self.read(ReadSize::Small, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, address, at FROM signouts WHERE at >= ?1 ORDER BY seq",
+            )?;
+            Ok(stmt
+                .query_map([since], |r| {
+                    Ok(Signout {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        address: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
         self.read(ReadSize::Small, move |c| {
             let mut stmt =

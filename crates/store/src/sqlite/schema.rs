@@ -197,4 +197,15 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);
     "#,
+    // version 15: "sign out of all devices", for the running server (and every
+    // node) to end the account's open sessions; AUTOINCREMENT so a number is
+    // never given twice even after old rows are dropped.
+    r#"
+    CREATE TABLE signouts (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        address TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    );
+    CREATE INDEX signouts_at ON signouts(at);
+    "#,
 ];
