@@ -23,6 +23,7 @@ pub const KEYS: &[&str] = &[
     "failure-delay",
     "max-failure-delay",
     "remember-success",
+    "max-in-flight",
     "password-cache",
 ];
 
@@ -89,6 +90,7 @@ fn apply(s: &mut SecurityConfig, key: &str, value: &str) -> anyhow::Result<()> {
         "failure-delay" => c.delay_step = parse_duration(value)?,
         "max-failure-delay" => c.max_delay = parse_duration(value)?,
         "remember-success" => c.remember_success = parse_duration(value)?,
+        "max-in-flight" => c.max_in_flight = count(value)?,
         other => bail!(
             "security has no setting {other:?}; known: {}",
             KEYS.join(", ")
@@ -129,6 +131,7 @@ pub fn values(o: &Overrides) -> Vec<(&'static str, String)> {
         ("failure-delay", format_duration(c.delay_step)),
         ("max-failure-delay", format_duration(c.max_delay)),
         ("remember-success", format_duration(c.remember_success)),
+        ("max-in-flight", c.max_in_flight.to_string()),
         ("password-cache", format_duration(settings.password_cache)),
     ]
 }

@@ -17,7 +17,7 @@ use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
-const PASS: &str = "pw";
+const PASS: &str = "alice-password";
 
 fn node(url: &str, name: &str, extra: &str) -> TestServer {
     TestServer::builder(BIN)

@@ -156,12 +156,12 @@ pub const MIGRATIONS: &[&str] = &[
     // version 7: "sign out of all devices", for every node to end the account's
     // open sessions (see `signouts_since`).
     r#"
-    CREATE TABLE signouts (
+    CREATE TABLE IF NOT EXISTS signouts (
         seq     bigserial PRIMARY KEY,
         address text NOT NULL,
         at      bigint NOT NULL
     );
-    CREATE INDEX signouts_at ON signouts (at);
+    CREATE INDEX IF NOT EXISTS signouts_at ON signouts (at);
     "#,
 ];
 

@@ -201,11 +201,11 @@ pub const MIGRATIONS: &[&str] = &[
     // node) to end the account's open sessions; AUTOINCREMENT so a number is
     // never given twice even after old rows are dropped.
     r#"
-    CREATE TABLE signouts (
+    CREATE TABLE IF NOT EXISTS signouts (
         seq     INTEGER PRIMARY KEY AUTOINCREMENT,
         address TEXT NOT NULL,
         at      INTEGER NOT NULL
     );
-    CREATE INDEX signouts_at ON signouts(at);
+    CREATE INDEX IF NOT EXISTS signouts_at ON signouts(at);
     "#,
 ];
