@@ -358,13 +358,24 @@ fn sign_out_everywhere_from_the_cli_ends_idle_pop3_submission_and_web_sessions()
     assert!(out.contains("signed out alice@example.org"), "{out}");
     // The CLI is another process: the server notices within its poll.
     let bye = lines_until_closed(&mut idle);
-    assert!(bye.iter().any(|l| l.starts_with("* BYE")), "IDLE: {bye:?}");
+    assert!(
+        bye.iter()
+            .any(|l| l == "* BYE Signed out of all devices; log in again"),
+        "IDLE: {bye:?}"
+    );
     let took = started.elapsed();
     let pop_end = lines_until_closed(&mut pop);
-    assert!(pop_end.iter().any(|l| l.starts_with("-ERR")), "{pop_end:?}");
+    assert!(
+        pop_end
+            .iter()
+            .any(|l| l == "-ERR [AUTH] Signed out of all devices; log in again"),
+        "{pop_end:?}"
+    );
     let smtp_end = lines_until_closed(&mut smtp);
     assert!(
-        smtp_end.iter().any(|l| l.starts_with("421")),
+        smtp_end
+            .iter()
+            .any(|l| l == "421 4.7.0 Signed out of all devices; log in again"),
         "{smtp_end:?}"
     );
     assert!(took < Duration::from_secs(5), "{took:?}");

@@ -79,10 +79,14 @@ enum ReadError {
 impl Session {
     /// The BYE for a session told to stop: by an administrator, or at shutdown.
     pub(crate) fn shutdown_bye(&self) -> &'static str {
-        if self.signal.ended_by_admin() {
-            "* BYE [UNAVAILABLE] Session ended by the administrator"
-        } else {
-            "* BYE [UNAVAILABLE] Server shutting down"
+        match self.signal.end_reason() {
+            Some(casella_net::EndReason::Administrator) => {
+                "* BYE [UNAVAILABLE] Session ended by the administrator"
+            }
+            Some(casella_net::EndReason::SignedOut) => {
+                "* BYE Signed out of all devices; log in again"
+            }
+            None => "* BYE [UNAVAILABLE] Server shutting down",
         }
     }
 

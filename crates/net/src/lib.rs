@@ -23,7 +23,7 @@ pub use line::{LineError, NextLine, next_line, read_line};
 pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};
 pub use live::Live;
 pub use protolog::{ProtocolLog, Rollover, SessionLog};
-pub use sessions::{LiveSessions, Registration, SessionInfo};
+pub use sessions::{EndReason, LiveSessions, Registration, SessionInfo};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::{ClientStream, MaybeTls, Stream};
 pub use tls::{TlsError, TlsSetup, load_or_create_tls, server_certificate};

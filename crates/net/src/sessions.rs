@@ -28,9 +28,19 @@ pub struct SessionInfo {
     pub user: Option<String>,
 }
 
+/// Why a live session was ended on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// An administrator ended this session.
+    Administrator,
+    /// The account was signed out of all devices (by its user or an
+    /// administrator), or removed.
+    SignedOut,
+}
+
 struct Entry {
     info: SessionInfo,
-    end: watch::Sender<bool>,
+    end: watch::Sender<Option<EndReason>>,
 }
 
 #[derive(Default)]
@@ -67,9 +77,9 @@ impl LiveSessions {
         self: &Arc<Self>,
         protocol: &str,
         info: &ConnectionInfo,
-    ) -> (Registration, watch::Receiver<bool>) {
+    ) -> (Registration, watch::Receiver<Option<EndReason>>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -133,7 +143,7 @@ impl LiveSessions {
                     .as_deref()
                     .is_some_and(|u| u.eq_ignore_ascii_case(user))
             {
-                let _ = e.end.send(true);
+                let _ = e.end.send(Some(EndReason::SignedOut));
                 n += 1;
             }
         }
@@ -144,7 +154,7 @@ impl LiveSessions {
     pub fn end(&self, id: u64) -> bool {
         match self.lock().get(&id) {
             Some(e) => {
-                let _ = e.end.send(true);
+                let _ = e.end.send(Some(EndReason::Administrator));
                 true
             }
             None => false,
@@ -170,7 +180,7 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].user.as_deref(), Some("a@example.org"));
         assert!(reg.end(listed[0].id));
-        ended.wait_for(|v| *v).await.unwrap();
+        ended.wait_for(|v| v.is_some()).await.unwrap();
         drop(r);
         assert!(reg.list().is_empty());
         assert!(!reg.end(listed[0].id));
@@ -192,10 +202,12 @@ mod tests {
         reg.set_user(&info(50002), "a@example.org");
         reg.set_user(&info(50003), "b@example.org");
         assert_eq!(reg.end_user("A@Example.org"), 2);
-        e1.wait_for(|v| *v).await.unwrap();
-        e2.wait_for(|v| *v).await.unwrap();
-        assert!(!*e3.borrow(), "another user's session goes on");
-        assert!(!*e4.borrow(), "a session not logged in goes on");
+        e1.wait_for(|v| *v == Some(EndReason::SignedOut))
+            .await
+            .unwrap();
+        e2.wait_for(|v| v.is_some()).await.unwrap();
+        assert!(e3.borrow().is_none(), "another user's session goes on");
+        assert!(e4.borrow().is_none(), "a session not logged in goes on");
         assert_eq!(reg.end_user("nobody@example.org"), 0);
         assert_eq!(
             reg.end_user_started_by("b@example.org", 1_000),

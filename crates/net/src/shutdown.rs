@@ -20,7 +20,7 @@ pub struct Shutdown {
 #[derive(Clone)]
 pub struct ShutdownSignal {
     rx: watch::Receiver<bool>,
-    ended: Option<watch::Receiver<bool>>,
+    ended: Option<watch::Receiver<Option<crate::EndReason>>>,
 }
 
 /// Counts one live connection; dropping it lets shutdown finish.
@@ -91,9 +91,10 @@ impl Shutdown {
 }
 
 impl ShutdownSignal {
-    /// This signal, also fired when `ended` turns true (an administrator ended
-    /// the session; see `LiveSessions`).
-    pub fn with_end(mut self, ended: watch::Receiver<bool>) -> ShutdownSignal {
+    /// This signal, also fired when `ended` gets a reason (an administrator
+    /// ended the session, or the account was signed out everywhere; see
+    /// `LiveSessions`).
+    pub fn with_end(mut self, ended: watch::Receiver<Option<crate::EndReason>>) -> ShutdownSignal {
         self.ended = Some(ended);
         self
     }
@@ -104,7 +105,13 @@ impl ShutdownSignal {
 
     /// The session was ended by an administrator (not a server shutdown).
     pub fn ended_by_admin(&self) -> bool {
-        self.ended.as_ref().is_some_and(|e| *e.borrow())
+        self.end_reason().is_some()
+    }
+
+    /// Why the session was ended, when it was ended on its own (not by a
+    /// server shutdown).
+    pub fn end_reason(&self) -> Option<crate::EndReason> {
+        self.ended.as_ref().and_then(|e| *e.borrow())
     }
 
     /// Completes when shutdown starts or the session is ended.
@@ -117,7 +124,7 @@ impl ShutdownSignal {
                 let rx = &mut self.rx;
                 let end = async {
                     // A closed sender never fires: then only shutdown can.
-                    if ended.wait_for(|v| *v).await.is_err() {
+                    if ended.wait_for(|v| v.is_some()).await.is_err() {
                         std::future::pending::<()>().await;
                     }
                 };

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Directory, Protocol, Secret};
 use casella_net::{
-    ConnectionInfo, Counter, NextLine, ShutdownSignal, Slot, Stream, next_line, read_line,
+    ConnectionInfo, Counter, EndReason, NextLine, ShutdownSignal, Slot, Stream, next_line,
+    read_line,
 };
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{
@@ -227,12 +228,17 @@ impl Session {
             let next = match read {
                 NextLine::Shutdown => {
                     // RFC 1939 §6: ending without QUIT removes nothing.
-                    if self.signal.ended_by_admin() {
-                        self.reply("-ERR [SYS/PERM] Session ended by the administrator");
-                    } else {
-                        self.reply(
+                    match self.signal.end_reason() {
+                        Some(EndReason::Administrator) => {
+                            self.reply("-ERR [SYS/PERM] Session ended by the administrator")
+                        }
+                        // RFC 3206 §4: AUTH, the credentials must be given again.
+                        Some(EndReason::SignedOut) => {
+                            self.reply("-ERR [AUTH] Signed out of all devices; log in again")
+                        }
+                        None => self.reply(
                             "-ERR [SYS/TEMP] The server is shutting down; try again shortly",
-                        );
+                        ),
                     }
                     let _ = self.flush(&mut reader).await;
                     return;

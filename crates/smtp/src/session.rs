@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, Protocol};
-use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line, read_line};
+use casella_net::{
+    ConnectionInfo, EndReason, NextLine, ShutdownSignal, Stream, next_line, read_line,
+};
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{Account, now_unix};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -211,10 +213,14 @@ impl Session {
             .await;
             let next = match read {
                 NextLine::Shutdown => {
-                    if self.signal.ended_by_admin() {
-                        self.reply("421 4.7.0 Session ended by the administrator");
-                    } else {
-                        self.reply("421 4.3.2 Server shutting down, try again later");
+                    match self.signal.end_reason() {
+                        Some(EndReason::Administrator) => {
+                            self.reply("421 4.7.0 Session ended by the administrator")
+                        }
+                        Some(EndReason::SignedOut) => {
+                            self.reply("421 4.7.0 Signed out of all devices; log in again")
+                        }
+                        None => self.reply("421 4.3.2 Server shutting down, try again later"),
                     }
                     let _ = self.flush(&mut reader).await;
                     return;
