@@ -41,6 +41,11 @@ Subcommands (all take --host, --port, --user, --password, --timeout, and
       "msg NAME|UID|FLAGS|MESSAGE-ID" per message (flags sorted, without \\Recent).
   fetch-uid --mailbox NAME --uid UID --out FILE
       Writes BODY.PEEK[] of that message to FILE and prints its "flags: ...".
+  default-folders
+      DELETE of INBOX and of every folder an account is made with (Drafts, Sent
+      Items, Deleted Items, Junk Email, Archive) is refused with NO [CANNOT], and
+      RENAME of them too; they are all still listed with their special-use
+      attributes; a folder the client made itself is deleted as usual.
   modify --flag MSGID --answer MSGID --delete MSGID
       In INBOX: +FLAGS \\Flagged, +FLAGS \\Answered, and \\Deleted + EXPUNGE for the
       messages with those Message-IDs.
@@ -964,11 +969,41 @@ def cmd_modify(args):
     m.logout()
 
 
+def cmd_default_folders(args):
+    m = login(args)
+    defaults = {"Drafts": "\\Drafts", "Sent Items": "\\Sent", "Deleted Items": "\\Trash",
+                "Junk Email": "\\Junk", "Archive": "\\Archive"}
+    for name in ["INBOX", *defaults]:
+        try:
+            typ, dat = m.delete(quote(name))
+        except imaplib.IMAP4.error as e:
+            text = err_text(e)
+        else:
+            check(typ == "NO", f"DELETE {name}: {typ} {dat!r}")
+            text = dat[0].decode()
+        check("[CANNOT]" in text, f"DELETE {name} refusal lacks [CANNOT]: {text}")
+        print(f"ok: delete {name} refused: {text}")
+    for name in defaults:
+        typ, dat = m.rename(quote(name), quote(name + " renamed"))
+        check(typ == "NO" and b"[CANNOT]" in dat[0], f"RENAME {name}: {typ} {dat!r}")
+        print(f"ok: rename {name} refused")
+    listed = {name: flags for flags, _, name in parse_list(ok("LIST", m.list('""', "*")))}
+    for name, attr in defaults.items():
+        check(name in listed and attr in listed[name], f"{name} {attr} after: {listed!r}")
+        check(name + " renamed" not in listed, f"{name} renamed after all: {listed!r}")
+    ok("CREATE", m.create("Projects"))
+    ok("DELETE", m.delete("Projects"))
+    check("Projects" not in mailboxes(m), "Projects still listed")
+    print("ok: a folder of the client's own is deleted")
+    m.logout()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "command",
-        choices=["session", "mime", "utf8", "cleartext-refused", "refused", "authenticate", "dump", "fetch-uid", "modify"],
+        choices=["session", "mime", "utf8", "cleartext-refused", "refused", "authenticate", "dump", "fetch-uid", "modify",
+                 "default-folders"],
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
@@ -999,6 +1034,7 @@ def main():
         "dump": cmd_dump,
         "fetch-uid": cmd_fetch_uid,
         "modify": cmd_modify,
+        "default-folders": cmd_default_folders,
     }[args.command](args)
     print("PASS")
 

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use casella_testkit::TestServer;
 use casella_testkit::clients::{Run, curl, run, scripts, write};
 use casella_testkit::imap_inbox::{MSG1, MSG2, msg3};
+use casella_testkit::{LineClient, TestServer};
 
 const USER: &str = "u@example.org";
 const PASSWORD: &str = "a good password";
@@ -1182,4 +1182,47 @@ fn mbsync_starttls_big_messages() {
         up.len()
     );
     assert_same_on_both_sides(&server, &mb.view());
+}
+
+/// Issue 17: the folders an account is made with cannot be deleted or renamed
+/// (as in Exchange). Before, `DELETE "Deleted Items"` answered OK, and POP3's
+/// DELE with pop-dele=move-to-deleted-items then deleted mail for good.
+#[test]
+fn imaplib_cannot_delete_default_folders_and_pop3_dele_still_moves_to_deleted_items() {
+    let s = server_with(CONFIG);
+    s.deliver(USER, MSG1);
+    let tmp = tempdir();
+    let r = imap_check_on(&s, "default-folders", "ssl", &[], tmp.path()).success();
+    let out = r.out();
+    for step in [
+        "ok: delete INBOX refused",
+        "ok: delete Deleted Items refused: [CANNOT] Deleted Items is a default folder",
+        "ok: delete Sent Items refused",
+        "ok: delete Junk Email refused",
+        "ok: rename Deleted Items refused",
+        "ok: a folder of the client's own is deleted",
+        "PASS",
+    ] {
+        assert!(out.contains(step), "missing {step:?}\n{}", r.dump());
+    }
+    // POP3 DELE moves the message to Deleted Items, which is still there.
+    let out = s.cli(
+        &["account", "set", USER, "pop-dele=move-to-deleted-items"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut p = LineClient::connect_tls(s.addr("pop3s"), &s.cert_path());
+    p.expect("+OK");
+    p.send_line(&format!("USER {USER}"));
+    p.expect("+OK");
+    p.send_line(&format!("PASS {PASSWORD}"));
+    p.expect("+OK");
+    p.send_line("DELE 1");
+    p.expect("+OK");
+    p.send_line("QUIT");
+    p.expect("+OK");
+    let r = imap_check_on(&s, "dump", "ssl", &[], tmp.path()).success();
+    let dump = r.out();
+    assert!(dump.contains("mailbox: INBOX count=0"), "{dump}");
+    assert!(dump.contains("mailbox: Deleted Items count=1"), "{dump}");
 }

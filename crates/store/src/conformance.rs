@@ -22,6 +22,7 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
     identical_messages_share_a_blob(&*store).await;
     copy_keeps_flags_and_dates(&*store).await;
     mailbox_lifecycle(&*store).await;
+    default_folders_are_kept(&*store).await;
     maildrop_lock_is_exclusive(&*store).await;
     change_feed_reports_committed_changes(&*store).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;
@@ -897,6 +898,42 @@ async fn copy_keeps_flags_and_dates(store: &dyn MailStore) {
     assert_eq!(copied[0].flags, flags);
     assert_eq!(copied[0].internal_date, 1_700_000_000);
     assert_eq!(store.mailbox(archive.id).await.unwrap().uid_next, Uid(2));
+}
+
+/// INBOX and the folders every account is made with cannot be deleted or
+/// renamed; a folder of the client's own with a special-use role can.
+async fn default_folders_are_kept(store: &dyn MailStore) {
+    let a = new_account(store, "kept@example.org").await;
+    for mb in store.list_mailboxes(a.id).await.unwrap() {
+        assert!(
+            matches!(
+                store.delete_mailbox(mb.id).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "DELETE {}",
+            mb.name
+        );
+        if mb.name != "INBOX" {
+            assert!(
+                matches!(
+                    store.rename_mailbox(mb.id, "Elsewhere").await,
+                    Err(StoreError::Invalid(_))
+                ),
+                "RENAME {}",
+                mb.name
+            );
+        }
+    }
+    assert_eq!(
+        store.list_mailboxes(a.id).await.unwrap().len(),
+        DEFAULT_MAILBOXES.len()
+    );
+    let own = store
+        .create_mailbox(a.id, "Old Trash", Some(SpecialUse::Trash))
+        .await
+        .unwrap();
+    store.rename_mailbox(own.id, "Older Trash").await.unwrap();
+    store.delete_mailbox(own.id).await.unwrap();
 }
 
 async fn mailbox_lifecycle(store: &dyn MailStore) {

@@ -22,6 +22,7 @@ pub mod blob;
 pub mod changes;
 pub mod conformance;
 mod error;
+pub mod mailbox_rules;
 mod parsed_cache;
 pub mod postgres;
 mod search_columns;

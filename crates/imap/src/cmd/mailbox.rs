@@ -182,6 +182,14 @@ impl Session {
         let Some(src) = self.find_mailbox(tag, &from).await else {
             return;
         };
+        // Before any superior of the new name is made.
+        if from != "INBOX"
+            && let Err(e) = casella_store::mailbox_rules::check_rename(&src)
+        {
+            let reply = store_error(&e);
+            self.tagged(tag, &reply);
+            return;
+        }
         let store = self.store();
         let account = self.account_id();
         match store.mailbox_by_name(account, &to).await {

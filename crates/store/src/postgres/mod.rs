@@ -1310,13 +1310,7 @@ impl MailStore for PgStore {
     async fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
         let account = write_tx!(self, |tx| {
             let mb = Locked::take(&mut tx, id).await?;
-            let name: String = tx
-                .query_one("SELECT name FROM mailboxes WHERE id = $1", &[&id.0])
-                .await?
-                .try_get(0)?;
-            if name == "INBOX" {
-                return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-            }
+            crate::mailbox_rules::check_delete(&get_mailbox(&mut tx, id).await?)?;
             let mut deltas = BlobDeltas::new();
             clear_mailboxes(&mut tx, &[id.0], &mut deltas).await?;
             tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id.0])
@@ -1334,6 +1328,7 @@ impl MailStore for PgStore {
         validate_mailbox_name(&new_name)?;
         let account = write_tx!(self, |tx| {
             let mb = get_mailbox(&mut tx, id).await?;
+            crate::mailbox_rules::check_rename(&mb)?;
             if new_name == "INBOX" {
                 return Err(StoreError::Exists("mailbox INBOX".into()));
             }

@@ -1397,9 +1397,7 @@ impl MailStore for SqliteStore {
         let account = self
             .write(move |tx, _| {
                 let mb = get_mailbox(tx, id)?;
-                if mb.name == "INBOX" {
-                    return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-                }
+                crate::mailbox_rules::check_delete(&mb)?;
                 clear_mailbox(tx, id)?;
                 tx.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?
                     .execute([id.0])?;
@@ -1416,6 +1414,7 @@ impl MailStore for SqliteStore {
             .write(move |tx, _| {
                 validate_mailbox_name(&new_name)?;
                 let mb = get_mailbox(tx, id)?;
+                crate::mailbox_rules::check_rename(&mb)?;
                 if new_name == "INBOX" {
                     return Err(StoreError::Exists("mailbox INBOX".into()));
                 }
