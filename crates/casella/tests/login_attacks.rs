@@ -225,3 +225,47 @@ fn a_known_address_gets_only_its_limit_of_wrong_guesses() {
     // … while the user elsewhere is untouched.
     assert!(imap_login_from(&s, "127.0.0.2").starts_with("a OK"));
 }
+
+#[test]
+fn a_mail_program_opening_ten_connections_at_once_logs_in_on_all() {
+    // Logins still in flight hold up the next ones for a moment; they do not
+    // make a right password fail (a client's parallel connections, an office
+    // behind one address).
+    let s = server();
+    let addr = s.addr("imap");
+    let replies = at_once(
+        10,
+        || LineClient::connect(addr),
+        |_, c| {
+            c.expect("* OK");
+        },
+        |_, c| {
+            c.send_line(&format!("a LOGIN {USER} {PASS}"));
+            c.expect_tagged("a ")
+        },
+    );
+    assert!(replies.iter().all(|r| r.starts_with("a OK")), "{replies:?}");
+}
+
+#[test]
+fn stalled_scram_exchanges_keep_no_one_out() {
+    // 25 exchanges that stop after the server's first message: before, each
+    // held its reservation while the client took its time, and 20 of them
+    // closed the account to every address without a recent login.
+    let s = server();
+    let addr = s.addr("imap");
+    let first = base64::engine::general_purpose::STANDARD
+        .encode(format!("n,,n={USER},r=stalledclientnonce"));
+    let mut stalled = Vec::new();
+    for i in 0..25 {
+        let from: IpAddr = format!("127.0.1.{}", 1 + i % 5).parse().expect("address");
+        let mut c = LineClient::connect_from(addr, from);
+        c.expect("* OK");
+        c.send_line(&format!("s AUTHENTICATE SCRAM-SHA-256 {first}"));
+        c.expect("+ ");
+        stalled.push(c);
+    }
+    assert!(imap_login_from(&s, "127.0.0.2").starts_with("a OK"));
+    assert!(imap_login_from(&s, "127.0.0.3").starts_with("a OK"));
+    drop(stalled);
+}

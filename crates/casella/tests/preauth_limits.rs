@@ -78,6 +78,25 @@ fn a_thousand_connections_announcing_35_mb_literals_keep_the_server_small() {
     c.send_line("secret");
     c.expect_tagged("c NO [PRIVACYREQUIRED]");
 
+    // The lines of a command count as well as its literals: a command of
+    // many long lines, joined by empty literals, ends at 64 KiB.
+    let filler = "x".repeat(9000);
+    c.send_line(&format!("d ID (\"a\" \"{filler}\" \"b\" {{0}}"));
+    let mut reply = c.line();
+    let mut lines = 1;
+    while reply.starts_with('+') && lines < 20 {
+        c.send_line(&format!(" \"c\" \"{filler}\" \"e\" {{0}}"));
+        reply = c.line();
+        lines += 1;
+    }
+    assert_eq!(
+        reply, "d BAD Commands before login are limited to 65536 bytes",
+        "after {lines} lines"
+    );
+    assert!(lines <= 8, "{lines} lines of 9 KB were taken");
+    c.send_line("e NOOP");
+    c.expect_tagged("e OK");
+
     let n = 1000.min(open_files_limit().saturating_sub(300) / 2);
     let baseline = rss_kb(s.pid());
     let start = Instant::now();

@@ -82,6 +82,9 @@ impl LoginContext {
     }
 }
 
+/// How long a login waits for the logins in flight before it to settle.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// The SASL mechanisms casella knows, password ones first.
 const PASSWORD_MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
 
@@ -255,25 +258,47 @@ impl Directory {
         };
         // One key per account whichever of its names was typed.
         let key = account.as_ref().map_or(login, |a| a.address.as_str());
-        match self.throttle.reserve(ctx.source.remote, key) {
-            Ok(r) => Ok((account, r)),
-            Err(refusal) => {
-                let protocol = ctx.protocol.name();
-                let remote = ctx.source.remote;
-                let user = log_safe(login);
-                match refusal {
-                    Refusal::Blocked { until } => tracing::warn!(
-                        target: "casella::auth",
-                        "authentication blocked: remote={remote} user={user} protocol={protocol} until={until}"
-                    ),
-                    Refusal::Busy { reason } => tracing::warn!(
-                        target: "casella::auth",
-                        "authentication refused: remote={remote} user={user} protocol={protocol} reason=\"{reason}\""
-                    ),
+        let reservation = self.reserve_key(ctx, login, key).await?;
+        Ok((account, reservation))
+    }
+
+    /// A reservation for `key`. When only logins still in flight stand in the
+    /// way (a mail program opening several connections at once, an office
+    /// behind one address), it waits for them to settle — at most
+    /// [`BUSY_WAIT`] — instead of refusing a login that may well be right;
+    /// a block refuses at once.
+    async fn reserve_key(
+        &self,
+        ctx: &LoginContext,
+        login: &str,
+        key: &str,
+    ) -> Result<Reservation, AuthFailure> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(10);
+        let refusal = loop {
+            match self.throttle.reserve(ctx.source.remote, key) {
+                Ok(r) => return Ok(r),
+                Err(Refusal::Busy { .. }) if started.elapsed() + pause < BUSY_WAIT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
-                Err(AuthFailure::Throttled)
+                Err(refusal) => break refusal,
             }
+        };
+        let protocol = ctx.protocol.name();
+        let remote = ctx.source.remote;
+        let user = log_safe(login);
+        match refusal {
+            Refusal::Blocked { until } => tracing::warn!(
+                target: "casella::auth",
+                "authentication blocked: remote={remote} user={user} protocol={protocol} until={until}"
+            ),
+            Refusal::Busy { reason } => tracing::warn!(
+                target: "casella::auth",
+                "authentication refused: remote={remote} user={user} protocol={protocol} reason=\"{reason}\""
+            ),
         }
+        Err(AuthFailure::Throttled)
     }
 
     /// Step 6, after the credentials were found good: checked after them, so a
@@ -377,20 +402,28 @@ impl Directory {
             (true, "n" | "y") => false,
             (true, name) => conn.tls_active && conn.bindings.get_name(name),
         };
+        // Refused at once when blocked; the reservation is not held while the
+        // client takes its time over the next message (a stalled exchange
+        // must not keep others out).
+        let (account, probe) = self.reserve(ctx, &login).await?;
         if !binding_ok {
             tracing::info!(protocol = ctx.protocol.name(), remote = %ctx.source.remote, "SCRAM channel binding refused");
-            self.failed(ctx, &login).await;
+            self.settle_failure(ctx, &login, probe).await;
             return Err(AuthFailure::InvalidCredentials);
         }
-        let (account, reservation) = self.reserve(ctx, &login).await?;
+        drop(probe);
+        let key = account
+            .as_ref()
+            .map_or(login.clone(), |a| a.address.clone());
         let secret = account.as_ref().and_then(|a| a.settings.scram.clone());
         let exchange = scram::ServerExchange::new(first, secret);
-        // Cancelled here, no proof was checked: the reservation is only given
-        // back.
+        // Cancelled here, no proof was checked and nothing is counted.
         let final_msg = io
             .challenge(exchange.server_first().as_bytes())
             .await
             .map_err(sasl_failure)?;
+        // The proof is here: reserve, then check it.
+        let reservation = self.reserve_key(ctx, &login, &key).await?;
         let server_final = match (exchange.finish(&final_msg, &conn.bindings), &account) {
             (Ok(v), Some(_)) => v,
             (result, _) => {
@@ -448,7 +481,11 @@ impl Directory {
         let status = match validator.validate(&token, ctx.protocol, now) {
             Ok(u) if named.as_ref().is_none_or(|n| *n == u) => Ok(u),
             Ok(u) => {
-                refuse(format!("the token is for {u}, not {hint}"));
+                refuse(format!(
+                    "the token is for {}, not {}",
+                    log_safe(&u),
+                    log_safe(&hint)
+                ));
                 Err("invalid_token")
             }
             Err(e) => {
@@ -459,12 +496,13 @@ impl Directory {
         let user = match status {
             Ok(u) => u,
             Err(status) => {
+                // Settled before the client is waited for.
+                self.settle_failure(ctx, &hint, reservation).await;
                 // RFC 7628 §3.2.3: the error as a challenge; the client answers
                 // with a dummy ^A before the failure.
                 let _ = io
                     .challenge(oauth::error_json(status, &scope).as_bytes())
                     .await;
-                self.settle_failure(ctx, &hint, reservation).await;
                 return Err(AuthFailure::InvalidCredentials);
             }
         };
@@ -486,19 +524,20 @@ impl Directory {
         Ok(Authenticated { account })
     }
 
-    /// A token may name no user: then the reservation is on the source alone
-    /// (the empty name), not a refused name.
+    /// A token may name no user: then the reservation is on a name of that
+    /// source's own (not one shared by every such client, which a few sources
+    /// could get closed for all), not a refused name.
     async fn reserve_token(
         &self,
         ctx: &LoginContext,
         hint: &str,
     ) -> Result<(Option<Account>, Reservation), AuthFailure> {
         if hint.is_empty() {
-            return self
-                .throttle
-                .reserve(ctx.source.remote, "")
-                .map(|r| (None, r))
-                .map_err(|_| AuthFailure::Throttled);
+            let key = format!(
+                "token from {}",
+                crate::throttle::source_of(ctx.source.remote)
+            );
+            return Ok((None, self.reserve_key(ctx, "", &key).await?));
         }
         self.reserve(ctx, hint).await
     }

@@ -26,7 +26,7 @@
 //! node sees them and `casella security blocks|unblock` can list and lift them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -112,55 +112,7 @@ pub struct Block {
     pub reason: String,
 }
 
-/// The source a client address counts as: IPv4 as it is, IPv6 by its /64
-/// (one customer's allocation); IPv4-mapped IPv6 as IPv4.
-pub fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
-pub fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(bits.min(32)))
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(bits.min(128)))
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
-/// Parses `10.0.0.0/8`, `2001:db8::/32` or a single address.
-pub fn parse_network(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, bits) = match s.trim().split_once('/') {
-        Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
-        None => {
-            let a = s.trim().parse::<IpAddr>().ok()?;
-            (a, if a.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some((addr, bits))
-}
+pub use casella_net::{in_network, parse_network, source_of};
 
 /// Failure times in the window.
 #[derive(Default)]
@@ -278,14 +230,18 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Counts the failed login; says how long to wait before answering.
+    /// Counts the failed login; says how long to wait before answering. The
+    /// reservation becomes a failure in one step (one lock), so no other
+    /// attempt sees it gone before the failure is there.
     pub fn fail(mut self) -> FailureOutcome {
-        self.release();
         if self.exempt {
+            self.open = false;
             return FailureOutcome::default();
         }
-        self.throttle
-            .count_failure(self.source, &self.account, Instant::now())
+        let throttle = self.throttle.clone();
+        let mut st = throttle.state();
+        self.release_in(&mut st);
+        throttle.count_failure(&mut st, self.source, &self.account, Instant::now())
     }
 
     /// Remembers the successful login: this source keeps access to the account.
@@ -295,10 +251,19 @@ impl Reservation {
     }
 
     fn release(&mut self) {
+        if !self.open || self.exempt {
+            self.open = false;
+            return;
+        }
+        let throttle = self.throttle.clone();
+        let mut st = throttle.state();
+        self.release_in(&mut st);
+    }
+
+    fn release_in(&mut self, st: &mut State) {
         if !std::mem::take(&mut self.open) || self.exempt {
             return;
         }
-        let mut st = self.throttle.state();
         let remove = match st.in_flight.sources.get_mut(&self.source) {
             Some(s) => {
                 s.total = s.total.saturating_sub(1);
@@ -530,13 +495,19 @@ impl Throttle {
         if self.trusted(&config, ip) {
             return FailureOutcome::default();
         }
-        self.count_failure(source_of(ip), account, Instant::now())
+        let mut st = self.state();
+        self.count_failure(&mut st, source_of(ip), account, Instant::now())
     }
 
-    fn count_failure(&self, source: IpAddr, account: &str, now: Instant) -> FailureOutcome {
+    fn count_failure(
+        &self,
+        st: &mut State,
+        source: IpAddr,
+        account: &str,
+        now: Instant,
+    ) -> FailureOutcome {
         let config = self.config();
         let window = config.window;
-        let mut st = self.state();
         let mut new_blocks = Vec::new();
         let mut block = |st: &mut State, key: BlockKey, reason: String| {
             if st.blocks.contains_key(&key) {
@@ -574,7 +545,7 @@ impl Throttle {
         // make an address an unlimited guesser on that account.
         if pair_count >= config.pair_failures {
             block(
-                &mut st,
+                st,
                 BlockKey::Pair(source, account.to_string()),
                 format!("{pair_count} failed logins from {source} on {account}"),
             );
@@ -591,13 +562,13 @@ impl Throttle {
             let distinct = s.accounts.len() as u32;
             if n >= config.source_failures {
                 block(
-                    &mut st,
+                    st,
                     BlockKey::Source(source),
                     format!("{n} failed logins from {source}"),
                 );
             } else if distinct >= config.spray_accounts {
                 block(
-                    &mut st,
+                    st,
                     BlockKey::Source(source),
                     format!("password spray: {source} failed on {distinct} accounts"),
                 );
@@ -609,7 +580,7 @@ impl Throttle {
                 .add(now, window);
             if a >= config.account_failures {
                 block(
-                    &mut st,
+                    st,
                     BlockKey::Account(account.to_string()),
                     format!("{a} failed logins on {account} from unknown sources"),
                 );
@@ -634,7 +605,9 @@ impl Throttle {
         let source = source_of(ip);
         let now = Instant::now();
         let mut st = self.state();
-        st.pairs.remove(&(source, account.to_string()));
+        // The pair's failures are not wiped: they age out of the window. A
+        // success between guesses (a phone behind the attacker's NAT) must not
+        // hand the guesser a fresh allowance each time.
         st.good.insert((source, account.to_string()), now);
         trim(&mut st.good, |t| *t);
     }

@@ -233,7 +233,7 @@ impl Session {
             if io.buffer().is_empty() && self.flush(&mut io).await.is_err() {
                 return;
             }
-            let (command, _preauth_bytes) = match self.read_command(&mut io).await {
+            let (command, preauth_bytes) = match self.read_command(&mut io).await {
                 Ok(c) => c,
                 Err(ReadError::Closed) => return,
                 Err(ReadError::Answered) => continue,
@@ -265,6 +265,7 @@ impl Session {
                 }
                 Ok(cmd) => self.dispatch(cmd, &mut io).await,
             };
+            drop(preauth_bytes);
             if let Some(upstream) = self.upstream.take() {
                 // Handed over to a back end: from now on the front end only relays.
                 if self.flush(&mut io).await.is_ok() {
@@ -361,6 +362,30 @@ impl Session {
         let mut line = Vec::with_capacity(256);
         loop {
             self.read_one_line(io, &mut line, max_line).await?;
+            if preauth {
+                // The lines of a command count too (not only its literals):
+                // before login the whole command comes out of the budget.
+                match casella_net::preauth_budget().try_take(line.len() + 2) {
+                    Some(g) => match held.as_mut() {
+                        Some(h) => h.absorb(g),
+                        None => held = Some(g),
+                    },
+                    None => {
+                        let tag = first_word(command_or(&command, &line));
+                        self.line(&format!(
+                            "{tag} NO [UNAVAILABLE] Too many connections are sending data before login, try again later"
+                        ));
+                        return Err(ReadError::Answered);
+                    }
+                }
+                if command.len() as u64 + line.len() as u64 > PREAUTH_COMMAND_MAX {
+                    let tag = first_word(command_or(&command, &line));
+                    self.line(&format!(
+                        "{tag} BAD Commands before login are limited to {PREAUTH_COMMAND_MAX} bytes"
+                    ));
+                    return Err(ReadError::Answered);
+                }
+            }
             command.extend_from_slice(&line);
             let Some(LiteralSpec { len, non_sync, .. }) = literal_at_end(&line) else {
                 return Ok((command, held));
@@ -625,6 +650,11 @@ async fn read_literal(io: &mut Reader, buf: &mut Vec<u8>, len: usize) -> std::io
         left -= n;
     }
     Ok(())
+}
+
+/// The command read so far, or its first line when nothing is read yet.
+fn command_or<'a>(command: &'a [u8], line: &'a [u8]) -> &'a [u8] {
+    if command.is_empty() { line } else { command }
 }
 
 /// The tag of a command being read, for replies before it is parsed.

@@ -6,6 +6,7 @@
 //! command lines with a length cap, connection limits, and graceful shutdown.
 //! Must not: know any mail protocol.
 
+mod addr;
 mod budget;
 mod limits;
 mod line;
@@ -17,6 +18,7 @@ mod shutdown;
 mod stream;
 mod tls;
 
+pub use addr::{in_network, parse_network, source_of};
 pub use budget::{BudgetGuard, MemoryBudget, PREAUTH_BUDGET, preauth_budget};
 pub use limits::{Admitted, ConnectionLimits, Counter, Refusal, Slot};
 pub use line::{LineError, NextLine, next_line, read_line};

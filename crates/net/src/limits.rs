@@ -95,9 +95,10 @@ impl ConnectionLimits {
             .total
             .acquire((), max_total)
             .ok_or(Refusal::ServerFull)?;
+        // One IPv6 host has a whole /64: counted as one address.
         let ip = self
             .per_ip
-            .acquire(ip, max_per_ip)
+            .acquire(crate::source_of(ip), max_per_ip)
             .ok_or(Refusal::TooManyFromAddress)?;
         Ok(Admitted {
             _total: total,

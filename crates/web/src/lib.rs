@@ -167,55 +167,14 @@ impl Web {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 fn in_any(networks: &[(IpAddr, u8)], ip: IpAddr) -> bool {
-    let ip = unmapped(ip);
     networks
         .iter()
         .any(|(net, bits)| in_network(ip, *net, *bits))
 }
 
-/// Parses `10.0.0.0/8`, `fd00::/8` or a single address.
-pub fn parse_network(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, bits) = match s.trim().split_once('/') {
-        Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
-        None => {
-            let a = s.trim().parse::<IpAddr>().ok()?;
-            (a, if a.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some((addr, bits))
-}
-
-fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
+use casella_net::in_network;
+pub use casella_net::parse_network;
 
 /// The private and loopback networks, the default internal networks.
 pub fn default_internal_networks() -> Vec<(IpAddr, u8)> {

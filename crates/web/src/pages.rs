@@ -265,7 +265,10 @@ async fn login_form(
 /// untrusted networks already, so what reaches here counts as secure.
 fn login_context(remote: SocketAddr, headers: &HeaderMap) -> LoginContext {
     let conn = SaslConnection::new(LoginType::SecureLogin, true, None, None);
-    LoginContext::new(Protocol::Web, conn, login_source(remote, headers))
+    let mut ctx = LoginContext::new(Protocol::Web, conn, login_source(remote, headers));
+    // A wrong password costs time, as on the mail protocols.
+    ctx.failure_delay = std::time::Duration::from_millis(500);
+    ctx
 }
 
 /// Where a login comes from, for the account's history.
@@ -322,9 +325,7 @@ async fn login(
             )
         }
         Err(failure) => {
-            tracing::info!(protocol = "web", %remote, user = %address, reason = ?failure, "login failed");
-            // A wrong password costs time, as on the mail protocols.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            // The pipeline logged it and waited the failure delay.
             let text = match failure {
                 AuthFailure::Temporary => "The server could not check your password; try again.",
                 AuthFailure::ProtocolDisabled => {
@@ -855,8 +856,8 @@ async fn change_password(
         Ok(_) => {}
         Err(AuthFailure::Temporary) => return busy(),
         Err(failure) => {
+            // The pipeline logged it and waited the failure delay.
             tracing::info!(protocol = "web", %remote, user = %account.address, reason = ?failure, "password change refused: wrong current password");
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             return refuse(
                 web,
                 session,

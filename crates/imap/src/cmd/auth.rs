@@ -170,10 +170,18 @@ impl Session {
     /// ID — RFC 2971 §3.1: we log what the client says and tell who we are.
     pub(crate) fn cmd_id(&mut self, tag: &str, params: Option<Vec<(String, Option<String>)>>) {
         if let Some(params) = params {
+            // What the client says goes to the log: no control characters
+            // (a literal may hold a line break that would forge a log line).
+            let clean = |t: &str| -> String {
+                t.chars()
+                    .take(256)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect()
+            };
             let client: Vec<String> = params
                 .iter()
                 .take(30)
-                .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NIL")))
+                .map(|(k, v)| format!("{}={}", clean(k), clean(v.as_deref().unwrap_or("NIL"))))
                 .collect();
             tracing::info!(protocol = "imap", remote = %self.info.remote, client = %client.join(" "), "ID");
             let field = |name: &str| {
