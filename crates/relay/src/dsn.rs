@@ -277,6 +277,7 @@ mod tests {
             next_attempt: 0,
             attempts: 1,
             last_error: None,
+            claimed_until: None,
         }
     }
 

@@ -9,10 +9,16 @@
 //!   may repeat a bounce but never loses one.
 //! - One attempt is bounded well inside the claim's lease, so no other runner (on
 //!   another node) claims an entry while this one still works on it.
+//! - Nothing but the runner holding the claim rewrites a claimed entry: `queue
+//!   retry` changes only the next attempt of unclaimed entries
+//!   (`MailStore::queue_retry`), so a retry during a delivery cannot end its claim
+//!   and have the message sent twice.
+//! - Other processes (the CLI's `queue retry`) and other nodes change the queue in
+//!   the store only; the runner asks the store every [`LOOK`] whether something is
+//!   due, so their changes take effect within a second.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use casella_net::ShutdownSignal;
@@ -37,8 +43,14 @@ const ATTEMPT_BUDGET: Duration = Duration::from_secs(LEASE_SECS as u64 - 60);
 pub const PARALLEL: usize = 8;
 /// Recipients per mail transaction.
 const RCPTS_PER_TRANSACTION: usize = 50;
-/// The runner looks at the queue at least this often (entries from other nodes,
-/// from before a restart, or enqueued without a wake-up).
+/// The runner asks the store this often whether an unclaimed entry is due: one
+/// indexed read that stops at the first unclaimed entry. This is how `queue retry`
+/// (another process) and entries enqueued on other nodes reach a running server
+/// within a second, on SQLite as on PostgreSQL, without a wake-up channel
+/// between processes that could lose a wake-up.
+const LOOK: Duration = Duration::from_secs(1);
+/// The runner tries to claim at least this often even when nothing looks due: a
+/// claim whose runner died (another node) runs out without anyone being told.
 const POLL: Duration = Duration::from_secs(30);
 
 /// The outbound relay.
@@ -56,8 +68,6 @@ struct Inner {
     /// The verified TLS configuration for a smarthost that requires TLS, or why
     /// there is none (then its deliveries are deferred).
     smarthost_tls: Option<Result<Arc<ClientConfig>, String>>,
-    /// The earliest next attempt this runner wrote since it last looked.
-    next_due: AtomicI64,
 }
 
 impl Relay {
@@ -83,7 +93,6 @@ impl Relay {
                 signers,
                 opportunistic: crate::tls::opportunistic_config(),
                 smarthost_tls,
-                next_due: AtomicI64::new(i64::MAX),
             },
         }
     }
@@ -115,49 +124,45 @@ impl Relay {
             tracing::error!(error = %e, "releasing old queue claims failed");
         }
         let mut tasks = JoinSet::new();
+        // The first round claims whatever is due, as a wake-up does.
+        let mut woken = true;
+        let mut last_claim = tokio::time::Instant::now();
         loop {
             if shutdown.is_shutting_down() {
                 break;
             }
             let free = PARALLEL.saturating_sub(tasks.len());
             if free > 0 {
-                // What is due now gets claimed below; later retries scheduled by
-                // attempts in flight keep their place in `next_due`.
                 let now = now_unix();
-                let _ = inner
-                    .next_due
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |due| {
-                        (due <= now).then_some(i64::MAX)
-                    });
-                match inner.store.queue_claim(now, LEASE_SECS, free).await {
-                    Ok(batch) => {
-                        for entry in batch {
-                            let inner = inner.clone();
-                            tasks.spawn(async move { inner.attempt(entry).await });
-                        }
+                // Claiming is a write; looking is a read. Claim when something
+                // is due, when woken, and at least every POLL.
+                let due = match inner.store.queue_next_attempt().await {
+                    Ok(at) => at.is_some_and(|at| at <= now),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "looking at the queue failed");
+                        true // the claim below tries (and logs) it properly
                     }
-                    Err(e) => tracing::error!(error = %e, "claiming queue entries failed"),
+                };
+                if woken || due || last_claim.elapsed() >= POLL {
+                    last_claim = tokio::time::Instant::now();
+                    match inner.store.queue_claim(now, LEASE_SECS, free).await {
+                        Ok(batch) => {
+                            for entry in batch {
+                                let inner = inner.clone();
+                                tasks.spawn(async move { inner.attempt(entry).await });
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "claiming queue entries failed"),
+                    }
                 }
             }
-            // Sleep until the earliest retry this runner scheduled, a wake-up, a
-            // finished attempt (a free slot), or the poll interval.
-            // Entries scheduled before this runner started (or by another node)
-            // are not in `next_due`: ask the store when the next one is due.
-            if inner.next_due.load(Ordering::Relaxed) == i64::MAX
-                && let Ok(Some(at)) = inner.store.queue_next_attempt().await
-            {
-                inner.next_due.fetch_min(at, Ordering::Relaxed);
-            }
-            let due = inner.next_due.load(Ordering::Relaxed);
-            let wait = if due == i64::MAX {
-                POLL
-            } else {
-                Duration::from_secs(due.saturating_sub(now_unix()).max(1) as u64).min(POLL)
-            };
+            woken = false;
+            // Until a finished attempt (a free slot), a wake-up from this
+            // process's submission service, or the next look at the store.
             tokio::select! {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = inner.waker.notified() => {}
+                _ = tokio::time::sleep(LOOK) => {}
+                _ = inner.waker.notified() => woken = true,
                 _ = shutdown.wait() => break,
             }
         }
@@ -275,14 +280,19 @@ impl Inner {
             // Never wait past the expiry: the last attempt happens when it comes.
             entry.next_attempt = (now + delay.max(1)).min(expires.max(now + 1));
             entry.last_error = first_temporary;
-            self.next_due
-                .fetch_min(entry.next_attempt, Ordering::Relaxed);
             self.store.queue_update(&entry).await
         } else {
             self.store.queue_remove(id).await
         };
-        if let Err(e) = result {
-            tracing::error!(queue_id = id.0, error = %e, "recording a delivery attempt failed");
+        match result {
+            Ok(()) => {}
+            // Only `queue delete` removes a claimed entry (see the invariants).
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(queue_id = id.0, "deleted from the queue during its attempt")
+            }
+            Err(e) => {
+                tracing::error!(queue_id = id.0, error = %e, "recording a delivery attempt failed")
+            }
         }
     }
 

@@ -384,6 +384,27 @@ impl Session {
         let remote = self.info.remote;
         let id = queue_id();
         let submitter = self.auth.as_ref().map(|(a, _)| a.clone());
+        // RFC 5322 §2.1.1 / RFC 5321 §4.5.3.1.6: no line over 998 characters.
+        // Submission refuses such a message rather than rewriting it (Postfix
+        // folds or re-encodes): the sender's mail program hears of it at once,
+        // while a person is still there to act, instead of a bounce later; what
+        // the user (or their S/MIME, PGP or DKIM signature) wrote is never
+        // altered; and re-encoding would mean rebuilding the MIME structure part
+        // by part. Every mail program in use encodes long lines itself
+        // (quoted-printable or base64); a refusal meets only broken scripts.
+        // Inbound SMTP and LMTP still take what other servers hand over.
+        if self.mode == Mode::Submission
+            && let Some(line) = headers::first_long_line(&body)
+        {
+            tracing::info!(protocol = self.protocol_name(), %remote, from = %envelope.from,
+                line, "refused: a line longer than 998 characters");
+            self.reply(&format!(
+                "554 5.6.0 Line {line} of the message is longer than {} characters \
+                 (RFC 5322 section 2.1.1); encode it (quoted-printable or base64) and send again",
+                headers::MAX_LINE
+            ));
+            return;
+        }
         if let Some((account, owned)) = &self.auth {
             // RFC 6409 §8: the From: header must be ours too, else a spoof.
             match headers::from_addresses(&body) {
