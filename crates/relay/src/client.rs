@@ -315,8 +315,11 @@ impl SmtpClient {
             ));
         }
         let needs_utf8 = |s: &str| !s.is_ascii();
+        // RFC 6531 §3.4: SMTPUTF8 for a message that needs it — UTF-8 in an
+        // address or in the header fields (RFC 6532), whatever the addresses.
         let utf8 = needs_utf8(&envelope.sender)
-            || envelope.recipients.iter().any(|r| needs_utf8(&r.address));
+            || envelope.recipients.iter().any(|r| needs_utf8(&r.address))
+            || crate::seven_bit::has_8bit_header(message);
         if utf8 && !self.caps.smtputf8 && needs_utf8(&envelope.sender) {
             return all(RcptOutcome::Permanent(
                 "553 5.6.7 The sender address needs SMTPUTF8, which the server does not offer"

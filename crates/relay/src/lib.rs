@@ -24,6 +24,7 @@ pub mod dsn;
 pub mod reply;
 pub mod route;
 mod runner;
+pub mod seven_bit;
 pub mod tls;
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::config::{RelayConfig, TlsMode};
 use crate::dkim::Signers;
 use crate::dsn::{FailedRecipient, build_dsn, wants_failure_notice};
 use crate::route::{self, DnsResolver, NextHop, Resolve, RouteError, Target};
+use crate::seven_bit;
 
 /// How long a claim keeps other runners off an entry (seconds).
 pub const LEASE_SECS: i64 = 600;
@@ -52,6 +53,16 @@ const LOOK: Duration = Duration::from_secs(1);
 /// The runner tries to claim at least this often even when nothing looks due: a
 /// claim whose runner died (another node) runs out without anyone being told.
 const POLL: Duration = Duration::from_secs(30);
+
+/// One entry's bytes as the next hops may get them.
+struct Content<'a> {
+    /// As queued (line ends normalized).
+    original: &'a [u8],
+    /// DKIM-signed when a key signs for the sender, else `original`.
+    signed: &'a [u8],
+    /// The envelope sender (which key signs).
+    sender: &'a str,
+}
 
 /// The outbound relay.
 pub struct Relay {
@@ -185,7 +196,11 @@ impl Inner {
             }
         };
         let signed = self.signers.sign(&original, &entry.sender);
-        let message = signed.as_deref().unwrap_or(&original);
+        let content = Content {
+            original: &original,
+            signed: signed.as_deref().unwrap_or(&original),
+            sender: &entry.sender,
+        };
 
         // Group the pending recipients by next hop: one connection per hop.
         let mut hops: BTreeMap<NextHop, Vec<usize>> = BTreeMap::new();
@@ -216,18 +231,20 @@ impl Inner {
                 envid: entry.envid.clone(),
                 ret: entry.ret.clone(),
             };
-            let outcomes =
-                match tokio::time::timeout_at(deadline, self.deliver_hop(&hop, &envelope, message))
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(_) => {
-                        vec![
-                            RcptOutcome::Temporary("the delivery attempt took too long".into());
-                            indexes.len()
-                        ]
-                    }
-                };
+            let outcomes = match tokio::time::timeout_at(
+                deadline,
+                self.deliver_hop(&hop, &envelope, &content),
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    vec![
+                        RcptOutcome::Temporary("the delivery attempt took too long".into());
+                        indexes.len()
+                    ]
+                }
+            };
             for (&i, outcome) in indexes.iter().zip(outcomes) {
                 let r = &mut entry.recipients[i];
                 match outcome {
@@ -302,7 +319,7 @@ impl Inner {
         &self,
         hop: &NextHop,
         envelope: &Envelope,
-        message: &[u8],
+        content: &Content<'_>,
     ) -> Vec<RcptOutcome> {
         let n = envelope.recipients.len();
         let targets = match route::resolve(hop, &self.config, &*self.resolver).await {
@@ -317,7 +334,7 @@ impl Inner {
         let mut all_permanent = true;
         let mut last_error = String::from("no address to try");
         for target in targets.iter().take(route::MAX_ADDRESSES) {
-            match self.session(target, &options, envelope, message).await {
+            match self.session(target, &options, envelope, content).await {
                 Ok(outcomes) => return outcomes,
                 Err(e) => {
                     tracing::info!(host = %target.host, addr = %target.addr, error = %e, "next hop unusable");
@@ -345,7 +362,7 @@ impl Inner {
         target: &Target,
         options: &ClientOptions,
         envelope: &Envelope,
-        message: &[u8],
+        content: &Content<'_>,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
         let mut client = match SmtpClient::connect(target.addr, &target.host, options).await {
             Ok(c) => c,
@@ -360,6 +377,36 @@ impl Inner {
             Err(e) => return Err(e),
         };
         tracing::debug!(host = %target.host, addr = %target.addr, tls = client.is_tls(), "connected");
+        // RFC 6152 §3: 8-bit content for a server without 8BITMIME is made 7-bit
+        // first (and signed after that), or bounced when it cannot be. A server
+        // with SMTPUTF8 takes 8-bit content (RFC 6531 §3.1 requires 8BITMIME).
+        let caps = client.capabilities();
+        let converted;
+        let message = if seven_bit::is_8bit(content.original)
+            && !caps.eight_bit_mime
+            && !caps.smtputf8
+        {
+            match seven_bit::convert(content.original) {
+                Ok(m) => {
+                    tracing::info!(host = %target.host, "no 8BITMIME: sending the message converted to 7-bit");
+                    converted = self.signers.sign(&m, content.sender).unwrap_or(m);
+                    &converted[..]
+                }
+                Err(seven_bit::Unconvertible(why)) => {
+                    client.quit().await;
+                    let reply = format!(
+                        "554 5.6.3 {} does not offer 8BITMIME, and the message cannot be made 7-bit: {why}",
+                        target.host
+                    );
+                    return Ok(vec![
+                        RcptOutcome::Permanent(reply);
+                        envelope.recipients.len()
+                    ]);
+                }
+            }
+        } else {
+            content.signed
+        };
         // Servers may take as few as 100 recipients per transaction (RFC 5321
         // §4.5.3.1.8); like Postfix, send at most 50 at a time on one connection.
         let mut outcomes = Vec::with_capacity(envelope.recipients.len());

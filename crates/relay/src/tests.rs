@@ -715,3 +715,116 @@ async fn a_slow_host_does_not_hold_up_the_queue() {
     assert_eq!(queue[0].id, slow, "the slow one is still in flight");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A message with UTF-8 in its body (8-bit content, ASCII header fields).
+const EIGHT_BIT: &[u8] = "From: Alice <alice@example.org>\r\n\
+    To: bob@remote.example\r\n\
+    Subject: 8-bit body\r\n\
+    Message-ID: <m8@example.org>\r\n\
+    MIME-Version: 1.0\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    Content-Transfer-Encoding: 8bit\r\n\
+    \r\n\
+    Grüße aus Köln = 100 €\r\n\
+    .dot line\r\n"
+    .as_bytes();
+
+fn dkim_key() -> DkimKey {
+    DkimKey {
+        domain: "example.org".into(),
+        selector: "sel".into(),
+        key_file: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-rsa-pkcs1.pem"),
+    }
+}
+
+// Issue 23, finding 3: RFC 6152 §3 — 8-bit content for a server without 8BITMIME
+// is converted to 7-bit (the DKIM signature made over what is sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_bit_to_a_host_without_8bitmime_goes_as_7bit_and_the_signature_verifies() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["SIZE 10000000".into(), "DSN".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let mut c = config(&sink);
+    c.dkim.push(dkim_key());
+    let relay = Relay::new(w.store.clone(), c);
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = EIGHT_BIT.to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let got = &sink.messages()[0].0;
+    let text = String::from_utf8_lossy(got);
+    assert!(got.iter().all(|&b| b < 0x80), "7-bit only: {text}");
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln =3D 100 =E2=82=AC\r\n.dot line\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("8bit"), "{text}");
+    let mail = sink
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(!mail.contains("BODY="), "{mail}");
+    let record = crate::dkim::dns_record(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-rsa-pkcs1.pem"),
+    )
+    .unwrap();
+    assert_eq!(
+        crate::dkim::tests::verify(got, &record).await,
+        [mail_auth::DkimResult::Pass],
+        "{text}"
+    );
+    assert!(inbox(&w).await.is_empty(), "no bounce");
+}
+
+// Issue 23, finding 3: 8-bit header fields cannot be made 7-bit without
+// rewriting them; to a server with neither 8BITMIME nor SMTPUTF8 that bounces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_bit_headers_to_a_host_without_8bitmime_bounce() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["SIZE 10000000".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = "From: alice@example.org\r\nSubject: Grüße\r\n\r\nbody\r\n"
+        .as_bytes()
+        .to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    assert!(sink.messages().is_empty(), "nothing 8-bit was sent");
+    let inbox = inbox(&w).await;
+    assert_eq!(inbox.len(), 1, "a bounce");
+    assert!(inbox[0].contains("Status: 5.6.3"), "{}", inbox[0]);
+    assert!(inbox[0].contains("8BITMIME"), "{}", inbox[0]);
+}
+
+// Issue 23, finding 4: RFC 6531 §3.4 — UTF-8 header fields need SMTPUTF8 even
+// with ASCII addresses; a next hop that offers it gets MAIL ... SMTPUTF8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_header_fields_go_with_smtputf8() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["8BITMIME".into(), "SMTPUTF8".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    let message = "From: Jürgen <alice@example.org>\r\nSubject: Grüße\r\n\r\nHallo\r\n";
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = message.as_bytes().to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    assert_eq!(sink.messages()[0].0, message.as_bytes(), "sent as it is");
+    let mail = sink
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert_eq!(mail, "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8");
+}
