@@ -85,6 +85,7 @@ impl Relay {
     /// Loads the DKIM keys and TLS roots (problems are logged; see [`crate::dkim`]).
     pub fn new(store: Arc<dyn MailStore>, config: RelayConfig) -> Relay {
         let signers = Signers::load(&config.dkim);
+        let resolver = Arc::new(DnsResolver::with_servers(config.dns_servers.clone()));
         let smarthost_tls = config.smarthost.as_ref().and_then(|s| match s.tls {
             TlsMode::Opportunistic => None,
             TlsMode::Required | TlsMode::Implicit => {
@@ -100,7 +101,7 @@ impl Relay {
                 store,
                 config,
                 waker: Arc::new(Notify::new()),
-                resolver: Arc::new(DnsResolver::new()),
+                resolver,
                 signers,
                 opportunistic: crate::tls::opportunistic_config(),
                 smarthost_tls,

@@ -828,3 +828,86 @@ async fn utf8_header_fields_go_with_smtputf8() {
         .unwrap();
     assert_eq!(mail, "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8");
 }
+
+// Issue 23, finding 8: MX routing end to end through the real resolver, asking a
+// DNS server on loopback (`dns_servers`) — preference order, the next MX when the
+// first refuses, the implicit MX (no MX, an address), and the null MX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_routing_against_a_dns_server_on_loopback() {
+    use std::net::Ipv4Addr;
+    let w = world().await;
+    // The good MX on 127.0.0.3; the preferred one on 127.0.0.2, same port,
+    // refuses every connection with 554 at the greeting.
+    let good = sink::start_on("127.0.0.3:0".parse().unwrap(), SinkConfig::default()).await;
+    let port = good.addr.port();
+    let refusing = sink::start_on(
+        std::net::SocketAddr::new([127, 0, 0, 2].into(), port),
+        SinkConfig {
+            refuse: Some("554 5.7.1 mx1 takes no mail".into()),
+            ..SinkConfig::default()
+        },
+    )
+    .await;
+    let (dns, asked) = sink::dns(
+        vec![
+            // Listed worst first: the order must come from the preference.
+            ("remote.example", 20, "mx2.remote.example"),
+            ("remote.example", 10, "mx1.remote.example"),
+            ("nullmx.example", 0, "."),
+        ],
+        vec![
+            ("mx1.remote.example", Ipv4Addr::new(127, 0, 0, 2)),
+            ("mx2.remote.example", Ipv4Addr::new(127, 0, 0, 3)),
+            ("implicit.example", Ipv4Addr::new(127, 0, 0, 3)),
+        ],
+    )
+    .await;
+    let c = RelayConfig {
+        hostname: "relay.example.org".into(),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+        dns_servers: vec![dns],
+        smtp_port: port,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(w.store.clone(), c);
+    for to in [
+        "bob@remote.example",
+        "carol@implicit.example",
+        "dave@nullmx.example",
+    ] {
+        w.store.enqueue(queued(&w, vec![rcpt(to)])).await.unwrap();
+    }
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let rcpts: Vec<String> = good
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("RCPT"))
+        .collect();
+    assert_eq!(rcpts.len(), 2, "{rcpts:?}");
+    assert!(rcpts.iter().any(|c| c.contains("bob@remote.example")));
+    assert!(rcpts.iter().any(|c| c.contains("carol@implicit.example")));
+    assert_eq!(good.messages().len(), 2);
+    assert_eq!(
+        refusing.commands(),
+        vec!["(refused: 554 5.7.1 mx1 takes no mail)".to_string()],
+        "mx1 (preference 10) was tried first, once"
+    );
+    let inbox = inbox(&w).await;
+    assert_eq!(inbox.len(), 1, "one bounce: the null MX");
+    assert!(
+        inbox[0].contains("Final-Recipient: rfc822; dave@nullmx.example")
+            && inbox[0].contains("Status: 5.1.10"),
+        "{}",
+        inbox[0]
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.contains(&"MX implicit.example".to_string()),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&"A implicit.example".to_string()),
+        "{asked:?}"
+    );
+}
