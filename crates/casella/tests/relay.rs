@@ -15,7 +15,8 @@ const PASS: &str = "pw";
 /// base64 of "\0alice@example.org\0pw"
 const ALICE_PLAIN: &str = "AGFsaWNlQGV4YW1wbGUub3JnAHB3";
 
-/// How the sink answers RCPT on its n-th connection.
+/// How the sink answers RCPT in its n-th mail transaction (the relay may carry
+/// several transactions on one connection).
 #[derive(Clone, Copy, PartialEq)]
 enum Answer {
     Accept,
@@ -29,6 +30,8 @@ struct Sink {
     port: u16,
     received: Arc<Mutex<Vec<String>>>,
     connections: Arc<Mutex<usize>>,
+    /// MAIL commands seen: transactions begun.
+    transactions: Arc<Mutex<usize>>,
     /// DATA commands seen (a delivery in progress once its 354 went out).
     data_started: Arc<Mutex<usize>>,
 }
@@ -44,21 +47,20 @@ impl Sink {
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
+        let transactions = Arc::new(Mutex::new(0));
         let data_started = Arc::new(Mutex::new(0));
         let (r, n, d) = (received.clone(), connections.clone(), data_started.clone());
+        let (t, script) = (transactions.clone(), Arc::new(script));
         std::thread::spawn(move || {
             // Bounded: the sink serves at most 50 connections.
             for stream in listener.incoming().take(50) {
                 let Ok(stream) = stream else { break };
-                let i = {
-                    let mut n = n.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let answer = *script.get(i).or(script.last()).unwrap_or(&Answer::Accept);
-                let (r, d) = (r.clone(), d.clone());
+                *n.lock().unwrap() += 1;
+                let (r, d, t, script) = (r.clone(), d.clone(), t.clone(), script.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_one(stream, answer, data_delay, &r, &d);
+                    let answer =
+                        |i: usize| *script.get(i).or(script.last()).unwrap_or(&Answer::Accept);
+                    let _ = serve_one(stream, &answer, &t, data_delay, &r, &d);
                 });
             }
         });
@@ -66,6 +68,7 @@ impl Sink {
             port,
             received,
             connections,
+            transactions,
             data_started,
         }
     }
@@ -81,7 +84,8 @@ impl Sink {
 
 fn serve_one(
     stream: TcpStream,
-    answer: Answer,
+    script: &dyn Fn(usize) -> Answer,
+    transactions: &Mutex<usize>,
     data_delay: Duration,
     received: &Mutex<Vec<String>>,
     data_started: &Mutex<usize>,
@@ -91,6 +95,7 @@ fn serve_one(
     let mut r = BufReader::new(stream);
     w.write_all(b"220 sink.test ESMTP\r\n")?;
     let mut line = String::new();
+    let mut answer = Answer::Accept;
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
@@ -99,7 +104,16 @@ fn serve_one(
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" => w.write_all(b"250-sink.test\r\n250 8BITMIME\r\n")?,
-            "HELO" | "MAIL" | "RSET" | "NOOP" => w.write_all(b"250 2.0.0 ok\r\n")?,
+            "MAIL" => {
+                let i = {
+                    let mut t = transactions.lock().unwrap();
+                    *t += 1;
+                    *t - 1
+                };
+                answer = script(i);
+                w.write_all(b"250 2.0.0 ok\r\n")?
+            }
+            "HELO" | "RSET" | "NOOP" => w.write_all(b"250 2.0.0 ok\r\n")?,
             "RCPT" => match answer {
                 Answer::Accept => w.write_all(b"250 2.1.5 ok\r\n")?,
                 Answer::Temporary => w.write_all(b"451 4.3.0 try again later\r\n")?,
@@ -250,7 +264,7 @@ fn a_temporary_failure_is_retried() {
         sink.connections.lock().unwrap()
     );
     assert!(
-        *sink.connections.lock().unwrap() >= 2,
+        *sink.transactions.lock().unwrap() >= 2,
         "the first attempt was refused"
     );
     assert!(sink.messages()[0].contains("Subject: retry me"));

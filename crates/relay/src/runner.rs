@@ -33,6 +33,7 @@ use crate::client::{
 use crate::config::{RelayConfig, TlsMode};
 use crate::dkim::Signers;
 use crate::dsn::{FailedRecipient, build_dsn, wants_failure_notice};
+use crate::pool::{ConnectionCache, Destination, Pooled};
 use crate::route::{self, DnsResolver, NextHop, Resolve, RouteError, Target};
 use crate::seven_bit;
 
@@ -64,6 +65,9 @@ struct Content<'a> {
     sender: &'a str,
 }
 
+/// How long a connection from the cache may take to answer RSET.
+const RSET_PROBE: Duration = Duration::from_secs(10);
+
 /// The outbound relay.
 pub struct Relay {
     inner: Inner,
@@ -79,6 +83,9 @@ struct Inner {
     /// The verified TLS configuration for a smarthost that requires TLS, or why
     /// there is none (then its deliveries are deferred).
     smarthost_tls: Option<Result<Arc<ClientConfig>, String>>,
+    /// Connections that finished a transaction, for the next message to the
+    /// same destination.
+    connections: ConnectionCache,
 }
 
 impl Relay {
@@ -105,6 +112,7 @@ impl Relay {
                 signers,
                 opportunistic: crate::tls::opportunistic_config(),
                 smarthost_tls,
+                connections: ConnectionCache::default(),
             },
         }
     }
@@ -169,6 +177,10 @@ impl Relay {
                 }
             }
             woken = false;
+            // Connections that waited too long say QUIT in the background.
+            for client in inner.connections.expire() {
+                tokio::spawn(client.quit());
+            }
             // Until a finished attempt (a free slot), a wake-up from this
             // process's submission service, or the next look at the store.
             tokio::select! {
@@ -179,6 +191,12 @@ impl Relay {
             }
         }
         tasks.abort_all();
+        // Each QUIT is bounded (5 s); all of them together at most 2 s more.
+        let mut quits = JoinSet::new();
+        for client in inner.connections.drain() {
+            quits.spawn(client.quit());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), quits.join_all()).await;
         tracing::info!("outbound relay stopped");
     }
 }
@@ -365,7 +383,52 @@ impl Inner {
         envelope: &Envelope,
         content: &Content<'_>,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
-        let mut client = match SmtpClient::connect(target.addr, &target.host, options).await {
+        let destination = Destination::new(target.addr, &target.host, options);
+        let mut conn = match self.reuse(&destination).await {
+            Some(c) => c,
+            None => Pooled {
+                client: self.connect(target, options).await?,
+                opened: tokio::time::Instant::now(),
+                uses: 0,
+            },
+        };
+        let outcomes = self
+            .transactions(target, &mut conn, envelope, content)
+            .await;
+        if let Some(client) = self.connections.put(destination, conn) {
+            client.quit().await;
+        }
+        Ok(outcomes)
+    }
+
+    /// A connection to `destination` that waited in the cache and answers RSET.
+    async fn reuse(&self, destination: &Destination) -> Option<Pooled> {
+        loop {
+            let mut expired = Vec::new();
+            let found = self.connections.take(destination, &mut expired);
+            for c in expired {
+                c.quit().await;
+            }
+            let mut conn = found?;
+            // Bounded apart from the command timeout: a live server answers
+            // RSET at once, and a new connection is always an alternative.
+            let probe = tokio::time::timeout(RSET_PROBE, conn.client.reset());
+            if let Ok(true) = probe.await {
+                tracing::debug!(addr = ?destination, uses = conn.uses, "reusing a connection");
+                return Some(conn);
+            }
+            // Closed by the server while it waited: the next, or a new one.
+        }
+    }
+
+    /// A new connection; a failed opportunistic handshake is tried again in
+    /// cleartext (RFC 7435 §4: better unencrypted than undelivered).
+    async fn connect(
+        &self,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<SmtpClient, ClientError> {
+        let client = match SmtpClient::connect(target.addr, &target.host, options).await {
             Ok(c) => c,
             Err(ClientError::Tls(e)) if matches!(options.tls, ClientTls::Opportunistic(_)) => {
                 tracing::info!(host = %target.host, error = %e, "TLS failed; retrying in cleartext");
@@ -378,6 +441,18 @@ impl Inner {
             Err(e) => return Err(e),
         };
         tracing::debug!(host = %target.host, addr = %target.addr, tls = client.is_tls(), "connected");
+        Ok(client)
+    }
+
+    /// The entry's transactions on one connection.
+    async fn transactions(
+        &self,
+        target: &Target,
+        conn: &mut Pooled,
+        envelope: &Envelope,
+        content: &Content<'_>,
+    ) -> Vec<RcptOutcome> {
+        let client = &mut conn.client;
         // RFC 6152 §3: 8-bit content for a server without 8BITMIME is made 7-bit
         // first (and signed after that), or bounced when it cannot be. A server
         // with SMTPUTF8 takes 8-bit content (RFC 6531 §3.1 requires 8BITMIME).
@@ -394,15 +469,11 @@ impl Inner {
                     &converted[..]
                 }
                 Err(seven_bit::Unconvertible(why)) => {
-                    client.quit().await;
                     let reply = format!(
                         "554 5.6.3 {} does not offer 8BITMIME, and the message cannot be made 7-bit: {why}",
                         target.host
                     );
-                    return Ok(vec![
-                        RcptOutcome::Permanent(reply);
-                        envelope.recipients.len()
-                    ]);
+                    return vec![RcptOutcome::Permanent(reply); envelope.recipients.len()];
                 }
             }
         } else {
@@ -417,9 +488,9 @@ impl Inner {
                 ..envelope.clone()
             };
             outcomes.extend(client.send(&part, message).await);
+            conn.uses += 1;
         }
-        client.quit().await;
-        Ok(outcomes)
+        outcomes
     }
 
     fn client_options(&self, hop: &NextHop) -> Result<ClientOptions, String> {

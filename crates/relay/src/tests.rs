@@ -911,3 +911,38 @@ async fn mx_routing_against_a_dns_server_on_loopback() {
         "{asked:?}"
     );
 }
+
+// Issue 23, finding 7: connections are reused per destination (Postfix's
+// connection cache): many messages to one host need few connections, each
+// message still arrives once, and waiting connections are closed with QUIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_messages_to_one_destination_share_a_few_connections() {
+    const N: usize = 200;
+    let w = world().await;
+    let sink = sink::start(SinkConfig::default()).await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    for i in 0..N {
+        let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+        new.message = format!("Subject: n{i}\r\n\r\nmessage {i}\r\n").into_bytes();
+        w.store.enqueue(new).await.unwrap();
+    }
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), N);
+    let mut seen: Vec<String> = messages
+        .iter()
+        .map(|(m, _)| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), N, "each message once");
+    let commands = sink.commands();
+    let connections = commands.iter().filter(|c| c.starts_with("EHLO")).count();
+    eprintln!("{N} messages over {connections} connections");
+    assert!(
+        connections <= 2 * crate::PARALLEL,
+        "{connections} connections for {N} messages"
+    );
+    let quits = commands.iter().filter(|c| *c == "QUIT").count();
+    assert_eq!(quits, connections, "every connection ends with QUIT");
+}
