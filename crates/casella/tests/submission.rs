@@ -260,6 +260,8 @@ fn bdat_chunks_pipelining_and_smtputf8() {
     c.expect("250");
     let m = &pop_bodies(&s, "bob@example.org")[0];
     assert!(m.ends_with(".not stuffed\nGrüße — 8-bit"), "{m}");
+    // RFC 6531 §3.7.3: the trace names the SMTPUTF8 transaction (issue 23, finding 4).
+    assert!(m.contains(" with UTF8SMTPSA id "), "{m}");
 }
 
 #[test]
