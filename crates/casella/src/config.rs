@@ -198,6 +198,11 @@ pub struct RelaySection {
     pub smarthost_ca_file: Option<PathBuf>,
     /// Fixed next hops per recipient domain, `domain = "host:port"`.
     pub routes: BTreeMap<String, String>,
+    /// Name servers (`ip:port`) for MX and address lookups instead of those of
+    /// /etc/resolv.conf.
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// The port of MX hosts; 25 unless set (Postfix's smtp_tcp_port).
+    pub smtp_port: Option<u16>,
     /// DKIM keys: `[[relay.dkim]] domain = "…" selector = "…" key-file = "…"`.
     pub dkim: Vec<DkimSection>,
     /// Seconds to wait before each retry; the last one repeats. Default:
@@ -478,6 +483,8 @@ impl Config {
                     key_file: d.key_file.clone(),
                 })
                 .collect(),
+            dns_servers: r.dns_servers.clone(),
+            smtp_port: r.smtp_port.unwrap_or(casella_relay::route::SMTP_PORT),
             ..RelayConfig::default()
         })
     }
@@ -595,6 +602,8 @@ queue-lifetime-hours = 120
 # retry-schedule = [60, 300, 900, 1800, 3600, 7200, 14400]
 # Fixed next hops for some domains:
 # routes = {{ "partner.example" = "mx.partner.example:25" }}
+# Name servers for MX lookups instead of /etc/resolv.conf's:
+# dns-servers = ["127.0.0.53:53"]
 # DKIM signing per sender domain (publish the TXT record that
 # `casella dkim-record KEY-FILE` prints at SELECTOR._domainkey.DOMAIN):
 # [[relay.dkim]]
@@ -714,6 +723,19 @@ mod tests {
         assert_eq!(c.web.trusted_networks, ["127.0.0.0/8", "::1/128"]);
         let empty: Config = toml::from_str("").unwrap();
         assert_eq!(empty.store, "embedded");
+    }
+
+    #[test]
+    fn relay_dns_servers_and_smtp_port() {
+        let c: Config =
+            toml::from_str("[relay]\ndns-servers = [\"127.0.0.1:5353\"]\nsmtp-port = 2525\n")
+                .unwrap();
+        let r = c.relay().unwrap();
+        assert_eq!(r.dns_servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(r.smtp_port, 2525);
+        let d = toml::from_str::<Config>("").unwrap().relay().unwrap();
+        assert!(d.dns_servers.is_empty());
+        assert_eq!(d.smtp_port, 25);
     }
 
     #[test]

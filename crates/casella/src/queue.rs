@@ -19,9 +19,14 @@ pub async fn run(data: &Path, command: QueueCommand) -> anyhow::Result<()> {
             let now = now_unix();
             for q in entries {
                 let sender = if q.sender.is_empty() { "<>" } else { &q.sender };
-                let next = (q.next_attempt - now).max(0);
+                // A claim whose lease ran out is no attempt any more: the entry
+                // waits for the next runner to claim it.
+                let when = match q.claimed_until {
+                    Some(until) if until > now => "being delivered now".to_string(),
+                    _ => format!("next in {}s", (q.next_attempt - now).max(0)),
+                };
                 println!(
-                    "{}\t{} bytes\tfrom {sender}\tattempts {}\tnext in {next}s",
+                    "{}\t{} bytes\tfrom {sender}\tattempts {}\t{when}",
                     q.id.0, q.size, q.attempts
                 );
                 for r in &q.recipients {
@@ -35,21 +40,27 @@ pub async fn run(data: &Path, command: QueueCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        QueueCommand::Retry { id } => {
-            let mut n = 0;
-            for mut q in store.queue_list().await? {
-                if id.is_some_and(|i| i != q.id.0) {
-                    continue;
+        // Only the next attempt of entries no runner holds changes (one
+        // conditional update in the store): rewriting an entry under a delivery
+        // in progress would end its claim, and the message would go out twice.
+        // A running server looks at the queue every second.
+        QueueCommand::Retry { id } => match store.queue_retry(id.map(QueueId), now_unix()).await {
+            Ok(r) => {
+                if let (Some(id), 0) = (id, r.due) {
+                    println!("queue entry {id} is being delivered now; left as it is");
+                } else {
+                    println!("{} entries will be tried again at once", r.due);
+                    if r.in_delivery > 0 {
+                        println!(
+                            "{} entries are being delivered now; left as they are",
+                            r.in_delivery
+                        );
+                    }
                 }
-                q.next_attempt = now_unix();
-                store.queue_update(&q).await?;
-                n += 1;
             }
-            if n == 0 && id.is_some() {
-                bail!("no queue entry {}", id.unwrap_or_default());
-            }
-            println!("{n} entries will be tried again at once");
-        }
+            Err(StoreError::NotFound(_)) => bail!("no queue entry {}", id.unwrap_or_default()),
+            Err(e) => return Err(e.into()),
+        },
         QueueCommand::Delete { id } => match store.queue_remove(QueueId(id)).await {
             Ok(()) => println!("deleted queue entry {id}"),
             Err(StoreError::NotFound(_)) => bail!("no queue entry {id}"),

@@ -261,6 +261,8 @@ fn bdat_chunks_pipelining_and_smtputf8() {
     c.expect("250");
     let m = &pop_bodies(&s, "bob@example.org")[0];
     assert!(m.ends_with(".not stuffed\nGrüße — 8-bit"), "{m}");
+    // RFC 6531 §3.7.3: the trace names the SMTPUTF8 transaction (issue 23, finding 4).
+    assert!(m.contains(" with UTF8SMTPSA id "), "{m}");
 }
 
 #[test]
@@ -369,4 +371,60 @@ fn saved_copies_land_in_sent_items_when_asked() {
         status.ends_with("(MESSAGES 1 UNSEEN 0)"),
         "one copy, read: {status}"
     );
+}
+
+// Issue 23, finding 5: RFC 5322 §2.1.1 / RFC 5321 §4.5.3.1.6 — a line may hold at
+// most 998 characters before its CRLF. Submission refuses a longer one with a
+// 5.6.0-class reply (the sender's mail program is told at once) instead of
+// relaying it for the next server to refuse; exactly 998 is fine.
+#[test]
+fn lines_over_998_characters_are_refused_at_submission() {
+    let s = server("");
+    let mut c = submit(&s);
+    let ok_line = "a".repeat(998);
+    let long_line = "b".repeat(999);
+    let send = |c: &mut LineClient, to: &str, header: &str, body: &str| {
+        c.send(
+            format!(
+                "MAIL FROM:<alice@example.org>\r\nRCPT TO:<{to}>\r\nDATA\r\n\
+                 From: alice@example.org\r\nSubject: width\r\n{header}\r\n{body}\r\nend\r\n.\r\n"
+            )
+            .as_bytes(),
+        );
+        c.expect("250 2.1.0");
+        c.expect("250 2.1.5");
+        c.expect("354");
+        c.line()
+    };
+    // To a remote recipient (the relay would hand it on) and a local one alike.
+    for to in ["far@remote.test", "bob@example.org"] {
+        let r = send(&mut c, to, "", &long_line);
+        assert!(r.starts_with("554 5.6.0 "), "{r}");
+        assert!(r.contains("998"), "the reply says what is wrong: {r}");
+        let r = send(&mut c, to, &format!("X-Long: {long_line}\r\n"), "short");
+        assert!(r.starts_with("554 5.6.0 "), "a header line too: {r}");
+    }
+    // The transaction ended; the session goes on, and 998 is accepted.
+    let r = send(&mut c, "bob@example.org", "", &ok_line);
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    // BDAT is held to the same rule.
+    let body = format!("From: alice@example.org\r\nSubject: chunked\r\n\r\n{long_line}\r\n");
+    c.send(
+        format!(
+            "MAIL FROM:<alice@example.org>\r\nRCPT TO:<far@remote.test>\r\nBDAT {} LAST\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.expect("250 2.1.0");
+    c.expect("250 2.1.5");
+    let r = c.line();
+    assert!(r.starts_with("554 5.6.0 "), "{r}");
+    c.send_line("QUIT");
+    c.expect("221");
+    let bodies = pop_bodies(&s, "bob@example.org");
+    assert_eq!(bodies.len(), 1, "only the 998 one was delivered");
+    assert!(bodies[0].contains(&ok_line));
+    let list = String::from_utf8_lossy(&s.cli(&["queue", "list"], b"").stdout).into_owned();
+    assert!(list.contains("empty"), "nothing was queued: {list}");
 }

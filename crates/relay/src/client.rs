@@ -206,6 +206,9 @@ pub struct SmtpClient {
     timeout: Duration,
     /// The server's greeting, for logs.
     greeting: Reply,
+    /// A command or reply failed (I/O, timeout, garbage) or the server said 421:
+    /// the connection is not in a known state and must not be used again.
+    broken: bool,
 }
 
 impl SmtpClient {
@@ -238,6 +241,7 @@ impl SmtpClient {
                 enhanced: None,
                 lines: vec![],
             },
+            broken: false,
         };
         // RFC 5321 §3.1: the session starts with a 220 greeting; 554 means no service.
         let greeting = client.read_reply("waiting for the greeting").await?;
@@ -300,6 +304,18 @@ impl SmtpClient {
         &self.greeting
     }
 
+    /// Whether another transaction may follow on this connection: every
+    /// exchange so far completed and the server never said 421.
+    pub fn is_reusable(&self) -> bool {
+        !self.broken
+    }
+
+    /// RSET (RFC 5321 §4.1.1.5) before a connection that waited is used again: a
+    /// 250 shows it is alive and out of any transaction.
+    pub async fn reset(&mut self) -> bool {
+        matches!(self.exchange("RSET\r\n", "after RSET").await, Ok(r) if r.code == 250)
+    }
+
     /// Runs one mail transaction and answers an outcome per recipient, in the
     /// envelope's order. Never fails as a whole: a broken connection makes every
     /// undecided recipient temporary.
@@ -315,8 +331,11 @@ impl SmtpClient {
             ));
         }
         let needs_utf8 = |s: &str| !s.is_ascii();
+        // RFC 6531 §3.4: SMTPUTF8 for a message that needs it — UTF-8 in an
+        // address or in the header fields (RFC 6532), whatever the addresses.
         let utf8 = needs_utf8(&envelope.sender)
-            || envelope.recipients.iter().any(|r| needs_utf8(&r.address));
+            || envelope.recipients.iter().any(|r| needs_utf8(&r.address))
+            || crate::seven_bit::has_8bit_header(message);
         if utf8 && !self.caps.smtputf8 && needs_utf8(&envelope.sender) {
             return all(RcptOutcome::Permanent(
                 "553 5.6.7 The sender address needs SMTPUTF8, which the server does not offer"
@@ -531,13 +550,22 @@ impl SmtpClient {
             self.conn.write_all(bytes).await?;
             self.conn.flush().await
         };
-        tokio::time::timeout(self.timeout, write)
+        let r = tokio::time::timeout(self.timeout, write)
             .await
-            .map_err(|_| ClientError::Timeout(stage))?
-            .map_err(|source| ClientError::Io { stage, source })
+            .map_err(|_| ClientError::Timeout(stage))
+            .and_then(|r| r.map_err(|source| ClientError::Io { stage, source }));
+        self.broken |= r.is_err();
+        r
     }
 
     async fn read_reply(&mut self, stage: &'static str) -> Result<Reply, ClientError> {
+        let r = self.read_reply_inner(stage).await;
+        // RFC 5321 §3.8: 421 — the server is closing the connection.
+        self.broken |= r.as_ref().map_or(true, |r| r.code == 421);
+        r
+    }
+
+    async fn read_reply_inner(&mut self, stage: &'static str) -> Result<Reply, ClientError> {
         let mut parser = ReplyParser::new();
         loop {
             let line = self.read_line(stage).await?;

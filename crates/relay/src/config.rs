@@ -68,6 +68,12 @@ pub struct RelayConfig {
     /// Bound on each reply (and on each write) once connected.
     pub command_timeout: Duration,
     pub dkim: Vec<DkimKey>,
+    /// Name servers for MX and address lookups instead of /etc/resolv.conf's
+    /// (empty: resolv.conf). `host:port`, so a test can run its own on loopback.
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// The port of MX hosts (and implicit MX, address literals): 25, as Postfix's
+    /// `smtp_tcp_port`. Another port only for tests or unusual networks.
+    pub smtp_port: u16,
 }
 
 impl Default for RelayConfig {
@@ -86,6 +92,8 @@ impl Default for RelayConfig {
             // RFC 5321 §4.5.3.2 suggests 5 minutes for most replies.
             command_timeout: Duration::from_secs(300),
             dkim: Vec::new(),
+            dns_servers: Vec::new(),
+            smtp_port: crate::route::SMTP_PORT,
         }
     }
 }

@@ -209,7 +209,7 @@ fn header_value(message: &[u8], name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::borrow::Borrow;
     use std::collections::HashMap;
     use std::hash::Hash;
@@ -265,7 +265,8 @@ mod tests {
         Hello  there.\r\n\
         .dot line\r\n\r\n\r\n";
 
-    async fn verify(signed: &[u8], record: &str) -> Vec<DkimResult> {
+    /// Verifies `signed` against `record` published for sel._domainkey.example.org.
+    pub(crate) async fn verify(signed: &[u8], record: &str) -> Vec<DkimResult> {
         let cache = TxtCache(Mutex::new(HashMap::new()));
         cache.insert(
             "sel._domainkey.example.org.".into(),

@@ -1,6 +1,7 @@
 //! Bounces: delivery status notifications — RFC 3464 (the report), RFC 6522
 //! (multipart/report), RFC 3461 (when to send one: NOTIFY, RET, ENVID, ORCPT), RFC
-//! 3463 (status codes) and RFC 3834 (Auto-Submitted).
+//! 3463 (status codes) and RFC 3834 (Auto-Submitted); RFC 6533 (internationalized
+//! reports) when an address or the returned header holds UTF-8.
 //!
 //! Pure: builds the message bytes; the runner delivers them into the sender's INBOX.
 
@@ -127,6 +128,21 @@ pub fn build_dsn(
         .ret
         .as_deref()
         .is_some_and(|r| r.eq_ignore_ascii_case("FULL"));
+    // RFC 6533 §6: UTF-8 in an address or in the returned header field takes
+    // the global types: message/global-delivery-status (its "utf-8" address
+    // type, §3), message/global or message/global-headers for the original.
+    let global = failed.iter().any(|r| {
+        !r.address.is_ascii()
+            || r.orcpt
+                .as_deref()
+                .is_some_and(|o| !xtext_decode(o).is_ascii())
+    }) || !entry.sender.is_ascii()
+        || !header_section(original).is_ascii();
+    let report_type = if global {
+        "global-delivery-status"
+    } else {
+        "delivery-status"
+    };
     let mut m = String::new();
     let mut h = |name: &str, value: &str| {
         m.push_str(name);
@@ -147,7 +163,7 @@ pub fn build_dsn(
     h("MIME-Version", "1.0");
     h(
         "Content-Type",
-        &format!("multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""),
+        &format!("multipart/report; report-type={report_type};\r\n\tboundary=\"{boundary}\""),
     );
     m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
@@ -180,7 +196,7 @@ pub fn build_dsn(
     // recipient), each group ending in a blank line.
     m.push_str(&format!("--{boundary}\r\n"));
     m.push_str("Content-Description: Delivery report\r\n");
-    m.push_str("Content-Type: message/delivery-status\r\n\r\n");
+    m.push_str(&format!("Content-Type: message/{report_type}\r\n\r\n"));
     m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
     m.push_str(&format!("X-Casella-Queue-ID: {}\r\n", entry.id.0));
     if let Some(envid) = &entry.envid {
@@ -195,8 +211,13 @@ pub fn build_dsn(
     ));
     m.push_str("\r\n");
     for r in failed {
+        let kind = if r.address.is_ascii() {
+            "rfc822"
+        } else {
+            "utf-8"
+        };
         m.push_str(&format!(
-            "Final-Recipient: rfc822; {}\r\n",
+            "Final-Recipient: {kind}; {}\r\n",
             one_line(&r.address, 500)
         ));
         if let Some(orcpt) = &r.orcpt {
@@ -230,17 +251,28 @@ pub fn build_dsn(
     m.push_str(&format!("--{boundary}\r\n"));
     let mut out = m.into_bytes();
     if full {
+        let kind = if global { "global" } else { "rfc822" };
         out.extend_from_slice(
-            b"Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n\r\n",
+            format!(
+                "Content-Description: Undelivered Message\r\nContent-Type: message/{kind}\r\n\r\n"
+            )
+            .as_bytes(),
         );
         out.extend_from_slice(original);
         if !original.ends_with(b"\r\n") {
             out.extend_from_slice(b"\r\n");
         }
     } else {
+        let kind = if global {
+            "message/global-headers"
+        } else {
+            "text/rfc822-headers"
+        };
         out.extend_from_slice(
-            b"Content-Description: Undelivered Message Headers\r\n\
-              Content-Type: text/rfc822-headers\r\n\r\n",
+            format!(
+                "Content-Description: Undelivered Message Headers\r\nContent-Type: {kind}\r\n\r\n"
+            )
+            .as_bytes(),
         );
         let header = header_section(original);
         out.extend_from_slice(header);
@@ -277,6 +309,7 @@ mod tests {
             next_attempt: 0,
             attempts: 1,
             last_error: None,
+            claimed_until: None,
         }
     }
 
@@ -312,6 +345,68 @@ mod tests {
             "5.4.7"
         );
         assert_eq!(status_code(&f(None, false)), "5.0.0");
+    }
+
+    // Issue 23, finding 4: RFC 6533 for a UTF-8 recipient or header.
+    #[test]
+    fn utf8_recipients_and_headers_get_the_global_types() {
+        let failed = vec![FailedRecipient {
+            address: "jösé@exämple.test".into(),
+            orcpt: None,
+            reply: Some("553 5.6.7 The recipient address needs SMTPUTF8".into()),
+            expired: false,
+        }];
+        let dsn =
+            String::from_utf8(build_dsn("mx.test", &entry(None), &failed, ORIGINAL, 0)).unwrap();
+        assert!(dsn.contains("report-type=global-delivery-status;"), "{dsn}");
+        assert!(
+            dsn.contains("Content-Type: message/global-delivery-status\r\n"),
+            "{dsn}"
+        );
+        assert!(
+            dsn.contains("Final-Recipient: utf-8; jösé@exämple.test\r\n"),
+            "{dsn}"
+        );
+        assert!(
+            dsn.contains("Content-Type: message/global-headers\r\n"),
+            "{dsn}"
+        );
+        // An ASCII recipient, but the returned message has a UTF-8 header.
+        let failed = vec![FailedRecipient {
+            address: "bob@remote.example".into(),
+            orcpt: None,
+            reply: Some("550 5.1.1 no".into()),
+            expired: false,
+        }];
+        let original = "Subject: Grüße\r\n\r\nbody\r\n".as_bytes();
+        let dsn = String::from_utf8(build_dsn(
+            "mx.test",
+            &entry(Some("FULL")),
+            &failed,
+            original,
+            0,
+        ))
+        .unwrap();
+        assert!(
+            dsn.contains("Final-Recipient: rfc822; bob@remote.example\r\n"),
+            "{dsn}"
+        );
+        assert!(dsn.contains("Content-Type: message/global\r\n"), "{dsn}");
+        // All ASCII: the RFC 3464 types as before.
+        let dsn = String::from_utf8(build_dsn(
+            "mx.test",
+            &entry(Some("FULL")),
+            &failed,
+            ORIGINAL,
+            0,
+        ))
+        .unwrap();
+        assert!(dsn.contains("report-type=delivery-status;"), "{dsn}");
+        assert!(
+            dsn.contains("Content-Type: message/delivery-status\r\n"),
+            "{dsn}"
+        );
+        assert!(dsn.contains("Content-Type: message/rfc822\r\n"), "{dsn}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! other domains leaves through here.
 //!
 //! Owns: the queue runner ([`Relay`]), our SMTP client ([`client`]), next-hop
-//! resolution (smarthost, static routes, MX — [`route`]), bounces ([`dsn`]) and DKIM
-//! signing ([`dkim`]).
+//! resolution (smarthost, static routes, MX — [`route`]), bounces ([`dsn`]), DKIM
+//! signing ([`dkim`]), 7-bit conversion ([`seven_bit`]) and the connection cache
+//! (`pool`).
 //! Must not: accept mail (that is casella-smtp), or touch the queue other than
 //! through the store's queue methods.
 //! Invariants:
@@ -21,9 +22,11 @@ pub mod client;
 pub mod config;
 pub mod dkim;
 pub mod dsn;
+mod pool;
 pub mod reply;
 pub mod route;
 mod runner;
+pub mod seven_bit;
 pub mod tls;
 
 #[cfg(test)]

@@ -4,17 +4,21 @@
 //! means the domain takes no mail: a permanent failure, "556 5.1.10".
 //!
 //! DNS sits behind [`Resolve`], so the ordering and null-MX rules are tested with
-//! injected records; [`DnsResolver`] is the real one (hickory, /etc/resolv.conf).
+//! injected records; [`DnsResolver`] is the real one (hickory: /etc/resolv.conf, or
+//! the name servers of `[relay] dns-servers`, which also lets a test run its own
+//! DNS server on loopback).
 
 use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 use crate::config::RelayConfig;
 
-/// SMTP's port for relaying between MTAs.
+/// SMTP's port for relaying between MTAs (the default of `[relay] smtp-port`).
 pub const SMTP_PORT: u16 = 25;
 /// At most this many addresses are tried per next hop and attempt (Postfix's
 /// `smtp_mx_address_limit` is 5 as well).
@@ -113,7 +117,7 @@ pub async fn resolve(
                 .ok_or_else(|| RouteError::Temporary(format!("bad static route {route:?}")))?;
             host_targets(&host, port, dns).await
         }
-        NextHop::Mx(domain) => mx_targets(domain, dns).await,
+        NextHop::Mx(domain) => mx_targets(domain, config.smtp_port, dns).await,
     }
 }
 
@@ -166,7 +170,7 @@ fn targets(host: &str, ips: &[IpAddr], port: u16) -> Vec<Target> {
 }
 
 /// RFC 5321 §5.1 for one recipient domain.
-async fn mx_targets(domain: &str, dns: &dyn Resolve) -> Result<Vec<Target>, RouteError> {
+async fn mx_targets(domain: &str, port: u16, dns: &dyn Resolve) -> Result<Vec<Target>, RouteError> {
     if domain.is_empty() {
         return Err(RouteError::Permanent(
             "553 5.1.3 The recipient address has no domain".into(),
@@ -176,7 +180,7 @@ async fn mx_targets(domain: &str, dns: &dyn Resolve) -> Result<Vec<Target>, Rout
     if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
         let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
         return match literal.parse::<IpAddr>() {
-            Ok(ip) => Ok(targets(literal, &[ip], SMTP_PORT)),
+            Ok(ip) => Ok(targets(literal, &[ip], port)),
             Err(_) => Err(RouteError::Permanent(format!(
                 "553 5.1.3 Bad address literal [{literal}]"
             ))),
@@ -187,7 +191,7 @@ async fn mx_targets(domain: &str, dns: &dyn Resolve) -> Result<Vec<Target>, Rout
         // §5.1: no MX records: the domain itself is the implicit MX, preference 0.
         Err(LookupError::NoRecords) => {
             return match dns.ips(domain).await {
-                Ok(ips) if !ips.is_empty() => Ok(targets(domain, &ips, SMTP_PORT)),
+                Ok(ips) if !ips.is_empty() => Ok(targets(domain, &ips, port)),
                 Ok(_) | Err(LookupError::NoRecords) | Err(LookupError::NxDomain) => {
                     Err(RouteError::Permanent(format!(
                         "550 5.1.2 Host or domain name not found: {domain} has no MX and no address"
@@ -216,7 +220,7 @@ async fn mx_targets(domain: &str, dns: &dyn Resolve) -> Result<Vec<Target>, Rout
             break;
         }
         match dns.ips(&host).await {
-            Ok(ips) => out.extend(targets(&host, &ips, SMTP_PORT)),
+            Ok(ips) => out.extend(targets(&host, &ips, port)),
             Err(e) => last_error = Some(format!("{host}: {e}")),
         }
     }
@@ -259,10 +263,13 @@ pub fn order_mx(domain: &str, mut records: Vec<Mx>) -> Result<Vec<String>, Route
     Ok(hosts)
 }
 
-/// DNS through hickory's tokio resolver, configured from /etc/resolv.conf on first
-/// use. When that file cannot be read every lookup fails temporarily.
+/// DNS through hickory's tokio resolver, configured on first use from
+/// /etc/resolv.conf, or with the given name servers (UDP, then TCP for a
+/// truncated answer). When resolv.conf cannot be read every lookup fails
+/// temporarily.
 pub struct DnsResolver {
     inner: tokio::sync::OnceCell<Result<TokioResolver, String>>,
+    servers: Vec<SocketAddr>,
 }
 
 impl Default for DnsResolver {
@@ -273,8 +280,15 @@ impl Default for DnsResolver {
 
 impl DnsResolver {
     pub fn new() -> DnsResolver {
+        DnsResolver::with_servers(Vec::new())
+    }
+
+    /// Asks `servers` (in order) instead of those of /etc/resolv.conf; none:
+    /// resolv.conf.
+    pub fn with_servers(servers: Vec<SocketAddr>) -> DnsResolver {
         DnsResolver {
             inner: tokio::sync::OnceCell::new(),
+            servers,
         }
     }
 
@@ -282,9 +296,28 @@ impl DnsResolver {
         let r = self
             .inner
             .get_or_init(|| async {
-                TokioResolver::builder_tokio()
-                    .and_then(|b| b.build())
-                    .map_err(|e| format!("no DNS resolver (/etc/resolv.conf): {e}"))
+                if self.servers.is_empty() {
+                    return TokioResolver::builder_tokio()
+                        .and_then(|b| b.build())
+                        .map_err(|e| format!("no DNS resolver (/etc/resolv.conf): {e}"));
+                }
+                let servers = self
+                    .servers
+                    .iter()
+                    .map(|a| {
+                        let mut s = NameServerConfig::udp_and_tcp(a.ip());
+                        for c in &mut s.connections {
+                            c.port = a.port();
+                        }
+                        s
+                    })
+                    .collect();
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(servers),
+                    TokioRuntimeProvider::default(),
+                )
+                .build()
+                .map_err(|e| format!("no DNS resolver ({:?}): {e}", self.servers))
             })
             .await;
         r.as_ref().map_err(|e| LookupError::Failed(e.clone()))

@@ -9,10 +9,16 @@
 //!   may repeat a bounce but never loses one.
 //! - One attempt is bounded well inside the claim's lease, so no other runner (on
 //!   another node) claims an entry while this one still works on it.
+//! - Nothing but the runner holding the claim rewrites a claimed entry: `queue
+//!   retry` changes only the next attempt of unclaimed entries
+//!   (`MailStore::queue_retry`), so a retry during a delivery cannot end its claim
+//!   and have the message sent twice.
+//! - Other processes (the CLI's `queue retry`) and other nodes change the queue in
+//!   the store only; the runner asks the store every [`LOOK`] whether something is
+//!   due, so their changes take effect within a second.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use casella_net::ShutdownSignal;
@@ -27,7 +33,9 @@ use crate::client::{
 use crate::config::{RelayConfig, TlsMode};
 use crate::dkim::Signers;
 use crate::dsn::{FailedRecipient, build_dsn, wants_failure_notice};
+use crate::pool::{ConnectionCache, Destination, Pooled};
 use crate::route::{self, DnsResolver, NextHop, Resolve, RouteError, Target};
+use crate::seven_bit;
 
 /// How long a claim keeps other runners off an entry (seconds).
 pub const LEASE_SECS: i64 = 600;
@@ -37,9 +45,28 @@ const ATTEMPT_BUDGET: Duration = Duration::from_secs(LEASE_SECS as u64 - 60);
 pub const PARALLEL: usize = 8;
 /// Recipients per mail transaction.
 const RCPTS_PER_TRANSACTION: usize = 50;
-/// The runner looks at the queue at least this often (entries from other nodes,
-/// from before a restart, or enqueued without a wake-up).
+/// The runner asks the store this often whether an unclaimed entry is due: one
+/// indexed read that stops at the first unclaimed entry. This is how `queue retry`
+/// (another process) and entries enqueued on other nodes reach a running server
+/// within a second, on SQLite as on PostgreSQL, without a wake-up channel
+/// between processes that could lose a wake-up.
+const LOOK: Duration = Duration::from_secs(1);
+/// The runner tries to claim at least this often even when nothing looks due: a
+/// claim whose runner died (another node) runs out without anyone being told.
 const POLL: Duration = Duration::from_secs(30);
+
+/// One entry's bytes as the next hops may get them.
+struct Content<'a> {
+    /// As queued (line ends normalized).
+    original: &'a [u8],
+    /// DKIM-signed when a key signs for the sender, else `original`.
+    signed: &'a [u8],
+    /// The envelope sender (which key signs).
+    sender: &'a str,
+}
+
+/// How long a connection from the cache may take to answer RSET.
+const RSET_PROBE: Duration = Duration::from_secs(10);
 
 /// The outbound relay.
 pub struct Relay {
@@ -56,14 +83,16 @@ struct Inner {
     /// The verified TLS configuration for a smarthost that requires TLS, or why
     /// there is none (then its deliveries are deferred).
     smarthost_tls: Option<Result<Arc<ClientConfig>, String>>,
-    /// The earliest next attempt this runner wrote since it last looked.
-    next_due: AtomicI64,
+    /// Connections that finished a transaction, for the next message to the
+    /// same destination.
+    connections: ConnectionCache,
 }
 
 impl Relay {
     /// Loads the DKIM keys and TLS roots (problems are logged; see [`crate::dkim`]).
     pub fn new(store: Arc<dyn MailStore>, config: RelayConfig) -> Relay {
         let signers = Signers::load(&config.dkim);
+        let resolver = Arc::new(DnsResolver::with_servers(config.dns_servers.clone()));
         let smarthost_tls = config.smarthost.as_ref().and_then(|s| match s.tls {
             TlsMode::Opportunistic => None,
             TlsMode::Required | TlsMode::Implicit => {
@@ -79,11 +108,11 @@ impl Relay {
                 store,
                 config,
                 waker: Arc::new(Notify::new()),
-                resolver: Arc::new(DnsResolver::new()),
+                resolver,
                 signers,
                 opportunistic: crate::tls::opportunistic_config(),
                 smarthost_tls,
-                next_due: AtomicI64::new(i64::MAX),
+                connections: ConnectionCache::default(),
             },
         }
     }
@@ -115,53 +144,59 @@ impl Relay {
             tracing::error!(error = %e, "releasing old queue claims failed");
         }
         let mut tasks = JoinSet::new();
+        // The first round claims whatever is due, as a wake-up does.
+        let mut woken = true;
+        let mut last_claim = tokio::time::Instant::now();
         loop {
             if shutdown.is_shutting_down() {
                 break;
             }
             let free = PARALLEL.saturating_sub(tasks.len());
             if free > 0 {
-                // What is due now gets claimed below; later retries scheduled by
-                // attempts in flight keep their place in `next_due`.
                 let now = now_unix();
-                let _ = inner
-                    .next_due
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |due| {
-                        (due <= now).then_some(i64::MAX)
-                    });
-                match inner.store.queue_claim(now, LEASE_SECS, free).await {
-                    Ok(batch) => {
-                        for entry in batch {
-                            let inner = inner.clone();
-                            tasks.spawn(async move { inner.attempt(entry).await });
-                        }
+                // Claiming is a write; looking is a read. Claim when something
+                // is due, when woken, and at least every POLL.
+                let due = match inner.store.queue_next_attempt().await {
+                    Ok(at) => at.is_some_and(|at| at <= now),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "looking at the queue failed");
+                        true // the claim below tries (and logs) it properly
                     }
-                    Err(e) => tracing::error!(error = %e, "claiming queue entries failed"),
+                };
+                if woken || due || last_claim.elapsed() >= POLL {
+                    last_claim = tokio::time::Instant::now();
+                    match inner.store.queue_claim(now, LEASE_SECS, free).await {
+                        Ok(batch) => {
+                            for entry in batch {
+                                let inner = inner.clone();
+                                tasks.spawn(async move { inner.attempt(entry).await });
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "claiming queue entries failed"),
+                    }
                 }
             }
-            // Sleep until the earliest retry this runner scheduled, a wake-up, a
-            // finished attempt (a free slot), or the poll interval.
-            // Entries scheduled before this runner started (or by another node)
-            // are not in `next_due`: ask the store when the next one is due.
-            if inner.next_due.load(Ordering::Relaxed) == i64::MAX
-                && let Ok(Some(at)) = inner.store.queue_next_attempt().await
-            {
-                inner.next_due.fetch_min(at, Ordering::Relaxed);
+            woken = false;
+            // Connections that waited too long say QUIT in the background.
+            for client in inner.connections.expire() {
+                tokio::spawn(client.quit());
             }
-            let due = inner.next_due.load(Ordering::Relaxed);
-            let wait = if due == i64::MAX {
-                POLL
-            } else {
-                Duration::from_secs(due.saturating_sub(now_unix()).max(1) as u64).min(POLL)
-            };
+            // Until a finished attempt (a free slot), a wake-up from this
+            // process's submission service, or the next look at the store.
             tokio::select! {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = inner.waker.notified() => {}
+                _ = tokio::time::sleep(LOOK) => {}
+                _ = inner.waker.notified() => woken = true,
                 _ = shutdown.wait() => break,
             }
         }
         tasks.abort_all();
+        // Each QUIT is bounded (5 s); all of them together at most 2 s more.
+        let mut quits = JoinSet::new();
+        for client in inner.connections.drain() {
+            quits.spawn(client.quit());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), quits.join_all()).await;
         tracing::info!("outbound relay stopped");
     }
 }
@@ -180,7 +215,11 @@ impl Inner {
             }
         };
         let signed = self.signers.sign(&original, &entry.sender);
-        let message = signed.as_deref().unwrap_or(&original);
+        let content = Content {
+            original: &original,
+            signed: signed.as_deref().unwrap_or(&original),
+            sender: &entry.sender,
+        };
 
         // Group the pending recipients by next hop: one connection per hop.
         let mut hops: BTreeMap<NextHop, Vec<usize>> = BTreeMap::new();
@@ -211,18 +250,20 @@ impl Inner {
                 envid: entry.envid.clone(),
                 ret: entry.ret.clone(),
             };
-            let outcomes =
-                match tokio::time::timeout_at(deadline, self.deliver_hop(&hop, &envelope, message))
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(_) => {
-                        vec![
-                            RcptOutcome::Temporary("the delivery attempt took too long".into());
-                            indexes.len()
-                        ]
-                    }
-                };
+            let outcomes = match tokio::time::timeout_at(
+                deadline,
+                self.deliver_hop(&hop, &envelope, &content),
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(_) => {
+                    vec![
+                        RcptOutcome::Temporary("the delivery attempt took too long".into());
+                        indexes.len()
+                    ]
+                }
+            };
             for (&i, outcome) in indexes.iter().zip(outcomes) {
                 let r = &mut entry.recipients[i];
                 match outcome {
@@ -275,14 +316,19 @@ impl Inner {
             // Never wait past the expiry: the last attempt happens when it comes.
             entry.next_attempt = (now + delay.max(1)).min(expires.max(now + 1));
             entry.last_error = first_temporary;
-            self.next_due
-                .fetch_min(entry.next_attempt, Ordering::Relaxed);
             self.store.queue_update(&entry).await
         } else {
             self.store.queue_remove(id).await
         };
-        if let Err(e) = result {
-            tracing::error!(queue_id = id.0, error = %e, "recording a delivery attempt failed");
+        match result {
+            Ok(()) => {}
+            // Only `queue delete` removes a claimed entry (see the invariants).
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(queue_id = id.0, "deleted from the queue during its attempt")
+            }
+            Err(e) => {
+                tracing::error!(queue_id = id.0, error = %e, "recording a delivery attempt failed")
+            }
         }
     }
 
@@ -292,7 +338,7 @@ impl Inner {
         &self,
         hop: &NextHop,
         envelope: &Envelope,
-        message: &[u8],
+        content: &Content<'_>,
     ) -> Vec<RcptOutcome> {
         let n = envelope.recipients.len();
         let targets = match route::resolve(hop, &self.config, &*self.resolver).await {
@@ -307,7 +353,7 @@ impl Inner {
         let mut all_permanent = true;
         let mut last_error = String::from("no address to try");
         for target in targets.iter().take(route::MAX_ADDRESSES) {
-            match self.session(target, &options, envelope, message).await {
+            match self.session(target, &options, envelope, content).await {
                 Ok(outcomes) => return outcomes,
                 Err(e) => {
                     tracing::info!(host = %target.host, addr = %target.addr, error = %e, "next hop unusable");
@@ -335,9 +381,54 @@ impl Inner {
         target: &Target,
         options: &ClientOptions,
         envelope: &Envelope,
-        message: &[u8],
+        content: &Content<'_>,
     ) -> Result<Vec<RcptOutcome>, ClientError> {
-        let mut client = match SmtpClient::connect(target.addr, &target.host, options).await {
+        let destination = Destination::new(target.addr, &target.host, options);
+        let mut conn = match self.reuse(&destination).await {
+            Some(c) => c,
+            None => Pooled {
+                client: self.connect(target, options).await?,
+                opened: tokio::time::Instant::now(),
+                uses: 0,
+            },
+        };
+        let outcomes = self
+            .transactions(target, &mut conn, envelope, content)
+            .await;
+        if let Some(client) = self.connections.put(destination, conn) {
+            client.quit().await;
+        }
+        Ok(outcomes)
+    }
+
+    /// A connection to `destination` that waited in the cache and answers RSET.
+    async fn reuse(&self, destination: &Destination) -> Option<Pooled> {
+        loop {
+            let mut expired = Vec::new();
+            let found = self.connections.take(destination, &mut expired);
+            for c in expired {
+                c.quit().await;
+            }
+            let mut conn = found?;
+            // Bounded apart from the command timeout: a live server answers
+            // RSET at once, and a new connection is always an alternative.
+            let probe = tokio::time::timeout(RSET_PROBE, conn.client.reset());
+            if let Ok(true) = probe.await {
+                tracing::debug!(addr = ?destination, uses = conn.uses, "reusing a connection");
+                return Some(conn);
+            }
+            // Closed by the server while it waited: the next, or a new one.
+        }
+    }
+
+    /// A new connection; a failed opportunistic handshake is tried again in
+    /// cleartext (RFC 7435 §4: better unencrypted than undelivered).
+    async fn connect(
+        &self,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<SmtpClient, ClientError> {
+        let client = match SmtpClient::connect(target.addr, &target.host, options).await {
             Ok(c) => c,
             Err(ClientError::Tls(e)) if matches!(options.tls, ClientTls::Opportunistic(_)) => {
                 tracing::info!(host = %target.host, error = %e, "TLS failed; retrying in cleartext");
@@ -350,6 +441,44 @@ impl Inner {
             Err(e) => return Err(e),
         };
         tracing::debug!(host = %target.host, addr = %target.addr, tls = client.is_tls(), "connected");
+        Ok(client)
+    }
+
+    /// The entry's transactions on one connection.
+    async fn transactions(
+        &self,
+        target: &Target,
+        conn: &mut Pooled,
+        envelope: &Envelope,
+        content: &Content<'_>,
+    ) -> Vec<RcptOutcome> {
+        let client = &mut conn.client;
+        // RFC 6152 §3: 8-bit content for a server without 8BITMIME is made 7-bit
+        // first (and signed after that), or bounced when it cannot be. A server
+        // with SMTPUTF8 takes 8-bit content (RFC 6531 §3.1 requires 8BITMIME).
+        let caps = client.capabilities();
+        let converted;
+        let message = if seven_bit::is_8bit(content.original)
+            && !caps.eight_bit_mime
+            && !caps.smtputf8
+        {
+            match seven_bit::convert(content.original) {
+                Ok(m) => {
+                    tracing::info!(host = %target.host, "no 8BITMIME: sending the message converted to 7-bit");
+                    converted = self.signers.sign(&m, content.sender).unwrap_or(m);
+                    &converted[..]
+                }
+                Err(seven_bit::Unconvertible(why)) => {
+                    let reply = format!(
+                        "554 5.6.3 {} does not offer 8BITMIME, and the message cannot be made 7-bit: {why}",
+                        target.host
+                    );
+                    return vec![RcptOutcome::Permanent(reply); envelope.recipients.len()];
+                }
+            }
+        } else {
+            content.signed
+        };
         // Servers may take as few as 100 recipients per transaction (RFC 5321
         // §4.5.3.1.8); like Postfix, send at most 50 at a time on one connection.
         let mut outcomes = Vec::with_capacity(envelope.recipients.len());
@@ -359,9 +488,9 @@ impl Inner {
                 ..envelope.clone()
             };
             outcomes.extend(client.send(&part, message).await);
+            conn.uses += 1;
         }
-        client.quit().await;
-        Ok(outcomes)
+        outcomes
     }
 
     fn client_options(&self, hop: &NextHop) -> Result<ClientOptions, String> {

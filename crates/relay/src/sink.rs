@@ -24,6 +24,8 @@ pub(crate) struct SinkConfig {
     /// The reply to RCPT TO for an address.
     pub rcpt: fn(&str) -> String,
     pub data_reply: String,
+    /// Greet with this (e.g. "554 5.7.1 no service") and hang up.
+    pub refuse: Option<String>,
 }
 
 impl Default for SinkConfig {
@@ -36,6 +38,7 @@ impl Default for SinkConfig {
             auth: None,
             rcpt: |_| "250 2.1.5 Ok".into(),
             data_reply: "250 2.0.0 Ok: queued as SINK1".into(),
+            refuse: None,
         }
     }
 }
@@ -62,7 +65,13 @@ impl Sink {
 }
 
 pub(crate) async fn start(config: SinkConfig) -> Sink {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on("127.0.0.1:0".parse().unwrap(), config).await
+}
+
+/// As [`start`], on `addr` (e.g. another loopback address, the port of a sink
+/// already running there).
+pub(crate) async fn start_on(addr: SocketAddr, config: SinkConfig) -> Sink {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Arc::new(Mutex::new(Received::default()));
     let config = Arc::new(config);
@@ -92,6 +101,16 @@ async fn session(
     rec: &Mutex<Received>,
 ) -> std::io::Result<()> {
     let mut io = BufReader::new(stream);
+    if let Some(refusal) = &config.refuse {
+        rec.lock()
+            .unwrap()
+            .commands
+            .push(format!("(refused: {refusal})"));
+        io.get_mut()
+            .write_all(format!("{refusal}\r\n").as_bytes())
+            .await?;
+        return Ok(());
+    }
     io.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
     let mut line = String::new();
     loop {
@@ -206,4 +225,80 @@ pub(crate) fn tls_acceptor() -> (TlsAcceptor, String) {
     .with_single_cert(chain, key)
     .unwrap();
     (TlsAcceptor::from(Arc::new(config)), pem)
+}
+
+/// A DNS server on 127.0.0.1 (UDP) for the real resolver to ask: MX records as
+/// `(domain, preference, exchange)` ("." for a null MX) and A records as
+/// `(host, address)`. A name in neither is NXDOMAIN; a known name without
+/// records of the asked type answers NOERROR with none. Answers until the
+/// runtime ends; counts the questions.
+pub(crate) async fn dns(
+    mx: Vec<(&'static str, u16, &'static str)>,
+    a: Vec<(&'static str, std::net::Ipv4Addr)>,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, MX};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(question) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(question.metadata.id, OpCode::Query);
+            answer.metadata.authoritative = true;
+            answer.metadata.recursion_desired = question.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            for q in &question.queries {
+                answer.add_query(q.clone());
+                let name = q
+                    .name()
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{} {name}", q.query_type()));
+                let known = mx.iter().any(|m| m.0 == name) || a.iter().any(|r| r.0 == name);
+                if !known {
+                    answer.metadata.response_code = ResponseCode::NXDomain;
+                    continue;
+                }
+                match q.query_type() {
+                    RecordType::MX => {
+                        for &(_, preference, exchange) in mx.iter().filter(|m| m.0 == name) {
+                            let exchange = if exchange == "." {
+                                Name::root()
+                            } else {
+                                Name::from_ascii(format!("{exchange}.")).unwrap()
+                            };
+                            answer.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                60,
+                                RData::MX(MX::new(preference, exchange)),
+                            ));
+                        }
+                    }
+                    RecordType::A => {
+                        for &(_, ip) in a.iter().filter(|r| r.0 == name) {
+                            answer.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                60,
+                                RData::A(A(ip)),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Ok(bytes) = answer.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    (addr, asked)
 }

@@ -715,3 +715,234 @@ async fn a_slow_host_does_not_hold_up_the_queue() {
     assert_eq!(queue[0].id, slow, "the slow one is still in flight");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A message with UTF-8 in its body (8-bit content, ASCII header fields).
+const EIGHT_BIT: &[u8] = "From: Alice <alice@example.org>\r\n\
+    To: bob@remote.example\r\n\
+    Subject: 8-bit body\r\n\
+    Message-ID: <m8@example.org>\r\n\
+    MIME-Version: 1.0\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    Content-Transfer-Encoding: 8bit\r\n\
+    \r\n\
+    Grüße aus Köln = 100 €\r\n\
+    .dot line\r\n"
+    .as_bytes();
+
+fn dkim_key() -> DkimKey {
+    DkimKey {
+        domain: "example.org".into(),
+        selector: "sel".into(),
+        key_file: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-rsa-pkcs1.pem"),
+    }
+}
+
+// Issue 23, finding 3: RFC 6152 §3 — 8-bit content for a server without 8BITMIME
+// is converted to 7-bit (the DKIM signature made over what is sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_bit_to_a_host_without_8bitmime_goes_as_7bit_and_the_signature_verifies() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["SIZE 10000000".into(), "DSN".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let mut c = config(&sink);
+    c.dkim.push(dkim_key());
+    let relay = Relay::new(w.store.clone(), c);
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = EIGHT_BIT.to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let got = &sink.messages()[0].0;
+    let text = String::from_utf8_lossy(got);
+    assert!(got.iter().all(|&b| b < 0x80), "7-bit only: {text}");
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln =3D 100 =E2=82=AC\r\n.dot line\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("8bit"), "{text}");
+    let mail = sink
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(!mail.contains("BODY="), "{mail}");
+    let record = crate::dkim::dns_record(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/dkim-rsa-pkcs1.pem"),
+    )
+    .unwrap();
+    assert_eq!(
+        crate::dkim::tests::verify(got, &record).await,
+        [mail_auth::DkimResult::Pass],
+        "{text}"
+    );
+    assert!(inbox(&w).await.is_empty(), "no bounce");
+}
+
+// Issue 23, finding 3: 8-bit header fields cannot be made 7-bit without
+// rewriting them; to a server with neither 8BITMIME nor SMTPUTF8 that bounces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_bit_headers_to_a_host_without_8bitmime_bounce() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["SIZE 10000000".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = "From: alice@example.org\r\nSubject: Grüße\r\n\r\nbody\r\n"
+        .as_bytes()
+        .to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    assert!(sink.messages().is_empty(), "nothing 8-bit was sent");
+    let inbox = inbox(&w).await;
+    assert_eq!(inbox.len(), 1, "a bounce");
+    assert!(inbox[0].contains("Status: 5.6.3"), "{}", inbox[0]);
+    assert!(inbox[0].contains("8BITMIME"), "{}", inbox[0]);
+}
+
+// Issue 23, finding 4: RFC 6531 §3.4 — UTF-8 header fields need SMTPUTF8 even
+// with ASCII addresses; a next hop that offers it gets MAIL ... SMTPUTF8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_header_fields_go_with_smtputf8() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["8BITMIME".into(), "SMTPUTF8".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    let message = "From: Jürgen <alice@example.org>\r\nSubject: Grüße\r\n\r\nHallo\r\n";
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = message.as_bytes().to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    assert_eq!(sink.messages()[0].0, message.as_bytes(), "sent as it is");
+    let mail = sink
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert_eq!(mail, "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8");
+}
+
+// Issue 23, finding 8: MX routing end to end through the real resolver, asking a
+// DNS server on loopback (`dns_servers`) — preference order, the next MX when the
+// first refuses, the implicit MX (no MX, an address), and the null MX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_routing_against_a_dns_server_on_loopback() {
+    use std::net::Ipv4Addr;
+    let w = world().await;
+    // The good MX on 127.0.0.3; the preferred one on 127.0.0.2, same port,
+    // refuses every connection with 554 at the greeting.
+    let good = sink::start_on("127.0.0.3:0".parse().unwrap(), SinkConfig::default()).await;
+    let port = good.addr.port();
+    let refusing = sink::start_on(
+        std::net::SocketAddr::new([127, 0, 0, 2].into(), port),
+        SinkConfig {
+            refuse: Some("554 5.7.1 mx1 takes no mail".into()),
+            ..SinkConfig::default()
+        },
+    )
+    .await;
+    let (dns, asked) = sink::dns(
+        vec![
+            // Listed worst first: the order must come from the preference.
+            ("remote.example", 20, "mx2.remote.example"),
+            ("remote.example", 10, "mx1.remote.example"),
+            ("nullmx.example", 0, "."),
+        ],
+        vec![
+            ("mx1.remote.example", Ipv4Addr::new(127, 0, 0, 2)),
+            ("mx2.remote.example", Ipv4Addr::new(127, 0, 0, 3)),
+            ("implicit.example", Ipv4Addr::new(127, 0, 0, 3)),
+        ],
+    )
+    .await;
+    let c = RelayConfig {
+        hostname: "relay.example.org".into(),
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+        dns_servers: vec![dns],
+        smtp_port: port,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(w.store.clone(), c);
+    for to in [
+        "bob@remote.example",
+        "carol@implicit.example",
+        "dave@nullmx.example",
+    ] {
+        w.store.enqueue(queued(&w, vec![rcpt(to)])).await.unwrap();
+    }
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let rcpts: Vec<String> = good
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("RCPT"))
+        .collect();
+    assert_eq!(rcpts.len(), 2, "{rcpts:?}");
+    assert!(rcpts.iter().any(|c| c.contains("bob@remote.example")));
+    assert!(rcpts.iter().any(|c| c.contains("carol@implicit.example")));
+    assert_eq!(good.messages().len(), 2);
+    assert_eq!(
+        refusing.commands(),
+        vec!["(refused: 554 5.7.1 mx1 takes no mail)".to_string()],
+        "mx1 (preference 10) was tried first, once"
+    );
+    let inbox = inbox(&w).await;
+    assert_eq!(inbox.len(), 1, "one bounce: the null MX");
+    assert!(
+        inbox[0].contains("Final-Recipient: rfc822; dave@nullmx.example")
+            && inbox[0].contains("Status: 5.1.10"),
+        "{}",
+        inbox[0]
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.contains(&"MX implicit.example".to_string()),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&"A implicit.example".to_string()),
+        "{asked:?}"
+    );
+}
+
+// Issue 23, finding 7: connections are reused per destination (Postfix's
+// connection cache): many messages to one host need few connections, each
+// message still arrives once, and waiting connections are closed with QUIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_messages_to_one_destination_share_a_few_connections() {
+    const N: usize = 200;
+    let w = world().await;
+    let sink = sink::start(SinkConfig::default()).await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    for i in 0..N {
+        let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+        new.message = format!("Subject: n{i}\r\n\r\nmessage {i}\r\n").into_bytes();
+        w.store.enqueue(new).await.unwrap();
+    }
+    run_until(&w, relay, |q| q.is_empty()).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), N);
+    let mut seen: Vec<String> = messages
+        .iter()
+        .map(|(m, _)| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), N, "each message once");
+    let commands = sink.commands();
+    let connections = commands.iter().filter(|c| c.starts_with("EHLO")).count();
+    eprintln!("{N} messages over {connections} connections");
+    assert!(
+        connections <= 2 * crate::PARALLEL,
+        "{connections} connections for {N} messages"
+    );
+    let quits = commands.iter().filter(|c| *c == "QUIT").count();
+    assert_eq!(quits, connections, "every connection ends with QUIT");
+}

@@ -66,6 +66,20 @@ pub(crate) fn from_addresses(message: &[u8]) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// RFC 5322 §2.1.1 (and RFC 5321 §4.5.3.1.6): a line holds at most 998
+/// characters before its CRLF.
+pub(crate) const MAX_LINE: usize = 998;
+
+/// The number (from 1) of the first line, header or body, longer than
+/// [`MAX_LINE`] without its line end; `None` when every line fits.
+pub(crate) fn first_long_line(message: &[u8]) -> Option<usize> {
+    message
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+        .position(|n| n > MAX_LINE)
+        .map(|i| i + 1)
+}
+
 pub(crate) fn prepend(header: &str, body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(header.len() + body.len());
     out.extend_from_slice(header.as_bytes());
@@ -133,6 +147,32 @@ pub(crate) fn with_received(trace: &str, body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_found_with_either_line_end() {
+        let fits = "a".repeat(MAX_LINE);
+        let long = "b".repeat(MAX_LINE + 1);
+        assert_eq!(
+            first_long_line(format!("S: x\r\n\r\n{fits}\r\n").as_bytes()),
+            None
+        );
+        assert_eq!(
+            first_long_line(format!("S: x\r\n\r\n{fits}").as_bytes()),
+            None
+        );
+        assert_eq!(
+            first_long_line(format!("S: x\r\n\r\nok\r\n{long}\r\n").as_bytes()),
+            Some(4)
+        );
+        assert_eq!(
+            first_long_line(format!("S: x\n\n{long}").as_bytes()),
+            Some(3)
+        );
+        assert_eq!(
+            first_long_line(format!("X: {long}\r\n\r\n").as_bytes()),
+            Some(1)
+        );
+    }
 
     #[test]
     fn from_and_fixups() {

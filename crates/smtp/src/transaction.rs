@@ -27,6 +27,8 @@ pub(crate) struct Envelope {
     /// BDAT chunks so far; `None` after a chunk failed (the rest is discarded).
     chunks: Option<Vec<u8>>,
     too_big: bool,
+    /// MAIL carried SMTPUTF8 (RFC 6531 §3.4): the trace says UTF8SMTP….
+    smtputf8: bool,
 }
 
 struct LocalRecipient {
@@ -68,6 +70,7 @@ impl Session {
         }
         let mut ret = None;
         let mut envid = None;
+        let mut smtputf8 = false;
         for (name, value) in &params {
             match (name.as_str(), value.as_deref()) {
                 // RFC 1870 §6: a declared size over the limit is refused at once.
@@ -86,7 +89,7 @@ impl Session {
                     if v.eq_ignore_ascii_case("8BITMIME")
                         || v.eq_ignore_ascii_case("7BIT")
                         || v.eq_ignore_ascii_case("BINARYMIME") => {}
-                ("SMTPUTF8", None) => {}
+                ("SMTPUTF8", None) => smtputf8 = true,
                 // RFC 4954 §5: the AUTH parameter is accepted and not trusted.
                 ("AUTH", Some(_)) if self.mode == Mode::Submission => {}
                 ("RET", Some(v)) if self.mode == Mode::Submission => {
@@ -135,6 +138,7 @@ impl Session {
             remote: Vec::new(),
             chunks: Some(Vec::new()),
             too_big: false,
+            smtputf8,
         });
         self.reply("250 2.1.0 Sender OK");
     }
@@ -384,6 +388,27 @@ impl Session {
         let remote = self.info.remote;
         let id = queue_id();
         let submitter = self.auth.as_ref().map(|(a, _)| a.clone());
+        // RFC 5322 §2.1.1 / RFC 5321 §4.5.3.1.6: no line over 998 characters.
+        // Submission refuses such a message rather than rewriting it (Postfix
+        // folds or re-encodes): the sender's mail program hears of it at once,
+        // while a person is still there to act, instead of a bounce later; what
+        // the user (or their S/MIME, PGP or DKIM signature) wrote is never
+        // altered; and re-encoding would mean rebuilding the MIME structure part
+        // by part. Every mail program in use encodes long lines itself
+        // (quoted-printable or base64); a refusal meets only broken scripts.
+        // Inbound SMTP and LMTP still take what other servers hand over.
+        if self.mode == Mode::Submission
+            && let Some(line) = headers::first_long_line(&body)
+        {
+            tracing::info!(protocol = self.protocol_name(), %remote, from = %envelope.from,
+                line, "refused: a line longer than 998 characters");
+            self.reply(&format!(
+                "554 5.6.0 Line {line} of the message is longer than {} characters \
+                 (RFC 5322 section 2.1.1); encode it (quoted-printable or base64) and send again",
+                headers::MAX_LINE
+            ));
+            return;
+        }
         if let Some((account, owned)) = &self.auth {
             // RFC 6409 §8: the From: header must be ours too, else a spoof.
             match headers::from_addresses(&body) {
@@ -402,7 +427,10 @@ impl Session {
         let mut all_ok = true;
         let mut lmtp_replies = Vec::new();
         for r in &envelope.local {
-            let message = headers::with_received(&self.trace(&id, Some(&r.address)), &body);
+            let message = headers::with_received(
+                &self.trace(&id, Some(&r.address), envelope.smtputf8),
+                &body,
+            );
             let result = store.deliver(r.account.id, message).await;
             match &result {
                 Ok(ap) => tracing::info!(
@@ -424,7 +452,7 @@ impl Session {
             });
         }
         if !envelope.remote.is_empty() && all_ok {
-            let message = headers::with_received(&self.trace(&id, None), &body);
+            let message = headers::with_received(&self.trace(&id, None, envelope.smtputf8), &body);
             let queued = NewQueued {
                 sender: envelope.from.clone(),
                 account: submitter.as_ref().map(|a| a.id),
@@ -489,7 +517,9 @@ impl Session {
     }
 
     /// The Received: header for this hop (RFC 5321 §4.4, RFC 3848 "with" types).
-    fn trace(&self, id: &str, recipient: Option<&str>) -> String {
+    /// The Received: field; its WITH protocol type as RFC 3848 registers, or
+    /// RFC 6531 §3.7.3's UTF8SMTP… / UTF8LMTP… when MAIL carried SMTPUTF8.
+    fn trace(&self, id: &str, recipient: Option<&str>, smtputf8: bool) -> String {
         let with = match (self.mode, self.esmtp, self.tls_active, self.auth.is_some()) {
             (Mode::Lmtp, _, false, _) => "LMTP",
             (Mode::Lmtp, _, true, _) => "LMTPS",
@@ -499,6 +529,20 @@ impl Session {
             (_, true, false, false) => "ESMTP",
             (_, false, true, _) => "SMTPS",
             (_, false, false, _) => "SMTP",
+        };
+        let utf8;
+        let with = match with.strip_prefix('E') {
+            // ESMTP… becomes UTF8SMTP…, LMTP… UTF8LMTP…; a session without
+            // EHLO/LHLO keeps its type (SMTPUTF8 is an ESMTP parameter).
+            Some(rest) if smtputf8 => {
+                utf8 = format!("UTF8{rest}");
+                utf8.as_str()
+            }
+            None if smtputf8 && self.mode == Mode::Lmtp => {
+                utf8 = format!("UTF8{with}");
+                utf8.as_str()
+            }
+            _ => with,
         };
         let helo = self.helo.as_deref().unwrap_or("unknown");
         let auth = self.auth.as_ref().map(|(a, _)| a.address.as_str());

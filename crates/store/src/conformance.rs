@@ -363,6 +363,100 @@ async fn queue_claims_updates_and_removes(store: &dyn MailStore) {
     );
     store.queue_remove(id).await.unwrap();
     assert!(store.queue_message(id).await.is_err());
+    queue_retry_leaves_claims_and_ids_stay_unique(store, a.id).await;
+}
+
+/// `queue retry` touches only what no runner holds, and queue ids are never
+/// given twice, even once the queue is empty (issue 23, findings 1 and 6).
+async fn queue_retry_leaves_claims_and_ids_stay_unique(store: &dyn MailStore, a: crate::AccountId) {
+    use crate::{NewQueued, QueueRetried, QueuedRecipient, RecipientState};
+    let now = crate::now_unix();
+    // Later than any enqueue below (each is due when it is made).
+    let t = now + 2;
+    let new = |to: &str| NewQueued {
+        sender: "sender@example.org".into(),
+        account: Some(a),
+        recipients: vec![QueuedRecipient {
+            address: to.into(),
+            orcpt: None,
+            notify: None,
+            state: RecipientState::Pending,
+            last_reply: None,
+        }],
+        message: b"Subject: r\r\n\r\nbody\r\n".to_vec(),
+        envid: None,
+        ret: None,
+        expires: now + 3600,
+    };
+    // Every entry of earlier checks is gone: these two are the whole queue.
+    let busy = store.enqueue(new("busy@remote.example")).await.unwrap();
+    let claimed = store.queue_claim(t, 600, 10).await.unwrap();
+    assert!(claimed.iter().any(|q| q.id == busy));
+    assert!(claimed.iter().all(|q| q.claimed_until == Some(t + 600)));
+    let idle = store.enqueue(new("idle@remote.example")).await.unwrap();
+    assert!(idle > busy, "ids ascend: {idle:?} after {busy:?}");
+    // The idle one waits an hour, as after a failed attempt.
+    let mut entry = store
+        .queue_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.id == idle)
+        .unwrap();
+    assert_eq!(entry.claimed_until, None);
+    entry.next_attempt = t + 3600;
+    entry.attempts = 1;
+    store.queue_update(&entry).await.unwrap();
+
+    // A retry of the claimed entry leaves it exactly as it was, claim and all.
+    let before = store.queue_list().await.unwrap();
+    assert_eq!(
+        store.queue_retry(Some(busy), t).await.unwrap(),
+        QueueRetried {
+            due: 0,
+            in_delivery: 1
+        }
+    );
+    assert_eq!(store.queue_list().await.unwrap(), before);
+    assert!(
+        store.queue_claim(t, 600, 10).await.unwrap().is_empty(),
+        "the claim holds after a retry; the idle entry is not due yet"
+    );
+    // A retry of everything makes the idle one due and still skips the busy one.
+    assert_eq!(
+        store.queue_retry(None, t).await.unwrap(),
+        QueueRetried {
+            due: 1,
+            in_delivery: 1
+        }
+    );
+    assert_eq!(store.queue_next_attempt().await.unwrap(), Some(t));
+    let again = store.queue_claim(t, 600, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|q| q.id).collect::<Vec<_>>(),
+        vec![idle],
+        "only the retried entry is handed out"
+    );
+    assert_eq!(
+        again[0].attempts, 1,
+        "a retry changes only the next attempt"
+    );
+    // The runner's attempt ends normally: nothing was rewritten under it.
+    store.queue_remove(busy).await.unwrap();
+    store.queue_remove(idle).await.unwrap();
+    assert!(matches!(
+        store.queue_retry(Some(idle), t).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.queue_retry(None, t).await.unwrap(),
+        QueueRetried::default()
+    );
+    assert_eq!(store.queue_next_attempt().await.unwrap(), None);
+    // The queue is empty now: the next id is still a new one.
+    let next = store.enqueue(new("later@remote.example")).await.unwrap();
+    assert!(next > idle, "id {next:?} given again (last was {idle:?})");
+    store.queue_remove(next).await.unwrap();
 }
 
 async fn batches_changes_recent_and_move(store: &dyn MailStore) {

@@ -294,8 +294,16 @@ pub trait MailStore: Send + Sync + 'static {
     /// Every entry, oldest first.
     async fn queue_list(&self) -> StoreResult<Vec<Queued>>;
     async fn queue_message(&self, id: QueueId) -> StoreResult<Vec<u8>>;
-    /// Writes recipients' states, attempts, next attempt and last error.
+    /// Writes recipients' states, attempts, next attempt and last error, and ends
+    /// the claim: for the runner that claimed the entry, after its attempt.
     async fn queue_update(&self, entry: &Queued) -> StoreResult<()>;
+    /// `queue retry`: makes entry `id` (every entry when `None`) due at `now`, in
+    /// one conditional update that touches only the next attempt of entries no
+    /// runner holds. A claimed entry (its lease not yet run out) is left alone and
+    /// counted in `in_delivery`: the attempt in progress is the retry, and
+    /// rewriting it would end the claim and let another runner send it again.
+    /// `NotFound` when `id` names no entry.
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<QueueRetried>;
     async fn queue_remove(&self, id: QueueId) -> StoreResult<()>;
 
     // ---- sessions ----

@@ -505,4 +505,16 @@ pub struct Queued {
     pub next_attempt: i64,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// While a runner holds the entry for a delivery attempt: when its claim
+    /// lapses (Unix seconds). `None` when no attempt is in progress.
+    pub claimed_until: Option<i64>,
+}
+
+/// What `queue retry` did (see [`crate::MailStore::queue_retry`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueRetried {
+    /// Entries now due.
+    pub due: u64,
+    /// Entries left alone because a delivery attempt holds them right now.
+    pub in_delivery: u64,
 }

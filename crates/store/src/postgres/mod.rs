@@ -87,7 +87,7 @@ macro_rules! summary_columns {
 
 macro_rules! queue_columns {
     () => {
-        "id, sender, account_id, recipients, octet_length(message)::bigint, envid, ret, created, expires, next_attempt, attempts, last_error"
+        "id, sender, account_id, recipients, octet_length(message)::bigint, envid, ret, created, expires, next_attempt, attempts, last_error, claimed_until"
     };
 }
 
@@ -367,6 +367,7 @@ fn queued_from_row(r: &Row) -> StoreResult<Queued> {
         next_attempt: r.try_get(9)?,
         attempts: r.try_get::<_, i64>(10)? as u32,
         last_error: r.try_get(11)?,
+        claimed_until: r.try_get(12)?,
     })
 }
 
@@ -1787,12 +1788,16 @@ impl MailStore for PgStore {
         Ok(self
             .conn()
             .await?
-            .query_one(
-                "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
+            // In index order, stopping at the first unclaimed entry: cheap
+            // enough for every node's runner to ask every second.
+            .query_opt(
+                "SELECT next_attempt FROM queue WHERE claimed_until IS NULL
+                 ORDER BY next_attempt LIMIT 1",
                 &[],
             )
             .await?
-            .try_get(0)?)
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     async fn queue_list(&self) -> StoreResult<Vec<Queued>> {
@@ -1844,6 +1849,41 @@ impl MailStore for PgStore {
             return Err(StoreError::NotFound(format!("queue entry {}", e.id.0)));
         }
         Ok(())
+    }
+
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<QueueRetried> {
+        // One statement. Under READ COMMITTED the UPDATE re-checks its WHERE on
+        // a row a runner claimed meanwhile (after waiting for its lock), so a
+        // claim that commits first is never overwritten. What matched in the
+        // statement's snapshot and was not made due is held by a delivery (or
+        // was claimed, or delivered and removed, at that very moment).
+        let id = id.map(|i| i.0);
+        let row = self
+            .conn()
+            .await?
+            .query_one(
+                "WITH due AS (
+                     UPDATE queue SET next_attempt = $2
+                     WHERE ($1::bigint IS NULL OR id = $1)
+                       AND (claimed_until IS NULL OR claimed_until <= $2)
+                     RETURNING id)
+                 SELECT (SELECT count(*) FROM due),
+                        (SELECT count(*) FROM queue WHERE $1::bigint IS NULL OR id = $1)",
+                &[&id, &now],
+            )
+            .await?;
+        let (due, matched): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let in_delivery = (matched - due).max(0);
+        if let Some(id) = id
+            && due == 0
+            && in_delivery == 0
+        {
+            return Err(StoreError::NotFound(format!("queue entry {id}")));
+        }
+        Ok(QueueRetried {
+            due: due as u64,
+            in_delivery: in_delivery as u64,
+        })
     }
 
     async fn queue_remove(&self, id: QueueId) -> StoreResult<()> {

@@ -809,7 +809,7 @@ fn clear_mailbox(tx: &Connection, mailbox: MailboxId) -> StoreResult<()> {
     Ok(())
 }
 
-const QUEUE_COLUMNS: &str = "id, sender, account_id, recipients, length(message), envid, ret, created, expires, next_attempt, attempts, last_error";
+const QUEUE_COLUMNS: &str = "id, sender, account_id, recipients, length(message), envid, ret, created, expires, next_attempt, attempts, last_error, claimed_until";
 
 fn queued_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Queued> {
     let recipients: String = r.get(3)?;
@@ -826,6 +826,7 @@ fn queued_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Queued> {
         next_attempt: r.get(9)?,
         attempts: r.get(10)?,
         last_error: r.get(11)?,
+        claimed_until: r.get(12)?,
     })
 }
 
@@ -1886,9 +1887,11 @@ impl MailStore for SqliteStore {
             let due: Vec<Queued> = stmt
                 .query_map(params![now, limit as i64], queued_from_row)?
                 .collect::<Result<_, _>>()?;
-            for q in &due {
+            let mut due = due;
+            for q in &mut due {
                 tx.prepare_cached("UPDATE queue SET claimed_until = ?2 WHERE id = ?1")?
                     .execute(params![q.id.0, now + lease])?;
+                q.claimed_until = Some(now + lease);
             }
             Ok(due)
         })
@@ -1910,10 +1913,14 @@ impl MailStore for SqliteStore {
     async fn queue_next_attempt(&self) -> StoreResult<Option<i64>> {
         self.read(ReadSize::Small, |c| {
             Ok(
+                // In index order, stopping at the first unclaimed entry: cheap
+                // enough for the runner to ask every second.
                 c.prepare_cached(
-                    "SELECT MIN(next_attempt) FROM queue WHERE claimed_until IS NULL",
+                    "SELECT next_attempt FROM queue WHERE claimed_until IS NULL
+                     ORDER BY next_attempt LIMIT 1",
                 )?
-                .query_row([], |r| r.get(0))?,
+                .query_row([], |r| r.get(0))
+                .optional()?,
             )
         })
         .await
@@ -1963,6 +1970,36 @@ impl MailStore for SqliteStore {
                 return Err(StoreError::NotFound(format!("queue entry {}", e.id.0)));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<QueueRetried> {
+        self.write(move |tx, _| {
+            let id = id.map(|i| i.0);
+            let due = tx
+                .prepare_cached(
+                    "UPDATE queue SET next_attempt = ?2
+                     WHERE (?1 IS NULL OR id = ?1)
+                       AND (claimed_until IS NULL OR claimed_until <= ?2)",
+                )?
+                .execute(params![id, now])? as u64;
+            let in_delivery: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM queue
+                     WHERE (?1 IS NULL OR id = ?1) AND claimed_until > ?2",
+                )?
+                .query_row(params![id, now], |r| r.get(0))?;
+            if let Some(id) = id
+                && due == 0
+                && in_delivery == 0
+            {
+                return Err(StoreError::NotFound(format!("queue entry {id}")));
+            }
+            Ok(QueueRetried {
+                due,
+                in_delivery: in_delivery as u64,
+            })
         })
         .await
     }
@@ -2066,6 +2103,66 @@ mod tests {
             .await
             .unwrap();
         assert!(!sql.to_uppercase().contains("WITHOUT ROWID"), "{sql}");
+    }
+
+    #[tokio::test]
+    async fn queue_entries_keep_their_ids_and_ids_stay_unique_after_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (account, _) = account_with_inbox(&store, "old@example.org").await;
+        let new = || NewQueued {
+            sender: "old@example.org".into(),
+            account: Some(account.id),
+            recipients: vec![QueuedRecipient {
+                address: "far@remote.example".into(),
+                orcpt: None,
+                notify: None,
+                state: RecipientState::Pending,
+                last_reply: None,
+            }],
+            message: b"Subject: q\r\n\r\nbody\r\n".to_vec(),
+            envid: None,
+            ret: None,
+            expires: now_unix() + 3600,
+        };
+        let first = store.enqueue(new()).await.unwrap();
+        let second = store.enqueue(new()).await.unwrap();
+        store.queue_claim(now_unix() + 1, 600, 1).await.unwrap();
+        drop(store);
+        // The table as it was before AUTOINCREMENT (this must stay the last
+        // migration for the version set here).
+        let before = schema::MIGRATIONS
+            .iter()
+            .position(|m| m.contains("queue_ids_never_reused"))
+            .unwrap();
+        {
+            let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(&format!(
+                "CREATE TABLE old_queue (id INTEGER PRIMARY KEY, sender TEXT NOT NULL,
+                   account_id INTEGER, recipients TEXT NOT NULL, message BLOB NOT NULL,
+                   envid TEXT, ret TEXT, created INTEGER NOT NULL, expires INTEGER NOT NULL,
+                   next_attempt INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   last_error TEXT, claimed_until INTEGER);
+                 INSERT INTO old_queue SELECT * FROM queue;
+                 DROP TABLE queue;
+                 ALTER TABLE old_queue RENAME TO queue;
+                 CREATE INDEX queue_due ON queue(next_attempt);
+                 DELETE FROM sqlite_sequence WHERE name = 'queue';
+                 PRAGMA user_version = {before};"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let list = store.queue_list().await.unwrap();
+        assert_eq!(
+            list.iter().map(|q| q.id).collect::<Vec<_>>(),
+            vec![first, second]
+        );
+        assert!(list[0].claimed_until.is_some(), "claims are kept");
+        // The highest goes; its id is not given again.
+        store.queue_remove(second).await.unwrap();
+        let third = store.enqueue(new()).await.unwrap();
+        assert!(third > second, "{third:?} after {second:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,4 +208,31 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS signouts_at ON signouts(at);
     "#,
+    // version 16: queue ids are never given twice (AUTOINCREMENT), so a
+    // `queue delete ID` from an older listing cannot hit a newer message once
+    // the queue emptied; a rowid alone restarts after the highest row goes.
+    r#"
+    CREATE TABLE queue_ids_never_reused (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender        TEXT NOT NULL,
+        account_id    INTEGER,
+        recipients    TEXT NOT NULL,
+        message       BLOB NOT NULL,
+        envid         TEXT,
+        ret           TEXT,
+        created       INTEGER NOT NULL,
+        expires       INTEGER NOT NULL,
+        next_attempt  INTEGER NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        last_error    TEXT,
+        claimed_until INTEGER
+    );
+    INSERT INTO queue_ids_never_reused(id, sender, account_id, recipients, message, envid,
+        ret, created, expires, next_attempt, attempts, last_error, claimed_until)
+    SELECT id, sender, account_id, recipients, message, envid, ret, created, expires,
+        next_attempt, attempts, last_error, claimed_until FROM queue;
+    DROP TABLE queue;
+    ALTER TABLE queue_ids_never_reused RENAME TO queue;
+    CREATE INDEX queue_due ON queue(next_attempt);
+    "#,
 ];
