@@ -342,6 +342,15 @@ impl SmtpClient {
                     .into(),
             ));
         }
+        // RFC 6531 §3.4: a message whose header fields need SMTPUTF8 is not
+        // sent to a server without it (RFC 6532 §3.5: no downgrade here); it
+        // goes back to its sender with the RFC 6533 status.
+        if !self.caps.smtputf8 && crate::seven_bit::has_8bit_header(message) {
+            return all(RcptOutcome::Permanent(
+                "553 5.6.7 The message has UTF-8 header fields, which need SMTPUTF8, and the server does not offer it"
+                    .into(),
+            ));
+        }
         if let Some(limit) = self.caps.size
             && limit > 0
             && message.len() as u64 > limit

@@ -829,6 +829,28 @@ async fn utf8_header_fields_go_with_smtputf8() {
     assert_eq!(mail, "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8");
 }
 
+// RFC 6531 §3.4: with UTF-8 header fields and a next hop that offers
+// 8BITMIME but not SMTPUTF8, nothing is sent; the sender gets a bounce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_header_fields_are_not_sent_without_smtputf8() {
+    let w = world().await;
+    let sink = sink::start(SinkConfig {
+        extensions: vec!["8BITMIME".into()],
+        ..SinkConfig::default()
+    })
+    .await;
+    let relay = Relay::new(w.store.clone(), config(&sink));
+    let message = "From: Jürgen <alice@example.org>\r\nSubject: Grüße\r\n\r\nHallo\r\n";
+    let mut new = queued(&w, vec![rcpt("bob@remote.example")]);
+    new.message = message.as_bytes().to_vec();
+    w.store.enqueue(new).await.unwrap();
+    run_until(&w, relay, |q| q.is_empty()).await;
+    assert!(sink.messages().is_empty(), "nothing was sent");
+    let inbox = inbox(&w).await;
+    assert_eq!(inbox.len(), 1, "a bounce");
+    assert!(inbox[0].contains("5.6.7"), "{}", inbox[0]);
+}
+
 // Issue 23, finding 8: MX routing end to end through the real resolver, asking a
 // DNS server on loopback (`dns_servers`) — preference order, the next MX when the
 // first refuses, the implicit MX (no MX, an address), and the null MX.
