@@ -97,10 +97,17 @@ def cli(*args):
 
 
 def sign_in(d, user, password):
+    """Signs in and waits until the login's answer has loaded (a navigation
+    started before it would race with the form's POST)."""
     d.go("/login")
     d.type("#address", user)
     d.type("#password", password)
     d.click("#signin")
+    deadline = time.time() + 15
+    while "/login" in d.url():
+        if time.time() > deadline:
+            raise SystemExit(f"FAIL: still on {d.url()} after signing in as {user}")
+        time.sleep(0.1)
 
 
 def main():

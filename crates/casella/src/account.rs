@@ -156,11 +156,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             };
             store.delete_account(a.id).await?;
             // Its open sessions on the running servers end too.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            store.record_signout(&a.address, now).await?;
+            store.record_signout(&a.address, unix_now()).await?;
             println!("removed {}", a.address);
         }
         AccountCommand::Set { address, settings } => {
@@ -170,6 +166,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             else {
                 bail!("no account {address}");
             };
+            let was_disabled = a.settings.disabled;
             for setting in &settings {
                 let Some((key, value)) = setting.split_once('=') else {
                     bail!("{setting}: expected KEY=VALUE");
@@ -181,7 +178,12 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 casella_directory::options::set(&mut a, key, value)
                     .map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
             }
+            let switched_off = a.settings.disabled && !was_disabled;
             store.update_account(&a).await?;
+            if switched_off {
+                // Its open mail sessions end too, here and on every node.
+                store.record_signout(&a.address, unix_now()).await?;
+            }
             println!("updated {}", a.address);
         }
         AccountCommand::Alias { command } => alias(&*store, command).await?,
@@ -198,6 +200,9 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             let password = read_password(password_stdin)?;
             casella_directory::password_rules::set_password(&mut a, &password)?;
             store.update_account(&a).await?;
+            // A password set by an administrator ends the sessions opened with
+            // the old one (it may have been stolen), here and on every node.
+            store.record_signout(&a.address, unix_now()).await?;
             println!("password changed for {}", a.address);
         }
         AccountCommand::Signout { address } => {
@@ -248,4 +253,11 @@ async fn alias(store: &dyn casella_store::MailStore, command: AliasCommand) -> a
         }
     }
     Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -183,3 +183,41 @@ fn the_administrator_chooses_the_mechanisms_each_protocol_offers() {
         "{capa:?}"
     );
 }
+
+#[test]
+fn switching_an_account_off_or_resetting_its_password_ends_its_mail_sessions() {
+    // Review of issue 16: enabled=off ended only the web sessions; an IMAP
+    // IDLE went on. Now the CLI records a sign-out that every server acts on.
+    let s = server();
+    let cert = s.cert_path();
+    let idle = |s: &TestServer| {
+        let mut c = LineClient::connect_tls(s.addr("imaps"), &cert);
+        c.expect("* OK");
+        c.send_line(&format!("a LOGIN {USER} {PASS}"));
+        c.expect_tagged("a OK");
+        c.send_line("b SELECT INBOX");
+        c.expect_tagged("b OK");
+        c.send_line("c IDLE");
+        c.expect("+ ");
+        c
+    };
+    let ended = |c: &mut LineClient| {
+        let start = Instant::now();
+        let line = c.line();
+        assert!(line.starts_with("* BYE"), "{line}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    };
+    let mut c = idle(&s);
+    let out = s.cli(&["account", "set", USER, "enabled=off"], b"");
+    assert!(out.status.success(), "{out:?}");
+    ended(&mut c);
+    let out = s.cli(&["account", "set", USER, "enabled=on"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let mut c = idle(&s);
+    let out = s.cli(
+        &["account", "passwd", USER, "--password-stdin"],
+        b"a-new-password\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    ended(&mut c);
+}

@@ -131,6 +131,7 @@ pub async fn update_account(
     pairs: &[(String, String)],
 ) -> Result<(), OpError> {
     let mut a = find(web, address).await?;
+    let was_disabled = a.settings.disabled;
     let mut password = None;
     for (k, v) in pairs {
         if k.eq_ignore_ascii_case("password") {
@@ -139,13 +140,29 @@ pub async fn update_account(
         }
         options::set(&mut a, k, v).map_err(|e| OpError::Invalid(e.0))?;
     }
+    let reset = password.is_some();
     if let Some(p) = password {
         a = set_password(a, p).await?;
         web.directory.forget_remembered_passwords(a.id);
         tracing::info!(user = %a.address, "password reset by an administrator");
     }
     web.directory.store().update_account(&a).await?;
+    // Switched off, or its password reset (it may have been stolen): its open
+    // mail sessions end too, here and on every node.
+    if reset || (a.settings.disabled && !was_disabled) {
+        end_mail_sessions(web, &a.address).await;
+    }
     Ok(())
+}
+
+/// Records a sign-out for every node and ends the account's mail sessions
+/// here at once.
+async fn end_mail_sessions(web: &Web, address: &str) {
+    match web.directory.store().record_signout(address, now()).await {
+        Ok(seq) => web.signouts.mark_seen(seq, now()),
+        Err(e) => tracing::warn!(error = %e, "recording a sign-out failed"),
+    }
+    casella_net::LiveSessions::global().end_user(address);
 }
 
 /// Removes the account and its mail, and ends its open sessions.
@@ -154,16 +171,7 @@ pub async fn delete_account(web: &Web, address: &str) -> Result<(), OpError> {
     web.directory.store().delete_account(a.id).await?;
     // Its web sessions end at their next request (the account is gone); its
     // mail sessions here and on the other nodes end now.
-    match web
-        .directory
-        .store()
-        .record_signout(&a.address, now())
-        .await
-    {
-        Ok(seq) => web.signouts.mark_seen(seq, now()),
-        Err(e) => tracing::warn!(error = %e, "recording the sign-out of a removed account failed"),
-    }
-    casella_net::LiveSessions::global().end_user(&a.address);
+    end_mail_sessions(web, &a.address).await;
     tracing::info!(user = %a.address, "account removed");
     Ok(())
 }
