@@ -919,6 +919,26 @@ fn autoconfig_offers_only_what_the_account_may_use_and_only_for_local_domains() 
     // Another account of the domain still gets POP.
     s.add_account("bob@example.org", "bob-pw-1");
     assert!(tb("bob@example.org").body.contains("type=\"pop3\""));
+    // An administrator and a disabled account are answered as an address
+    // nobody has: the answer does not single them out.
+    let out = s.cli(
+        &[
+            "account",
+            "add",
+            "boss@example.org",
+            "--admin",
+            "--password-stdin",
+        ],
+        b"boss-password\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    s.add_account("carol@example.org", "carol-pw-1");
+    cli_ok(&s, &["account", "set", "carol@example.org", "enabled=off"]);
+    let unknown = tb("nobody@example.org").body;
+    for who in ["boss@example.org", "carol@example.org"] {
+        let body = tb(who).body;
+        assert_eq!(body.replace(who, "nobody@example.org"), unknown, "{who}");
+    }
     // Not our domain: nothing.
     let a = tb("someone@elsewhere.example");
     assert_eq!(a.code, 404, "{}", a.body);

@@ -90,6 +90,9 @@ fn auth_for(web: &Web, protocol: &str) -> Option<Auth> {
 
 /// What a client at `ip` is offered, for `account` when the request named one.
 pub(crate) fn offer(web: &Web, ip: IpAddr, account: Option<&Account>) -> Offer {
+    // Administrators and disabled accounts are answered as an address nobody
+    // has: what an outsider is told must not single them out.
+    let account = account.filter(|a| !a.is_admin && !a.settings.disabled);
     let mut ends = web.endpoints_for(ip);
     let may = |p: Protocol| {
         account.is_none_or(|a| p.enabled_for(a) && !(a.is_admin && p.bars_administrators()))
