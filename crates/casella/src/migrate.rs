@@ -116,7 +116,10 @@ pub async fn run(from: &Path, to: &str) -> anyhow::Result<()> {
         created.pop_enabled = a.pop_enabled;
         created.imap_enabled = a.imap_enabled;
         created.submission_enabled = a.submission_enabled;
+        // The target's own revision (see `AccountSettings::revision`).
+        let revision = created.settings.revision;
         created.settings = a.settings.clone();
+        created.settings.revision = revision;
         target.update_account(&created).await?;
         for alias in source.aliases(a.id).await? {
             target.add_alias(created.id, &alias).await?;

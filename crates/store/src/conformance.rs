@@ -589,11 +589,22 @@ async fn accounts(store: &dyn MailStore) {
     changed.settings.pop.mark_read = true;
     changed.settings.pop.folders.push("Junk Email".into());
     store.update_account(&changed).await.unwrap();
+    let mut saved = changed.clone();
+    saved.settings.revision += 1;
     assert_eq!(
         store.account(a.id).await.unwrap(),
-        changed,
+        saved,
         "update_account persists"
     );
+    // A stale copy (read before that update) cannot write over it: the
+    // password, a disable, a session generation would come back.
+    let mut stale = changed.clone();
+    stale.password_hash = "$argon2id$stale".into();
+    assert!(matches!(
+        store.update_account(&stale).await,
+        Err(StoreError::Temporary(_))
+    ));
+    assert_eq!(store.account(a.id).await.unwrap(), saved, "nothing written");
 
     let b = new_account(store, "bob@other.test").await;
     let listed: Vec<_> = store

@@ -164,6 +164,14 @@ pub struct AccountSettings {
     /// [`AccountSettings::end_web_sessions`]).
     #[serde(skip_serializing_if = "is_zero")]
     pub session_generation: u64,
+    /// How many times the account was saved: `update_account` writes only
+    /// when the stored value is still the one this copy was read with, and
+    /// raises it. Two read-modify-writes that overlap cannot undo each other
+    /// (a stale copy cannot restore an old password, a lifted disable or an
+    /// old session generation); the later one fails with a temporary error
+    /// and is retried from a fresh read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub revision: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -193,6 +201,14 @@ pub struct AppPassword {
 }
 
 impl AccountSettings {
+    /// The settings as `update_account` stores them: the next revision,
+    /// serialised.
+    pub fn next_revision_json(&self) -> Result<String, serde_json::Error> {
+        let mut next = self.clone();
+        next.revision = self.revision.wrapping_add(1);
+        serde_json::to_string(&next)
+    }
+
     /// Ends every web session of the account (they check the generation at
     /// each request); the caller saves the account.
     pub fn end_web_sessions(&mut self) {

@@ -1023,13 +1023,19 @@ impl MailStore for PgStore {
 
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
         let a = account;
-        let settings = serde_json::to_string(&a.settings).map_err(StoreError::internal)?;
-        let n = self
-            .conn()
-            .await?
+        let settings = a
+            .settings
+            .next_revision_json()
+            .map_err(StoreError::internal)?;
+        let expected = a.settings.revision as i64;
+        let mut conn = self.conn().await?;
+        // One statement: only over the revision this copy was read with (see
+        // `AccountSettings::revision`).
+        let n = conn
             .execute(
                 "UPDATE accounts SET password_hash = $2, is_admin = $3, pop_enabled = $4,
-                 imap_enabled = $5, submission_enabled = $6, settings = $7 WHERE id = $1",
+                 imap_enabled = $5, submission_enabled = $6, settings = $7
+                 WHERE id = $1 AND coalesce((settings::jsonb ->> 'revision')::bigint, 0) = $8",
                 &[
                     &a.id.0,
                     &a.password_hash,
@@ -1038,11 +1044,23 @@ impl MailStore for PgStore {
                     &a.imap_enabled,
                     &a.submission_enabled,
                     &settings,
+                    &expected,
                 ],
             )
             .await?;
         if n == 0 {
-            return Err(StoreError::NotFound(format!("account {}", a.address)));
+            let exists = conn
+                .query_opt("SELECT 1 FROM accounts WHERE id = $1", &[&a.id.0])
+                .await?
+                .is_some();
+            return Err(if exists {
+                StoreError::Temporary(format!(
+                    "account {} changed meanwhile; read it again",
+                    a.address
+                ))
+            } else {
+                StoreError::NotFound(format!("account {}", a.address))
+            });
         }
         Ok(())
     }

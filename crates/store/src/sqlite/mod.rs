@@ -1091,11 +1091,18 @@ impl MailStore for SqliteStore {
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
         let a = account.clone();
         self.write(move |tx, _| {
-            let settings = serde_json::to_string(&a.settings).map_err(StoreError::internal)?;
+            let settings = a
+                .settings
+                .next_revision_json()
+                .map_err(StoreError::internal)?;
+            let expected = a.settings.revision as i64;
+            // Only over the revision this copy was read with (see
+            // `AccountSettings::revision`).
             let n = tx
                 .prepare_cached(
                     "UPDATE accounts SET password_hash = ?2, is_admin = ?3, pop_enabled = ?4,
-                 imap_enabled = ?5, submission_enabled = ?6, settings = ?7 WHERE id = ?1",
+                 imap_enabled = ?5, submission_enabled = ?6, settings = ?7
+                 WHERE id = ?1 AND coalesce(json_extract(settings, '$.revision'), 0) = ?8",
                 )?
                 .execute(params![
                     a.id.0,
@@ -1104,10 +1111,21 @@ impl MailStore for SqliteStore {
                     a.pop_enabled,
                     a.imap_enabled,
                     a.submission_enabled,
-                    settings
+                    settings,
+                    expected
                 ])?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("account {}", a.address)));
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
+                    .exists([a.id.0])?;
+                return Err(if exists {
+                    StoreError::Temporary(format!(
+                        "account {} changed meanwhile; read it again",
+                        a.address
+                    ))
+                } else {
+                    StoreError::NotFound(format!("account {}", a.address))
+                });
             }
             Ok(())
         })
