@@ -515,6 +515,20 @@ fn change_password_needs_the_current_one_and_ends_the_other_sessions() {
     let a = change(PASS, "alice-new-pw", "alice-new-pv");
     assert_eq!(a.code, 400);
     assert!(a.body.contains("differ"), "{}", a.body);
+    // An app password (checked through the login pipeline) does not stand in
+    // for the current password.
+    let made = post(
+        &s,
+        &here,
+        "/security/app-passwords",
+        &[("csrf", &csrf), ("name", "Laptop"), ("protocol", "web")],
+    );
+    assert_eq!(made.code, 200, "{}", made.body);
+    let at = made.body.find("id=\"new-app-password\">").expect("shown") + 22;
+    let app_pw = made.body[at..at + 19].to_string();
+    let a = change(&app_pw, "alice-new-pw", "alice-new-pw");
+    assert_eq!(a.code, 400);
+    assert!(a.body.contains("not an app password"), "{}", a.body);
     assert!(signed_in(&s, &other), "nothing changed yet");
 
     let a = change(PASS, "alice-new-pw", "alice-new-pw");

@@ -76,6 +76,8 @@ impl AuthFailure {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub account: Account,
+    /// The login used one of the account's app passwords, not its password.
+    pub app_password: bool,
 }
 
 /// Where a login comes from, for the account's login history.

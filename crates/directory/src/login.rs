@@ -355,7 +355,10 @@ impl Directory {
         }
         self.admit(ctx.protocol, &account)?;
         self.record(&account, ctx.protocol, &ctx.source, true);
-        Ok(Authenticated { account })
+        Ok(Authenticated {
+            account,
+            app_password: !main,
+        })
     }
 
     /// Accounts from before SCRAM get their keys at their next password login,
@@ -446,7 +449,10 @@ impl Directory {
             .await
             .map_err(sasl_failure)?;
         self.record(&account, ctx.protocol, &ctx.source, true);
-        Ok(Authenticated { account })
+        Ok(Authenticated {
+            account,
+            app_password: false,
+        })
     }
 
     /// SASL XOAUTH2 or OAUTHBEARER (RFC 7628): the client sends a bearer token;
@@ -521,7 +527,10 @@ impl Directory {
         reservation.succeed();
         self.admit(ctx.protocol, &account)?;
         self.record(&account, ctx.protocol, &ctx.source, true);
-        Ok(Authenticated { account })
+        Ok(Authenticated {
+            account,
+            app_password: false,
+        })
     }
 
     /// A token may name no user: then the reservation is on a name of that
@@ -605,7 +614,10 @@ impl Directory {
             }
         };
         self.admit(protocol, &account)?;
-        Ok(Authenticated { account })
+        Ok(Authenticated {
+            account,
+            app_password: false,
+        })
     }
 }
 

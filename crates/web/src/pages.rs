@@ -838,21 +838,22 @@ async fn change_password(
     if let Err(e) = casella_directory::password_rules::check(&account.address, &new) {
         return refuse(web, session, account, capitalized(&e.to_string())).await;
     }
-    // An app password does not open the account's main password.
-    if app_passwords::matching(&account, Protocol::Web, &current).is_some() {
-        return refuse(
-            web,
-            session,
-            account,
-            "Type your current password, not an app password.".into(),
-        )
-        .await;
-    }
+    // Checked through the login pipeline (throttled like any login); an app
+    // password does not open the account's main password.
     let checked = web
         .directory
         .login_with_password(&login_context(remote, &headers), &account.address, &current)
         .await;
     match checked {
+        Ok(auth) if auth.app_password => {
+            return refuse(
+                web,
+                session,
+                account,
+                "Type your current password, not an app password.".into(),
+            )
+            .await;
+        }
         Ok(_) => {}
         Err(AuthFailure::Temporary) => return busy(),
         Err(failure) => {
