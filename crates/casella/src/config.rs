@@ -113,17 +113,10 @@ pub struct WebSection {
 
 /// The private and loopback ranges.
 fn private_networks() -> Vec<String> {
-    [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "127.0.0.0/8",
-        "::1/128",
-        "fc00::/7",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    casella_web::PRIVATE_NETWORKS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Default for WebSection {

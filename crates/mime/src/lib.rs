@@ -14,11 +14,13 @@ mod address;
 mod date;
 mod parse;
 mod present;
+mod transfer;
 
 pub use address::parse_address_list;
 pub use date::{civil_from_days, days_from_civil, format_rfc5322_date, parse_rfc5322_date};
 pub use parse::parse;
 pub use present::{Presentation, RetrievalFormat};
+pub use transfer::encode_quoted_printable;
 
 use serde::{Deserialize, Serialize};
 

@@ -295,27 +295,8 @@ fn encode_body(text: &str) -> (&'static str, Vec<u8>) {
         }
         return ("7bit", out);
     }
-    let mut out = Vec::with_capacity(normalized.len() + normalized.len() / 8);
-    for line in normalized.split('\n') {
-        let bytes = line.as_bytes();
-        let mut width = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let last = i + 1 == bytes.len();
-            let plain = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-            let len = if plain { 1 } else { 3 };
-            if width + len > 75 {
-                out.extend_from_slice(b"=\r\n");
-                width = 0;
-            }
-            if plain {
-                out.push(b);
-            } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
-            }
-            width += len;
-        }
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = crate::encode_quoted_printable(normalized.as_bytes());
+    out.extend_from_slice(b"\r\n");
     ("quoted-printable", out)
 }
 

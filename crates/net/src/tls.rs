@@ -131,19 +131,10 @@ fn self_signed_due(dir: &Path) -> bool {
     expires / 86_400 - unix_days_now() < RENEW_BEFORE_DAYS
 }
 
-/// The civil date (UTC) of a day count since 1970-01-01 (H. Hinnant's
-/// days-to-civil).
+/// The civil date (UTC) of a day count since 1970-01-01, as rcgen takes it.
 fn civil(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
+    let (y, m, d) = casella_mime::civil_from_days(days);
+    (y as i32, m as u8, d as u8)
 }
 
 /// A self-signed certificate for `hostname` (its common name and first

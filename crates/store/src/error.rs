@@ -32,6 +32,14 @@ impl StoreError {
     pub fn internal(e: impl std::fmt::Display) -> StoreError {
         StoreError::Internal(e.to_string())
     }
+
+    /// `update_account` on a copy older than the stored account (see
+    /// `AccountSettings::revision`): read it again and redo the change.
+    pub fn account_changed(address: &str) -> StoreError {
+        StoreError::Temporary(format!(
+            "account {address} changed meanwhile; read it again"
+        ))
+    }
 }
 
 impl From<std::io::Error> for StoreError {

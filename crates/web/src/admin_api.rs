@@ -4,10 +4,9 @@
 //! one. The admin pages use the same operations (see `admin_ops`). Like the
 //! admin pages it answers only clients in `[web] admin-networks`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,10 +29,7 @@ impl FromRequestParts<Arc<Web>> for AdminToken {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
-        let remote = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let remote = crate::remote_of(parts);
         if !remote.is_some_and(|ip| web.admin_allowed(ip)) {
             return Err((
                 StatusCode::FORBIDDEN,

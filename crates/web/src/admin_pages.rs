@@ -10,10 +10,9 @@
 //! network. Addresses in links are percent-encoded (`urls`), so any address
 //! the CLI accepts — `#`, `?`, `/`, `+` in the local part — can be managed here.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -59,11 +58,7 @@ impl FromRequestParts<Arc<Web>> for SignedInAdmin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
-        let remote = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if !remote.is_some_and(|ip| web.admin_allowed(ip)) {
+        if !web.admin_request_allowed(parts) {
             return Err(not_allowed(
                 None,
                 "The administration pages are not open to your network.",

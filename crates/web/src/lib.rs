@@ -147,6 +147,11 @@ impl Web {
         in_any(&self.admin_networks, ip)
     }
 
+    /// [`Web::admin_allowed`] for the client of a request.
+    pub(crate) fn admin_request_allowed(&self, parts: &axum::http::request::Parts) -> bool {
+        remote_of(parts).is_some_and(|ip| self.admin_allowed(ip))
+    }
+
     /// The endpoints to show a client at `ip`: the internal ones from an internal
     /// network when there are any, otherwise the external ones.
     pub fn endpoints_for(&self, ip: IpAddr) -> Endpoints {
@@ -167,6 +172,14 @@ impl Web {
     }
 }
 
+/// The client address of a request.
+pub(crate) fn remote_of(parts: &axum::http::request::Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 fn in_any(networks: &[(IpAddr, u8)], ip: IpAddr) -> bool {
     networks
         .iter()
@@ -176,19 +189,23 @@ fn in_any(networks: &[(IpAddr, u8)], ip: IpAddr) -> bool {
 use casella_net::in_network;
 pub use casella_net::parse_network;
 
-/// The private and loopback networks, the default internal networks.
+/// The private and loopback networks: the default internal networks and
+/// admin networks.
+pub const PRIVATE_NETWORKS: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "::1/128",
+    "fc00::/7",
+];
+
+/// [`PRIVATE_NETWORKS`], parsed.
 pub fn default_internal_networks() -> Vec<(IpAddr, u8)> {
-    [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "127.0.0.0/8",
-        "::1/128",
-        "fc00::/7",
-    ]
-    .iter()
-    .filter_map(|n| parse_network(n))
-    .collect()
+    PRIVATE_NETWORKS
+        .iter()
+        .filter_map(|n| parse_network(n))
+        .collect()
 }
 
 /// All routes.

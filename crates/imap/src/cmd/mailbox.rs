@@ -333,7 +333,8 @@ impl Session {
         // INBOX first, then by name.
         all.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
         let names: BTreeSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
-        let matched = matching(patterns, all.iter().map(|m| m.name.clone()).collect()).await;
+        let listed: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        let matched = matching(&patterns, &listed).await;
         for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
             if select_subscribed && !mb.subscribed {
                 continue;
@@ -401,8 +402,11 @@ impl Session {
             Ok(mut all) => {
                 let show_hidden = self.config.show_hidden_folders;
                 all.retain(|m| m.subscribed && (show_hidden || !is_hidden(&m.name)));
-                let matched =
-                    matching(vec![full], all.iter().map(|m| m.name.clone()).collect()).await;
+                let matched = matching(
+                    &[full],
+                    &all.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+                )
+                .await;
                 for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
                     let mut out = b"* LSUB () \"/\" ".to_vec();
                     self.encode_name(&mut out, &mb.name);

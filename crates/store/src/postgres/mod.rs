@@ -1054,10 +1054,7 @@ impl MailStore for PgStore {
                 .await?
                 .is_some();
             return Err(if exists {
-                StoreError::Temporary(format!(
-                    "account {} changed meanwhile; read it again",
-                    a.address
-                ))
+                StoreError::account_changed(&a.address)
             } else {
                 StoreError::NotFound(format!("account {}", a.address))
             });

@@ -1119,10 +1119,7 @@ impl MailStore for SqliteStore {
                     .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
                     .exists([a.id.0])?;
                 return Err(if exists {
-                    StoreError::Temporary(format!(
-                        "account {} changed meanwhile; read it again",
-                        a.address
-                    ))
+                    StoreError::account_changed(&a.address)
                 } else {
                     StoreError::NotFound(format!("account {}", a.address))
                 });
