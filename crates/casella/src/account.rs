@@ -218,7 +218,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn alias(store: &dyn casella_store::MailStore, command: AliasCommand) -> anyhow::Result<()> {
+async fn alias(store: &dyn casella_store::Store, command: AliasCommand) -> anyhow::Result<()> {
     let owner = |address: &str| address.trim().to_ascii_lowercase();
     match command {
         AliasCommand::Add { address, alias } => {

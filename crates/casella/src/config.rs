@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use casella_directory::LoginType;
-use casella_store::MailStore;
+use casella_store::Store;
 use casella_store::postgres::{PgOptions, PgStore};
 use casella_store::sqlite::SqliteStore;
 use serde::Deserialize;
@@ -657,7 +657,7 @@ pub fn load_or_create(data: &Path) -> anyhow::Result<Config> {
 
 /// Opens the store the configuration names: the embedded one in the data
 /// directory, or PostgreSQL (`store = "postgres://user@host/db"`).
-pub async fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
+pub async fn open_store(data: &Path) -> anyhow::Result<Arc<dyn Store>> {
     open_store_with(data, None).await
 }
 
@@ -666,7 +666,7 @@ pub async fn open_store(data: &Path) -> anyhow::Result<Arc<dyn MailStore>> {
 pub async fn open_store_with(
     data: &Path,
     search_index: Option<bool>,
-) -> anyhow::Result<Arc<dyn MailStore>> {
+) -> anyhow::Result<Arc<dyn Store>> {
     let config = load_or_create(data)?;
     match config.store.as_str() {
         "embedded" | "" => {

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use casella_store::postgres::{ImportMailbox, ImportMessage, PgStore};
 use casella_store::sqlite::SqliteStore;
-use casella_store::{MailStore, NewAccount, NewQueued};
+use casella_store::{DirectoryStore, MailStore, NewAccount, NewQueued, QueueStore};
 
 /// Messages read and written per round trip.
 const BATCH: usize = 200;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use casella_store::{AccountId, LoginRecord, MailStore};
+use casella_store::{AccountId, LoginRecord, Store};
 use tokio::sync::mpsc;
 
 /// Most records written in one batch.
@@ -16,12 +16,12 @@ const DELAY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 16_384;
 
 pub struct LoginHistory {
-    store: Arc<dyn MailStore>,
+    store: Arc<dyn Store>,
     queue: OnceLock<mpsc::Sender<(AccountId, LoginRecord)>>,
 }
 
 impl LoginHistory {
-    pub fn new(store: Arc<dyn MailStore>) -> LoginHistory {
+    pub fn new(store: Arc<dyn Store>) -> LoginHistory {
         LoginHistory {
             store,
             queue: OnceLock::new(),
@@ -41,10 +41,7 @@ impl LoginHistory {
     }
 }
 
-async fn write_batches(
-    store: Arc<dyn MailStore>,
-    mut rx: mpsc::Receiver<(AccountId, LoginRecord)>,
-) {
+async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(AccountId, LoginRecord)>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         // Wait for the first record, then gather what comes within DELAY.

@@ -27,7 +27,7 @@ pub use secret::Secret;
 
 use std::sync::Arc;
 
-use casella_store::{Account, MailStore, StoreError};
+use casella_store::{Account, Store, StoreError};
 
 /// Why a login was refused. Sessions turn each into their protocol's reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub struct LoginSource {
 pub(crate) const REFUSED_LOGINS: &[&str] = &["anonymous", "guest", "ftp", "nobody"];
 
 pub struct Directory {
-    store: Arc<dyn MailStore>,
+    store: Arc<dyn Store>,
     throttle: Arc<throttle::Throttle>,
     history: history::LoginHistory,
     verified: verified::VerifiedPasswords,
@@ -185,7 +185,7 @@ pub(crate) fn log_safe(s: &str) -> String {
 }
 
 impl Directory {
-    pub fn new(store: Arc<dyn MailStore>) -> Directory {
+    pub fn new(store: Arc<dyn Store>) -> Directory {
         Directory {
             history: history::LoginHistory::new(store.clone()),
             store,
@@ -230,7 +230,7 @@ impl Directory {
         &self.throttle
     }
 
-    pub fn store(&self) -> &Arc<dyn MailStore> {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use casella_directory::{Protocol, Secret};
 use casella_net::{ConnectionInfo, NextLine, ShutdownSignal, Stream, next_line};
 use casella_proto_imap::{Command, CommandBody, LiteralSpec, literal_at_end, parse_command};
-use casella_store::{Account, Change, MailStore};
+use casella_store::{Account, Change, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 
@@ -115,7 +115,7 @@ impl Session {
         }
     }
 
-    pub fn store(&self) -> Arc<dyn MailStore> {
+    pub fn store(&self) -> Arc<dyn Store> {
         self.shared.directory.store().clone()
     }
 

@@ -12,7 +12,7 @@ use casella_net::{
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{
     Account, AccountId, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock,
-    MessageRef, POP3_DELETED_KEYWORD, PopDeleteAction, SpecialUse, StoreError, Uid,
+    MessageRef, POP3_DELETED_KEYWORD, PopDeleteAction, SpecialUse, Store, StoreError, Uid,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
@@ -121,7 +121,7 @@ impl Session {
         }
     }
 
-    fn store(&self) -> &Arc<dyn MailStore> {
+    fn store(&self) -> &Arc<dyn Store> {
         self.directory.store()
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casella_net::ShutdownSignal;
-use casella_store::{MailStore, Queued, RecipientState, StoreError, normalize_line_ends, now_unix};
+use casella_store::{Queued, RecipientState, Store, StoreError, normalize_line_ends, now_unix};
 use rustls::ClientConfig;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -74,7 +74,7 @@ pub struct Relay {
 }
 
 struct Inner {
-    store: Arc<dyn MailStore>,
+    store: Arc<dyn Store>,
     config: RelayConfig,
     waker: Arc<Notify>,
     resolver: Arc<dyn Resolve>,
@@ -90,7 +90,7 @@ struct Inner {
 
 impl Relay {
     /// Loads the DKIM keys and TLS roots (problems are logged; see [`crate::dkim`]).
-    pub fn new(store: Arc<dyn MailStore>, config: RelayConfig) -> Relay {
+    pub fn new(store: Arc<dyn Store>, config: RelayConfig) -> Relay {
         let signers = Signers::load(&config.dkim);
         let resolver = Arc::new(DnsResolver::with_servers(config.dns_servers.clone()));
         let smarthost_tls = config.smarthost.as_ref().and_then(|s| match s.tls {

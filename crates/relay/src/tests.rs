@@ -9,7 +9,8 @@ use casella_directory::Secret;
 use casella_net::Shutdown;
 use casella_store::sqlite::SqliteStore;
 use casella_store::{
-    Account, MailStore, NewAccount, NewQueued, Queued, QueuedRecipient, RecipientState, now_unix,
+    Account, DirectoryStore, MailStore, NewAccount, NewQueued, QueueStore, Queued, QueuedRecipient,
+    RecipientState, now_unix,
 };
 use tempfile::TempDir;
 

@@ -424,32 +424,43 @@ impl Session {
             }
             body = headers::complete_for_submission(body, &self.config.hostname);
         }
+        // All local recipients in one store transaction, the bytes stored once
+        // (RFC 5321 §4.4: with several recipients the Received field names
+        // none of them); nothing stored when it fails, so a retry cannot
+        // duplicate anyone's copy.
         let mut all_ok = true;
         let mut lmtp_replies = Vec::new();
-        for r in &envelope.local {
-            let message = headers::with_received(
-                &self.trace(&id, Some(&r.address), envelope.smtputf8),
-                &body,
-            );
-            let result = store.deliver(r.account.id, message).await;
-            match &result {
-                Ok(ap) => tracing::info!(
-                    protocol = self.protocol_name(), %remote, from = %envelope.from,
-                    to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id, "delivered"
-                ),
+        if !envelope.local.is_empty() {
+            let for_clause = match envelope.local.as_slice() {
+                [only] => Some(only.address.as_str()),
+                _ => None,
+            };
+            let message =
+                headers::with_received(&self.trace(&id, for_clause, envelope.smtputf8), &body);
+            let accounts: Vec<_> = envelope.local.iter().map(|r| r.account.id).collect();
+            match store.deliver_to_all(&accounts, message).await {
+                Ok(stored) => {
+                    for (r, ap) in envelope.local.iter().zip(&stored) {
+                        tracing::info!(
+                            protocol = self.protocol_name(), %remote, from = %envelope.from,
+                            to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id,
+                            "delivered"
+                        );
+                        lmtp_replies.push(format!("250 2.0.0 <{}> Delivered as {id}", r.address));
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(protocol = self.protocol_name(), to = %r.account.address, error = %e, "delivery failed")
+                    tracing::error!(protocol = self.protocol_name(), %remote, id = %id,
+                        recipients = envelope.local.len(), error = %e, "delivery failed");
+                    all_ok = false;
+                    for r in &envelope.local {
+                        lmtp_replies.push(format!(
+                            "451 4.3.0 <{}> Temporary failure, try again later",
+                            r.address
+                        ));
+                    }
                 }
             }
-            all_ok &= result.is_ok();
-            lmtp_replies.push(if result.is_ok() {
-                format!("250 2.0.0 <{}> Delivered as {id}", r.address)
-            } else {
-                format!(
-                    "451 4.3.0 <{}> Temporary failure, try again later",
-                    r.address
-                )
-            });
         }
         if !envelope.remote.is_empty() && all_ok {
             let message = headers::with_received(&self.trace(&id, None, envelope.smtputf8), &body);
@@ -516,9 +527,9 @@ impl Session {
         }
     }
 
-    /// The Received: header for this hop (RFC 5321 §4.4, RFC 3848 "with" types).
-    /// The Received: field; its WITH protocol type as RFC 3848 registers, or
-    /// RFC 6531 §3.7.3's UTF8SMTP… / UTF8LMTP… when MAIL carried SMTPUTF8.
+    /// The Received: field for this hop (RFC 5321 §4.4); its WITH protocol
+    /// type as RFC 3848 registers, or RFC 6531 §3.7.3's UTF8SMTP… / UTF8LMTP…
+    /// when MAIL carried SMTPUTF8.
     fn trace(&self, id: &str, recipient: Option<&str>, smtputf8: bool) -> String {
         let with = match (self.mode, self.esmtp, self.tls_active, self.auth.is_some()) {
             (Mode::Lmtp, _, false, _) => "LMTP",

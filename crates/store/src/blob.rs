@@ -1,4 +1,8 @@
-//! Content-addressed message bytes in the data directory: `blobs/ab/cd/<sha256>`.
+//! Message bytes: the [`BlobStore`] trait every backend provides, and
+//! [`BlobDir`], content-addressed files in the data directory
+//! (`blobs/ab/cd/<sha256>`), the default home of large messages.
+//!
+//! For files:
 //! A blob is written once (temp file, fsync, rename, fsync of the directory) before
 //! the metadata that refers to it is committed, so a committed message always has
 //! its bytes. Blobs are immutable; identical messages share one file.
@@ -9,8 +13,40 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use async_trait::async_trait;
+
 use crate::error::{StoreError, StoreResult};
 use crate::types::BlobId;
+
+/// Where message bytes live, content-addressed by SHA-256 ([`BlobDir::id_of`]).
+///
+/// Invariants: `put` returns only when the bytes are durable, and the model
+/// calls it before the transaction that names the blob commits; bytes are
+/// immutable; bytes no message refers to are removed by the backend's
+/// garbage collection (which decides, under its own lock, that nothing names
+/// them), never by a reader. An S3-compatible store fits behind this trait.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// The largest message kept (larger ones are refused as `TooBig`).
+    fn max_size(&self) -> usize;
+    /// Whether the bytes of a message of `size` octets travel inside the
+    /// metadata transaction (`MailTx::add_blobs`) rather than through `put`.
+    fn inline(&self, size: usize) -> bool;
+    /// Stores `raw` durably under `id` (nothing to do when it is there).
+    async fn put(&self, id: &BlobId, raw: &[u8]) -> StoreResult<()>;
+    /// Several blobs' bytes — with `header_only`, their header blocks (see
+    /// `casella_mime::header_len`) — in order; `None` for one that is gone.
+    async fn get(&self, ids: Vec<BlobId>, header_only: bool) -> StoreResult<Vec<Option<Vec<u8>>>>;
+    /// Part of a blob: `len` octets from `offset` (fewer at its end).
+    async fn get_range(&self, id: &BlobId, offset: u64, len: u64) -> StoreResult<Option<Vec<u8>>> {
+        let whole = self.get(vec![id.clone()], false).await?.pop().flatten();
+        Ok(whole.map(|raw| {
+            let start = (offset.min(raw.len() as u64)) as usize;
+            let end = (offset.saturating_add(len).min(raw.len() as u64)) as usize;
+            raw[start..end].to_vec()
+        }))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct BlobDir {
@@ -94,6 +130,21 @@ impl BlobDir {
         Ok(buf)
     }
 
+    /// `len` octets from `offset` (fewer at the end); `None` when missing.
+    pub fn get_range(&self, id: &BlobId, offset: u64, len: u64) -> StoreResult<Option<Vec<u8>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path_of(id)?;
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        file.take(len).read_to_end(&mut buf)?;
+        Ok(Some(buf))
+    }
+
     pub fn remove(&self, id: &BlobId) -> StoreResult<()> {
         let path = self.path_of(id)?;
         match fs::remove_file(&path) {
@@ -101,6 +152,59 @@ impl BlobDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Files only: the building block of the embedded store's blob store, and a
+/// store of its own for a backend that keeps no bytes in its database.
+#[async_trait]
+impl BlobStore for BlobDir {
+    fn max_size(&self) -> usize {
+        u32::MAX as usize
+    }
+
+    fn inline(&self, _size: usize) -> bool {
+        false
+    }
+
+    async fn put(&self, id: &BlobId, raw: &[u8]) -> StoreResult<()> {
+        let files = self.clone();
+        let raw = raw.to_vec();
+        let id = id.clone();
+        let stored = tokio::task::spawn_blocking(move || files.put(&raw))
+            .await
+            .map_err(StoreError::internal)??;
+        if stored != id {
+            return Err(StoreError::Invalid(format!(
+                "blob {id} does not match its bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, ids: Vec<BlobId>, header_only: bool) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| {
+                    if header_only {
+                        files.get_header(id).ok()
+                    } else {
+                        files.get(id).ok()
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(StoreError::internal)
+    }
+
+    async fn get_range(&self, id: &BlobId, offset: u64, len: u64) -> StoreResult<Option<Vec<u8>>> {
+        let files = self.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || files.get_range(&id, offset, len))
+            .await
+            .map_err(StoreError::internal)?
     }
 }
 
@@ -144,6 +248,25 @@ mod tests {
         assert_ne!(blobs.put(b"other").unwrap(), a);
         blobs.remove(&a).unwrap();
         assert!(!blobs.exists(&a).unwrap());
+    }
+
+    #[tokio::test]
+    async fn ranges_and_the_trait_read_what_was_put() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = BlobDir::open(tmp.path()).unwrap();
+        let store: &dyn BlobStore = &files;
+        let raw = b"Subject: r\r\n\r\n0123456789".to_vec();
+        let id = BlobDir::id_of(&raw);
+        store.put(&id, &raw).await.unwrap();
+        assert_eq!(store.get_range(&id, 14, 4).await.unwrap().unwrap(), b"0123");
+        assert_eq!(store.get_range(&id, 22, 100).await.unwrap().unwrap(), b"89");
+        let got = store
+            .get(vec![id.clone(), BlobDir::id_of(b"none")], true)
+            .await
+            .unwrap();
+        assert_eq!(got[0].as_deref(), Some(&b"Subject: r\r\n\r\n"[..]));
+        assert!(got[1].is_none());
+        assert!(store.put(&BlobDir::id_of(b"other"), &raw).await.is_err());
     }
 
     #[test]

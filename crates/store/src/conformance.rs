@@ -1,39 +1,59 @@
-//! The conformance suite every [`MailStore`] backend must pass. A backend's test
-//! calls [`run_all`] with a fresh, empty store. Each check uses its own accounts,
-//! so the checks do not depend on one another.
+//! The conformance suite every backend must pass: [`RULES`], one check per
+//! rule of the store's API. `tests/conformance.rs` runs each rule as a test of
+//! its own against every backend (the embedded store with and without its text
+//! index; PostgreSQL). Compiled only for tests and with the `conformance`
+//! feature, so it is not in the release binary.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::{
     Change, DEFAULT_MAILBOXES, Flag, FlagOp, FlagSet, MailStore, MessageRef, ModSeq, NewAccount,
-    NewMessage, SpecialUse, StoreError, Uid,
+    NewMessage, SpecialUse, Store, StoreError, Uid,
 };
 
-/// Runs every check; panics with a message naming the failed check.
-pub async fn run_all(store: Arc<dyn MailStore>) {
-    accounts(&*store).await;
-    default_mailboxes(&*store).await;
-    append_assigns_ascending_uids_and_modseqs(&*store).await;
-    bytes_round_trip_and_line_ends(&*store).await;
-    parsed_metadata_is_stored(&*store).await;
-    flags(&*store).await;
-    expunge_is_atomic_and_remembered(&*store).await;
-    identical_messages_share_a_blob(&*store).await;
-    copy_keeps_flags_and_dates(&*store).await;
-    mailbox_lifecycle(&*store).await;
-    default_folders_are_kept(&*store).await;
-    maildrop_lock_is_exclusive(&*store).await;
-    change_feed_reports_committed_changes(&*store).await;
-    concurrent_appends_get_distinct_uids(store.clone()).await;
-    batches_changes_recent_and_move(&*store).await;
-    aliases_resolve_and_make_domains_local(&*store).await;
-    queue_claims_updates_and_removes(&*store).await;
-    login_history_keeps_the_newest(&*store).await;
-    login_blocks_are_shared_and_lifted(&*store).await;
-    signouts_are_numbered_and_listed_by_time(&*store).await;
-    text_candidates_cover_every_match(&*store).await;
+/// A rule: a check run against a fresh store; it panics naming what broke.
+pub type Rule = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! rules {
+    ($($name:ident),* $(,)?) => {
+        /// Every rule with its name. Each uses its own accounts, so they do not
+        /// depend on one another and may share a store.
+        pub const RULES: &[(&str, Rule)] = &[$((
+            stringify!($name),
+            |store: Arc<dyn Store>| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(async move { $name(store).await })
+            },
+        )),*];
+    };
 }
+
+rules!(
+    accounts,
+    default_mailboxes,
+    append_assigns_ascending_uids_and_modseqs,
+    bytes_round_trip_and_line_ends,
+    parsed_metadata_is_stored,
+    flags,
+    expunge_is_atomic_and_remembered,
+    identical_messages_share_a_blob,
+    copy_keeps_flags_and_dates,
+    mailbox_lifecycle,
+    default_folders_are_kept,
+    maildrop_lock_is_exclusive,
+    change_feed_reports_committed_changes,
+    concurrent_appends_get_distinct_uids,
+    batches_changes_recent_and_move,
+    aliases_resolve_and_make_domains_local,
+    queue_claims_updates_and_removes,
+    login_history_keeps_the_newest,
+    login_blocks_are_shared_and_lifted,
+    signouts_are_numbered_and_listed_by_time,
+    text_candidates_cover_every_match,
+    delivery_to_several_accounts_is_all_or_nothing,
+);
 
 /// A store's text index may answer or not; when it answers, the messages it
 /// says match are exactly the indexed ones containing the text, and every
@@ -41,7 +61,7 @@ pub async fn run_all(store: Arc<dyn MailStore>) {
 /// A text index's answer as the UIDs of `mailbox`: (matched, unindexed),
 /// ascending.
 pub async fn candidate_uids(
-    store: &dyn MailStore,
+    store: &dyn Store,
     mailbox: crate::MailboxId,
     found: &crate::TextCandidates,
 ) -> (Vec<u32>, Vec<u32>) {
@@ -56,7 +76,8 @@ pub async fn candidate_uids(
     (uids(&found.matched), uids(&found.unindexed))
 }
 
-async fn text_candidates_cover_every_match(store: &dyn MailStore) {
+async fn text_candidates_cover_every_match(store: Arc<dyn Store>) {
+    let store = &*store;
     use crate::{NewMessage, TextField};
     let a = new_account(store, "fts@example.org").await;
     let inbox = inbox(store, a.id).await;
@@ -123,7 +144,8 @@ async fn text_candidates_cover_every_match(store: &dyn MailStore) {
     );
 }
 
-async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {
+async fn login_blocks_are_shared_and_lifted(store: Arc<dyn Store>) {
+    let store = &*store;
     let block = |key: &str, until: i64| crate::StoredBlock {
         key: key.into(),
         until,
@@ -163,7 +185,8 @@ async fn login_blocks_are_shared_and_lifted(store: &dyn MailStore) {
     store.delete_block("account a@example.org").await.unwrap();
 }
 
-async fn signouts_are_numbered_and_listed_by_time(store: &dyn MailStore) {
+async fn signouts_are_numbered_and_listed_by_time(store: Arc<dyn Store>) {
+    let store = &*store;
     let base = 1_900_000_000;
     let a = store.record_signout("Out@Example.org", base).await.unwrap();
     let b = store
@@ -190,7 +213,8 @@ async fn signouts_are_numbered_and_listed_by_time(store: &dyn MailStore) {
     assert!(left.iter().any(|s| s.seq == c));
 }
 
-async fn login_history_keeps_the_newest(store: &dyn MailStore) {
+async fn login_history_keeps_the_newest(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "history@example.org").await;
     let b = new_account(store, "other-history@example.org").await;
     let mut batch = Vec::new();
@@ -234,7 +258,8 @@ async fn login_history_keeps_the_newest(store: &dyn MailStore) {
     assert!(store.recent_logins(b.id).await.unwrap().is_empty());
 }
 
-async fn aliases_resolve_and_make_domains_local(store: &dyn MailStore) {
+async fn aliases_resolve_and_make_domains_local(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "owner@example.org").await;
     store.add_alias(a.id, "Sales@Shop.example").await.unwrap();
     assert!(store.is_local_domain("shop.example").await.unwrap());
@@ -286,7 +311,8 @@ async fn aliases_resolve_and_make_domains_local(store: &dyn MailStore) {
     ));
 }
 
-async fn queue_claims_updates_and_removes(store: &dyn MailStore) {
+async fn queue_claims_updates_and_removes(store: Arc<dyn Store>) {
+    let store = &*store;
     use crate::{NewQueued, QueuedRecipient, RecipientState};
     let a = new_account(store, "sender@example.org").await;
     let rcpt = |addr: &str| QueuedRecipient {
@@ -368,7 +394,7 @@ async fn queue_claims_updates_and_removes(store: &dyn MailStore) {
 
 /// `queue retry` touches only what no runner holds, and queue ids are never
 /// given twice, even once the queue is empty (issue 23, findings 1 and 6).
-async fn queue_retry_leaves_claims_and_ids_stay_unique(store: &dyn MailStore, a: crate::AccountId) {
+async fn queue_retry_leaves_claims_and_ids_stay_unique(store: &dyn Store, a: crate::AccountId) {
     use crate::{NewQueued, QueueRetried, QueuedRecipient, RecipientState};
     let now = crate::now_unix();
     // Later than any enqueue below (each is due when it is made).
@@ -459,7 +485,8 @@ async fn queue_retry_leaves_claims_and_ids_stay_unique(store: &dyn MailStore, a:
     store.queue_remove(next).await.unwrap();
 }
 
-async fn batches_changes_recent_and_move(store: &dyn MailStore) {
+async fn batches_changes_recent_and_move(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "batch@example.org").await;
     let mb = inbox(store, a.id).await;
     let start = store.mailbox(mb.id).await.unwrap().highest_modseq;
@@ -527,7 +554,7 @@ async fn batches_changes_recent_and_move(store: &dyn MailStore) {
     assert!(store.move_messages(mb.id, &[Uid(2)], mb.id).await.is_err());
 }
 
-async fn new_account(store: &dyn MailStore, address: &str) -> crate::Account {
+async fn new_account(store: &dyn Store, address: &str) -> crate::Account {
     store
         .create_account(NewAccount {
             address: address.to_string(),
@@ -547,7 +574,7 @@ fn message(subject: &str) -> NewMessage {
     }
 }
 
-async fn inbox(store: &dyn MailStore, account: crate::AccountId) -> crate::Mailbox {
+async fn inbox(store: &dyn Store, account: crate::AccountId) -> crate::Mailbox {
     store
         .mailbox_by_name(account, "INBOX")
         .await
@@ -555,7 +582,8 @@ async fn inbox(store: &dyn MailStore, account: crate::AccountId) -> crate::Mailb
         .expect("INBOX exists")
 }
 
-async fn accounts(store: &dyn MailStore) {
+async fn accounts(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "Alice@Example.ORG").await;
     assert_eq!(
         a.address, "alice@example.org",
@@ -631,7 +659,8 @@ async fn accounts(store: &dyn MailStore) {
     ));
 }
 
-async fn default_mailboxes(store: &dyn MailStore) {
+async fn default_mailboxes(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "folders@example.org").await;
     let boxes = store.list_mailboxes(a.id).await.unwrap();
     for (name, role) in DEFAULT_MAILBOXES {
@@ -664,7 +693,8 @@ async fn default_mailboxes(store: &dyn MailStore) {
     assert_eq!(trash.name, "Deleted Items");
 }
 
-async fn append_assigns_ascending_uids_and_modseqs(store: &dyn MailStore) {
+async fn append_assigns_ascending_uids_and_modseqs(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "uids@example.org").await;
     let mb = inbox(store, a.id).await;
     let mut last_uid = 0;
@@ -705,7 +735,8 @@ async fn append_assigns_ascending_uids_and_modseqs(store: &dyn MailStore) {
     assert_eq!(ap.uid, Uid(6), "UIDs are not reused");
 }
 
-async fn bytes_round_trip_and_line_ends(store: &dyn MailStore) {
+async fn bytes_round_trip_and_line_ends(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "bytes@example.org").await;
     let mb = inbox(store, a.id).await;
     let exact =
@@ -754,7 +785,8 @@ async fn bytes_round_trip_and_line_ends(store: &dyn MailStore) {
     );
 }
 
-async fn parsed_metadata_is_stored(store: &dyn MailStore) {
+async fn parsed_metadata_is_stored(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "parsed@example.org").await;
     let mb = inbox(store, a.id).await;
     let raw = b"From: Ann <ann@example.org>\r\nTo: b@example.org\r\nSubject: Parsed once\r\n\
@@ -813,7 +845,8 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
     }
 }
 
-async fn flags(store: &dyn MailStore) {
+async fn flags(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "flags@example.org").await;
     let mb = inbox(store, a.id).await;
     let mut initial = FlagSet::new();
@@ -859,7 +892,8 @@ async fn flags(store: &dyn MailStore) {
     assert!(up3[0].flags.is_empty());
 }
 
-async fn expunge_is_atomic_and_remembered(store: &dyn MailStore) {
+async fn expunge_is_atomic_and_remembered(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "expunge@example.org").await;
     let mb = inbox(store, a.id).await;
     let junk = store
@@ -944,7 +978,8 @@ async fn expunge_is_atomic_and_remembered(store: &dyn MailStore) {
     assert_eq!(store.list_messages(oi.id).await.unwrap().len(), 1);
 }
 
-async fn identical_messages_share_a_blob(store: &dyn MailStore) {
+async fn identical_messages_share_a_blob(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "dedup@example.org").await;
     let b = new_account(store, "dedup2@example.org").await;
     let x = store.deliver(a.id, message("same").raw).await.unwrap();
@@ -975,7 +1010,8 @@ async fn identical_messages_share_a_blob(store: &dyn MailStore) {
     );
 }
 
-async fn copy_keeps_flags_and_dates(store: &dyn MailStore) {
+async fn copy_keeps_flags_and_dates(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "copy@example.org").await;
     let mb = inbox(store, a.id).await;
     let archive = store
@@ -1007,7 +1043,8 @@ async fn copy_keeps_flags_and_dates(store: &dyn MailStore) {
 
 /// INBOX and the folders every account is made with cannot be deleted or
 /// renamed; a folder of the client's own with a special-use role can.
-async fn default_folders_are_kept(store: &dyn MailStore) {
+async fn default_folders_are_kept(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "kept@example.org").await;
     for mb in store.list_mailboxes(a.id).await.unwrap() {
         assert!(
@@ -1041,7 +1078,8 @@ async fn default_folders_are_kept(store: &dyn MailStore) {
     store.delete_mailbox(own.id).await.unwrap();
 }
 
-async fn mailbox_lifecycle(store: &dyn MailStore) {
+async fn mailbox_lifecycle(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "boxes@example.org").await;
     let projects = store
         .create_mailbox(a.id, "Projects/2026", None)
@@ -1091,7 +1129,8 @@ async fn mailbox_lifecycle(store: &dyn MailStore) {
     );
 }
 
-async fn maildrop_lock_is_exclusive(store: &dyn MailStore) {
+async fn maildrop_lock_is_exclusive(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "lock@example.org").await;
     let b = new_account(store, "lock2@example.org").await;
     let held = store.lock_maildrop(a.id).await.expect("first lock");
@@ -1143,7 +1182,8 @@ async fn maildrop_lock_is_exclusive(store: &dyn MailStore) {
     drop(other);
 }
 
-async fn change_feed_reports_committed_changes(store: &dyn MailStore) {
+async fn change_feed_reports_committed_changes(store: Arc<dyn Store>) {
+    let store = &*store;
     let a = new_account(store, "feed@example.org").await;
     let mb = inbox(store, a.id).await;
     let mut rx = store.subscribe(a.id);
@@ -1199,7 +1239,7 @@ async fn next_specific(
     }
 }
 
-async fn concurrent_appends_get_distinct_uids(store: Arc<dyn MailStore>) {
+async fn concurrent_appends_get_distinct_uids(store: Arc<dyn Store>) {
     let a = new_account(&*store, "concurrent@example.org").await;
     let mb = inbox(&*store, a.id).await;
     let mut tasks = Vec::new();
@@ -1221,4 +1261,61 @@ async fn concurrent_appends_get_distinct_uids(store: Arc<dyn MailStore>) {
     }
     uids.sort();
     assert_eq!(uids, (1..=20).collect::<Vec<_>>(), "no gaps, no duplicates");
+}
+
+/// Local delivery to several accounts is one transaction: when one recipient
+/// cannot be stored, none is, so a retry stores exactly one copy each; the
+/// copies share one blob; an account named twice gets one copy.
+async fn delivery_to_several_accounts_is_all_or_nothing(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = new_account(store, "many-a@example.org").await;
+    let b = new_account(store, "many-b@example.org").await;
+    let gone = new_account(store, "many-gone@example.org").await;
+    store.delete_account(gone.id).await.unwrap();
+    let raw = b"Subject: to three\r\n\r\nhello\r\n".to_vec();
+    assert!(
+        store
+            .deliver_to_all(&[a.id, b.id, gone.id], raw.clone())
+            .await
+            .is_err(),
+        "the third recipient cannot be stored"
+    );
+    for account in [a.id, b.id] {
+        let mb = inbox(store, account).await;
+        assert!(
+            store.list_messages(mb.id).await.unwrap().is_empty(),
+            "none stored"
+        );
+        assert_eq!(mb.uid_next, Uid(1), "no UID used");
+    }
+    let stored = store
+        .deliver_to_all(&[a.id, b.id], raw.clone())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    let mut blobs = HashSet::new();
+    for (account, ap) in [a.id, b.id].into_iter().zip(&stored) {
+        let mb = inbox(store, account).await;
+        assert_eq!(ap.mailbox, mb.id);
+        let list = store.list_messages(mb.id).await.unwrap();
+        assert_eq!(list.len(), 1, "exactly one copy");
+        assert_eq!(list[0].uid, ap.uid);
+        assert_eq!(store.read_blob(&list[0].blob).await.unwrap(), raw);
+        blobs.insert(list[0].blob.clone());
+    }
+    assert_eq!(blobs.len(), 1, "the bytes are stored once");
+    let twice = store
+        .deliver_to_all(&[a.id, a.id], b"Subject: twice\r\n\r\nx\r\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(twice.len(), 2);
+    assert_eq!(twice[0], twice[1], "one copy for an account named twice");
+    assert_eq!(
+        store
+            .list_messages(inbox(store, a.id).await.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use casella_directory::Directory;
 use casella_net::LiveSessions;
-use casella_store::{Account, MailStore, StoreError};
+use casella_store::{Account, Store, StoreError};
 
 use crate::Web;
 
@@ -43,7 +43,7 @@ fn now() -> i64 {
 /// node. Returns the account as saved and the record's number; `None` when
 /// there is no such account.
 pub async fn record(
-    store: &dyn MailStore,
+    store: &dyn Store,
     address: &str,
 ) -> Result<Option<(Account, u64)>, StoreError> {
     let address = Directory::normalize(address);

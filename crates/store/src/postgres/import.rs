@@ -8,11 +8,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{Locked, PgStore, Prepared, find_mailbox, mailbox_from_row, prepare_all, upsert_blob};
+use super::mail_tx::PgTx;
+use super::pool::Conn;
+use super::{PgStore, find_mailbox, mailbox_from_row, not_found_mailbox};
 use crate::NewMessage;
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
-use crate::sqlite::{canonical_name, validate_mailbox_name};
+use crate::model::MailTx;
+use crate::model::names::{canonical_name, validate_mailbox_name};
+use crate::model::prepare::{PreparedMessage, prepare_all};
 use crate::types::*;
 
 /// A mailbox as the source store had it.
@@ -34,6 +38,51 @@ pub struct ImportMessage {
     pub internal_date: i64,
     pub flags: FlagSet,
     pub raw: Vec<u8>,
+}
+
+/// (Imports only.) A mailbox row held `FOR UPDATE` by the current transaction, with the counters
+/// the transaction moves; [`Locked::save`] writes them back.
+struct Locked {
+    id: MailboxId,
+    account: AccountId,
+    uid_next: u32,
+    highest_modseq: u64,
+    dirty: bool,
+}
+
+impl Locked {
+    async fn take(c: &mut Conn, id: MailboxId) -> StoreResult<Locked> {
+        let row = c
+            .query_opt(
+                "SELECT account_id, uidvalidity, uidnext, highest_modseq FROM mailboxes
+                 WHERE id = $1 FOR UPDATE",
+                &[&id.0],
+            )
+            .await?
+            .ok_or_else(|| not_found_mailbox(id))?;
+        Ok(Locked {
+            id,
+            account: AccountId(row.try_get(0)?),
+            uid_next: row.try_get::<_, i64>(2)? as u32,
+            highest_modseq: row.try_get::<_, i64>(3)? as u64,
+            dirty: false,
+        })
+    }
+
+    async fn save(&self, c: &mut Conn) -> StoreResult<()> {
+        if self.dirty {
+            c.execute(
+                "UPDATE mailboxes SET uidnext = $2, highest_modseq = $3 WHERE id = $1",
+                &[
+                    &self.id.0,
+                    &(self.uid_next as i64),
+                    &(self.highest_modseq as i64),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 impl PgStore {
@@ -154,22 +203,26 @@ impl PgStore {
                 flags: m.flags,
             });
         }
-        let prepared = prepare_all(news).await?;
+        let prepared = prepare_all(self, news).await?;
         let account = write_tx!(self, |tx| {
             let mut mb = Locked::take(&mut tx, mailbox).await?;
-            let mut distinct: BTreeMap<&str, (&Prepared, i64)> = BTreeMap::new();
+            let mut distinct: BTreeMap<&BlobId, (&PreparedMessage, i64)> = BTreeMap::new();
             for p in &prepared {
-                distinct.entry(&p.blob.0).or_insert((p, 0)).1 += 1;
+                distinct.entry(&p.blob).or_insert((p, 0)).1 += 1;
             }
-            for (p, count) in distinct.values() {
-                upsert_blob(&mut tx, p, *count).await?;
+            let blob_counts: Vec<(&PreparedMessage, i64)> = distinct.into_values().collect();
+            PgTx {
+                tx: &mut tx,
+                instance: &self.inner.instance,
             }
+            .add_blobs(&blob_counts)
+            .await?;
             let uids: Vec<i64> = meta.iter().map(|m| m.0).collect();
             let modseqs: Vec<i64> = meta.iter().map(|m| m.1).collect();
             let blobs: Vec<&str> = prepared.iter().map(|p| p.blob.0.as_str()).collect();
             let sizes: Vec<i64> = prepared.iter().map(|p| p.size as i64).collect();
             let dates: Vec<i64> = prepared.iter().map(|p| p.internal_date).collect();
-            let flags: Vec<&str> = prepared.iter().map(|p| p.flags.as_str()).collect();
+            let flags: Vec<String> = prepared.iter().map(|p| flags_to_string(&p.flags)).collect();
             tx.execute(
                 "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
                  SELECT $1, u, m, b, s, d, f

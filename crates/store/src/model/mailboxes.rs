@@ -1,0 +1,161 @@
+//! Mailbox operations: creation with a fresh UIDVALIDITY, the rules on which
+//! mailboxes may be deleted or renamed, subscriptions and the \Recent watermark.
+
+use crate::changes::Change;
+use crate::error::{StoreError, StoreResult};
+use crate::mailbox_rules;
+use crate::model::backend::{MailBackend, MailTx, job};
+use crate::model::names::{canonical_name, validate_mailbox_name};
+use crate::now_unix;
+use crate::types::*;
+
+/// Creates a mailbox inside an open transaction (also used for an account's
+/// default mailboxes). `Exists` when the name is taken.
+pub async fn create_in_tx(
+    tx: &mut dyn MailTx,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> StoreResult<Mailbox> {
+    let name = canonical_name(name);
+    validate_mailbox_name(&name)?;
+    if tx.find_mailbox(account, &name).await?.is_some() {
+        return Err(StoreError::Exists(format!("mailbox {name}")));
+    }
+    // RFC 9051 §2.3.1.1: a name used again gets a UIDVALIDITY never used
+    // before. Seconds since the epoch, or one more than the last one handed
+    // out if the clock has not moved on.
+    let clock = now_unix().clamp(1, u32::MAX as i64) as u32;
+    let validity = tx.next_uid_validity(clock).await?;
+    tx.insert_mailbox(account, &name, special_use, validity)
+        .await
+}
+
+pub async fn create<B: MailBackend>(
+    backend: &B,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> StoreResult<Mailbox> {
+    let name = name.to_string();
+    let mb = backend
+        .transact(job(move |tx| {
+            Box::pin(async move {
+                let mb = create_in_tx(tx, account, &name, special_use).await?;
+                tx.announce(account, &[Change::MailboxList]);
+                Ok(mb)
+            })
+        }))
+        .await?;
+    backend.feed().publish(account, [Change::MailboxList]);
+    Ok(mb)
+}
+
+/// Deletes the mailbox with its messages; INBOX and the default folders are
+/// refused (`mailbox_rules`).
+pub async fn delete<B: MailBackend>(backend: &B, id: MailboxId) -> StoreResult<()> {
+    let account = backend
+        .transact(job(move |tx| {
+            Box::pin(async move {
+                let mb = lock_one(tx, id).await?;
+                mailbox_rules::check_delete(&mb)?;
+                let blobs = tx.remove_mailbox(id).await?;
+                tx.adjust_blob_refs(&super::messages::releases(blobs))
+                    .await?;
+                tx.announce(mb.account, &[Change::MailboxList]);
+                Ok(mb.account)
+            })
+        }))
+        .await?;
+    backend.feed().publish(account, [Change::MailboxList]);
+    backend.collect_garbage().await
+}
+
+/// Renames the mailbox (it keeps its UIDVALIDITY). The default folders are
+/// refused; INBOX cannot be the new name. (RENAME of INBOX itself, RFC 9051
+/// §6.3.6, moves its messages to a new mailbox; the session does that.)
+pub async fn rename<B: MailBackend>(backend: &B, id: MailboxId, new_name: &str) -> StoreResult<()> {
+    let new_name = canonical_name(new_name);
+    validate_mailbox_name(&new_name)?;
+    let account = backend
+        .transact(job(move |tx| {
+            Box::pin(async move {
+                let mut mb = lock_one(tx, id).await?;
+                mailbox_rules::check_rename(&mb)?;
+                if new_name == "INBOX" {
+                    return Err(StoreError::Exists("mailbox INBOX".into()));
+                }
+                if tx.find_mailbox(mb.account, &new_name).await?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {new_name}")));
+                }
+                mb.name = new_name;
+                tx.save_mailbox(&mb).await?;
+                tx.announce(mb.account, &[Change::MailboxList]);
+                Ok(mb.account)
+            })
+        }))
+        .await?;
+    backend.feed().publish(account, [Change::MailboxList]);
+    Ok(())
+}
+
+pub async fn set_subscribed<B: MailBackend>(
+    backend: &B,
+    id: MailboxId,
+    subscribed: bool,
+) -> StoreResult<()> {
+    backend
+        .transact(job(move |tx| {
+            Box::pin(async move {
+                let mut mb = lock_one(tx, id).await?;
+                if mb.subscribed != subscribed {
+                    mb.subscribed = subscribed;
+                    tx.save_mailbox(&mb).await?;
+                }
+                Ok(())
+            })
+        }))
+        .await
+}
+
+/// Raises the \Recent watermark to `up_to` (never lowers it) and returns the
+/// previous one.
+pub async fn claim_recent<B: MailBackend>(
+    backend: &B,
+    mailbox: MailboxId,
+    up_to: Uid,
+) -> StoreResult<Uid> {
+    backend
+        .transact(job(move |tx| {
+            Box::pin(async move {
+                let mut mb = lock_one(tx, mailbox).await?;
+                let previous = mb.recent_watermark;
+                if up_to > previous {
+                    mb.recent_watermark = up_to;
+                    tx.save_mailbox(&mb).await?;
+                }
+                Ok(previous)
+            })
+        }))
+        .await
+}
+
+/// One mailbox, locked.
+pub async fn lock_one(tx: &mut dyn MailTx, id: MailboxId) -> StoreResult<Mailbox> {
+    tx.lock_mailboxes(&[id])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", id.0)))
+}
+
+/// Removes mailboxes with all their messages inside an open transaction,
+/// releasing their blobs (deleting an account). No rules: everything goes.
+pub async fn remove_in_tx(tx: &mut dyn MailTx, ids: &[MailboxId]) -> StoreResult<()> {
+    tx.lock_mailboxes(ids).await?;
+    let mut released = Vec::new();
+    for id in ids {
+        released.extend(tx.remove_mailbox(*id).await?);
+    }
+    tx.adjust_blob_refs(&super::messages::releases(released))
+        .await
+}

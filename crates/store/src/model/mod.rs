@@ -1,0 +1,220 @@
+//! The mail model, written once for every backend: [`crate::MailStore`] for any
+//! [`MailBackend`].
+//!
+//! Layering (top to bottom):
+//! - `MailStore` (the API sessions call) is implemented here, for every
+//!   backend: UID/UIDVALIDITY/MODSEQ allocation, flag arithmetic, the rules on
+//!   default mailboxes, expunge grouping, copy and move, size limits, atomic
+//!   multi-recipient delivery, the caches of parsed metadata, publishing
+//!   changes after commit (`mailboxes`, `messages`, `prepare`, `names`).
+//! - [`MailBackend`] + [`MailTx`] (`backend`): what a backend writes — one
+//!   transaction runner, a dozen primitives inside it, plain reads, the
+//!   maildrop lock.
+//! - [`crate::blob::BlobStore`]: where message bytes live.
+//!
+//! A new backend implements `MailBackend`, `MailTx`, `BlobStore`,
+//! [`crate::DirectoryStore`] and [`crate::QueueStore`], and passes the
+//! conformance tests (`tests/conformance`).
+
+pub mod backend;
+mod caches;
+mod mailboxes;
+mod messages;
+pub mod names;
+pub mod prepare;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use backend::{MailBackend, MailTx, MessageRow, TxFuture, TxJob, job};
+pub use caches::ParsedCaches;
+pub use mailboxes::{create_in_tx as create_mailbox_in_tx, remove_in_tx as remove_mailboxes_in_tx};
+
+use crate::changes::Change;
+use crate::error::{StoreError, StoreResult};
+use crate::mail_store::MailStore;
+use crate::maildrop::MaildropLock;
+use crate::parsed_cache::with_cache;
+use crate::types::*;
+use crate::{MessageStructure, SearchFields};
+
+#[async_trait]
+impl<B: MailBackend> MailStore for B {
+    async fn text_candidates(
+        &self,
+        mailbox: MailboxId,
+        field: TextField,
+        needle: &str,
+    ) -> StoreResult<Option<TextCandidates>> {
+        MailBackend::text_candidates(self, mailbox, field, needle).await
+    }
+
+    async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+        self.mailboxes(account).await
+    }
+
+    async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
+        MailBackend::mailbox(self, id).await
+    }
+
+    async fn mailbox_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<Mailbox>> {
+        self.find_mailbox(account, &names::canonical_name(name))
+            .await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Mailbox> {
+        mailboxes::create(self, account, name, special_use).await
+    }
+
+    async fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
+        mailboxes::delete(self, id).await
+    }
+
+    async fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> StoreResult<()> {
+        mailboxes::rename(self, id, new_name).await
+    }
+
+    async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()> {
+        mailboxes::set_subscribed(self, id, subscribed).await
+    }
+
+    async fn append_batch(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<NewMessage>,
+    ) -> StoreResult<Vec<Appended>> {
+        messages::append_batch(self, mailbox, messages).await
+    }
+
+    async fn changed_since(
+        &self,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> StoreResult<Vec<MessageSummary>> {
+        MailBackend::changed_since(self, mailbox, since).await
+    }
+
+    async fn claim_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid> {
+        mailboxes::claim_recent(self, mailbox, up_to).await
+    }
+
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        messages::move_messages(self, from, uids, to).await
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageSummary>> {
+        MailBackend::list_messages(self, mailbox).await
+    }
+
+    async fn structures(
+        &self,
+        blobs: &[BlobId],
+    ) -> StoreResult<Vec<Option<Arc<MessageStructure>>>> {
+        with_cache(&self.caches().structures, blobs, |missing| {
+            MailBackend::structures(self, missing)
+        })
+        .await
+    }
+
+    async fn search_fields(
+        &self,
+        blobs: &[BlobId],
+        text: bool,
+    ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
+        if !text {
+            return with_cache(&self.caches().header_fields, blobs, |missing| {
+                MailBackend::search_fields(self, missing, false)
+            })
+            .await;
+        }
+        // Whole texts are large and read once per search: not cached.
+        Ok(MailBackend::search_fields(self, blobs.to_vec(), true)
+            .await?
+            .into_iter()
+            .map(|f| f.map(Arc::new))
+            .collect())
+    }
+
+    async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
+        self.blobs()
+            .get(vec![blob.clone()], false)
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| StoreError::NotFound(format!("blob {blob}")))
+    }
+
+    async fn read_blobs(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.blobs().get(blobs.to_vec(), false).await
+    }
+
+    async fn read_headers(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+        with_cache(&self.caches().headers, blobs, |missing| {
+            self.blobs().get(missing, true)
+        })
+        .await
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &FlagSet,
+    ) -> StoreResult<Vec<FlagUpdate>> {
+        messages::store_flags(self, mailbox, uids, op, flags).await
+    }
+
+    async fn expunge(
+        &self,
+        account: AccountId,
+        messages: &[MessageRef],
+    ) -> StoreResult<Vec<MessageRef>> {
+        messages::expunge(self, account, messages).await
+    }
+
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        messages::copy(self, from, uids, to).await
+    }
+
+    async fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> StoreResult<Vec<Uid>> {
+        MailBackend::expunged_since(self, mailbox, since).await
+    }
+
+    async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock> {
+        MailBackend::lock_maildrop(self, account).await
+    }
+
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change> {
+        self.feed().subscribe(account)
+    }
+
+    async fn deliver_to_all(
+        &self,
+        accounts: &[AccountId],
+        raw: Vec<u8>,
+    ) -> StoreResult<Vec<Appended>> {
+        messages::deliver_to_all(self, accounts, raw).await
+    }
+}
