@@ -2,20 +2,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use casella_directory::sasl::{self, SaslError};
-use casella_directory::{AuthFailure, Directory, Protocol, Secret};
+use casella_directory::{AuthFailure, Directory, LoginSettings, Protocol, Secret};
 use casella_net::{
-    ConnectionInfo, Counter, EndReason, NextLine, ShutdownSignal, Slot, Stream, next_line,
-    read_line,
+    CommandLimits, CommandRefusal, Connection, ConnectionInfo, Counter, EndReason, Ended, Farewell,
+    Next, NextLine, Output, SessionHandler, SessionStream, Slot, drive,
 };
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{
     Account, AccountId, BlobId, Flag, FlagOp, FlagSet, MailStore, MailboxId, MaildropLock,
     MessageRef, POP3_DELETED_KEYWORD, PopDeleteAction, SpecialUse, StoreError, Uid,
 };
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio_rustls::TlsAcceptor;
 
 use crate::command::{self, Command, ParseError};
 use crate::{Pop3Config, SortOrder};
@@ -25,19 +24,19 @@ use casella_mime::Presentation;
 const MAX_SASL_LINE: usize = 8192;
 
 pub(crate) struct Session {
-    /// This connection's protocol log, when switched on.
-    plog: Option<casella_net::SessionLog>,
     config: Arc<Pop3Config>,
     directory: Arc<Directory>,
-    tls: Option<TlsAcceptor>,
     /// Sessions per account, for max-connections-per-user.
     users: Arc<Counter<AccountId>>,
     info: ConnectionInfo,
-    signal: ShutdownSignal,
-    /// Replies waiting to be written; flushed before the session waits for input,
-    /// so pipelined commands (RFC 2449 PIPELINING) get their replies in one write.
-    out: Vec<u8>,
+    /// Replies waiting to be written (and this connection's protocol log);
+    /// the driver writes them before the session waits for input, so
+    /// pipelined commands (RFC 2449 PIPELINING) get their replies in one write.
+    out: Output,
+    state: State,
     tls_active: bool,
+    /// STLS can be offered on this connection.
+    starttls: bool,
     /// On a front end: where a session goes right after its login.
     proxy: Option<Arc<dyn LoginProxy>>,
     /// The back end this session was just handed over to.
@@ -72,52 +71,44 @@ struct PopMessage {
     deleted: bool,
 }
 
-/// What the session loop does after a command.
-enum Next {
-    Continue,
-    Close,
-    StartTls,
-}
-
-type Reader = BufReader<Stream>;
-
 /// SASL challenges and answers over this session (`+ BASE64` lines).
-struct SaslChannel<'a> {
+struct SaslChannel<'a, S> {
     session: &'a mut Session,
-    reader: &'a mut Reader,
+    conn: &'a mut Connection<S>,
 }
 
 #[async_trait::async_trait]
-impl casella_directory::SaslIo for SaslChannel<'_> {
+impl<S: SessionStream> casella_directory::SaslIo for SaslChannel<'_, S> {
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
         use base64::Engine;
         let text = base64::engine::general_purpose::STANDARD.encode(data);
-        self.session.challenge(self.reader, &text).await
+        self.session.challenge(self.conn, &text).await
     }
 }
 
 impl Session {
+    /// A session on a connection that is in TLS already (`tls_active`) or not,
+    /// and can start it (`starttls`) or not.
     pub(crate) fn new(
         config: Arc<Pop3Config>,
         directory: Arc<Directory>,
-        tls: Option<TlsAcceptor>,
         users: Arc<Counter<AccountId>>,
         proxy: Option<Arc<dyn LoginProxy>>,
         info: ConnectionInfo,
-        signal: ShutdownSignal,
+        tls_active: bool,
+        starttls: bool,
     ) -> Session {
         Session {
             config,
             directory,
-            tls,
             users,
             info,
-            signal,
-            out: Vec::with_capacity(256),
-            tls_active: false,
+            out: Output::new(None, &info, tls_active),
+            state: State::Authorization { user: None },
+            tls_active,
+            starttls,
             proxy,
             upstream: None,
-            plog: None,
         }
     }
 
@@ -126,50 +117,30 @@ impl Session {
     }
 
     fn reply(&mut self, line: &str) {
-        if let Some(log) = self.plog.as_mut() {
-            // The first line of a reply; message bodies are never logged.
-            log.event('>', line.lines().next().unwrap_or(""), "");
-        }
-        self.out.extend_from_slice(line.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        // The first line of a reply is logged; message bodies never are.
+        self.out.line(line);
     }
 
-    /// Logs a received line with secrets masked.
-    fn log_received(&mut self, line: &[u8]) {
-        if let Some(log) = self.plog.as_mut() {
-            log.event('<', &mask_secrets(&String::from_utf8_lossy(line)), "");
-        }
-    }
-
-    async fn flush(&mut self, reader: &mut Reader) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            reader.get_mut().write_all(&self.out).await?;
-            self.out.clear();
-        }
-        reader.get_mut().flush().await
-    }
-
-    pub(crate) async fn run(mut self, stream: Stream) {
-        self.tls_active = stream.is_tls();
-        let reader = BufReader::with_capacity(4096, stream);
+    pub(crate) async fn run<S: SessionStream>(mut self, conn: Connection<S>) {
         tracing::debug!(remote = %self.info.remote, tls = self.tls_active, "pop3 connection");
-        if let Some(log) = self.config.protocol_log.as_ref() {
-            let mut session = log.session(self.info.local, self.info.remote);
-            session.event('+', "", if self.tls_active { "TLS" } else { "" });
-            self.plog = Some(session);
-        }
+        self.out = Output::new(
+            self.config.protocol_log.as_ref(),
+            &self.info,
+            self.tls_active,
+        );
         let banner = self.config.banner.clone();
         self.reply(&format!("+OK {banner}"));
-        self.serve(reader, State::Authorization { user: None })
-            .await
+        self.serve(conn).await
     }
 
     /// A session a front end handed over: the maildrop is opened and locked as
     /// after PASS, and the first line is the reply to PASS (or its refusal), which
     /// the front end passes on.
-    pub(crate) async fn run_handed_over(mut self, stream: Stream, who: &Handover) {
-        self.tls_active = who.tls;
-        let mut reader = BufReader::with_capacity(4096, stream);
+    pub(crate) async fn run_handed_over<S: SessionStream>(
+        mut self,
+        mut conn: Connection<S>,
+        who: &Handover,
+    ) {
         let directory = self.directory.clone();
         let maildrop = match directory
             .login_handed_over(Protocol::Pop3, &who.address)
@@ -184,138 +155,64 @@ impl Session {
         };
         match maildrop {
             Some(maildrop) => {
-                self.serve(reader, State::Transaction(Box::new(maildrop)))
-                    .await
+                self.state = State::Transaction(Box::new(maildrop));
+                self.serve(conn).await
             }
-            None => {
-                let _ = self.flush(&mut reader).await;
-                let _ = reader.get_mut().shutdown().await;
+            None => conn.close(&mut self.out).await,
+        }
+    }
+
+    /// The command loop (the driver's), and the relay after a hand-over.
+    async fn serve<S: SessionStream>(mut self, conn: Connection<S>) {
+        let signal = conn.signal().clone();
+        if let Ended::HandedOver(conn) = drive(&mut self, conn).await
+            && let Some(upstream) = self.upstream.take()
+        {
+            // Handed over to a back end: from now on the front end only relays.
+            casella_proxy::relay(conn.into_reader(), upstream, signal).await;
+        }
+    }
+
+    /// Runs one command line.
+    async fn command<S: SessionStream>(&mut self, line: &[u8], conn: &mut Connection<S>) -> Next {
+        let max = self.config.max_command_size;
+        // AUTH's initial response (an OAuth token runs to kilobytes) may be
+        // longer than a command; every other command keeps the limit.
+        if line.len() > max
+            && !line
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"AUTH "))
+        {
+            self.reply(&format!(
+                "-ERR Command line too long (the limit is {max} bytes)"
+            ));
+            return Next::Continue;
+        }
+        match command::parse(line) {
+            Err(ParseError::Unknown) => {
+                self.reply("-ERR Unknown command");
+                Next::Continue
+            }
+            Err(e) => {
+                self.reply(&format!("-ERR {e}"));
+                Next::Continue
+            }
+            Ok(cmd) => {
+                let mut state =
+                    std::mem::replace(&mut self.state, State::Authorization { user: None });
+                let next = self.dispatch(cmd, &mut state, conn).await;
+                self.state = state;
+                next
             }
         }
     }
 
-    /// The command loop, from `state` on.
-    async fn serve(mut self, mut reader: Reader, mut state: State) {
-        let remote = self.info.remote;
-        let mut line = Vec::with_capacity(128);
-        loop {
-            // Flush only when no pipelined command is waiting in the buffer.
-            if reader.buffer().is_empty() && self.flush(&mut reader).await.is_err() {
-                return;
-            }
-            let timeout = match state {
-                State::Authorization { .. } => self.config.preauth_timeout,
-                State::Transaction(_) => self.config.auth_timeout,
-            };
-            let max = self.config.max_command_size;
-            let mut signal = self.signal.clone();
-            // AUTH's initial response (an OAuth token runs to kilobytes) may be
-            // longer than a command; every other command keeps the limit.
-            let limit = if matches!(state, State::Authorization { .. }) {
-                max.max(MAX_SASL_LINE)
-            } else {
-                max
-            };
-            let mut read = next_line(&mut reader, &mut line, limit, timeout, &mut signal).await;
-            if matches!(read, NextLine::Line)
-                && line.len() > max
-                && !line
-                    .get(..5)
-                    .is_some_and(|w| w.eq_ignore_ascii_case(b"AUTH "))
-            {
-                read = NextLine::TooLong;
-            }
-            let next = match read {
-                NextLine::Shutdown => {
-                    // RFC 1939 §6: ending without QUIT removes nothing.
-                    match self.signal.end_reason() {
-                        Some(EndReason::Administrator) => {
-                            self.reply("-ERR [SYS/PERM] Session ended by the administrator")
-                        }
-                        // RFC 3206 §4: AUTH, the credentials must be given again.
-                        Some(EndReason::SignedOut) => {
-                            self.reply("-ERR [AUTH] Signed out of all devices; log in again")
-                        }
-                        None => self.reply(
-                            "-ERR [SYS/TEMP] The server is shutting down; try again shortly",
-                        ),
-                    }
-                    let _ = self.flush(&mut reader).await;
-                    return;
-                }
-                NextLine::Idle => {
-                    self.reply("-ERR Disconnected for inactivity");
-                    let _ = self.flush(&mut reader).await;
-                    return;
-                }
-                NextLine::Closed => return,
-                NextLine::TooLong => {
-                    self.reply(&format!(
-                        "-ERR Command line too long (the limit is {max} bytes)"
-                    ));
-                    Next::Continue
-                }
-                NextLine::Line => {
-                    self.log_received(&line);
-                    match command::parse(&line) {
-                        Err(ParseError::Unknown) => {
-                            self.reply("-ERR Unknown command");
-                            Next::Continue
-                        }
-                        Err(e) => {
-                            self.reply(&format!("-ERR {e}"));
-                            Next::Continue
-                        }
-                        Ok(cmd) => self.dispatch(cmd, &mut state, &mut reader).await,
-                    }
-                }
-            };
-            if let Some(upstream) = self.upstream.take() {
-                // Handed over to a back end: from now on the front end only relays.
-                if self.flush(&mut reader).await.is_ok() {
-                    casella_proxy::relay(reader, upstream, self.signal.clone()).await;
-                }
-                return;
-            }
-            match next {
-                Next::Continue => {}
-                Next::Close => {
-                    let _ = self.flush(&mut reader).await;
-                    let _ = reader.get_mut().shutdown().await;
-                    return;
-                }
-                Next::StartTls => {
-                    if self.flush(&mut reader).await.is_err() {
-                        return;
-                    }
-                    let Some(acceptor) = self.tls.clone() else {
-                        return;
-                    };
-                    // Whatever the client sent after STLS is discarded, not run
-                    // after the handshake (the STARTTLS injection attack).
-                    let stream = reader.into_inner();
-                    match tokio::time::timeout(
-                        self.config.preauth_timeout,
-                        stream.into_tls(&acceptor),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => {
-                            reader = BufReader::with_capacity(4096, s);
-                            self.tls_active = true;
-                            state = State::Authorization { user: None };
-                        }
-                        _ => {
-                            tracing::debug!(%remote, "STLS handshake failed");
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn dispatch(&mut self, cmd: Command, state: &mut State, reader: &mut Reader) -> Next {
+    async fn dispatch<S: SessionStream>(
+        &mut self,
+        cmd: Command,
+        state: &mut State,
+        conn: &mut Connection<S>,
+    ) -> Next {
         if let State::Transaction(drop) = state
             && let Err(e) = drop.lock.check()
         {
@@ -366,7 +263,7 @@ impl Session {
                 }
                 Command::Auth { mechanism, initial } => {
                     *user = None;
-                    if let Some(maildrop) = self.authenticate(mechanism, initial, reader).await {
+                    if let Some(maildrop) = self.authenticate(mechanism, initial, conn).await {
                         *state = State::Transaction(Box::new(maildrop));
                     }
                 }
@@ -459,24 +356,26 @@ impl Session {
         Next::Continue
     }
 
-    /// This connection as the login pipeline sees it; `stream` gives the TLS
-    /// channel bindings for SCRAM-SHA-256-PLUS, when at hand.
-    fn login_context(&self, stream: Option<&Stream>) -> casella_directory::LoginContext {
-        let conn = casella_directory::SaslConnection::new(
-            self.config.login_type,
-            self.tls_active,
-            stream.and_then(Stream::tls_exporter),
-            casella_net::server_certificate(),
-        );
+    /// This connection as the login pipeline sees it; `exporter` is the TLS
+    /// channel binding for SCRAM-SHA-256-PLUS, when at hand.
+    fn login_context(&self, exporter: Option<Vec<u8>>) -> casella_directory::LoginContext {
+        let settings = LoginSettings {
+            login_type: self.config.login_type,
+            allow_basic_auth: self.config.allow_basic_auth,
+            offered: &self.config.sasl_mechanisms,
+            failure_delay: self.config.auth_failure_delay,
+        };
         let source = casella_directory::LoginSource {
             remote: self.info.remote.ip(),
             client: None,
         };
-        let mut ctx = casella_directory::LoginContext::new(Protocol::Pop3, conn, source);
-        ctx.allow_basic_auth = self.config.allow_basic_auth;
-        ctx.offered = self.config.sasl_mechanisms.clone();
-        ctx.failure_delay = self.config.auth_failure_delay;
-        ctx
+        casella_directory::LoginContext::for_session(
+            Protocol::Pop3,
+            settings,
+            self.tls_active,
+            exporter,
+            source,
+        )
     }
 
     /// Under SecureLogin (or PlaintextAuthentication), passwords on a cleartext
@@ -513,7 +412,7 @@ impl Session {
             if !mechanisms.is_empty() {
                 text.push_str(&format!("SASL {}\r\n", mechanisms.join(" ")));
             }
-            if !self.tls_active && self.tls.is_some() {
+            if !self.tls_active && self.starttls {
                 text.push_str("STLS\r\n");
             }
         }
@@ -530,7 +429,7 @@ impl Session {
             self.reply("-ERR TLS is already active");
             return Next::Continue;
         }
-        if self.tls.is_none() {
+        if !self.starttls {
             self.reply("-ERR STLS is not available");
             return Next::Continue;
         }
@@ -539,11 +438,11 @@ impl Session {
     }
 
     /// AUTH — RFC 5034. PLAIN and LOGIN, with or without initial response.
-    async fn authenticate(
+    async fn authenticate<S: SessionStream>(
         &mut self,
         mechanism: Option<String>,
         initial: Option<String>,
-        reader: &mut Reader,
+        conn: &mut Connection<S>,
     ) -> Option<Maildrop> {
         let Some(mechanism) = mechanism else {
             // A bare AUTH lists the mechanisms (as Outlook expects, like Dovecot).
@@ -556,12 +455,12 @@ impl Session {
             self.reply(&text);
             return None;
         };
-        let ctx = self.login_context(Some(reader.get_ref()));
+        let ctx = self.login_context(conn.tls_exporter());
         let directory = self.directory.clone();
         let result = {
             let mut channel = SaslChannel {
                 session: self,
-                reader,
+                conn,
             };
             directory
                 .authenticate(&ctx, &mechanism, initial.as_deref(), &mut channel)
@@ -571,22 +470,19 @@ impl Session {
     }
 
     /// Sends a SASL challenge and reads the client's response line.
-    async fn challenge(&mut self, reader: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
-        self.reply(&format!("+ {text}"));
-        if self.flush(reader).await.is_err() {
-            return Err(SaslError::Cancelled);
-        }
+    async fn challenge<S: SessionStream>(
+        &mut self,
+        conn: &mut Connection<S>,
+        text: &str,
+    ) -> Result<Vec<u8>, SaslError> {
         let mut line = Vec::new();
-        let read = tokio::time::timeout(
-            self.config.preauth_timeout,
-            read_line(reader, &mut line, MAX_SASL_LINE),
-        )
-        .await;
-        if let Some(log) = self.plog.as_mut() {
-            log.event('<', "****", "SASL response");
-        }
-        match read {
-            Ok(Ok(())) => sasl::decode_response(&String::from_utf8_lossy(&line)),
+        let prompt = format!("+ {text}");
+        let timeout = self.config.preauth_timeout;
+        match conn
+            .prompt(&mut self.out, &prompt, &mut line, MAX_SASL_LINE, timeout)
+            .await
+        {
+            NextLine::Line => sasl::decode_response(&String::from_utf8_lossy(&line)),
             _ => Err(SaslError::Cancelled),
         }
     }
@@ -792,15 +688,12 @@ impl Session {
             Some(l) => top(&raw, l),
         };
         match lines {
-            None => self
-                .out
-                .extend_from_slice(format!("+OK {size} octets\r\n").as_bytes()),
-            Some(_) => self
-                .out
-                .extend_from_slice(b"+OK Top of message follows\r\n"),
+            None => self.reply(&format!("+OK {size} octets")),
+            Some(_) => self.reply("+OK Top of message follows"),
         }
-        stuff_into(content, &mut self.out);
-        self.out.extend_from_slice(b".\r\n");
+        let out = self.out.raw();
+        stuff_into(content, out);
+        out.extend_from_slice(b".\r\n");
         if lines.is_none() && drop.account.settings.pop.mark_read {
             let seen: FlagSet = [Flag::Seen].into_iter().collect();
             if let Err(e) = drop
@@ -964,6 +857,70 @@ impl Session {
             .copied()
             .collect();
         store.expunge(account.id, &moved).await.map(|_| ())
+    }
+}
+
+/// POP3 on the session driver: lines only, no literals.
+impl SessionHandler for Session {
+    fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    fn limits(&self) -> CommandLimits {
+        let max = self.config.max_command_size;
+        // AUTH's initial response may be longer than a command (see `command`).
+        match self.state {
+            State::Authorization { .. } => CommandLimits::lines(max.max(MAX_SASL_LINE)),
+            State::Transaction(_) => CommandLimits::lines(max),
+        }
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        match self.state {
+            State::Authorization { .. } => self.config.preauth_timeout,
+            State::Transaction(_) => self.config.auth_timeout,
+        }
+    }
+
+    fn loggable(&self, line: &[u8]) -> String {
+        mask_secrets(&String::from_utf8_lossy(line))
+    }
+
+    fn refused(&mut self, _: CommandRefusal, _: &[u8], _: bool) {
+        // Only lines are refused here (no literals, no pre-login budget).
+        let max = self.config.max_command_size;
+        self.reply(&format!(
+            "-ERR Command line too long (the limit is {max} bytes)"
+        ));
+    }
+
+    /// RFC 1939 §6: a session that ends without QUIT removes nothing.
+    fn farewell(&self, why: Farewell) -> &'static str {
+        match why {
+            Farewell::Idle => "-ERR Disconnected for inactivity",
+            Farewell::Shutdown => "-ERR [SYS/TEMP] The server is shutting down; try again shortly",
+            Farewell::Ended(EndReason::Administrator) => {
+                "-ERR [SYS/PERM] Session ended by the administrator"
+            }
+            // RFC 3206 §4: AUTH, the credentials must be given again.
+            Farewell::Ended(EndReason::SignedOut) => {
+                "-ERR [AUTH] Signed out of all devices; log in again"
+            }
+        }
+    }
+
+    async fn handle<S: SessionStream>(&mut self, line: Vec<u8>, conn: &mut Connection<S>) -> Next {
+        let next = self.command(&line, conn).await;
+        if self.upstream.is_some() {
+            return Next::HandOver;
+        }
+        next
+    }
+
+    /// After STLS the session starts over, in TLS.
+    fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.state = State::Authorization { user: None };
     }
 }
 

@@ -133,6 +133,25 @@ impl<S: SessionStream> Connection<S> {
         next_line(&mut self.reader, buf, max, timeout, &mut signal).await
     }
 
+    /// Sends `prompt` (a SASL challenge), then reads the client's answer into
+    /// `buf`: a line that is not a command, logged as `****` whatever it holds.
+    pub async fn prompt(
+        &mut self,
+        out: &mut Output,
+        prompt: &str,
+        buf: &mut Vec<u8>,
+        max: usize,
+        timeout: Duration,
+    ) -> NextLine {
+        out.line(prompt);
+        if self.flush(out).await.is_err() {
+            return NextLine::Closed;
+        }
+        let read = self.read_line(buf, max, timeout).await;
+        out.log('<', "****", "SASL response");
+        read
+    }
+
     /// Waits until the client sends something, without reading it; bounded
     /// by `timeout` and by shutdown.
     pub async fn wait_for_input(&mut self, timeout: Duration) -> Waited {
