@@ -22,6 +22,9 @@ mod tls;
 
 pub use addr::{in_network, parse_network, source_of};
 pub use budget::{BudgetGuard, MemoryBudget, PREAUTH_BUDGET, preauth_budget};
+/// In-memory sessions for tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub use driver::memory;
 pub use driver::{
     CommandLimits, CommandRefusal, Connection, Ended, Farewell, Literal, Next, Output,
     SessionHandler, SessionStream, Stop, Waited, drive,

@@ -12,6 +12,8 @@
 mod command;
 mod connection;
 mod handler;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 mod output;
 mod stream;
 #[cfg(test)]

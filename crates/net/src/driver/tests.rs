@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
-
+use super::memory::{MemoryClient, memory_info, memory_pair, running_server};
 use super::*;
-use crate::{ConnectionInfo, EndReason, LiveSessions, MemoryBudget, Shutdown, ShutdownSignal};
+use crate::{EndReason, LiveSessions, MemoryBudget, Shutdown, ShutdownSignal};
 
 struct Echo {
     out: Output,
@@ -113,51 +112,20 @@ impl SessionHandler for Echo {
     }
 }
 
-fn info() -> ConnectionInfo {
-    ConnectionInfo {
-        local: "127.0.0.1:143".parse().unwrap(),
-        remote: "127.0.0.1:50000".parse().unwrap(),
-        implicit_tls: false,
-    }
-}
-
-struct Client {
-    reader: BufReader<DuplexStream>,
-}
-
-impl Client {
-    async fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).await.unwrap();
-    }
-
-    async fn line(&mut self) -> String {
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), self.reader.read_line(&mut line));
-        read.await.expect("a reply in time").unwrap();
-        line.trim_end().to_string()
-    }
-
-    async fn is_closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), self.reader.read_to_end(&mut rest));
-        matches!(read.await, Ok(Ok(0)))
-    }
-}
-
 /// Starts a session of [`Echo`] and returns its client end.
 fn start(
     signal: ShutdownSignal,
     budget: Option<Arc<MemoryBudget>>,
     idle: Duration,
-) -> (Client, tokio::task::JoinHandle<()>) {
-    let (client, server) = tokio::io::duplex(64 * 1024);
+) -> (MemoryClient, tokio::task::JoinHandle<()>) {
+    let (client, server) = memory_pair();
     let mut conn = Connection::new(server, signal, None);
     if let Some(budget) = budget {
         conn = conn.with_preauth_budget(budget);
     }
     let task = tokio::spawn(async move {
         let mut echo = Echo {
-            out: Output::new(None, &info(), false),
+            out: Output::new(None, &memory_info(), false),
             logged_in: false,
             idle,
         };
@@ -165,24 +133,14 @@ fn start(
         let ended = drive(&mut echo, conn).await;
         assert!(matches!(ended, Ended::Closed));
     });
-    let client = Client {
-        reader: BufReader::new(client),
-    };
     (client, task)
-}
-
-/// A signal of a server that never shuts down (a dropped `Shutdown` would
-/// end every session at once).
-fn signal() -> ShutdownSignal {
-    static SERVER: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
-    SERVER.get_or_init(Shutdown::new).signal()
 }
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn greeting_commands_and_pipelined_replies() {
-    let (mut c, task) = start(signal(), None, LONG);
+    let (mut c, task) = start(running_server(), None, LONG);
     assert_eq!(c.line().await, "* hello");
     c.send(b"a\r\nbb\r\n").await;
     assert_eq!(c.line().await, "OK 1 bytes: a");
@@ -195,7 +153,7 @@ async fn greeting_commands_and_pipelined_replies() {
 
 #[tokio::test]
 async fn a_line_over_the_limit_is_refused_and_the_session_goes_on() {
-    let (mut c, task) = start(signal(), None, LONG);
+    let (mut c, task) = start(running_server(), None, LONG);
     c.line().await;
     c.send(format!("{}\r\n", "x".repeat(100)).as_bytes()).await;
     assert_eq!(c.line().await, " NO LineTooLong { limit: 64 }");
@@ -209,7 +167,7 @@ async fn a_line_over_the_limit_is_refused_and_the_session_goes_on() {
 #[tokio::test]
 async fn literals_before_login_are_bounded_before_they_are_read() {
     let budget = MemoryBudget::new(1 << 20);
-    let (mut c, task) = start(signal(), Some(budget.clone()), LONG);
+    let (mut c, task) = start(running_server(), Some(budget.clone()), LONG);
     c.line().await;
     // Over the pre-login bound: refused before the client sends a byte.
     c.send(b"a {17}\r\n").await;
@@ -238,7 +196,7 @@ async fn literals_before_login_are_bounded_before_they_are_read() {
 
 #[tokio::test]
 async fn a_non_synchronising_literal_over_the_bound_ends_the_session() {
-    let (mut c, task) = start(signal(), None, LONG);
+    let (mut c, task) = start(running_server(), None, LONG);
     c.line().await;
     c.send(b"a {1000+}\r\n").await;
     assert_eq!(
@@ -254,7 +212,7 @@ async fn the_pre_login_budget_is_shared_and_refuses_when_spent() {
     // Room for one short command line and a few literal bytes.
     let budget = MemoryBudget::new(20);
     let held = budget.try_take(5).unwrap();
-    let (mut c, task) = start(signal(), Some(budget.clone()), LONG);
+    let (mut c, task) = start(running_server(), Some(budget.clone()), LONG);
     c.line().await;
     // 8 bytes of line, then 10 of literal: 23 > 20 with what is held.
     c.send(b"a {10}\r\n").await;
@@ -282,7 +240,7 @@ async fn the_pre_login_budget_is_shared_and_refuses_when_spent() {
 
 #[tokio::test]
 async fn command_lines_before_login_are_bounded_in_total() {
-    let (mut c, task) = start(signal(), Some(MemoryBudget::new(1 << 20)), LONG);
+    let (mut c, task) = start(running_server(), Some(MemoryBudget::new(1 << 20)), LONG);
     c.line().await;
     let part = "x".repeat(40);
     c.send(format!("a {part} {{0}}\r\n").as_bytes()).await;
@@ -298,13 +256,13 @@ async fn command_lines_before_login_are_bounded_in_total() {
 
 #[tokio::test]
 async fn a_silent_client_is_told_and_disconnected() {
-    let (mut c, task) = start(signal(), None, Duration::from_millis(50));
+    let (mut c, task) = start(running_server(), None, Duration::from_millis(50));
     c.line().await;
     assert_eq!(c.line().await, "BYE idle");
     assert!(c.is_closed().await);
     task.await.unwrap();
     // Also while a literal is awaited.
-    let (mut c, task) = start(signal(), None, Duration::from_millis(50));
+    let (mut c, task) = start(running_server(), None, Duration::from_millis(50));
     c.line().await;
     c.send(b"a {5}\r\nab").await;
     assert_eq!(c.line().await, "+ go");
@@ -324,8 +282,8 @@ async fn shutdown_and_ended_sessions_get_their_farewell() {
 
     // Ended by an administrator while a command waits for the client.
     let registry = Arc::new(LiveSessions::default());
-    let (registration, ended) = registry.register("echo", &info());
-    let (mut c, task) = start(signal().with_end(ended), None, LONG);
+    let (registration, ended) = registry.register("echo", &memory_info());
+    let (mut c, task) = start(running_server().with_end(ended), None, LONG);
     c.line().await;
     c.send(b"WAIT\r\n").await;
     assert_eq!(c.line().await, "+ waiting");
@@ -338,7 +296,7 @@ async fn shutdown_and_ended_sessions_get_their_farewell() {
 
 #[tokio::test]
 async fn an_in_memory_stream_offers_no_starttls() {
-    let (mut c, task) = start(signal(), None, LONG);
+    let (mut c, task) = start(running_server(), None, LONG);
     c.line().await;
     c.send(b"STARTTLS\r\nQUIT\r\n").await;
     assert_eq!(c.line().await, "NO no TLS here");
@@ -355,19 +313,16 @@ async fn both_directions_are_logged_with_secrets_masked() {
         "ECHO",
         crate::Rollover::Daily,
     ));
-    let (client, server) = tokio::io::duplex(4096);
+    let (mut c, server) = memory_pair();
     let task = tokio::spawn(async move {
         let mut echo = Echo {
-            out: Output::new(Some(&log), &info(), false),
+            out: Output::new(Some(&log), &memory_info(), false),
             logged_in: false,
             idle: LONG,
         };
         echo.out.line("* hello");
-        drive(&mut echo, Connection::new(server, signal(), None)).await;
+        drive(&mut echo, Connection::new(server, running_server(), None)).await;
     });
-    let mut c = Client {
-        reader: BufReader::new(client),
-    };
     c.line().await;
     c.send(b"my secret\r\nQUIT\r\n").await;
     c.line().await;
