@@ -16,6 +16,7 @@
 
 mod capability;
 mod cmd;
+mod handler;
 mod names;
 pub mod search;
 mod session;

@@ -13,6 +13,9 @@
 //! that ends any other way removes nothing (RFC 1939 §6).
 
 mod command;
+mod handler;
+mod login;
+mod maildrop;
 mod session;
 
 use std::sync::Arc;

@@ -15,6 +15,7 @@
 
 mod command;
 mod data;
+mod handler;
 mod headers;
 mod limits;
 mod session;

@@ -1,16 +1,15 @@
-//! One SMTP, LMTP or submission session: the connection loop, greeting, EHLO,
-//! STARTTLS and AUTH. The mail transaction (MAIL, RCPT, DATA, BDAT) is in
+//! One SMTP, LMTP or submission session: greeting, EHLO, STARTTLS and AUTH.
+//! Reading commands, writing replies, timeouts and the TLS handshake are the
+//! session driver's (`casella_net::drive`; SMTP's side of it is in `handler.rs`). The mail transaction (MAIL, RCPT, DATA, BDAT) is in
 //! `transaction.rs`. RFC 5321 §4.1.4 command order, RFC 2033 §4.2, RFC 6409.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, LoginSettings, Protocol};
 use casella_net::{
-    CommandLimits, CommandRefusal, Connection, ConnectionInfo, EndReason, Ended, Farewell, Next,
-    NextLine, Output, SessionHandler, SessionStream, drive,
+    Connection, ConnectionInfo, Ended, Next, NextLine, Output, SessionStream, drive,
 };
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{Account, now_unix};
@@ -38,11 +37,11 @@ pub(crate) struct Session {
     /// The logged-in submitter and every address it may send as.
     pub auth: Option<(Account, Vec<String>)>,
     /// Held while logged in (max-connections-per-user).
-    user_slot: Option<casella_net::Slot<casella_store::AccountId>>,
+    pub user_slot: Option<casella_net::Slot<casella_store::AccountId>>,
     /// On a front end: where a session goes right after AUTH.
     proxy: Option<Arc<dyn LoginProxy>>,
     /// The back end this session was just handed over to.
-    upstream: Option<Upstream>,
+    pub upstream: Option<Upstream>,
 }
 
 pub(crate) fn queue_id() -> String {
@@ -178,7 +177,11 @@ impl Session {
     }
 
     /// Runs one command line.
-    async fn command<S: SessionStream>(&mut self, line: &[u8], conn: &mut Connection<S>) -> Next {
+    pub(crate) async fn command<S: SessionStream>(
+        &mut self,
+        line: &[u8],
+        conn: &mut Connection<S>,
+    ) -> Next {
         match command::parse(line) {
             Err(e) => {
                 self.reply(&e.to_string());
@@ -421,67 +424,6 @@ impl<S: SessionStream> casella_directory::SaslIo for SaslChannel<'_, S> {
     }
 }
 
-/// SMTP, LMTP and submission on the session driver: lines only; DATA and
-/// BDAT are read by their commands.
-impl SessionHandler for Session {
-    fn output(&mut self) -> &mut Output {
-        &mut self.out
-    }
-
-    fn limits(&self) -> CommandLimits {
-        CommandLimits::lines(self.config.max_command_size)
-    }
-
-    /// Submission waits `preauth_timeout` for a client that has not logged in.
-    fn idle_timeout(&self) -> Duration {
-        if self.mode == Mode::Submission && self.auth.is_none() {
-            self.config.preauth_timeout
-        } else {
-            self.config.timeout
-        }
-    }
-
-    fn loggable(&self, line: &[u8]) -> String {
-        mask_secrets(&String::from_utf8_lossy(line))
-    }
-
-    fn refused(&mut self, _: CommandRefusal, _: &[u8], _: bool) {
-        // Only lines are refused here (no literals, no pre-login budget).
-        self.reply("500 5.5.2 Line too long");
-    }
-
-    fn farewell(&self, why: Farewell) -> &'static str {
-        match why {
-            Farewell::Idle => "421 4.4.2 Timeout exceeded, closing connection",
-            Farewell::Shutdown => "421 4.3.2 Server shutting down, try again later",
-            Farewell::Ended(EndReason::Administrator) => {
-                "421 4.7.0 Session ended by the administrator"
-            }
-            Farewell::Ended(EndReason::SignedOut) => {
-                "421 4.7.0 Signed out of all devices; log in again"
-            }
-        }
-    }
-
-    async fn handle<S: SessionStream>(&mut self, line: Vec<u8>, conn: &mut Connection<S>) -> Next {
-        let next = self.command(&line, conn).await;
-        if self.upstream.is_some() {
-            return Next::HandOver;
-        }
-        next
-    }
-
-    /// RFC 3207 §4.2: after STARTTLS the session starts over.
-    fn tls_started(&mut self) {
-        self.tls_active = true;
-        self.helo = None;
-        self.esmtp = false;
-        self.envelope = None;
-        self.auth = None;
-        self.user_slot = None;
-    }
-}
-
 /// The reply to a refused login.
 fn failure_text(failure: &AuthFailure) -> &'static str {
     match failure {
@@ -506,27 +448,5 @@ fn failure_text(failure: &AuthFailure) -> &'static str {
             "535 5.7.139 Authentication unsuccessful, basic authentication is disabled"
         }
         AuthFailure::OtherIdentity => "535 5.7.8 Acting as another user is not allowed",
-    }
-}
-
-/// A command line as the protocol log shows it: AUTH's initial response replaced by
-/// `****`.
-fn mask_secrets(line: &str) -> String {
-    let words: Vec<&str> = line.splitn(3, ' ').collect();
-    if words.len() == 3 && words[0].eq_ignore_ascii_case("AUTH") {
-        return format!("{} {} ****", words[0], words[1]);
-    }
-    line.to_string()
-}
-
-#[cfg(test)]
-mod mask_tests {
-    #[test]
-    fn secrets_are_masked() {
-        assert_eq!(
-            super::mask_secrets("AUTH PLAIN AGFAYg=="),
-            "AUTH PLAIN ****"
-        );
-        assert_eq!(super::mask_secrets("MAIL FROM:<a@b>"), "MAIL FROM:<a@b>");
     }
 }
