@@ -20,7 +20,7 @@ mod secret;
 pub mod throttle;
 pub mod verified;
 
-pub use login::LoginContext;
+pub use login::{LoginContext, LoginSettings};
 pub use password::{hash_password, verify_password};
 pub use policy::{LoginType, Protocol};
 pub use secret::Secret;

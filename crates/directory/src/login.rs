@@ -25,8 +25,9 @@ use casella_store::Account;
 use crate::sasl::{self, SaslError};
 use crate::throttle::{Refusal, Reservation};
 use crate::{
-    AuthFailure, Authenticated, DUMMY_HASH, Directory, LoginSource, Protocol, REFUSED_LOGINS,
-    SaslConnection, SaslIo, Secret, app_passwords, log_safe, oauth, scram, verify_password,
+    AuthFailure, Authenticated, DUMMY_HASH, Directory, LoginSource, LoginType, Protocol,
+    REFUSED_LOGINS, SaslConnection, SaslIo, Secret, app_passwords, log_safe, oauth, scram,
+    verify_password,
 };
 
 /// Everything the pipeline needs to know about one login attempt's
@@ -59,6 +60,31 @@ impl LoginContext {
         }
     }
 
+    /// The context of a login on a mail session (IMAP, POP3, submission):
+    /// the protocol's `settings`, the connection's TLS state and RFC 9266
+    /// `exporter` (for SCRAM-SHA-256-PLUS, when at hand), and where the client
+    /// is. The server's certificate comes from `casella_net`.
+    pub fn for_session(
+        protocol: Protocol,
+        settings: LoginSettings<'_>,
+        tls_active: bool,
+        exporter: Option<Vec<u8>>,
+        source: LoginSource,
+    ) -> LoginContext {
+        let conn = SaslConnection::new(
+            settings.login_type,
+            tls_active,
+            exporter,
+            casella_net::server_certificate(),
+        );
+        LoginContext {
+            allow_basic_auth: settings.allow_basic_auth,
+            offered: settings.offered.clone(),
+            failure_delay: settings.failure_delay,
+            ..LoginContext::new(protocol, conn, source)
+        }
+    }
+
     /// Whether a password (LOGIN, USER/PASS, PLAIN) may be used now.
     pub fn passwords_usable(&self) -> bool {
         self.allow_basic_auth && self.conn.login_type.passwords_allowed(self.conn.tls_active)
@@ -80,6 +106,18 @@ impl LoginContext {
             None
         }
     }
+}
+
+/// A protocol's login settings, as its configuration holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginSettings<'a> {
+    pub login_type: LoginType,
+    /// Passwords allowed at all.
+    pub allow_basic_auth: bool,
+    /// The mechanisms offered (upper case); `None`: every one that works.
+    pub offered: &'a Option<Vec<String>>,
+    /// Waited before a refusal is answered.
+    pub failure_delay: Duration,
 }
 
 /// How long a login waits for the logins in flight before it to settle.

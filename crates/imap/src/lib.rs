@@ -16,6 +16,7 @@
 
 mod capability;
 mod cmd;
+mod handler;
 mod names;
 pub mod search;
 mod session;
@@ -28,8 +29,8 @@ use casella_directory::{Directory, LoginType};
 use std::net::IpAddr;
 
 use casella_net::{
-    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
-    ShutdownSignal, Stream,
+    Admitted, Connection, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal,
+    SessionFuture, SessionStream, ShutdownSignal, Stream,
 };
 use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
@@ -154,6 +155,29 @@ impl ImapService {
             }),
         }
     }
+
+    fn session<S: SessionStream>(
+        &self,
+        info: ConnectionInfo,
+        tls_active: bool,
+        conn: &Connection<S>,
+    ) -> session::Session {
+        let starttls = conn.can_start_tls();
+        session::Session::new(self.shared.clone(), info, tls_active, starttls)
+    }
+
+    /// Runs one IMAP session over `stream`: a TCP or TLS connection, or an
+    /// in-memory one (`tokio::io::duplex`) in tests.
+    pub async fn serve_stream<S: SessionStream>(
+        &self,
+        stream: S,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+    ) {
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.shared.tls.clone());
+        self.session(info, tls_active, &conn).run(conn).await
+    }
 }
 
 impl Handler for ImapService {
@@ -185,10 +209,12 @@ impl Handler for ImapService {
         signal: ShutdownSignal,
         admitted: Admitted,
     ) -> SessionFuture {
-        let session = session::Session::new(self.shared.clone(), info, signal, stream.is_tls());
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.shared.tls.clone());
+        let session = self.session(info, tls_active, &conn);
         Box::pin(async move {
             let _admitted = admitted;
-            session.run(stream).await
+            session.run(conn).await
         })
     }
 
@@ -220,10 +246,12 @@ impl Backend for ImapService {
             remote: who.client,
             ..info
         };
-        let session = session::Session::new(self.shared.clone(), info, signal, who.tls);
+        // The client's TLS is the front end's; STARTTLS is not offered here.
+        let conn = Connection::new(stream, signal, None);
+        let session = self.session(info, who.tls, &conn);
         Box::pin(async move {
             let _admitted = admitted;
-            session.run_handed_over(stream, &who.address).await
+            session.run_handed_over(conn, &who.address).await
         })
     }
 }

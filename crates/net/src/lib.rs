@@ -3,11 +3,13 @@
 //! Owns: binding listeners (IPv4 and IPv6), TLS configuration (a configured
 //! certificate, or a self-signed one made on first run), the [`Stream`] type that
 //! starts cleartext and upgrades in place (STARTTLS/STLS) or starts in TLS, reading
-//! command lines with a length cap, connection limits, and graceful shutdown.
+//! command lines with a length cap, connection limits, graceful shutdown, and the
+//! one session driver every protocol's handler plugs into (`driver`).
 //! Must not: know any mail protocol.
 
 mod addr;
 mod budget;
+mod driver;
 mod limits;
 mod line;
 mod listener;
@@ -20,6 +22,13 @@ mod tls;
 
 pub use addr::{in_network, parse_network, source_of};
 pub use budget::{BudgetGuard, MemoryBudget, PREAUTH_BUDGET, preauth_budget};
+/// In-memory sessions for tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub use driver::memory;
+pub use driver::{
+    CommandLimits, CommandRefusal, Connection, Ended, Farewell, Literal, Next, Output,
+    SessionHandler, SessionStream, Stop, Waited, drive,
+};
 pub use limits::{Admitted, ConnectionLimits, Counter, Refusal, Slot};
 pub use line::{LineError, NextLine, next_line, read_line};
 pub use listener::{ConnectionInfo, Handler, ListenerSpec, SessionFuture, bind, serve};

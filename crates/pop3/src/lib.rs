@@ -13,6 +13,9 @@
 //! that ends any other way removes nothing (RFC 1939 §6).
 
 mod command;
+mod handler;
+mod login;
+mod maildrop;
 mod session;
 
 use std::sync::Arc;
@@ -22,8 +25,8 @@ use casella_directory::{Directory, LoginType};
 use std::net::IpAddr;
 
 use casella_net::{
-    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, ShutdownSignal,
-    Stream,
+    Admitted, Connection, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal,
+    SessionStream, ShutdownSignal, Stream,
 };
 use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
@@ -146,16 +149,34 @@ impl Pop3Service {
         }
     }
 
-    fn session(&self, info: ConnectionInfo, signal: ShutdownSignal) -> session::Session {
+    fn session<S: SessionStream>(
+        &self,
+        info: ConnectionInfo,
+        tls_active: bool,
+        conn: &Connection<S>,
+    ) -> session::Session {
         session::Session::new(
             self.config.get(),
             self.directory.clone(),
-            self.tls.clone(),
             self.users.clone(),
             self.proxy.clone(),
             info,
-            signal,
+            tls_active,
+            conn.can_start_tls(),
         )
+    }
+
+    /// Runs one POP3 session over `stream`: a TCP or TLS connection, or an
+    /// in-memory one (`tokio::io::duplex`) in tests.
+    pub async fn serve_stream<S: SessionStream>(
+        &self,
+        stream: S,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+    ) {
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.tls.clone());
+        self.session(info, tls_active, &conn).run(conn).await
     }
 }
 
@@ -186,10 +207,12 @@ impl Handler for Pop3Service {
         signal: ShutdownSignal,
         admitted: Admitted,
     ) -> casella_net::SessionFuture {
-        let session = self.session(info, signal);
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.tls.clone());
+        let session = self.session(info, tls_active, &conn);
         Box::pin(async move {
             let _admitted = admitted;
-            session.run(stream).await
+            session.run(conn).await
         })
     }
 
@@ -220,10 +243,12 @@ impl Backend for Pop3Service {
             remote: who.client,
             ..info
         };
-        let session = self.session(info, signal);
+        // The client's TLS is the front end's; STLS is not offered here.
+        let conn = Connection::new(stream, signal, None);
+        let session = self.session(info, who.tls, &conn);
         Box::pin(async move {
             let _admitted = admitted;
-            session.run_handed_over(stream, &who).await
+            session.run_handed_over(conn, &who).await
         })
     }
 }

@@ -15,6 +15,7 @@
 
 mod command;
 mod data;
+mod handler;
 mod headers;
 mod limits;
 mod session;
@@ -28,8 +29,8 @@ use casella_directory::{Directory, LoginType};
 use std::net::IpAddr;
 
 use casella_net::{
-    Admitted, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal, SessionFuture,
-    ShutdownSignal, Stream,
+    Admitted, Connection, ConnectionInfo, ConnectionLimits, Counter, Handler, Live, Refusal,
+    SessionFuture, SessionStream, ShutdownSignal, Stream,
 };
 use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
@@ -172,6 +173,38 @@ impl SmtpService {
         self.proxy = Some(proxy);
         self
     }
+
+    fn session<S: SessionStream>(
+        &self,
+        info: ConnectionInfo,
+        tls_active: bool,
+        conn: &Connection<S>,
+        proxy: Option<Arc<dyn LoginProxy>>,
+    ) -> session::Session {
+        let starttls = conn.can_start_tls();
+        session::Session::new(
+            self.mode,
+            self.shared.clone(),
+            proxy,
+            info,
+            tls_active,
+            starttls,
+        )
+    }
+
+    /// Runs one session over `stream`: a TCP or TLS connection, or an
+    /// in-memory one (`tokio::io::duplex`) in tests.
+    pub async fn serve_stream<S: SessionStream>(
+        &self,
+        stream: S,
+        info: ConnectionInfo,
+        signal: ShutdownSignal,
+    ) {
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.shared.tls.clone());
+        let session = self.session(info, tls_active, &conn, self.proxy.clone());
+        session.run(conn).await
+    }
 }
 
 impl Handler for SmtpService {
@@ -204,16 +237,12 @@ impl Handler for SmtpService {
         signal: ShutdownSignal,
         admitted: Admitted,
     ) -> SessionFuture {
-        let session = session::Session::new(
-            self.mode,
-            self.shared.clone(),
-            self.proxy.clone(),
-            info,
-            signal,
-        );
+        let tls_active = stream.is_tls();
+        let conn = Connection::new(stream, signal, self.shared.tls.clone());
+        let session = self.session(info, tls_active, &conn, self.proxy.clone());
         Box::pin(async move {
             let _admitted = admitted;
-            session.run(stream).await
+            session.run(conn).await
         })
     }
 
@@ -248,10 +277,12 @@ impl Backend for SmtpService {
             remote: who.client,
             ..info
         };
-        let session = session::Session::new(self.mode, self.shared.clone(), None, info, signal);
+        // The client's TLS is the front end's; STARTTLS is not offered here.
+        let conn = Connection::new(stream, signal, None);
+        let session = self.session(info, who.tls, &conn, None);
         Box::pin(async move {
             let _admitted = admitted;
-            session.run_handed_over(stream, who).await
+            session.run_handed_over(conn, who).await
         })
     }
 }

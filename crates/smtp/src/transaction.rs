@@ -4,17 +4,17 @@
 //! the durable outbound queue. Every reply that accepts a message comes after the
 //! store committed it.
 
+use casella_net::{Connection, Next, SessionStream};
 use casella_store::{
     Account, Flag, FlagSet, NewMessage, NewQueued, QueuedRecipient, RecipientState, SpecialUse,
     StoreError, now_unix,
 };
-use tokio::io::AsyncReadExt;
 
 use crate::Mode;
 use crate::command::Params;
 use crate::data::{DataOutcome, read_data};
 use crate::headers;
-use crate::session::{Next, Reader, Session, queue_id};
+use crate::session::{Session, queue_id};
 
 /// The transaction being built by MAIL, RCPT and BDAT.
 pub(crate) struct Envelope {
@@ -275,7 +275,7 @@ impl Session {
         }
     }
 
-    pub(crate) async fn data(&mut self, reader: &mut Reader) -> Next {
+    pub(crate) async fn data<S: SessionStream>(&mut self, conn: &mut Connection<S>) -> Next {
         if !self.ready_for_content() {
             return Next::Continue;
         }
@@ -288,13 +288,13 @@ impl Session {
             return Next::Continue;
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>");
-        if self.flush(reader).await.is_err() {
+        if conn.flush(&mut self.out).await.is_err() {
             return Next::Close;
         }
         let read = tokio::time::timeout(
             // RFC 5321 §4.5.3.2.6: the data block may take longer than a command.
             self.config.timeout * 2,
-            read_data(reader, self.config.max_message_size),
+            read_data(conn.reader(), self.config.max_message_size),
         )
         .await;
         match read {
@@ -316,7 +316,12 @@ impl Session {
     }
 
     /// BDAT — RFC 3030 §2: the chunk is always read, even when it will be refused.
-    pub(crate) async fn bdat(&mut self, size: u64, last: bool, reader: &mut Reader) -> Next {
+    pub(crate) async fn bdat<S: SessionStream>(
+        &mut self,
+        size: u64,
+        last: bool,
+        conn: &mut Connection<S>,
+    ) -> Next {
         let max = self.config.max_message_size as u64;
         // Read (or skip) exactly `size` bytes first: the stream stays in step.
         let mut chunk = Vec::new();
@@ -332,13 +337,11 @@ impl Session {
                 + size
                 <= max;
         let read = async {
+            // Within the message size when kept, so it fits in a usize.
             if keep {
-                chunk.resize(size as usize, 0);
-                reader.read_exact(&mut chunk).await.map(|_| ())
+                conn.read_into(&mut chunk, size as usize).await
             } else {
-                tokio::io::copy(&mut (&mut *reader).take(size), &mut tokio::io::sink())
-                    .await
-                    .map(|_| ())
+                conn.discard(size).await
             }
         };
         match tokio::time::timeout(self.config.timeout * 2, read).await {

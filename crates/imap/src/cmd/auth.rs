@@ -5,16 +5,18 @@ use casella_directory::{AuthFailure, Secret};
 use casella_proxy::{Handover, LoginProxy};
 use casella_store::Account;
 
-use crate::session::{Auth, Next, Reader, Session};
+use casella_net::{Connection, Next, SessionStream};
+
+use crate::session::{Auth, Session};
 
 /// SASL challenges and answers over this session (`+ BASE64` lines).
-struct SaslChannel<'a> {
+struct SaslChannel<'a, S> {
     session: &'a mut Session,
-    io: &'a mut Reader,
+    io: &'a mut Connection<S>,
 }
 
 #[async_trait::async_trait]
-impl casella_directory::SaslIo for SaslChannel<'_> {
+impl<S: SessionStream> casella_directory::SaslIo for SaslChannel<'_, S> {
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
         use base64::Engine;
         let text = base64::engine::general_purpose::STANDARD.encode(data);
@@ -29,7 +31,7 @@ impl Session {
             self.tagged(tag, "BAD TLS is already active");
             return Next::Continue;
         }
-        if self.shared.tls.is_none() {
+        if !self.starttls {
             self.tagged(tag, "NO STARTTLS is not available");
             return Next::Continue;
         }
@@ -49,14 +51,14 @@ impl Session {
     /// AUTHENTICATE — RFC 9051 §6.2.2, with SASL-IR (RFC 4959): every
     /// mechanism the pipeline offers (PLAIN, LOGIN, SCRAM-SHA-256[-PLUS],
     /// XOAUTH2, OAUTHBEARER).
-    pub(crate) async fn cmd_authenticate(
+    pub(crate) async fn cmd_authenticate<S: SessionStream>(
         &mut self,
         tag: &str,
         mechanism: &str,
         initial: Option<String>,
-        io: &mut Reader,
+        io: &mut Connection<S>,
     ) {
-        let ctx = self.login_context(Some(io));
+        let ctx = self.login_context(io.tls_exporter());
         let directory = self.shared.directory.clone();
         let result = {
             let mut channel = SaslChannel { session: self, io };
@@ -67,12 +69,12 @@ impl Session {
         self.finish_login(tag, result).await;
     }
 
-    async fn challenge(&mut self, io: &mut Reader, text: &str) -> Result<Vec<u8>, SaslError> {
-        self.line(&format!("+ {text}"));
-        if self.flush(io).await.is_err() {
-            return Err(SaslError::Cancelled);
-        }
-        match self.read_continuation(io).await {
+    async fn challenge<S: SessionStream>(
+        &mut self,
+        io: &mut Connection<S>,
+        text: &str,
+    ) -> Result<Vec<u8>, SaslError> {
+        match self.read_continuation(io, &format!("+ {text}")).await {
             Some(line) => sasl::decode_response(&line),
             None => Err(SaslError::Cancelled),
         }

@@ -96,8 +96,8 @@ impl Session {
             }
             if let Some(sel) = self.selected.as_mut() {
                 for l in sel.remove_uids(&src) {
-                    self.out.extend_from_slice(l.as_bytes());
-                    self.out.extend_from_slice(b"\r\n");
+                    self.out.raw().extend_from_slice(l.as_bytes());
+                    self.out.raw().extend_from_slice(b"\r\n");
                 }
             }
             self.finish(tag, &format!("OK {verb} completed"), true)

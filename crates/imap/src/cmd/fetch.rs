@@ -10,7 +10,9 @@ use casella_proto_imap::{FetchAttr, FetchItems, Section, SectionText, SequenceSe
 use casella_store::{Flag, FlagOp, FlagSet, MessageStructure, Uid};
 
 use crate::cmd::store_error;
-use crate::session::{Reader, Session};
+use casella_net::{Connection, SessionStream};
+
+use crate::session::Session;
 use crate::view::flag_list;
 
 /// The section spec as it is echoed in the response, e.g. `1.2.HEADER.FIELDS (FROM)`.
@@ -94,13 +96,13 @@ fn needs_raw(attr: &FetchAttr) -> bool {
 }
 
 impl Session {
-    pub(crate) async fn cmd_fetch(
+    pub(crate) async fn cmd_fetch<S: SessionStream>(
         &mut self,
         tag: &str,
         uid: bool,
         set: SequenceSet,
         items: FetchItems,
-        io: &mut Reader,
+        io: &mut Connection<S>,
     ) {
         let verb = if uid { "UID FETCH" } else { "FETCH" };
         let targets = match self.resolve(&set, uid) {
@@ -422,7 +424,7 @@ impl Session {
                 );
             }
             out.extend_from_slice(b")\r\n");
-            self.out.extend_from_slice(&out);
+            self.out.raw().extend_from_slice(&out);
             if self.maybe_flush(io).await.is_err() {
                 return;
             }

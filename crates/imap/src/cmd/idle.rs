@@ -1,14 +1,18 @@
 //! IDLE — RFC 9051 §6.3.13 (RFC 2177): changes are pushed as they are committed,
 //! until the client sends DONE.
 
+use casella_net::{Connection, Next, SessionStream, Stop, Waited};
 use casella_store::Change;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast;
 
-use crate::session::{Next, Reader, Session};
+use crate::session::Session;
 
 impl Session {
-    pub(crate) async fn cmd_idle(&mut self, tag: &str, io: &mut Reader) -> Next {
+    pub(crate) async fn cmd_idle<S: SessionStream>(
+        &mut self,
+        tag: &str,
+        io: &mut Connection<S>,
+    ) -> Next {
         // Report what is pending before idling.
         self.sync_selected(true).await;
         if self.gone {
@@ -25,28 +29,19 @@ impl Session {
         let mut line = Vec::new();
         let timeout = self.config.auth_timeout;
         loop {
-            let mut signal = self.signal.clone();
             tokio::select! {
-                _ = signal.wait() => {
-                    let bye = self.shutdown_bye();
-                    self.line(bye);
-                    return Next::Close;
-                }
-                // fill_buf does not consume, so losing this race to a change loses
+                // Waiting reads nothing, so losing this race to a change loses
                 // no input; the line is read only once bytes are there.
-                r = tokio::time::timeout(timeout, io.fill_buf()) => {
-                    match r {
-                        Err(_) => {
-                            self.line("* BYE Autologout; idle for too long");
-                            return Next::Close;
-                        }
-                        Ok(Err(_)) => return Next::Close,
-                        Ok(Ok([])) => return Next::Close,
-                        Ok(Ok(_)) => {}
+                waited = io.wait_for_input(timeout) => {
+                    match waited {
+                        Waited::Input => {}
+                        Waited::Closed => return Next::Close,
+                        Waited::Idle => return Next::Stop(Stop::Idle),
+                        Waited::Shutdown => return Next::Stop(Stop::Shutdown),
                     }
                     let read = tokio::time::timeout(
                         std::time::Duration::from_secs(60),
-                        casella_net::read_line(io, &mut line, 1024),
+                        casella_net::read_line(io.reader(), &mut line, 1024),
                     )
                     .await;
                     if !matches!(read, Ok(Ok(()))) {

@@ -363,13 +363,13 @@ impl Session {
             }
             let mut out = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
             self.encode_name(&mut out, &mb.name);
-            self.out.extend_from_slice(&out);
-            self.out.extend_from_slice(b"\r\n");
+            self.out.raw().extend_from_slice(&out);
+            self.out.raw().extend_from_slice(b"\r\n");
             if let Some(items) = &status_items {
                 match self.status_line(mb, items).await {
                     Ok(line) => {
-                        self.out.extend_from_slice(&line);
-                        self.out.extend_from_slice(b"\r\n");
+                        self.out.raw().extend_from_slice(&line);
+                        self.out.raw().extend_from_slice(b"\r\n");
                     }
                     Err(e) => tracing::warn!(error = %e, "LIST-STATUS failed for one mailbox"),
                 }
@@ -410,8 +410,8 @@ impl Session {
                 for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
                     let mut out = b"* LSUB () \"/\" ".to_vec();
                     self.encode_name(&mut out, &mb.name);
-                    self.out.extend_from_slice(&out);
-                    self.out.extend_from_slice(b"\r\n");
+                    self.out.raw().extend_from_slice(&out);
+                    self.out.raw().extend_from_slice(b"\r\n");
                 }
                 self.finish(tag, "OK LSUB completed", true).await;
             }
@@ -432,8 +432,8 @@ impl Session {
         };
         match self.status_line(&mb, items).await {
             Ok(line) => {
-                self.out.extend_from_slice(&line);
-                self.out.extend_from_slice(b"\r\n");
+                self.out.raw().extend_from_slice(&line);
+                self.out.raw().extend_from_slice(b"\r\n");
                 self.finish(tag, "OK STATUS completed", true).await;
             }
             Err(e) => {
