@@ -427,44 +427,7 @@ impl Session {
             }
             body = headers::complete_for_submission(body, &self.config.hostname);
         }
-        // All local recipients in one store transaction, the bytes stored once
-        // (RFC 5321 §4.4: with several recipients the Received field names
-        // none of them); nothing stored when it fails, so a retry cannot
-        // duplicate anyone's copy.
-        let mut all_ok = true;
-        let mut lmtp_replies = Vec::new();
-        if !envelope.local.is_empty() {
-            let for_clause = match envelope.local.as_slice() {
-                [only] => Some(only.address.as_str()),
-                _ => None,
-            };
-            let message =
-                headers::with_received(&self.trace(&id, for_clause, envelope.smtputf8), &body);
-            let accounts: Vec<_> = envelope.local.iter().map(|r| r.account.id).collect();
-            match store.deliver_to_all(&accounts, message).await {
-                Ok(stored) => {
-                    for (r, ap) in envelope.local.iter().zip(&stored) {
-                        tracing::info!(
-                            protocol = self.protocol_name(), %remote, from = %envelope.from,
-                            to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id,
-                            "delivered"
-                        );
-                        lmtp_replies.push(format!("250 2.0.0 <{}> Delivered as {id}", r.address));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(protocol = self.protocol_name(), %remote, id = %id,
-                        recipients = envelope.local.len(), error = %e, "delivery failed");
-                    all_ok = false;
-                    for r in &envelope.local {
-                        lmtp_replies.push(format!(
-                            "451 4.3.0 <{}> Temporary failure, try again later",
-                            r.address
-                        ));
-                    }
-                }
-            }
-        }
+        let (mut all_ok, lmtp_replies) = self.deliver_locally(&envelope, &id, &body).await;
         if !envelope.remote.is_empty() && all_ok {
             let message = headers::with_received(&self.trace(&id, None, envelope.smtputf8), &body);
             let queued = NewQueued {
@@ -507,6 +470,85 @@ impl Session {
             }
         }
         self.reply(&format!("250 2.0.0 Ok: queued as {id}"));
+    }
+
+    /// Stores the message for the local recipients: all in one store
+    /// transaction, the bytes once (RFC 5321 §4.4: with several recipients
+    /// the Received field names none of them), and nothing when it fails, so
+    /// the client's retry cannot duplicate anyone's copy. LMTP answers per
+    /// recipient (RFC 2033 §4.2): when the one transaction fails, each
+    /// recipient is tried alone (nothing was stored), so one recipient's
+    /// problem does not hold the others' mail back. Returns whether every
+    /// recipient's copy is stored, and the LMTP replies.
+    async fn deliver_locally(
+        &self,
+        envelope: &Envelope,
+        id: &str,
+        body: &[u8],
+    ) -> (bool, Vec<String>) {
+        if envelope.local.is_empty() {
+            return (true, Vec::new());
+        }
+        let store = self.shared.directory.store();
+        let remote = self.info.remote;
+        let for_clause = match envelope.local.as_slice() {
+            [only] => Some(only.address.as_str()),
+            _ => None,
+        };
+        let message = headers::with_received(&self.trace(id, for_clause, envelope.smtputf8), body);
+        let accounts: Vec<_> = envelope.local.iter().map(|r| r.account.id).collect();
+        let outcome = match store.deliver_to_all(&accounts, message).await {
+            Ok(stored) if stored.len() == accounts.len() => {
+                Ok(stored.into_iter().map(Ok).collect::<Vec<_>>())
+            }
+            Ok(_) => Err(casella_store::StoreError::Internal(
+                "delivery answered for fewer recipients".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::error!(protocol = self.protocol_name(), %remote, id = %id,
+                    recipients = accounts.len(), error = %e, "delivery failed");
+                if self.mode != Mode::Lmtp || accounts.len() == 1 {
+                    envelope.local.iter().map(|_| Err(())).collect()
+                } else {
+                    let mut one_by_one = Vec::with_capacity(accounts.len());
+                    for r in &envelope.local {
+                        let trace = self.trace(id, Some(&r.address), envelope.smtputf8);
+                        let message = headers::with_received(&trace, body);
+                        one_by_one.push(store.deliver(r.account.id, message).await.map_err(|e| {
+                            tracing::error!(protocol = self.protocol_name(),
+                                to = %r.account.address, error = %e, "delivery failed");
+                        }));
+                    }
+                    one_by_one
+                }
+            }
+        };
+        let mut all_ok = true;
+        let mut replies = Vec::with_capacity(results.len());
+        for (r, result) in envelope.local.iter().zip(results) {
+            match result {
+                Ok(ap) => {
+                    tracing::info!(
+                        protocol = self.protocol_name(), %remote, from = %envelope.from,
+                        to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id,
+                        "delivered"
+                    );
+                    replies.push(format!("250 2.0.0 <{}> Delivered as {id}", r.address));
+                }
+                Err(()) => {
+                    all_ok = false;
+                    replies.push(format!(
+                        "451 4.3.0 <{}> Temporary failure, try again later",
+                        r.address
+                    ));
+                }
+            }
+        }
+        (all_ok, replies)
     }
 
     /// Keeps a copy in Sent Items, read (for clients that do not save their own).

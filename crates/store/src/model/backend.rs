@@ -169,6 +169,11 @@ pub trait MailBackend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// \Recent (IMAP4rev1): raises the mailbox's watermark to `up_to`, never
+    /// lowering it, and returns the previous one — atomically, in one
+    /// statement where the backend can. `NotFound` for no such mailbox.
+    async fn raise_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid>;
+
     // ---- outside the model ----
 
     /// See [`crate::MailStore::lock_maildrop`].

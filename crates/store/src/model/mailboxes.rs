@@ -118,28 +118,6 @@ pub async fn set_subscribed<B: MailBackend>(
         .await
 }
 
-/// Raises the \Recent watermark to `up_to` (never lowers it) and returns the
-/// previous one.
-pub async fn claim_recent<B: MailBackend>(
-    backend: &B,
-    mailbox: MailboxId,
-    up_to: Uid,
-) -> StoreResult<Uid> {
-    backend
-        .transact(job(move |tx| {
-            Box::pin(async move {
-                let mut mb = lock_one(tx, mailbox).await?;
-                let previous = mb.recent_watermark;
-                if up_to > previous {
-                    mb.recent_watermark = up_to;
-                    tx.save_mailbox(&mb).await?;
-                }
-                Ok(previous)
-            })
-        }))
-        .await
-}
-
 /// One mailbox, locked.
 pub async fn lock_one(tx: &mut dyn MailTx, id: MailboxId) -> StoreResult<Mailbox> {
     tx.lock_mailboxes(&[id])

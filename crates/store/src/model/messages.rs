@@ -394,8 +394,9 @@ pub async fn expunge<B: MailBackend>(
     Ok(removed)
 }
 
-/// (source UID, new UID) pairs and the changes made.
-type CopyOutcome = (Vec<(Uid, Uid)>, Vec<Change>);
+/// (source UID, new UID) pairs, the changes made, and the references the
+/// copies add to blobs (for the caller to apply once, with any releases).
+type CopyOutcome = (Vec<(Uid, Uid)>, Vec<Change>, BTreeMap<BlobId, i64>);
 
 /// Copies between locked mailboxes of one account in source order (flags and
 /// INTERNALDATE kept), under one MODSEQ of the destination.
@@ -448,9 +449,8 @@ async fn copy_in_tx(
     }
     if let Some(modseq) = dst.modseq {
         tx.insert_messages(to, modseq, &rows).await?;
-        tx.adjust_blob_refs(&added).await?;
     }
-    Ok((pairs, changes))
+    Ok((pairs, changes, added))
 }
 
 /// COPY: the source is locked too, so its messages (and their blobs) stay put.
@@ -490,7 +490,8 @@ async fn copy_or_move<B: MailBackend>(
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mut locked = lock_counters(tx, &[from, to]).await?;
-                let (pairs, mut changes) = copy_in_tx(tx, &mut locked, from, &uids, to).await?;
+                let (pairs, mut changes, mut deltas) =
+                    copy_in_tx(tx, &mut locked, from, &uids, to).await?;
                 let mut released = Vec::new();
                 if remove {
                     let moved: Vec<Uid> = pairs.iter().map(|(s, _)| *s).collect();
@@ -502,8 +503,15 @@ async fn copy_or_move<B: MailBackend>(
                 for c in locked.values() {
                     c.save(tx).await?;
                 }
-                // A move's releases cancel the copy's new references.
-                tx.adjust_blob_refs(&releases(released)).await?;
+                // A move's releases cancel the copy's new references: one
+                // adjustment, none at all when they cancel out.
+                for (blob, n) in releases(released) {
+                    *deltas.entry(blob).or_insert(0) += n;
+                }
+                deltas.retain(|_, n| *n != 0);
+                if !deltas.is_empty() {
+                    tx.adjust_blob_refs(&deltas).await?;
+                }
                 let account = locked[&to].mailbox.account;
                 tx.announce(account, &changes);
                 Ok((pairs, account, changes))

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::mail_tx::PgTx;
 use super::{
-    MAX_MESSAGE_SIZE, PgStore, find_mailbox, get_mailbox, locks, mailbox_from_row, rows,
-    search_fields_of, summary_from_row, valid_blob_id,
+    MAX_MESSAGE_SIZE, PgStore, find_mailbox, get_mailbox, locks, mailbox_from_row,
+    not_found_mailbox, rows, search_fields_of, summary_from_row, valid_blob_id,
 };
 use crate::blob::BlobStore;
 use crate::changes::ChangeFeed;
@@ -183,6 +183,24 @@ impl MailBackend for PgStore {
                     .transpose()
             })
             .collect()
+    }
+
+    async fn raise_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid> {
+        // One statement: the CTE locks the row and reads the old watermark,
+        // the UPDATE raises it (never lowers).
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                "WITH old AS (SELECT id, recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE)
+                 UPDATE mailboxes SET recent_uid = GREATEST(old.recent_uid, $2)
+                 FROM old WHERE mailboxes.id = old.id
+                 RETURNING old.recent_uid",
+                &[&mailbox.0, &(up_to.0 as i64)],
+            )
+            .await?
+            .ok_or_else(|| not_found_mailbox(mailbox))?;
+        Ok(Uid(row.try_get::<_, i64>(0)? as u32))
     }
 
     async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock> {

@@ -73,7 +73,7 @@ impl DirectoryStore for PgStore {
             }
             let boxes: Vec<MailboxId> = tx
                 .query(
-                    "SELECT id FROM mailboxes WHERE account_id = $1 ORDER BY id",
+                    "SELECT id FROM mailboxes WHERE account_id = $1 ORDER BY id FOR UPDATE",
                     &[&id.0],
                 )
                 .await?

@@ -3,7 +3,7 @@
 //! (small messages inside the database, large ones as files).
 
 use async_trait::async_trait;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::mail_tx::{SqliteTx, run_ready};
 use super::{
@@ -139,6 +139,22 @@ impl MailBackend for SqliteStore {
                     crate::search_columns::from_columns(&r.get::<_, String>(0)?, Some(&text))
                 },
             )
+        })
+        .await
+    }
+
+    async fn raise_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid> {
+        self.write(move |tx, _| {
+            let previous: u32 = tx
+                .prepare_cached("SELECT recent_uid FROM mailboxes WHERE id = ?1")?
+                .query_row([mailbox.0], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", mailbox.0)))?;
+            if up_to.0 > previous {
+                tx.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
+                    .execute(rusqlite::params![mailbox.0, up_to.0])?;
+            }
+            Ok(Uid(previous))
         })
         .await
     }

@@ -41,28 +41,41 @@ impl<'c> SqliteTx<'c> {
     /// Only on the writer thread, for a job run there by [`run_ready`].
     pub(super) fn new(conn: &'c Connection, inner: &'c Inner) -> SqliteTx<'c> {
         SqliteTx {
-            conn: WriterConnection(conn),
+            conn: WriterConnection {
+                conn,
+                thread: std::thread::current().id(),
+            },
             inner,
         }
     }
 }
 
-/// The writer connection, as a job's future holds it.
-struct WriterConnection<'c>(&'c Connection);
+/// The writer connection, as a job's future holds it, with the thread it
+/// belongs to.
+struct WriterConnection<'c> {
+    conn: &'c Connection,
+    thread: std::thread::ThreadId,
+}
 
 // SAFETY: `MailTx` is `Send` because the shared backend's transactions run in
-// tokio tasks that may move between threads. This one never leaves the writer
-// thread: `SqliteTx::new` is called there, the job's future that borrows it is
-// created, polled to completion (`run_ready` fails a future that would wait)
-// and dropped there, and the borrow cannot escape into a task or thread (it is
-// not 'static). So the `&Connection` is only ever used on the thread that owns
-// the connection, which is what `Connection: !Sync` demands.
+// tokio tasks that may move between threads. This one is made on the writer
+// thread, and the job's future that borrows it is created, polled to
+// completion (`run_ready` fails a future that would wait) and dropped there;
+// the borrow is not 'static, so no task can take it. Safe code could still
+// hand it to a scoped thread: every use goes through `Deref`, which checks
+// the thread and panics on any other (the writer thread catches a job's
+// panic), so the `!Sync` connection is only ever used on its own thread.
 unsafe impl Send for WriterConnection<'_> {}
 
 impl std::ops::Deref for WriterConnection<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        self.0
+        assert_eq!(
+            std::thread::current().id(),
+            self.thread,
+            "the writer connection used off the writer thread"
+        );
+        self.conn
     }
 }
 
@@ -275,7 +288,7 @@ impl MailTx for SqliteTx<'_> {
             } else if !self.inner.blobs.exists(&p.blob)? {
                 // Under the write lock the collector cannot remove the file
                 // now; it may have removed it since the model wrote it.
-                self.inner.blobs.put(&p.raw)?;
+                self.inner.blobs.put_as(&p.blob, &p.raw)?;
             }
         }
         Ok(())
