@@ -762,3 +762,55 @@ fn search_with_the_text_index_gives_the_same_answers() {
     assert_eq!(results[0][2], "* SEARCH 1 3");
     assert_eq!(results[0][4], "* SEARCH 3");
 }
+
+/// STORE UNCHANGEDSINCE (RFC 7162 §3.1.3) is a conditional STORE: a message
+/// changed after the client's MODSEQ is left alone and named in MODIFIED;
+/// the others change, each reported with its new MODSEQ even with .SILENT.
+/// Before, the condition was parsed and ignored: another client's change was
+/// silently overwritten (issue 18).
+#[test]
+fn conditional_store_leaves_messages_changed_since_alone() {
+    let s = server();
+    for i in 1..=3 {
+        s.deliver(
+            USER,
+            format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        );
+    }
+    // The mailbox starts at MODSEQ 1; each delivery takes the next: 2, 3, 4.
+    let mut a = login(&s);
+    ok(&mut a, "1", "SELECT INBOX");
+    let mut b = login(&s);
+    ok(&mut b, "1", "SELECT INBOX");
+    ok(&mut b, "2", "STORE 2 +FLAGS.SILENT (\\Flagged)");
+    let r = cmd(
+        &mut a,
+        "2",
+        "UID STORE 1:3 (UNCHANGEDSINCE 4) +FLAGS.SILENT (\\Deleted)",
+    );
+    assert!(has(&r, "* 1 FETCH (UID 1 MODSEQ (6))"), "{r:?}");
+    assert!(has(&r, "* 3 FETCH (UID 3 MODSEQ (6))"), "{r:?}");
+    assert_eq!(
+        r.last().unwrap(),
+        "2 OK [MODIFIED 2] Conditional STORE failed",
+        "{r:?}"
+    );
+    let r = ok(&mut a, "3", "FETCH 1:3 FLAGS");
+    assert!(has(&r, "* 1 FETCH (FLAGS (\\Recent \\Deleted))"), "{r:?}");
+    assert!(
+        has(&r, "* 2 FETCH (FLAGS (\\Recent \\Flagged))"),
+        "left alone: {r:?}"
+    );
+    assert!(has(&r, "* 3 FETCH (FLAGS (\\Recent \\Deleted))"), "{r:?}");
+    // UNCHANGEDSINCE 0 changes nothing (every MODSEQ is above it); sequence
+    // numbers in MODIFIED for STORE.
+    let r = cmd(
+        &mut a,
+        "4",
+        "STORE 1:3 (UNCHANGEDSINCE 0) -FLAGS (\\Deleted)",
+    );
+    assert_eq!(r, ["4 OK [MODIFIED 1:3] Conditional STORE failed"], "{r:?}");
+    // Unconditional STORE as before.
+    let r = ok(&mut a, "5", "STORE 1 -FLAGS (\\Deleted)");
+    assert!(has(&r, "* 1 FETCH (FLAGS (\\Recent))"), "{r:?}");
+}

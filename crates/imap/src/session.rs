@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use casella_directory::{LoginSettings, Protocol, Secret};
 use casella_net::{
-    Connection, ConnectionInfo, Ended, Next, NextLine, Output, SessionHandler, SessionStream, drive,
+    Connection, ConnectionInfo, Next, NextLine, Output, SessionHandler, SessionStream,
 };
 use casella_proto_imap::{Command, CommandBody, parse_command};
 use casella_store::{Account, Change, Store};
@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::capability::capabilities;
 use crate::cmd::failure_text;
+use crate::cmd::store::StoreHow;
 use crate::view::Selected;
 use crate::{ImapConfig, Shared};
 
@@ -190,13 +191,7 @@ impl Session {
 
     /// The command loop (the driver's), and the relay after a hand-over.
     async fn serve<S: SessionStream>(mut self, conn: Connection<S>) {
-        let signal = conn.signal().clone();
-        if let Ended::HandedOver(conn) = drive(&mut self, conn).await
-            && let Some(upstream) = self.upstream.take()
-        {
-            // Handed over to a back end: from now on the front end only relays.
-            casella_proxy::relay(conn.into_reader(), upstream, signal).await;
-        }
+        casella_proxy::drive_then_relay(&mut self, conn, |s| s.upstream.take()).await;
     }
 
     /// Runs one command, as read by the driver (literals inline).
@@ -343,11 +338,18 @@ impl Session {
             C::Store {
                 uid,
                 set,
+                unchanged_since,
                 action,
                 silent,
                 flags,
-                ..
-            } => self.cmd_store(tag, uid, set, action, silent, flags).await,
+            } => {
+                let how = StoreHow {
+                    action,
+                    silent,
+                    unchanged_since,
+                };
+                self.cmd_store(tag, uid, set, how, flags).await
+            }
             C::Copy { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, false).await,
             C::Move { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, true).await,
             _ => self.tagged(tag, "BAD Command not valid in this state"),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use casella_directory::{Directory, Protocol, Secret};
-use casella_net::{Connection, ConnectionInfo, Counter, Ended, Next, Output, SessionStream, drive};
+use casella_net::{Connection, ConnectionInfo, Counter, Next, Output, SessionStream};
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{AccountId, Store};
 
@@ -119,13 +119,7 @@ impl Session {
 
     /// The command loop (the driver's), and the relay after a hand-over.
     pub(crate) async fn serve<S: SessionStream>(mut self, conn: Connection<S>) {
-        let signal = conn.signal().clone();
-        if let Ended::HandedOver(conn) = drive(&mut self, conn).await
-            && let Some(upstream) = self.upstream.take()
-        {
-            // Handed over to a back end: from now on the front end only relays.
-            casella_proxy::relay(conn.into_reader(), upstream, signal).await;
-        }
+        casella_proxy::drive_then_relay(&mut self, conn, |s| s.upstream.take()).await;
     }
 
     /// Runs one command line.

@@ -40,9 +40,11 @@ mod internal;
 mod proof;
 mod relay;
 mod secret;
+mod session;
 
 pub use connect::{BoxFuture, Connector, LoginProxy, ProxyError, Site, Upstream};
 pub use internal::{Backend, InternalListener};
 pub use proof::{Handover, ProofError, challenge_line, new_nonce, proof_line, verify_proof};
 pub use relay::relay;
 pub use secret::{ClusterSecret, SecretError};
+pub use session::drive_then_relay;

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use casella_directory::sasl::{self, SaslError};
 use casella_directory::{AuthFailure, LoginSettings, Protocol};
-use casella_net::{
-    Connection, ConnectionInfo, Ended, Next, NextLine, Output, SessionStream, drive,
-};
+use casella_net::{Connection, ConnectionInfo, Next, NextLine, Output, SessionStream};
 use casella_proxy::{Handover, LoginProxy, Upstream};
 use casella_store::{Account, now_unix};
 
@@ -167,13 +165,7 @@ impl Session {
 
     /// The command loop (the driver's), and the relay after a hand-over.
     async fn serve<S: SessionStream>(mut self, conn: Connection<S>) {
-        let signal = conn.signal().clone();
-        if let Ended::HandedOver(conn) = drive(&mut self, conn).await
-            && let Some(upstream) = self.upstream.take()
-        {
-            // Handed over to a back end: from now on the front end only relays.
-            casella_proxy::relay(conn.into_reader(), upstream, signal).await;
-        }
+        casella_proxy::drive_then_relay(&mut self, conn, |s| s.upstream.take()).await;
     }
 
     /// Runs one command line.

@@ -53,6 +53,7 @@ rules!(
     signouts_are_numbered_and_listed_by_time,
     text_candidates_cover_every_match,
     delivery_to_several_accounts_is_all_or_nothing,
+    conditional_store_leaves_changed_messages_alone,
 );
 
 /// A store's text index may answer or not; when it answers, the messages it
@@ -1318,4 +1319,49 @@ async fn delivery_to_several_accounts_is_all_or_nothing(store: Arc<dyn Store>) {
             .len(),
         2
     );
+}
+
+/// STORE UNCHANGEDSINCE (RFC 7162 §3.1.3): messages changed after the
+/// client's MODSEQ are left alone and reported; the others change under one
+/// new MODSEQ; UNCHANGEDSINCE 0 changes nothing.
+async fn conditional_store_leaves_changed_messages_alone(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = new_account(store, "conditional@example.org").await;
+    let mb = inbox(store, a.id).await;
+    let mut appended = Vec::new();
+    for i in 0..3 {
+        appended.push(
+            store
+                .append(mb.id, message(&format!("c{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let known = appended[2].modseq;
+    let seen: FlagSet = [Flag::Seen].into_iter().collect();
+    let flagged: FlagSet = [Flag::Flagged].into_iter().collect();
+    // Another client changes message 2 after `known`.
+    let other = store
+        .store_flags(mb.id, &[appended[1].uid], FlagOp::Add, &flagged)
+        .await
+        .unwrap();
+    assert!(other[0].modseq > known);
+    let uids: Vec<Uid> = appended.iter().map(|ap| ap.uid).collect();
+    let r = store
+        .store_flags_if(mb.id, &uids, FlagOp::Add, &seen, Some(known))
+        .await
+        .unwrap();
+    assert_eq!(r.modified, vec![appended[1].uid]);
+    let changed: Vec<Uid> = r.updates.iter().map(|u| u.uid).collect();
+    assert_eq!(changed, vec![appended[0].uid, appended[2].uid]);
+    assert!(r.updates.iter().all(|u| u.modseq > other[0].modseq));
+    let list = store.list_messages(mb.id).await.unwrap();
+    assert!(!list[1].flags.contains(&Flag::Seen), "left alone");
+    assert!(list[0].flags.contains(&Flag::Seen) && list[2].flags.contains(&Flag::Seen));
+    let none = store
+        .store_flags_if(mb.id, &uids, FlagOp::Remove, &seen, Some(ModSeq(0)))
+        .await
+        .unwrap();
+    assert!(none.updates.is_empty());
+    assert_eq!(none.modified, uids);
 }

@@ -114,15 +114,19 @@ pub trait MailStore: Send + Sync + 'static {
             .map(|raw| raw.map(|r| std::sync::Arc::from(&r[..casella_mime::header_len(&r)])))
             .collect())
     }
-    /// Changes flags of the given UIDs (missing UIDs are skipped) and returns the
-    /// messages whose flags changed, each with its new MODSEQ.
-    async fn store_flags(
+    /// Changes flags of the given UIDs (missing UIDs are skipped), in one
+    /// transaction. With `unchanged_since` (RFC 7162 §3.1.3, STORE
+    /// UNCHANGEDSINCE), a message whose MODSEQ is above it is left alone and
+    /// listed in `modified`; the test and the change are atomic. Changed
+    /// messages share the command's one new MODSEQ.
+    async fn store_flags_if(
         &self,
         mailbox: MailboxId,
         uids: &[Uid],
         op: FlagOp,
         flags: &FlagSet,
-    ) -> StoreResult<Vec<FlagUpdate>>;
+        unchanged_since: Option<ModSeq>,
+    ) -> StoreResult<FlagChanges>;
     /// Removes the messages, all or nothing, even across mailboxes of the account.
     /// Returns the messages that existed and are now gone.
     async fn expunge(
@@ -159,6 +163,20 @@ pub trait MailStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Appended>>;
 
     // ---- conveniences built on the above ----
+
+    /// Changes flags unconditionally; returns the messages whose flags changed.
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &FlagSet,
+    ) -> StoreResult<Vec<FlagUpdate>> {
+        Ok(self
+            .store_flags_if(mailbox, uids, op, flags, None)
+            .await?
+            .updates)
+    }
 
     /// Appends one message durably and returns its UID.
     async fn append(&self, mailbox: MailboxId, message: NewMessage) -> StoreResult<Appended> {

@@ -463,6 +463,15 @@ pub struct FlagUpdate {
     pub modseq: ModSeq,
 }
 
+/// What a STORE did: the flag changes made, and the messages left alone
+/// because they changed after the client's UNCHANGEDSINCE (RFC 7162 §3.1.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagChanges {
+    pub updates: Vec<FlagUpdate>,
+    /// UIDs whose MODSEQ was above UNCHANGEDSINCE: not changed.
+    pub modified: Vec<Uid>,
+}
+
 /// An outbound queue entry's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QueueId(pub i64);

@@ -9,7 +9,7 @@ mod idle;
 mod mailbox;
 mod search;
 mod select;
-mod store;
+pub(crate) mod store;
 
 use casella_proto_imap::{SeqNumber, SequenceSet};
 use casella_store::{StoreError, Uid};

@@ -1,11 +1,20 @@
-//! STORE and UID STORE — RFC 9051 §6.4.6.
+//! STORE and UID STORE — RFC 9051 §6.4.6, with UNCHANGEDSINCE (RFC 7162
+//! §3.1.3, the conditional STORE).
 
 use casella_proto_imap::{SequenceSet, StoreAction};
-use casella_store::{Flag, FlagOp, FlagSet};
+use casella_store::{Flag, FlagChanges, FlagOp, FlagSet, ModSeq, Uid};
 
-use crate::cmd::store_error;
+use crate::cmd::{store_error, uid_set};
 use crate::session::Session;
 use crate::view::flag_list;
+
+/// What a STORE asks for besides its set and flags.
+pub(crate) struct StoreHow {
+    pub action: StoreAction,
+    pub silent: bool,
+    /// `(UNCHANGEDSINCE n)`: change only messages not changed since MODSEQ n.
+    pub unchanged_since: Option<u64>,
+}
 
 impl Session {
     pub(crate) async fn cmd_store(
@@ -13,10 +22,15 @@ impl Session {
         tag: &str,
         uid: bool,
         set: SequenceSet,
-        action: StoreAction,
-        silent: bool,
+        how: StoreHow,
         flags: Vec<String>,
     ) {
+        let StoreHow {
+            action,
+            silent,
+            unchanged_since,
+        } = how;
+        let unchanged_since = unchanged_since.map(ModSeq);
         let verb = if uid { "UID STORE" } else { "STORE" };
         let targets = match self.resolve(&set, uid) {
             Ok(t) => t,
@@ -59,11 +73,15 @@ impl Session {
             StoreAction::Add => FlagOp::Add,
             StoreAction::Remove => FlagOp::Remove,
         };
-        let updates = if uids.is_empty() {
-            Vec::new()
+        let FlagChanges { updates, modified } = if uids.is_empty() {
+            FlagChanges::default()
         } else {
-            match self.store().store_flags(mailbox, &uids, op, &wanted).await {
-                Ok(u) => u,
+            match self
+                .store()
+                .store_flags_if(mailbox, &uids, op, &wanted, unchanged_since)
+                .await
+            {
+                Ok(changes) => changes,
                 Err(e) => {
                     let reply = store_error(&e);
                     self.tagged(tag, &reply);
@@ -91,26 +109,50 @@ impl Session {
                 }
             }
         }
-        if !silent {
-            // The new flags of every message in the set (as Dovecot does, also for
-            // those whose flags did not change).
-            let mut lines = Vec::new();
-            for (seq, u) in &targets {
-                let Some(m) = sel.by_seq(*seq) else { continue };
-                if m.expunged {
-                    continue;
-                }
-                let flags = flag_list(&m.flags, rev1 && m.recent);
-                if uid {
-                    lines.push(format!("* {seq} FETCH (UID {} FLAGS ({flags}))", u.0));
-                } else {
-                    lines.push(format!("* {seq} FETCH (FLAGS ({flags}))"));
-                }
+        // With UNCHANGEDSINCE every message the STORE succeeded for is
+        // reported with its MODSEQ, also with .SILENT (RFC 7162 §3.1.3);
+        // those it failed for are left out and named in MODIFIED.
+        let conditional = unchanged_since.is_some();
+        let mut lines = Vec::new();
+        let mut failed = Vec::new();
+        for (seq, u) in &targets {
+            let Some(m) = sel.by_seq(*seq) else { continue };
+            if m.expunged {
+                continue;
             }
-            for l in lines {
-                self.line(&l);
+            if modified.contains(u) {
+                failed.push(if uid { *u } else { Uid(*seq) });
+                continue;
             }
+            if silent && !conditional {
+                continue;
+            }
+            // The new flags of every message in the set (as Dovecot does,
+            // also for those whose flags did not change).
+            let mut items = Vec::new();
+            if uid {
+                items.push(format!("UID {}", u.0));
+            }
+            if !silent {
+                items.push(format!("FLAGS ({})", flag_list(&m.flags, rev1 && m.recent)));
+            }
+            if conditional {
+                items.push(format!("MODSEQ ({})", m.modseq.0));
+            }
+            lines.push(format!("* {seq} FETCH ({})", items.join(" ")));
         }
-        self.finish(tag, &format!("OK {verb} completed"), uid).await;
+        for l in lines {
+            self.line(&l);
+        }
+        let status = if failed.is_empty() {
+            format!("OK {verb} completed")
+        } else {
+            failed.sort_unstable();
+            format!(
+                "OK [MODIFIED {}] Conditional STORE failed",
+                uid_set(&failed)
+            )
+        };
+        self.finish(tag, &status, uid).await;
     }
 }

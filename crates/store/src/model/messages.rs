@@ -250,40 +250,52 @@ fn apply(op: FlagOp, current: &FlagSet, flags: &FlagSet) -> FlagSet {
 }
 
 /// STORE: changes flags of the UIDs given (missing ones skipped); only
-/// messages whose flags change get the command's one new MODSEQ.
+/// messages whose flags change get the command's one new MODSEQ. With
+/// `unchanged_since` (RFC 7162 §3.1.3), a message whose MODSEQ is above it is
+/// not touched and is reported in `modified` — tested under the mailbox's
+/// lock, so no change can slip in between the test and the update.
 pub async fn store_flags<B: MailBackend>(
     backend: &B,
     mailbox: MailboxId,
     uids: &[Uid],
     op: FlagOp,
     flags: &FlagSet,
-) -> StoreResult<Vec<FlagUpdate>> {
+    unchanged_since: Option<ModSeq>,
+) -> StoreResult<FlagChanges> {
     let uids = uids.to_vec();
     let flags = flags.clone();
-    let (updates, account) = backend
+    let (changes, account) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mut c = Counters::new(lock_one(tx, mailbox).await?);
-                let mut current: HashMap<Uid, FlagSet> = tx
+                let mut current: HashMap<Uid, (FlagSet, ModSeq)> = tx
                     .messages(mailbox, &uids)
                     .await?
                     .into_iter()
-                    .map(|m| (m.uid, m.flags))
+                    .map(|m| (m.uid, (m.flags, m.modseq)))
                     .collect();
                 let mut updates: Vec<FlagUpdate> = Vec::new();
+                let mut modified: Vec<Uid> = Vec::new();
                 for uid in uids {
-                    let Some(cur) = current.get_mut(&uid) else {
+                    let Some((cur, modseq)) = current.get_mut(&uid) else {
                         continue;
                     };
+                    if unchanged_since.is_some_and(|limit| *modseq > limit) {
+                        if !modified.contains(&uid) {
+                            modified.push(uid);
+                        }
+                        continue;
+                    }
                     let new = apply(op, cur, &flags);
                     if new == *cur {
                         continue;
                     }
                     *cur = new.clone();
+                    *modseq = c.modseq();
                     updates.push(FlagUpdate {
                         uid,
                         flags: new,
-                        modseq: c.modseq(),
+                        modseq: *modseq,
                     });
                 }
                 if let Some(modseq) = c.modseq {
@@ -298,15 +310,19 @@ pub async fn store_flags<B: MailBackend>(
                         &Change::from_flag_updates(mailbox, &updates),
                     );
                 }
-                Ok((updates, c.mailbox.account))
+                modified.sort_unstable();
+                Ok((FlagChanges { updates, modified }, c.mailbox.account))
             })
         }))
         .await?;
     publish(
         backend,
-        vec![(account, Change::from_flag_updates(mailbox, &updates))],
+        vec![(
+            account,
+            Change::from_flag_updates(mailbox, &changes.updates),
+        )],
     );
-    Ok(updates)
+    Ok(changes)
 }
 
 /// Expunges from a locked mailbox under its one MODSEQ; the change to

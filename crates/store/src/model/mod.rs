@@ -173,14 +173,15 @@ impl<B: MailBackend> MailStore for B {
         .await
     }
 
-    async fn store_flags(
+    async fn store_flags_if(
         &self,
         mailbox: MailboxId,
         uids: &[Uid],
         op: FlagOp,
         flags: &FlagSet,
-    ) -> StoreResult<Vec<FlagUpdate>> {
-        messages::store_flags(self, mailbox, uids, op, flags).await
+        unchanged_since: Option<ModSeq>,
+    ) -> StoreResult<FlagChanges> {
+        messages::store_flags(self, mailbox, uids, op, flags, unchanged_since).await
     }
 
     async fn expunge(
