@@ -810,7 +810,79 @@ fn conditional_store_leaves_messages_changed_since_alone() {
         "STORE 1:3 (UNCHANGEDSINCE 0) -FLAGS (\\Deleted)",
     );
     assert_eq!(r, ["4 OK [MODIFIED 1:3] Conditional STORE failed"], "{r:?}");
-    // Unconditional STORE as before.
+    // UNCHANGEDSINCE turned CONDSTORE on (RFC 7162 §3.1): a plain STORE's
+    // answer now carries MODSEQ too.
     let r = ok(&mut a, "5", "STORE 1 -FLAGS (\\Deleted)");
-    assert!(has(&r, "* 1 FETCH (FLAGS (\\Recent))"), "{r:?}");
+    assert!(has(&r, "* 1 FETCH (FLAGS (\\Recent) MODSEQ (7))"), "{r:?}");
+}
+
+/// CONDSTORE (RFC 7162 §3.1): SELECT says HIGHESTMODSEQ; ENABLE CONDSTORE;
+/// FETCH MODSEQ and FETCH (CHANGEDSINCE) give only what changed, with MODSEQ;
+/// once on, flag changes from another session and STORE answers carry MODSEQ;
+/// SEARCH MODSEQ says the highest MODSEQ found; STATUS HIGHESTMODSEQ; VANISHED
+/// and SELECT (QRESYNC …) are refused (QRESYNC is not offered).
+#[test]
+fn condstore_select_fetch_changedsince_search_and_status() {
+    let s = server();
+    for i in 1..=3 {
+        s.deliver(
+            USER,
+            format!("Subject: c{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        );
+    }
+    // MODSEQs: the mailbox starts at 1, the deliveries take 2, 3, 4.
+    let mut a = login(&s);
+    let r = ok(&mut a, "1", "CAPABILITY");
+    assert!(r[0].contains(" CONDSTORE"), "{r:?}");
+    let r = ok(&mut a, "2", "ENABLE CONDSTORE");
+    assert!(has(&r, "* ENABLED CONDSTORE"), "{r:?}");
+    let r = ok(&mut a, "3", "EXAMINE INBOX");
+    assert!(has(&r, "* OK [HIGHESTMODSEQ 4] Highest"), "{r:?}");
+    ok(&mut a, "4", "SELECT INBOX");
+    let r = ok(&mut a, "5", "FETCH 1:* (UID MODSEQ)");
+    assert!(has(&r, "* 1 FETCH (UID 1 MODSEQ (2))"), "{r:?}");
+    assert!(has(&r, "* 3 FETCH (UID 3 MODSEQ (4))"), "{r:?}");
+
+    // Another session flags message 2: MODSEQ 5.
+    let mut b = login(&s);
+    ok(&mut b, "1", "SELECT INBOX");
+    ok(&mut b, "2", "STORE 2 +FLAGS.SILENT (\\Flagged)");
+    let r = ok(&mut a, "6", "NOOP");
+    assert!(
+        has(&r, "* 2 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ (5))"),
+        "{r:?}"
+    );
+    // RFC 7162 §3.1.4.1: only what changed after 4, MODSEQ implied.
+    let r = ok(&mut a, "7", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 4)");
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(
+        r[0],
+        "* 2 FETCH (UID 2 FLAGS (\\Recent \\Flagged) MODSEQ (5))"
+    );
+    // STORE answers carry MODSEQ once CONDSTORE is on.
+    let r = ok(&mut a, "8", "STORE 3 +FLAGS (\\Seen)");
+    assert!(
+        has(&r, "* 3 FETCH (FLAGS (\\Recent \\Seen) MODSEQ (6))"),
+        "{r:?}"
+    );
+    // RFC 7162 §3.1.5.
+    let r = ok(&mut a, "9", "SEARCH MODSEQ 5");
+    assert_eq!(r[0], "* SEARCH 2 3 (MODSEQ 6)");
+    let r = ok(&mut a, "10", "UID SEARCH RETURN (ALL) MODSEQ 6");
+    assert_eq!(r[0], "* ESEARCH (TAG \"10\") UID ALL 3 MODSEQ 6");
+    let r = ok(&mut a, "11", "SEARCH MODSEQ 7");
+    assert_eq!(r[0], "* SEARCH");
+    let r = ok(&mut b, "3", "STATUS INBOX (HIGHESTMODSEQ MESSAGES)");
+    assert!(
+        has(&r, "* STATUS INBOX (HIGHESTMODSEQ 6 MESSAGES 3)"),
+        "{r:?}"
+    );
+    let r = cmd(
+        &mut a,
+        "12",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+    );
+    assert!(r.last().unwrap().starts_with("12 BAD"), "{r:?}");
+    let r = cmd(&mut a, "13", "SELECT INBOX (QRESYNC (1 2))");
+    assert!(r.last().unwrap().starts_with("13 BAD"), "{r:?}");
 }

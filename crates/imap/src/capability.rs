@@ -24,6 +24,7 @@ const AUTHENTICATED: &[&str] = &[
     "MULTIAPPEND",
     "BINARY",
     "UTF8=ACCEPT",
+    "CONDSTORE",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

@@ -44,6 +44,9 @@ pub(crate) struct Session {
     pub rev2: bool,
     /// ENABLE UTF8=ACCEPT (RFC 6855).
     pub utf8_accept: bool,
+    /// CONDSTORE is on (RFC 7162 §3.1: ENABLE CONDSTORE or a CONDSTORE
+    /// enabling command): untagged FETCH responses carry MODSEQ.
+    pub condstore: bool,
     pub auth: Option<Auth>,
     pub selected: Option<Selected>,
     /// UIDs saved by SEARCH RETURN (SAVE) — RFC 5182 — ascending.
@@ -74,6 +77,7 @@ impl Session {
             starttls,
             rev2: false,
             utf8_accept: false,
+            condstore: false,
             auth: None,
             selected: None,
             saved_search: Vec::new(),
@@ -332,9 +336,20 @@ impl Session {
                 charset,
                 criteria,
             } => self.cmd_search(tag, uid, returns, charset, criteria).await,
+            C::Fetch { vanished: true, .. } => {
+                // RFC 7162 §3.2.6: VANISHED needs QRESYNC, not offered.
+                self.tagged(tag, "BAD VANISHED requires QRESYNC, which is not enabled");
+            }
             C::Fetch {
-                uid, set, items, ..
-            } => self.cmd_fetch(tag, uid, set, items, io).await,
+                uid,
+                set,
+                items,
+                changed_since,
+                ..
+            } => {
+                self.cmd_fetch(tag, uid, set, items, changed_since, io)
+                    .await
+            }
             C::Store {
                 uid,
                 set,
@@ -398,7 +413,8 @@ impl Session {
         let Some(selected) = self.selected.as_mut() else {
             return;
         };
-        match selected.sync(&*store, allow_expunge, rev1).await {
+        let condstore = self.condstore;
+        match selected.sync(&*store, allow_expunge, rev1, condstore).await {
             Ok(report) => {
                 if report.gone {
                     self.line("* BYE The selected mailbox was deleted; please reconnect");

@@ -133,6 +133,7 @@ impl Selected {
         store: &dyn MailStore,
         allow_expunge: bool,
         rev1: bool,
+        condstore: bool,
     ) -> StoreResult<SyncReport> {
         let mut report = SyncReport::default();
         let current = match store.mailbox(self.id()).await {
@@ -166,8 +167,15 @@ impl Selected {
                             v.flags = m.flags;
                             let seq = i + 1;
                             let recent = rev1 && v.recent;
+                            // RFC 7162 §3.1.4: with CONDSTORE on, every
+                            // untagged FETCH carries the message's MODSEQ.
+                            let modseq = if condstore {
+                                format!(" MODSEQ ({})", v.modseq.0)
+                            } else {
+                                String::new()
+                            };
                             report.lines.push(format!(
-                                "* {seq} FETCH (FLAGS ({}))",
+                                "* {seq} FETCH (FLAGS ({}){modseq})",
                                 flag_list(&v.flags, recent)
                             ));
                         }

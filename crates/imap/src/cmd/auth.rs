@@ -209,7 +209,8 @@ impl Session {
         self.tagged(tag, "OK ID completed");
     }
 
-    /// ENABLE — RFC 5161 §3.1; IMAP4rev2 (RFC 9051 §6.3.1), UTF8=ACCEPT (RFC 6855 §3).
+    /// ENABLE — RFC 5161 §3.1; IMAP4rev2 (RFC 9051 §6.3.1), UTF8=ACCEPT (RFC 6855 §3),
+    /// CONDSTORE (RFC 7162 §3.1).
     pub(crate) fn cmd_enable(&mut self, tag: &str, caps: Vec<String>) {
         if self.selected.is_some() {
             // RFC 5161 §3.1: only in the authenticated state.
@@ -226,6 +227,11 @@ impl Session {
                 "UTF8=ACCEPT" if !self.utf8_accept => {
                     self.utf8_accept = true;
                     enabled.push("UTF8=ACCEPT");
+                }
+                // RFC 7162 §3.1.
+                "CONDSTORE" if !self.condstore => {
+                    self.condstore = true;
+                    enabled.push("CONDSTORE");
                 }
                 // Unknown or already enabled: not listed (RFC 5161 §3.2).
                 _ => {}

@@ -102,10 +102,11 @@ impl Session {
         uid: bool,
         set: SequenceSet,
         items: FetchItems,
+        changed_since: Option<u64>,
         io: &mut Connection<S>,
     ) {
         let verb = if uid { "UID FETCH" } else { "FETCH" };
-        let targets = match self.resolve(&set, uid) {
+        let mut targets = match self.resolve(&set, uid) {
             Ok(t) => t,
             Err(e) => {
                 self.tagged(tag, &format!("BAD {e}"));
@@ -117,6 +118,20 @@ impl Session {
         if uid && !attrs.contains(&FetchAttr::Uid) {
             attrs.insert(0, FetchAttr::Uid);
         }
+        // RFC 7162 §3.1.4: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE;
+        // CHANGEDSINCE shows only messages changed after it, with MODSEQ.
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+            self.condstore = true;
+        }
+        if let Some(since) = changed_since {
+            if !attrs.contains(&FetchAttr::ModSeq) {
+                attrs.push(FetchAttr::ModSeq);
+            }
+            if let Some(sel) = self.selected.as_ref() {
+                targets.retain(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| m.modseq.0 > since));
+            }
+        }
+        let condstore = self.condstore;
         // A retrieval format or stripped receipt request changes what is shown, so
         // such sessions read the bytes and structure of every message they show.
         let presentation = self
@@ -286,6 +301,7 @@ impl Session {
                 first = false;
             };
             let mut flags_sent = false;
+            let mut modseq_sent = false;
             for attr in &attrs {
                 sep(&mut out);
                 match attr {
@@ -304,6 +320,7 @@ impl Session {
                         out.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes())
                     }
                     FetchAttr::ModSeq => {
+                        modseq_sent = true;
                         out.extend_from_slice(format!("MODSEQ ({})", m.modseq.0).as_bytes())
                     }
                     FetchAttr::Envelope => {
@@ -422,6 +439,12 @@ impl Session {
                 out.extend_from_slice(
                     format!("FLAGS ({})", flag_list(&m.flags, rev1 && m.recent)).as_bytes(),
                 );
+                // RFC 7162 §3.1.4: a flag change reported with CONDSTORE on
+                // carries its MODSEQ.
+                if condstore && !modseq_sent {
+                    sep(&mut out);
+                    out.extend_from_slice(format!("MODSEQ ({})", m.modseq.0).as_bytes());
+                }
             }
             out.extend_from_slice(b")\r\n");
             self.out.raw().extend_from_slice(&out);

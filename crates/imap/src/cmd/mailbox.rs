@@ -430,6 +430,10 @@ impl Session {
         let Some(mb) = self.find_mailbox(tag, &name).await else {
             return;
         };
+        if items.contains(&StatusItem::HighestModSeq) {
+            // RFC 7162 §3.1: a CONDSTORE enabling command.
+            self.condstore = true;
+        }
         match self.status_line(&mb, items).await {
             Ok(line) => {
                 self.out.raw().extend_from_slice(&line);

@@ -19,6 +19,12 @@ impl Session {
         criteria: SearchKey,
     ) {
         let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+        // RFC 7162 §3.1.5: a MODSEQ criterion enables CONDSTORE, and the
+        // answer then says the highest MODSEQ of the messages found.
+        let by_modseq = mentions_modseq(&criteria);
+        if by_modseq {
+            self.condstore = true;
+        }
         let saving = returns
             .as_ref()
             .is_some_and(|r| r.contains(&SearchReturn::Save));
@@ -142,12 +148,22 @@ impl Session {
             .iter()
             .map(|(s, u)| if uid { u.0 } else { *s })
             .collect();
+        let highest = if by_modseq {
+            hits.iter()
+                .filter_map(|(s, _)| sel.by_seq(*s).map(|m| m.modseq.0))
+                .max()
+        } else {
+            None
+        };
         match returns {
             None if rev1 => {
                 let mut line = String::from("* SEARCH");
                 for n in &numbers {
                     line.push(' ');
                     line.push_str(&n.to_string());
+                }
+                if let Some(m) = highest {
+                    line.push_str(&format!(" (MODSEQ {m})"));
                 }
                 self.line(&line);
             }
@@ -213,6 +229,10 @@ impl Session {
                             SearchReturn::Save => {}
                         }
                     }
+                    // RFC 7162 §3.1.5 with RFC 4731: MODSEQ after the results.
+                    if let Some(m) = highest {
+                        line.push_str(&format!(" MODSEQ {m}"));
+                    }
                     self.line(&line);
                 }
             }
@@ -254,6 +274,17 @@ impl Hasher for BlobHasher {
 }
 
 type BlobSet = HashSet<BlobId, BuildHasherDefault<BlobHasher>>;
+
+/// Whether the criteria name MODSEQ anywhere (RFC 7162 §3.1.5).
+fn mentions_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::Not(k) => mentions_modseq(k),
+        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
+        SearchKey::And(keys) => keys.iter().any(mentions_modseq),
+        _ => false,
+    }
+}
 
 /// The text keys every match must satisfy: the key itself, or the members of a
 /// top-level AND (nested ANDs too). OR and NOT give none.

@@ -13,9 +13,14 @@ impl Session {
         &mut self,
         tag: &str,
         name: &str,
-        _params: SelectParams,
+        params: SelectParams,
         read_only: bool,
     ) {
+        if params.qresync.is_some() {
+            // RFC 7162 §3.2.5: QRESYNC must be enabled first (it is not offered).
+            self.tagged(tag, "BAD QRESYNC is not enabled");
+            return;
+        }
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected; a
         // successful one replaces the previous selection without expunging it,
         // and a rev2 client is told with OK [CLOSED].
@@ -70,6 +75,16 @@ impl Session {
             "* OK [UIDNEXT {}] Predicted next UID",
             view.mailbox.uid_next.0
         ));
+        // RFC 7162 §3.1.2.1: every SELECT/EXAMINE says the mailbox's
+        // HIGHESTMODSEQ (the store keeps MODSEQs for every mailbox).
+        self.line(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            view.mailbox.highest_modseq.0
+        ));
+        if params.condstore {
+            // RFC 7162 §3.1.8: SELECT (CONDSTORE) enables CONDSTORE.
+            self.condstore = true;
+        }
         if self.rev2 {
             // RFC 9051 §6.3.2: the mailbox's LIST response, attributes accurate.
             let prefix = format!("{}/", view.mailbox.name);

@@ -31,6 +31,11 @@ impl Session {
             unchanged_since,
         } = how;
         let unchanged_since = unchanged_since.map(ModSeq);
+        if unchanged_since.is_some() {
+            // RFC 7162 §3.1: a CONDSTORE enabling command.
+            self.condstore = true;
+        }
+        let condstore = self.condstore;
         let verb = if uid { "UID STORE" } else { "STORE" };
         let targets = match self.resolve(&set, uid) {
             Ok(t) => t,
@@ -113,6 +118,7 @@ impl Session {
         // reported with its MODSEQ, also with .SILENT (RFC 7162 §3.1.3);
         // those it failed for are left out and named in MODIFIED.
         let conditional = unchanged_since.is_some();
+        let updated: Vec<Uid> = updates.iter().map(|u| u.uid).collect();
         let mut lines = Vec::new();
         let mut failed = Vec::new();
         for (seq, u) in &targets {
@@ -124,7 +130,10 @@ impl Session {
                 failed.push(if uid { *u } else { Uid(*seq) });
                 continue;
             }
-            if silent && !conditional {
+            // With CONDSTORE on, a message whose flags changed is reported
+            // with its MODSEQ even with .SILENT (RFC 7162 §3.1.3).
+            let report_modseq = conditional || (condstore && updated.contains(u));
+            if silent && !report_modseq {
                 continue;
             }
             // The new flags of every message in the set (as Dovecot does,
@@ -136,7 +145,7 @@ impl Session {
             if !silent {
                 items.push(format!("FLAGS ({})", flag_list(&m.flags, rev1 && m.recent)));
             }
-            if conditional {
+            if report_modseq || condstore {
                 items.push(format!("MODSEQ ({})", m.modseq.0));
             }
             lines.push(format!("* {seq} FETCH ({})", items.join(" ")));
