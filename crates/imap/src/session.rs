@@ -429,6 +429,23 @@ impl Session {
         }
     }
 
+    /// Turns CONDSTORE on for a CONDSTORE enabling command (RFC 7162 §3.1).
+    /// The first time, with a mailbox selected, the client is told its
+    /// HIGHESTMODSEQ before the command's answers (§3.1.2.1 asks it of
+    /// SELECT; a client enabling CONDSTORE later has not seen it as enabled).
+    pub(crate) fn enable_condstore(&mut self) {
+        if std::mem::replace(&mut self.condstore, true) {
+            return;
+        }
+        if let Some(sel) = self.selected.as_ref() {
+            let line = format!(
+                "* OK [HIGHESTMODSEQ {}] Highest",
+                sel.mailbox.highest_modseq.0
+            );
+            self.line(&line);
+        }
+    }
+
     fn take_gone(&mut self) -> bool {
         std::mem::take(&mut self.gone)
     }

@@ -121,7 +121,7 @@ impl Session {
         // RFC 7162 §3.1.4: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE;
         // CHANGEDSINCE shows only messages changed after it, with MODSEQ.
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.condstore = true;
+            self.enable_condstore();
         }
         if let Some(since) = changed_since {
             if !attrs.contains(&FetchAttr::ModSeq) {

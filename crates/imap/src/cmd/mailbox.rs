@@ -432,7 +432,7 @@ impl Session {
         };
         if items.contains(&StatusItem::HighestModSeq) {
             // RFC 7162 §3.1: a CONDSTORE enabling command.
-            self.condstore = true;
+            self.enable_condstore();
         }
         match self.status_line(&mb, items).await {
             Ok(line) => {

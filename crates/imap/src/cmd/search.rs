@@ -23,7 +23,7 @@ impl Session {
         // answer then says the highest MODSEQ of the messages found.
         let by_modseq = mentions_modseq(&criteria);
         if by_modseq {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let saving = returns
             .as_ref()
@@ -148,12 +148,32 @@ impl Session {
             .iter()
             .map(|(s, u)| if uid { u.0 } else { *s })
             .collect();
-        let highest = if by_modseq {
-            hits.iter()
-                .filter_map(|(s, _)| sel.by_seq(*s).map(|m| m.modseq.0))
+        let modseq_of = |hits: &mut dyn Iterator<Item = &(u32, Uid)>| -> Option<u64> {
+            hits.filter_map(|(s, _)| sel.by_seq(*s).map(|m| m.modseq.0))
                 .max()
+        };
+        // RFC 7162 §3.1.5: the highest MODSEQ of the messages found; when
+        // ESEARCH returns only MIN and/or MAX, of the messages returned (as
+        // Dovecot answers and imaptest's esearch-condstore expects).
+        let highest = by_modseq.then(|| modseq_of(&mut hits.iter())).flatten();
+        let only_min_max = returns.as_ref().is_some_and(|r| {
+            !r.is_empty()
+                && !r.contains(&SearchReturn::All)
+                && !r.contains(&SearchReturn::Count)
+                && (r.contains(&SearchReturn::Min) || r.contains(&SearchReturn::Max))
+        });
+        let highest_returned = if by_modseq && only_min_max {
+            let opts = returns.as_deref().unwrap_or_default();
+            let mut picked = Vec::new();
+            if opts.contains(&SearchReturn::Min) {
+                picked.extend(hits.first());
+            }
+            if opts.contains(&SearchReturn::Max) {
+                picked.extend(hits.last());
+            }
+            modseq_of(&mut picked.into_iter())
         } else {
-            None
+            highest
         };
         match returns {
             None if rev1 => {
@@ -230,7 +250,7 @@ impl Session {
                         }
                     }
                     // RFC 7162 §3.1.5 with RFC 4731: MODSEQ after the results.
-                    if let Some(m) = highest {
+                    if let Some(m) = highest_returned {
                         line.push_str(&format!(" MODSEQ {m}"));
                     }
                     self.line(&line);

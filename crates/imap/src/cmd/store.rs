@@ -33,7 +33,7 @@ impl Session {
         let unchanged_since = unchanged_since.map(ModSeq);
         if unchanged_since.is_some() {
             // RFC 7162 §3.1: a CONDSTORE enabling command.
-            self.condstore = true;
+            self.enable_condstore();
         }
         let condstore = self.condstore;
         let verb = if uid { "UID STORE" } else { "STORE" };
