@@ -94,6 +94,7 @@ async fn text_candidates_cover_every_match(store: Arc<dyn Store>) {
                     raw: raw.to_vec(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -571,6 +572,7 @@ fn message(subject: &str) -> NewMessage {
             .into_bytes(),
         internal_date: Some(1_700_000_000),
         flags: FlagSet::new(),
+        binary: false,
     }
 }
 
@@ -748,6 +750,7 @@ async fn bytes_round_trip_and_line_ends(store: Arc<dyn Store>) {
                 raw: exact.clone(),
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await
@@ -761,6 +764,7 @@ async fn bytes_round_trip_and_line_ends(store: Arc<dyn Store>) {
                 raw: lf,
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await
@@ -798,6 +802,7 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
                 raw: raw.to_vec(),
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await
