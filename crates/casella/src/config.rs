@@ -251,7 +251,7 @@ impl Default for ImapSection {
     fn default() -> Self {
         ImapSection {
             login_type: LoginType::SecureLogin,
-            max_command_size: 10240,
+            max_command_size: casella_imap::DEFAULT_MAX_COMMAND_SIZE,
             append_limit: 36_700_160,
             preauth_timeout: 60,
             auth_timeout: 1800,
@@ -561,8 +561,9 @@ auth-failure-delay-ms = 1000
 [imap]
 # The same login policies as for POP3.
 login-type = "secure-login"
-# Longest command line in bytes, literals excluded (Exchange's MaxCommandSize).
-max-command-size = 10240
+# Longest command line in bytes, literals excluded (Dovecot's imap_max_line_length:
+# room for an ID at RFC 2971's maximum size).
+max-command-size = 65536
 # Largest message APPEND accepts, in bytes (advertised as APPENDLIMIT).
 append-limit = 36700160
 # Seconds a client may stay idle before and after logging in (RFC 9051: 30 minutes).

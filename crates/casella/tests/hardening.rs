@@ -88,10 +88,10 @@ fn imap_survives_malformed_commands_and_keeps_accounts_apart() {
             );
         }
     }
-    // A line over the limit: BAD (untagged: the line was not kept), and the
-    // session goes on.
-    c.send_line(&format!("t1 NOOP {}", "x".repeat(20_000)));
-    assert!(c.line().starts_with("* BAD Command line too long"));
+    // A line over the limit: a tagged BAD (the line's start is kept for
+    // its tag), and the session goes on.
+    c.send_line(&format!("t1 NOOP {}", "x".repeat(70_000)));
+    assert!(c.line().starts_with("t1 BAD Command line too long"));
     c.send_line("t1 NOOP");
     c.expect_tagged("t1 OK");
     // Thousands of overlapping ranges cost no more than one.

@@ -215,10 +215,8 @@ fn bad_commands_get_bad_and_the_session_goes_on() {
             "{line}: {r:?}"
         );
     }
-    c.send_line(&format!("6 NOOP {}", "x".repeat(11000)));
-    c.expect("* BAD Command line too long");
-    c.send(b"\r\n");
-    c.line();
+    c.send_line(&format!("6 NOOP {}", "x".repeat(70_000)));
+    c.expect("6 BAD Command line too long");
     ok(&mut c, "7", "SELECT INBOX");
     let r = cmd(&mut c, "8", "FETCH 5 FLAGS");
     assert!(
@@ -356,7 +354,7 @@ fn mailbox_management_and_names() {
         "{r:?}"
     );
     let r = cmd(&mut c, "16", "CREATE &Jjo");
-    assert!(r[0].starts_with("16 BAD"), "invalid modified UTF-7: {r:?}");
+    assert!(r[0].starts_with("16 NO"), "invalid modified UTF-7: {r:?}");
     ok(&mut c, "17", "UNSUBSCRIBE Later");
     let r = ok(&mut c, "18", "LSUB \"\" *");
     assert!(

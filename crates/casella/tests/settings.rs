@@ -57,7 +57,7 @@ fn get_lists_exchange_defaults_and_set_validates() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
-    assert_eq!(get(&s, "imap", "max-command-size"), "10240");
+    assert_eq!(get(&s, "imap", "max-command-size"), "65536");
     assert_eq!(get(&s, "imap", "auth-timeout"), "30m");
     let out = s.cli(&["settings", "pop", "set", "login-type=whenever"], b"");
     assert!(!out.status.success());

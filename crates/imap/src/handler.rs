@@ -69,9 +69,13 @@ impl SessionHandler for Session {
     fn refused(&mut self, refusal: CommandRefusal, command: &[u8], ending: bool) {
         let tag = first_word(command);
         let why = match refusal {
+            // RFC 9051 §7.1.5: a command the server cannot take ends with a
+            // tagged BAD, so the client's command completes (an untagged one
+            // would leave it waiting). The line was read to its end: the
+            // session goes on with the next one.
             CommandRefusal::LineTooLong { limit } => {
                 self.line(&format!(
-                    "* BAD Command line too long (the limit is {limit} bytes)"
+                    "{tag} BAD Command line too long (the limit is {limit} bytes)"
                 ));
                 return;
             }

@@ -36,6 +36,12 @@ use casella_proxy::{Backend, Handover, LoginProxy};
 use casella_store::AccountId;
 use tokio_rustls::TlsAcceptor;
 
+/// The longest command line by default, literals excluded: Dovecot's
+/// `imap_max_line_length`. An ID at RFC 2971 §3.3's maximum (30 field-value
+/// pairs, fields of 30 octets, values of 1,024) is a line of about 32 KiB, and
+/// clients send it before login.
+pub const DEFAULT_MAX_COMMAND_SIZE: usize = 64 * 1024;
+
 /// IMAP settings (Set-ImapSettings names, kebab-case in the config file).
 #[derive(Debug, Clone)]
 pub struct ImapConfig {
@@ -53,7 +59,7 @@ pub struct ImapConfig {
     pub max_connections_per_user: usize,
     /// Exchange-style protocol log, when switched on.
     pub protocol_log: Option<Arc<casella_net::ProtocolLog>>,
-    /// Longest command line, literals excluded (Exchange's MaxCommandSize: 10240).
+    /// Longest command line, literals excluded ([`DEFAULT_MAX_COMMAND_SIZE`]).
     pub max_command_size: usize,
     /// Largest message APPEND accepts (advertised as APPENDLIMIT) and largest literal.
     pub append_limit: u32,
@@ -89,7 +95,7 @@ impl Default for ImapConfig {
             max_connections_per_ip: 50,
             max_connections_per_user: 16,
             protocol_log: None,
-            max_command_size: 10240,
+            max_command_size: DEFAULT_MAX_COMMAND_SIZE,
             append_limit: 36_700_160,
             preauth_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(1800),

@@ -114,6 +114,7 @@ async fn a_session_in_memory_logs_in_appends_and_idles() {
                 raw: b"Subject: two\r\n\r\nsecond\r\n".to_vec(),
                 internal_date: None,
                 flags: Default::default(),
+                binary: false,
             },
         )
         .await

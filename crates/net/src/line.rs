@@ -12,7 +12,9 @@ use crate::ShutdownSignal;
 pub enum NextLine {
     /// A line is in the buffer (without its line end).
     Line,
-    /// The line was over the limit and has been discarded.
+    /// The line was over the limit and has been discarded; the buffer holds
+    /// its first bytes (as many as the limit allows), for a reply that names
+    /// the command's tag.
     TooLong,
     /// The client went away (or the connection failed).
     Closed,
@@ -47,7 +49,8 @@ pub enum LineError {
     /// The peer closed the connection (possibly mid-line).
     #[error("connection closed")]
     Closed,
-    /// The line was longer than the limit; it has been discarded.
+    /// The line was longer than the limit; it has been discarded (its first
+    /// bytes stay in the buffer).
     #[error("line too long")]
     TooLong,
     #[error("i/o error: {0}")]
@@ -56,7 +59,8 @@ pub enum LineError {
 
 /// Reads up to and including LF into `buf` (cleared first), without the line end
 /// (CRLF or bare LF). Lines longer than `max` bytes (line end included) are
-/// discarded up to their LF and give `TooLong`.
+/// discarded up to their LF and give `TooLong`; `buf` then holds their first
+/// `max` bytes, so the caller can still answer the command's tag.
 pub async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -77,7 +81,8 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         if !too_long {
             if buf.len() + n > max {
                 too_long = true;
-                buf.clear();
+                let room = max.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..room]);
             } else {
                 buf.extend_from_slice(chunk);
             }
@@ -104,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn lines_and_limits() {
-        let data: &[u8] = b"USER a\r\nbare\n0123456789012\r\nnext\r\npartial";
+        let data: &[u8] = b"USER a\r\nbare\nt 23456789012\r\nnext\r\npartial";
         let mut r = BufReader::with_capacity(4, data);
         let mut buf = Vec::new();
         read_line(&mut r, &mut buf, 10).await.unwrap();
@@ -115,6 +120,7 @@ mod tests {
             read_line(&mut r, &mut buf, 10).await,
             Err(LineError::TooLong)
         ));
+        assert_eq!(buf, b"t 23456789", "the start of a long line is kept");
         read_line(&mut r, &mut buf, 10).await.unwrap();
         assert_eq!(buf, b"next", "the session goes on after a long line");
         assert!(matches!(

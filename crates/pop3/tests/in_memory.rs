@@ -42,6 +42,7 @@ async fn a_session_in_memory_lists_retrieves_and_quits() {
                 raw: MESSAGE.to_vec(),
                 internal_date: None,
                 flags: Default::default(),
+                binary: false,
             },
         )
         .await

@@ -60,22 +60,40 @@ pub fn quoted_or_literal_utf8(out: &mut Vec<u8>, s: &str, utf8_ok: bool) {
     write_string(out, s.as_bytes(), utf8_ok);
 }
 
-/// `literal` (RFC 9051 §4.3): `{n}` CRLF and the bytes.
+/// `literal` (RFC 9051 §4.3): `{n}` CRLF and the bytes. A plain literal
+/// cannot carry NUL (RFC 9051 §9: `literal = ... *CHAR8`, CHAR8 excludes
+/// %x00; only BINARY's literal8 may, RFC 3516 §4.3): each NUL is sent as
+/// 0x80, as Dovecot does, so the size stays the one RFC822.SIZE announced.
 pub fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'{');
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.extend_from_slice(b"}\r\n");
+    literal_header(out, bytes.len());
+    let start = out.len();
     out.extend_from_slice(bytes);
+    if bytes.contains(&0) {
+        for b in &mut out[start..] {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+}
+
+fn literal_header(out: &mut Vec<u8>, len: usize) {
+    out.push(b'{');
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"}\r\n");
 }
 
 /// The data of a BINARY[...] response (RFC 3516 §4.2 / RFC 9051 §7.5.2):
-/// `literal8` (`~{n}`) when the data holds NUL, which a plain literal cannot
-/// carry, otherwise a plain literal.
+/// `literal8` (`~{n}`) with the bytes as they are when the data holds NUL,
+/// which a plain literal cannot carry, otherwise a plain literal.
 pub fn binary_literal(out: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.contains(&0) {
         out.push(b'~');
+        literal_header(out, bytes.len());
+        out.extend_from_slice(bytes);
+    } else {
+        literal(out, bytes);
     }
-    literal(out, bytes);
 }
 
 fn write_string(out: &mut Vec<u8>, bytes: &[u8], allow_8bit: bool) {
@@ -415,7 +433,10 @@ mod tests {
     #[test]
     fn strings_and_nstrings() {
         assert_eq!(run(|o| string(o, b"hello world")), "\"hello world\"");
-        assert_eq!(run(|o| string(o, b"x\0y")), "{3}\r\nx\0y");
+        // RFC 9051 §9: no NUL in a plain literal; it is sent as 0x80.
+        let mut o = Vec::new();
+        string(&mut o, b"x\0y");
+        assert_eq!(o, b"{3}\r\nx\x80y");
         assert_eq!(run(|o| string(o, b"a\nb")), "{3}\r\na\nb");
         assert_eq!(run(|o| string(o, b"a\rb")), "{3}\r\na\rb");
         let mut o = Vec::new();

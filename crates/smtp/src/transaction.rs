@@ -566,6 +566,7 @@ impl Session {
             raw: body.to_vec(),
             internal_date: None,
             flags,
+            binary: false,
         };
         if let Err(e) = store.append(sent.id, copy).await {
             tracing::warn!(error = %e, "saving a copy in Sent Items failed");

@@ -95,6 +95,7 @@ async fn text_candidates_cover_every_match(store: Arc<dyn Store>) {
                     raw: raw.to_vec(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -572,6 +573,7 @@ fn message(subject: &str) -> NewMessage {
             .into_bytes(),
         internal_date: Some(1_700_000_000),
         flags: FlagSet::new(),
+        binary: false,
     }
 }
 
@@ -749,6 +751,7 @@ async fn bytes_round_trip_and_line_ends(store: Arc<dyn Store>) {
                 raw: exact.clone(),
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await
@@ -762,6 +765,7 @@ async fn bytes_round_trip_and_line_ends(store: Arc<dyn Store>) {
                 raw: lf,
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await
@@ -799,6 +803,7 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
                 raw: raw.to_vec(),
                 internal_date: None,
                 flags: FlagSet::new(),
+                binary: false,
             },
         )
         .await

@@ -423,11 +423,16 @@ pub struct MessageSummary {
 /// A message to append.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    /// The message bytes. Bare LF line ends are stored as CRLF.
+    /// The message bytes. Bare LF line ends are stored as CRLF, unless
+    /// `binary`.
     pub raw: Vec<u8>,
     /// INTERNALDATE; `None` means now.
     pub internal_date: Option<i64>,
     pub flags: FlagSet,
+    /// The bytes are stored exactly as given, bare LFs included: a message
+    /// sent as binary (IMAP's literal8, RFC 3516 §4.4), whose binary parts
+    /// are octets, not lines.
+    pub binary: bool,
 }
 
 /// What an append created.

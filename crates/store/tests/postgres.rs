@@ -59,6 +59,7 @@ fn message(subject: &str) -> NewMessage {
             .into_bytes(),
         internal_date: None,
         flags: FlagSet::new(),
+        binary: false,
     }
 }
 

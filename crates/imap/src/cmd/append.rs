@@ -48,6 +48,9 @@ impl Session {
                 raw: m.data,
                 internal_date: m.internal_date,
                 flags,
+                // RFC 3516 §4.4: a literal8 is binary content, kept octet
+                // for octet (bare LFs are not line ends there).
+                binary: m.binary,
             });
         }
         match self.store().append_batch(mb.id, new).await {

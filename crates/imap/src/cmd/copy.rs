@@ -1,6 +1,7 @@
 //! COPY (RFC 9051 §6.4.7) and MOVE (§6.4.8, RFC 6851), with COPYUID (RFC 4315 §3).
 
 use casella_proto_imap::SequenceSet;
+use casella_store::{AccountId, MailboxId, MessageRef, StoreResult, Uid};
 
 use crate::cmd::{store_error, uid_set};
 use crate::session::Session;
@@ -45,6 +46,7 @@ impl Session {
             return;
         };
         let source = sel.id();
+        let account = sel.mailbox.account;
         // Ghosts (expunged elsewhere) cannot be copied any more.
         let uids: Vec<_> = targets
             .iter()
@@ -57,14 +59,9 @@ impl Session {
                 .await;
             return;
         }
-        if is_move && dest.id == source {
-            self.tagged(
-                tag,
-                "NO [CANNOT] Source and destination are the same mailbox",
-            );
-            return;
-        }
-        let result = if is_move {
+        let result = if is_move && dest.id == source {
+            self.move_within(account, source, &uids).await
+        } else if is_move {
             store.move_messages(source, &uids, dest.id).await
         } else {
             store.copy(source, &uids, dest.id).await
@@ -106,5 +103,26 @@ impl Session {
             self.finish(tag, &format!("OK {copyuid}{verb} completed"), true)
                 .await;
         }
+    }
+
+    /// MOVE into the selected mailbox itself (RFC 6851 §3.3 puts no bar on
+    /// it; Dovecot performs it): the messages get new UIDs and the old ones
+    /// are expunged, as a COPY followed by an expunge of exactly the copied
+    /// messages. Two commits, not one: should the expunge fail, the copies
+    /// stay and the originals too (nothing is lost), and the client is told NO.
+    async fn move_within(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let store = self.store();
+        let pairs = store.copy(mailbox, uids, mailbox).await?;
+        let refs: Vec<MessageRef> = pairs
+            .iter()
+            .map(|&(uid, _)| MessageRef { mailbox, uid })
+            .collect();
+        store.expunge(account, &refs).await?;
+        Ok(pairs)
     }
 }

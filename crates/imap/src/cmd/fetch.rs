@@ -412,11 +412,7 @@ impl Session {
                             None => &data[..],
                         };
                         out.push(b' ');
-                        if slice.contains(&0) {
-                            encode::binary_literal(&mut out, slice);
-                        } else {
-                            encode::literal(&mut out, slice);
-                        }
+                        encode::binary_literal(&mut out, slice);
                     }
                     FetchAttr::BinarySize { part } => {
                         let size = match binary(&raw, &parsed, part) {

@@ -28,8 +28,11 @@ impl Session {
                 self.tagged(tag, "NO [CANNOT] Empty mailbox name");
                 None
             }
+            // The command is well formed; the name cannot exist (every stored
+            // name has a modified UTF-7 form, RFC 9051 §5.1.3): NO, not BAD, as
+            // Dovecot answers.
             Err(e) => {
-                self.tagged(tag, &format!("BAD {e}"));
+                self.tagged(tag, &format!("NO [CANNOT] {e}"));
                 None
             }
         }
@@ -288,12 +291,11 @@ impl Session {
     /// STATUS return, RFC 6154 special-use attributes.
     pub(crate) async fn cmd_list(&mut self, tag: &str, list: ListCommand) {
         let utf8 = self.utf8();
-        let reference = match from_wire_keep(&list.reference, utf8) {
-            Ok(r) => r,
-            Err(e) => {
-                self.tagged(tag, &format!("BAD {e}"));
-                return;
-            }
+        // RFC 9051 §5.1.3: no mailbox has a name that is not valid modified
+        // UTF-7, so such a reference or pattern matches nothing: an empty OK.
+        let Ok(reference) = from_wire_keep(&list.reference, utf8) else {
+            self.finish(tag, "OK LIST completed", true).await;
+            return;
         };
         // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter.
         if list.patterns.len() == 1 && list.patterns[0].is_empty() && list.select.is_empty() {
@@ -314,13 +316,10 @@ impl Session {
             all.retain(|m| !is_hidden(&m.name));
         }
         let mut patterns = Vec::new();
+        // A pattern that is not valid modified UTF-7 matches nothing.
         for p in &list.patterns {
-            match from_wire_keep(p, utf8) {
-                Ok(p) => patterns.push(join_reference(&reference, &p)),
-                Err(e) => {
-                    self.tagged(tag, &format!("BAD {e}"));
-                    return;
-                }
+            if let Ok(p) = from_wire_keep(p, utf8) {
+                patterns.push(join_reference(&reference, &p));
             }
         }
         let select_subscribed = list.select.contains(&ListSelect::Subscribed);
@@ -381,15 +380,13 @@ impl Session {
     /// LSUB — RFC 3501 §6.3.9 (rev1).
     pub(crate) async fn cmd_lsub(&mut self, tag: &str, reference: &str, pattern: &str) {
         let utf8 = self.utf8();
-        let (reference, pattern) = match (
+        let (Ok(reference), Ok(pattern)) = (
             from_wire_keep(reference, utf8),
             from_wire_keep(pattern, utf8),
-        ) {
-            (Ok(r), Ok(p)) => (r, p),
-            (Err(e), _) | (_, Err(e)) => {
-                self.tagged(tag, &format!("BAD {e}"));
-                return;
-            }
+        ) else {
+            // Nothing can match a name that is not valid modified UTF-7.
+            self.finish(tag, "OK LSUB completed", true).await;
+            return;
         };
         if pattern.is_empty() {
             self.line("* LSUB (\\Noselect) \"/\" \"\"");

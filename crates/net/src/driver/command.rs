@@ -48,7 +48,13 @@ pub(crate) async fn read_command<H: SessionHandler, S: SessionStream>(
             NextLine::Line => {}
             NextLine::TooLong => {
                 let refusal = CommandRefusal::LineTooLong { limit: limits.line };
-                handler.refused(refusal, &command.bytes, false);
+                // The first line's start names the command (its tag).
+                let so_far = if command.bytes.is_empty() {
+                    &line
+                } else {
+                    &command.bytes
+                };
+                handler.refused(refusal, so_far, false);
                 return Err(NoCommand::Answered);
             }
             NextLine::Closed => return Err(NoCommand::Closed),

@@ -130,7 +130,8 @@ pub struct Literal {
 /// Why the driver refused to read (the rest of) a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandRefusal {
-    /// A line over `limit` bytes; it was read to its end and dropped.
+    /// A line over `limit` bytes; it was read to its end and dropped (the
+    /// command handed to `refused` is its start, or the lines before it).
     LineTooLong { limit: usize },
     /// Before login, the command's lines passed `limit` bytes.
     CommandTooLong { limit: u64 },

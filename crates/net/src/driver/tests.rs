@@ -155,8 +155,10 @@ async fn greeting_commands_and_pipelined_replies() {
 async fn a_line_over_the_limit_is_refused_and_the_session_goes_on() {
     let (mut c, task) = start(running_server(), None, LONG);
     c.line().await;
-    c.send(format!("{}\r\n", "x".repeat(100)).as_bytes()).await;
-    assert_eq!(c.line().await, " NO LineTooLong { limit: 64 }");
+    c.send(format!("a {}\r\n", "x".repeat(100)).as_bytes())
+        .await;
+    // The handler is told the line's start: its answer can name the tag.
+    assert_eq!(c.line().await, "a NO LineTooLong { limit: 64 }");
     c.send(b"next\r\n").await;
     assert_eq!(c.line().await, "OK 4 bytes: next");
     c.send(b"QUIT\r\n").await;

@@ -190,6 +190,7 @@ pub async fn deliver_to_all<B: MailBackend>(
         raw,
         internal_date: None,
         flags: FlagSet::new(),
+        binary: false,
     };
     let prepared = prepare_all(backend.blobs(), vec![message])
         .await?

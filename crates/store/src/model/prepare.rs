@@ -19,10 +19,15 @@ pub struct PreparedMessage {
     pub flags: FlagSet,
 }
 
-/// Normalises line ends (the stored bytes are what POP3 and IMAP send), refuses
-/// what is larger than `max_size` (`TooBig`), parses and hashes.
+/// Normalises line ends (the stored bytes are what POP3 and IMAP send) unless
+/// the message is binary, refuses what is larger than `max_size` (`TooBig`),
+/// parses and hashes.
 pub fn prepare(message: NewMessage, max_size: usize) -> StoreResult<PreparedMessage> {
-    let raw = normalize_line_ends(message.raw);
+    let raw = if message.binary {
+        message.raw
+    } else {
+        normalize_line_ends(message.raw)
+    };
     let max_size = max_size.min(u32::MAX as usize);
     if raw.len() > max_size {
         return Err(StoreError::TooBig(format!(

@@ -201,6 +201,7 @@ impl PgStore {
                 raw: m.raw,
                 internal_date: Some(m.internal_date),
                 flags: m.flags,
+                binary: false,
             });
         }
         let prepared = prepare_all(self, news).await?;

@@ -739,6 +739,7 @@ mod tests {
                     raw: raw.clone(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -845,6 +846,7 @@ mod tests {
                     raw: raw.to_vec(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -929,6 +931,7 @@ mod tests {
                     raw: b"Subject: new\r\n\r\nfresh needle\r\n".to_vec(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -951,6 +954,7 @@ mod tests {
                 raw: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
                 internal_date: None,
                 flags: Default::default(),
+                binary: false,
             })
             .collect();
         store.append_batch(inbox.id, messages).await.unwrap();
@@ -1017,6 +1021,7 @@ mod tests {
                         raw: raw.clone(),
                         internal_date: None,
                         flags: Default::default(),
+                        binary: false,
                     },
                 )
                 .await
@@ -1112,6 +1117,7 @@ mod tests {
                     raw: raw.to_vec(),
                     internal_date: None,
                     flags: Default::default(),
+                    binary: false,
                 },
             )
             .await
@@ -1232,6 +1238,7 @@ mod tests {
                 raw: format!("Subject: {i}\r\n\r\nqueued {i}\r\n").into_bytes(),
                 internal_date: None,
                 flags: Default::default(),
+                binary: false,
             })
             .collect::<Vec<_>>()
         };
