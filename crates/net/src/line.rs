@@ -33,9 +33,22 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
     idle: Duration,
     signal: &mut ShutdownSignal,
 ) -> NextLine {
+    next_line_admitted(reader, buf, max, idle, signal, &mut |_| true).await
+}
+
+/// As [`next_line`], with `admit` asked before the line grows (see
+/// [`read_line_admitted`]); a line it refuses is reported `TooLong`.
+pub async fn next_line_admitted<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+    idle: Duration,
+    signal: &mut ShutdownSignal,
+    admit: &mut (dyn FnMut(usize) -> bool + Send),
+) -> NextLine {
     tokio::select! {
         _ = signal.wait() => NextLine::Shutdown,
-        r = tokio::time::timeout(idle, read_line(reader, buf, max)) => match r {
+        r = tokio::time::timeout(idle, read_line_admitted(reader, buf, max, admit)) => match r {
             Err(_) => NextLine::Idle,
             Ok(Ok(())) => NextLine::Line,
             Ok(Err(LineError::TooLong)) => NextLine::TooLong,
@@ -66,6 +79,19 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), LineError> {
+    read_line_admitted(reader, buf, max, &mut |_| true).await
+}
+
+/// As [`read_line`], asking `admit(n)` before the buffer takes `n` more
+/// bytes (a memory budget charged as the line arrives, so many slow long
+/// lines cannot hold more than it). When it says no, the line is discarded to
+/// its end like an over-long one (`TooLong`); the caller knows why.
+pub async fn read_line_admitted<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+    admit: &mut (dyn FnMut(usize) -> bool + Send),
+) -> Result<(), LineError> {
     buf.clear();
     let mut too_long = false;
     loop {
@@ -79,9 +105,9 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         };
         let n = chunk.len();
         if !too_long {
-            if buf.len() + n > max {
+            if buf.len() + n > max || !admit(n.min(max - buf.len())) {
                 too_long = true;
-                let room = max.saturating_sub(buf.len());
+                let room = max.saturating_sub(buf.len()).min(n);
                 buf.extend_from_slice(&chunk[..room]);
             } else {
                 buf.extend_from_slice(chunk);
@@ -106,6 +132,25 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 mod tests {
     use super::*;
     use tokio::io::BufReader;
+
+    #[tokio::test]
+    async fn a_line_the_budget_refuses_is_discarded_like_a_long_one() {
+        let data: &[u8] = b"a 23456789\r\nok\r\n";
+        let mut r = BufReader::with_capacity(4, data);
+        let mut buf = Vec::new();
+        let mut left = 8usize;
+        let mut admit = |n: usize| {
+            let fits = n <= left;
+            left = left.saturating_sub(n);
+            fits
+        };
+        assert!(matches!(
+            read_line_admitted(&mut r, &mut buf, 100, &mut admit).await,
+            Err(LineError::TooLong)
+        ));
+        read_line(&mut r, &mut buf, 100).await.unwrap();
+        assert_eq!(buf, b"ok", "the session goes on");
+    }
 
     #[tokio::test]
     async fn lines_and_limits() {

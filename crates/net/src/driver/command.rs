@@ -41,13 +41,43 @@ pub(crate) async fn read_command<H: SessionHandler, S: SessionStream>(
     };
     let mut line = Vec::with_capacity(256);
     loop {
-        match conn
-            .read_line(&mut line, limits.line, handler.idle_timeout())
-            .await
-        {
+        // Before login every byte of a line is taken from the pre-login
+        // budget as it arrives, not once the line is whole: otherwise many
+        // connections each sending a long line slowly would hold up to the
+        // line limit each, outside the budget.
+        let mut refused_by_budget = false;
+        let next = if limits.preauth {
+            let mut held = command.held.take();
+            let mut admit = |n: usize| match budget.try_take(n) {
+                Some(guard) => {
+                    match held.as_mut() {
+                        Some(h) => h.absorb(guard),
+                        None => held = Some(guard),
+                    }
+                    true
+                }
+                None => {
+                    refused_by_budget = true;
+                    false
+                }
+            };
+            let next = conn
+                .read_line_admitted(&mut line, limits.line, handler.idle_timeout(), &mut admit)
+                .await;
+            command.held = held;
+            next
+        } else {
+            conn.read_line(&mut line, limits.line, handler.idle_timeout())
+                .await
+        };
+        match next {
             NextLine::Line => {}
             NextLine::TooLong => {
-                let refusal = CommandRefusal::LineTooLong { limit: limits.line };
+                let refusal = if refused_by_budget {
+                    CommandRefusal::Busy
+                } else {
+                    CommandRefusal::LineTooLong { limit: limits.line }
+                };
                 // The first line's start names the command (its tag).
                 let so_far = if command.bytes.is_empty() {
                     &line
@@ -62,9 +92,8 @@ pub(crate) async fn read_command<H: SessionHandler, S: SessionStream>(
             NextLine::Shutdown => return Err(NoCommand::Stopped(Stop::Shutdown)),
         }
         if limits.preauth {
-            let refusal = if !command.hold(budget, line.len() + 2) {
-                Some(CommandRefusal::Busy)
-            } else if command.bytes.len() as u64 + line.len() as u64 > limits.command {
+            // The line itself was charged as it arrived (above).
+            let refusal = if command.bytes.len() as u64 + line.len() as u64 > limits.command {
                 Some(CommandRefusal::CommandTooLong {
                     limit: limits.command,
                 })

@@ -133,6 +133,20 @@ impl<S: SessionStream> Connection<S> {
         next_line(&mut self.reader, buf, max, timeout, &mut signal).await
     }
 
+    /// As [`Connection::read_line`], with `admit` asked before the line grows
+    /// (the pre-login budget, charged as the line arrives).
+    pub(crate) async fn read_line_admitted(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        timeout: Duration,
+        admit: &mut (dyn FnMut(usize) -> bool + Send),
+    ) -> NextLine {
+        let mut signal = self.signal.clone();
+        crate::line::next_line_admitted(&mut self.reader, buf, max, timeout, &mut signal, admit)
+            .await
+    }
+
     /// Sends `prompt` (a SASL challenge), then reads the client's answer into
     /// `buf`: a line that is not a command, logged as `****` whatever it holds.
     pub async fn prompt(
