@@ -29,7 +29,6 @@ pub mod conformance;
 mod directory_store;
 mod error;
 mod mail_store;
-pub mod mailbox_rules;
 mod maildrop;
 pub mod model;
 mod parsed_cache;
@@ -45,6 +44,7 @@ pub use directory_store::DirectoryStore;
 pub use error::{StoreError, StoreResult};
 pub use mail_store::MailStore;
 pub use maildrop::{MaildropHold, MaildropLock};
+pub use model::mailbox_rules;
 pub use queue_store::QueueStore;
 pub use types::*;
 

@@ -3,8 +3,8 @@
 
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
-use crate::mailbox_rules;
 use crate::model::backend::{MailBackend, MailTx, job};
+use crate::model::mailbox_rules;
 use crate::model::names::{canonical_name, validate_mailbox_name};
 use crate::now_unix;
 use crate::types::*;

@@ -18,6 +18,7 @@
 
 pub mod backend;
 mod caches;
+pub mod mailbox_rules;
 mod mailboxes;
 mod messages;
 pub mod names;

@@ -1,6 +1,6 @@
-//! Rules about mailboxes that hold whatever the backend: written once here and
-//! called by every backend inside its transaction (the mail-model layer of
-//! issue 17 will own them).
+//! Rules about which mailboxes may be deleted or renamed, whatever the
+//! backend: the model checks them inside the transaction that would change
+//! the mailbox.
 
 use crate::error::{StoreError, StoreResult};
 use crate::types::{DEFAULT_MAILBOXES, Mailbox};
