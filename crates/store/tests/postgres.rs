@@ -500,7 +500,8 @@ async fn maildrop_lease_fences_the_old_holder(url: String) {
     // A takeover waits for a write of the old holder already past its check (it
     // holds the lease row FOR KEY SHARE until commit), and fails rather than
     // waiting long when that write hangs.
-    let on_a = a.lock_maildrop(acct.id).await.expect("lock on A again");
+    // B's release reaches the database a moment after its guard is dropped.
+    let on_a = lock_soon(&a, acct.id).await;
     let mut writer = connect(&url).await;
     let in_flight = writer.transaction().await.unwrap();
     in_flight
