@@ -473,7 +473,7 @@ pub struct FlagUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlagChanges {
     pub updates: Vec<FlagUpdate>,
-    /// UIDs whose MODSEQ was above UNCHANGEDSINCE: not changed.
+    /// UIDs whose MODSEQ was above UNCHANGEDSINCE: not changed. Ascending.
     pub modified: Vec<Uid>,
 }
 

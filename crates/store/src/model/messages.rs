@@ -282,9 +282,7 @@ pub async fn store_flags<B: MailBackend>(
                         continue;
                     };
                     if unchanged_since.is_some_and(|limit| *modseq > limit) {
-                        if !modified.contains(&uid) {
-                            modified.push(uid);
-                        }
+                        modified.push(uid);
                         continue;
                     }
                     let new = apply(op, cur, &flags);
@@ -312,6 +310,7 @@ pub async fn store_flags<B: MailBackend>(
                     );
                 }
                 modified.sort_unstable();
+                modified.dedup();
                 Ok((FlagChanges { updates, modified }, c.mailbox.account))
             })
         }))
