@@ -124,6 +124,17 @@ pub async fn run(from: &Path, to: &str) -> anyhow::Result<()> {
         for alias in source.aliases(a.id).await? {
             target.add_alias(created.id, &alias).await?;
         }
+        // The subscription list as the source has it (the new account
+        // started with its default folders subscribed).
+        let subscribed = source.subscriptions(a.id).await?;
+        for name in target.subscriptions(created.id).await? {
+            if !subscribed.contains(&name) {
+                target.set_subscribed(created.id, &name, false).await?;
+            }
+        }
+        for name in &subscribed {
+            target.set_subscribed(created.id, name, true).await?;
+        }
         for mb in source.list_mailboxes(a.id).await? {
             let imported = target
                 .import_mailbox(
@@ -134,7 +145,6 @@ pub async fn run(from: &Path, to: &str) -> anyhow::Result<()> {
                         uid_validity: mb.uid_validity,
                         uid_next: mb.uid_next,
                         highest_modseq: mb.highest_modseq,
-                        subscribed: mb.subscribed,
                     },
                 )
                 .await

@@ -209,3 +209,95 @@ fn binary_append_keeps_its_bytes_and_nul_never_goes_in_a_plain_literal() {
     let got = c.read_until(b"c OK FETCH completed\r\n");
     assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&got));
 }
+
+/// imaptest `subscribe` and `listext`: subscriptions are a list of names
+/// (RFC 9051 §6.3.7). CREATE does not subscribe; a deleted mailbox stays
+/// subscribed and is listed `\NonExistent`; LSUB `%` gives an unsubscribed
+/// parent of subscribed names as `\Noselect`; RECURSIVEMATCH reports
+/// `CHILDINFO ("SUBSCRIBED")` for parents of subscriptions the pattern does
+/// not reach (RFC 5258 §3.5).
+#[test]
+fn subscriptions_are_names_and_lists_show_them() {
+    let s = server();
+    let mut c = login(&s);
+    for (i, name) in ["b/test", "b/test2/test", "b/test3/test3", "b/gone"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            cmd(&mut c, &format!("c{i}"), &format!("CREATE {name}")),
+            [format!("c{i} OK CREATE completed")]
+        );
+    }
+    assert_eq!(
+        cmd(&mut c, "1", "LSUB \"\" b/*"),
+        ["1 OK LSUB completed"],
+        "CREATE does not subscribe"
+    );
+    for (i, name) in ["b/test", "b/test2/test", "b/test3/test3", "b/gone"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            cmd(&mut c, &format!("s{i}"), &format!("SUBSCRIBE {name}")),
+            [format!("s{i} OK SUBSCRIBE completed")]
+        );
+    }
+    assert_eq!(cmd(&mut c, "2", "DELETE b/gone"), ["2 OK DELETE completed"]);
+    assert_eq!(
+        cmd(&mut c, "3", "LSUB \"\" b/%"),
+        [
+            "* LSUB (\\Noselect) \"/\" b/gone",
+            "* LSUB () \"/\" b/test",
+            "* LSUB (\\Noselect) \"/\" b/test2",
+            "* LSUB (\\Noselect) \"/\" b/test3",
+            "3 OK LSUB completed",
+        ]
+    );
+    assert_eq!(
+        cmd(&mut c, "4", "LIST (SUBSCRIBED) \"\" b/*"),
+        [
+            "* LIST (\\NonExistent \\Subscribed) \"/\" b/gone",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" b/test",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" b/test2/test",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" b/test3/test3",
+            "4 OK LIST completed",
+        ]
+    );
+    assert_eq!(
+        cmd(&mut c, "5", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" b/test2% RETURN (CHILDREN)"),
+        [
+            "* LIST (\\HasChildren) \"/\" b/test2 (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "5 OK LIST completed",
+        ]
+    );
+    // A subscription that needs no mailbox, and one that goes.
+    assert_eq!(
+        cmd(&mut c, "6", "SUBSCRIBE later/maybe"),
+        ["6 OK SUBSCRIBE completed"]
+    );
+    assert_eq!(
+        cmd(&mut c, "7", "UNSUBSCRIBE b/gone"),
+        ["7 OK UNSUBSCRIBE completed"]
+    );
+    assert_eq!(
+        cmd(&mut c, "8", "LSUB \"\" l*e"),
+        ["* LSUB (\\Noselect) \"/\" later/maybe", "8 OK LSUB completed"]
+    );
+    // Plain LIST lists mailboxes, not subscriptions.
+    assert_eq!(cmd(&mut c, "9", "LIST \"\" later*"), ["9 OK LIST completed"]);
+    // RENAME carries the subscription along.
+    assert_eq!(
+        cmd(&mut c, "10", "RENAME b/test b/renamed"),
+        ["10 OK RENAME completed"]
+    );
+    assert_eq!(
+        cmd(&mut c, "11", "LSUB \"\" b/%"),
+        [
+            "* LSUB () \"/\" b/renamed",
+            "* LSUB (\\Noselect) \"/\" b/test2",
+            "* LSUB (\\Noselect) \"/\" b/test3",
+            "11 OK LSUB completed",
+        ]
+    );
+}

@@ -17,6 +17,7 @@
 mod capability;
 mod cmd;
 mod handler;
+mod listing;
 mod names;
 pub mod search;
 mod session;

@@ -54,7 +54,69 @@ rules!(
     text_candidates_cover_every_match,
     delivery_to_several_accounts_is_all_or_nothing,
     conditional_store_leaves_changed_messages_alone,
+    subscriptions_are_a_list_of_names,
 );
+
+/// RFC 9051 §6.3.7: subscriptions are names, not marks on mailboxes. CREATE
+/// does not subscribe; a name without a mailbox may be subscribed; DELETE
+/// leaves the name subscribed; RENAME carries it to the new name; deleting
+/// the account removes its list.
+async fn subscriptions_are_a_list_of_names(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = new_account(store, "subscriber@example.org").await;
+    let other = new_account(store, "subscriber2@example.org").await;
+    let defaults = store.subscriptions(a.id).await.unwrap();
+    let with = |extra: &[&str]| {
+        let mut v = defaults.clone();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.sort();
+        v
+    };
+    let lists = store.create_mailbox(a.id, "Lists", None).await.unwrap();
+    assert_eq!(store.subscriptions(a.id).await.unwrap(), defaults);
+    store.set_subscribed(a.id, "Lists", true).await.unwrap();
+    store.set_subscribed(a.id, "Lists", true).await.unwrap();
+    store
+        .set_subscribed(a.id, "Nowhere/yet", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.subscriptions(a.id).await.unwrap(),
+        with(&["Lists", "Nowhere/yet"])
+    );
+    // Another account's list is its own.
+    assert!(
+        !store
+            .subscriptions(other.id)
+            .await
+            .unwrap()
+            .contains(&"Lists".to_string())
+    );
+    store.rename_mailbox(lists.id, "Groups").await.unwrap();
+    assert_eq!(
+        store.subscriptions(a.id).await.unwrap(),
+        with(&["Groups", "Nowhere/yet"])
+    );
+    let groups = store.mailbox_by_name(a.id, "Groups").await.unwrap().unwrap();
+    store.delete_mailbox(groups.id).await.unwrap();
+    assert_eq!(
+        store.subscriptions(a.id).await.unwrap(),
+        with(&["Groups", "Nowhere/yet"])
+    );
+    store.set_subscribed(a.id, "Groups", false).await.unwrap();
+    store.set_subscribed(a.id, "Groups", false).await.unwrap();
+    // INBOX in any case is INBOX.
+    store.set_subscribed(a.id, "inbox", false).await.unwrap();
+    let mut left = with(&["Nowhere/yet"]);
+    left.retain(|n| n != "INBOX");
+    assert_eq!(store.subscriptions(a.id).await.unwrap(), left);
+    assert!(matches!(
+        store.set_subscribed(a.id, "", true).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.delete_account(a.id).await.unwrap();
+    assert!(store.subscriptions(a.id).await.unwrap().is_empty());
+}
 
 /// A store's text index may answer or not; when it answers, the messages it
 /// says match are exactly the indexed ones containing the text, and every
@@ -673,8 +735,12 @@ async fn default_mailboxes(store: Arc<dyn Store>) {
             .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(mb.special_use, *role, "{name} role");
         assert_eq!(mb.uid_next, Uid(1));
-        assert!(mb.subscribed);
     }
+    // The default folders start subscribed.
+    let names: Vec<&str> = DEFAULT_MAILBOXES.iter().map(|(n, _)| *n).collect();
+    let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(store.subscriptions(a.id).await.unwrap(), expected);
     let validities: HashSet<_> = boxes.iter().map(|m| m.uid_validity).collect();
     assert_eq!(
         validities.len(),
@@ -1113,8 +1179,6 @@ async fn mailbox_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(renamed.id, projects.id);
     assert_eq!(renamed.uid_validity, projects.uid_validity);
     assert_eq!(store.list_messages(renamed.id).await.unwrap().len(), 1);
-    store.set_subscribed(renamed.id, false).await.unwrap();
-    assert!(!store.mailbox(renamed.id).await.unwrap().subscribed);
     store.delete_mailbox(renamed.id).await.unwrap();
     assert!(
         store

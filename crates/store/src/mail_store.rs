@@ -48,7 +48,21 @@ pub trait MailStore: Send + Sync + 'static {
     /// Renames the mailbox. The new name gets a fresh UIDVALIDITY only if it is
     /// reused later; the mailbox keeps its own.
     async fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> StoreResult<()>;
-    async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()>;
+
+    // ---- subscriptions (RFC 9051 §6.3.7: a list of names, not a mark on a
+    // mailbox; names without a mailbox may be on it, and stay when a mailbox
+    // is deleted) ----
+
+    /// The account's subscribed names, in order.
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>>;
+    /// Adds `name` to the subscription list or takes it off (either is a
+    /// no-op when already so).
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<()>;
 
     // ---- messages ----
 

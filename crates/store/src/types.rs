@@ -338,7 +338,6 @@ pub struct Mailbox {
     pub uid_validity: UidValidity,
     pub uid_next: Uid,
     pub highest_modseq: ModSeq,
-    pub subscribed: bool,
     /// Messages with a UID above this are \Recent for the next session that claims
     /// them (see `MailStore::claim_recent`).
     pub recent_watermark: Uid,

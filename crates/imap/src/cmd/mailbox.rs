@@ -2,13 +2,13 @@
 //! RFC 9051 §6.3.4–§6.3.11; LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 //! SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438).
 
-use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::collections::HashSet;
 
 use casella_proto_imap::{ListCommand, ListReturn, ListSelect, StatusItem, encode};
 use casella_store::{Flag, Mailbox, SpecialUse, StoreError};
 
 use crate::cmd::store_error;
+use crate::listing::{Names, Selection};
 use crate::names::{SEPARATOR, from_wire, join_reference, matching, to_wire};
 use crate::session::Session;
 
@@ -266,15 +266,14 @@ impl Session {
         Ok(())
     }
 
-    /// SUBSCRIBE / UNSUBSCRIBE — RFC 9051 §6.3.7, §6.3.8.
+    /// SUBSCRIBE / UNSUBSCRIBE — RFC 9051 §6.3.7, §6.3.8: the subscription
+    /// list holds names; a name needs no mailbox (Dovecot agrees), and
+    /// UNSUBSCRIBE of a name not on the list is not an error.
     pub(crate) async fn cmd_subscribe(&mut self, tag: &str, name: &str, on: bool) {
         let Some(name) = self.mailbox_arg(tag, name) else {
             return;
         };
-        let Some(mb) = self.find_mailbox(tag, &name).await else {
-            return;
-        };
-        match self.store().set_subscribed(mb.id, on).await {
+        match self.store().set_subscribed(self.account_id(), &name, on).await {
             Ok(()) => {
                 let verb = if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
                 self.finish(tag, &format!("OK {verb} completed"), true)
@@ -287,8 +286,22 @@ impl Session {
         }
     }
 
+    /// The account's mailboxes and subscribed names as a listing sees them
+    /// (hidden folders left out unless shown).
+    async fn listing_sources(&self) -> Result<(Vec<Mailbox>, Vec<String>), StoreError> {
+        let store = self.store();
+        let mut mailboxes = store.list_mailboxes(self.account_id()).await?;
+        let mut subscriptions = store.subscriptions(self.account_id()).await?;
+        if !self.config.show_hidden_folders {
+            mailboxes.retain(|m| !is_hidden(&m.name));
+            subscriptions.retain(|n| !is_hidden(n));
+        }
+        Ok((mailboxes, subscriptions))
+    }
+
     /// LIST — RFC 9051 §6.3.9 with RFC 5258 selection/return options, RFC 5819
-    /// STATUS return, RFC 6154 special-use attributes.
+    /// STATUS return, RFC 6154 special-use attributes. What is listed is
+    /// decided in `listing`; here only the wire form.
     pub(crate) async fn cmd_list(&mut self, tag: &str, list: ListCommand) {
         let utf8 = self.utf8();
         // RFC 9051 §5.1.3: no mailbox has a name that is not valid modified
@@ -303,18 +316,14 @@ impl Session {
             self.finish(tag, "OK LIST completed", true).await;
             return;
         }
-        let store = self.store();
-        let mut all = match store.list_mailboxes(self.account_id()).await {
-            Ok(a) => a,
+        let (mailboxes, subscriptions) = match self.listing_sources().await {
+            Ok(s) => s,
             Err(e) => {
                 let reply = store_error(&e);
                 self.tagged(tag, &reply);
                 return;
             }
         };
-        if !self.config.show_hidden_folders {
-            all.retain(|m| !is_hidden(&m.name));
-        }
         let mut patterns = Vec::new();
         // A pattern that is not valid modified UTF-7 matches nothing.
         for p in &list.patterns {
@@ -322,49 +331,33 @@ impl Session {
                 patterns.push(join_reference(&reference, &p));
             }
         }
-        let select_subscribed = list.select.contains(&ListSelect::Subscribed);
-        let select_special = list.select.contains(&ListSelect::SpecialUse);
-        let return_subscribed = select_subscribed || list.returns.contains(&ListReturn::Subscribed);
+        let selection = Selection {
+            subscribed: list.select.contains(&ListSelect::Subscribed),
+            special_use: list.select.contains(&ListSelect::SpecialUse),
+            recursive: list.select.contains(&ListSelect::RecursiveMatch),
+            return_subscribed: list.select.contains(&ListSelect::Subscribed)
+                || list.returns.contains(&ListReturn::Subscribed),
+        };
         let status_items: Option<Vec<StatusItem>> = list.returns.iter().find_map(|r| match r {
             ListReturn::Status(items) => Some(items.clone()),
             _ => None,
         });
-        // INBOX first, then by name.
-        all.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
-        let names: BTreeSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
-        let listed: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
-        let matched = matching(&patterns, &listed).await;
-        for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
-            if select_subscribed && !mb.subscribed {
-                continue;
+        let names = Names::new(&mailboxes, &subscriptions, selection.subscribed);
+        let all = names.all();
+        let matched: HashSet<&str> = all
+            .iter()
+            .zip(matching(&patterns, &all).await)
+            .filter_map(|(n, m)| m.then_some(*n))
+            .collect();
+        for entry in names.list(selection, &matched) {
+            let mut out = format!("* LIST ({}) \"/\" ", entry.attributes.join(" ")).into_bytes();
+            self.encode_name(&mut out, &entry.name);
+            if entry.childinfo_subscribed {
+                out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
-            if select_special && mb.special_use.is_none() {
-                continue;
-            }
-            let prefix = format!("{}/", mb.name);
-            // The first name after the prefix in order tells (not a scan of
-            // every name per mailbox).
-            let has_children = names
-                .range::<str, _>((Bound::Excluded(prefix.as_str()), Bound::Unbounded))
-                .next()
-                .is_some_and(|n| n.starts_with(&prefix));
-            let mut attrs: Vec<&str> = Vec::new();
-            attrs.push(if has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
-            if return_subscribed && mb.subscribed {
-                attrs.push("\\Subscribed");
-            }
-            if let Some(role) = mb.special_use {
-                attrs.push(role.attribute());
-            }
-            let mut out = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            self.encode_name(&mut out, &mb.name);
             self.out.raw().extend_from_slice(&out);
             self.out.raw().extend_from_slice(b"\r\n");
-            if let Some(items) = &status_items {
+            if let (Some(items), Some(mb)) = (&status_items, entry.mailbox) {
                 match self.status_line(mb, items).await {
                     Ok(line) => {
                         self.out.raw().extend_from_slice(&line);
@@ -393,30 +386,30 @@ impl Session {
             self.finish(tag, "OK LSUB completed", true).await;
             return;
         }
-        let full = join_reference(&reference, &pattern);
-        let store = self.store();
-        match store.list_mailboxes(self.account_id()).await {
-            Ok(mut all) => {
-                let show_hidden = self.config.show_hidden_folders;
-                all.retain(|m| m.subscribed && (show_hidden || !is_hidden(&m.name)));
-                let matched = matching(
-                    &[full],
-                    &all.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-                )
-                .await;
-                for (mb, _) in all.iter().zip(matched).filter(|(_, m)| *m) {
-                    let mut out = b"* LSUB () \"/\" ".to_vec();
-                    self.encode_name(&mut out, &mb.name);
-                    self.out.raw().extend_from_slice(&out);
-                    self.out.raw().extend_from_slice(b"\r\n");
-                }
-                self.finish(tag, "OK LSUB completed", true).await;
-            }
+        let (mailboxes, subscriptions) = match self.listing_sources().await {
+            Ok(s) => s,
             Err(e) => {
                 let reply = store_error(&e);
-                self.tagged(tag, &reply)
+                self.tagged(tag, &reply);
+                return;
             }
+        };
+        let names = Names::new(&mailboxes, &subscriptions, true);
+        let all = names.all();
+        let full = join_reference(&reference, &pattern);
+        let matched: HashSet<&str> = all
+            .iter()
+            .zip(matching(&[full], &all).await)
+            .filter_map(|(n, m)| m.then_some(*n))
+            .collect();
+        for entry in names.lsub(&matched) {
+            let attributes = if entry.noselect { "\\Noselect" } else { "" };
+            let mut out = format!("* LSUB ({attributes}) \"/\" ").into_bytes();
+            self.encode_name(&mut out, &entry.name);
+            self.out.raw().extend_from_slice(&out);
+            self.out.raw().extend_from_slice(b"\r\n");
         }
+        self.finish(tag, "OK LSUB completed", true).await;
     }
 
     /// STATUS — RFC 9051 §6.3.11.

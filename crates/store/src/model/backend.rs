@@ -65,7 +65,7 @@ pub trait MailTx: Send {
     /// The next UIDVALIDITY, unique in the store: at least `at_least` (the
     /// clock), and above every one handed out before.
     async fn next_uid_validity(&mut self, at_least: u32) -> StoreResult<UidValidity>;
-    /// Inserts a mailbox (UIDNEXT 1, MODSEQ 1, subscribed) and returns it.
+    /// Inserts a mailbox (UIDNEXT 1, MODSEQ 1) and returns it.
     async fn insert_mailbox(
         &mut self,
         account: AccountId,
@@ -73,9 +73,17 @@ pub trait MailTx: Send {
         special_use: Option<SpecialUse>,
         validity: UidValidity,
     ) -> StoreResult<Mailbox>;
-    /// Writes a locked mailbox's name, UIDNEXT, HIGHESTMODSEQ, subscription and
-    /// \Recent watermark.
+    /// Writes a locked mailbox's name, UIDNEXT, HIGHESTMODSEQ and \Recent
+    /// watermark.
     async fn save_mailbox(&mut self, mailbox: &Mailbox) -> StoreResult<()>;
+    /// Puts `name` on the account's subscription list or takes it off;
+    /// whether that changed anything.
+    async fn set_subscription(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<bool>;
     /// Removes a locked mailbox with its messages and expunge log; returns the
     /// blob of each message it held (a blob once per message).
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>>;
@@ -138,6 +146,8 @@ pub trait MailBackend: Send + Sync + 'static {
     /// The account's mailboxes, by name.
     async fn mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
     async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox>;
+    /// The account's subscribed names, in order.
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>>;
     /// The mailbox of `account` named exactly `name` (already canonical).
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>>;
     /// Every message of the mailbox by UID; `NotFound` for no such mailbox.

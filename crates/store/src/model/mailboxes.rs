@@ -1,5 +1,7 @@
 //! Mailbox operations: creation with a fresh UIDVALIDITY, the rules on which
 //! mailboxes may be deleted or renamed, subscriptions and the \Recent watermark.
+//! (CREATE does not subscribe, RFC 9051 §6.3.4; a new account's default
+//! folders are.)
 
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
@@ -29,6 +31,15 @@ pub async fn create_in_tx(
     let validity = tx.next_uid_validity(clock).await?;
     tx.insert_mailbox(account, &name, special_use, validity)
         .await
+}
+
+/// A new account's default mailboxes ([`DEFAULT_MAILBOXES`]), subscribed.
+pub async fn create_defaults_in_tx(tx: &mut dyn MailTx, account: AccountId) -> StoreResult<()> {
+    for (name, role) in DEFAULT_MAILBOXES {
+        create_in_tx(tx, account, name, *role).await?;
+        tx.set_subscription(account, name, true).await?;
+    }
+    Ok(())
 }
 
 pub async fn create<B: MailBackend>(
@@ -88,6 +99,12 @@ pub async fn rename<B: MailBackend>(backend: &B, id: MailboxId, new_name: &str) 
                 if tx.find_mailbox(mb.account, &new_name).await?.is_some() {
                     return Err(StoreError::Exists(format!("mailbox {new_name}")));
                 }
+                // The subscription goes with the name (as in Dovecot; RFC
+                // 9051 leaves it open), so a renamed folder stays visible to
+                // clients that show subscribed folders only.
+                if tx.set_subscription(mb.account, &mb.name, false).await? {
+                    tx.set_subscription(mb.account, &new_name, true).await?;
+                }
                 mb.name = new_name;
                 tx.save_mailbox(&mb).await?;
                 tx.announce(mb.account, &[Change::MailboxList]);
@@ -99,19 +116,20 @@ pub async fn rename<B: MailBackend>(backend: &B, id: MailboxId, new_name: &str) 
     Ok(())
 }
 
+/// SUBSCRIBE / UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8): any valid name, with
+/// or without a mailbox.
 pub async fn set_subscribed<B: MailBackend>(
     backend: &B,
-    id: MailboxId,
+    account: AccountId,
+    name: &str,
     subscribed: bool,
 ) -> StoreResult<()> {
+    let name = canonical_name(name);
+    validate_mailbox_name(&name)?;
     backend
         .transact(job(move |tx| {
             Box::pin(async move {
-                let mut mb = lock_one(tx, id).await?;
-                if mb.subscribed != subscribed {
-                    mb.subscribed = subscribed;
-                    tx.save_mailbox(&mb).await?;
-                }
+                tx.set_subscription(account, &name, subscribed).await?;
                 Ok(())
             })
         }))

@@ -31,7 +31,9 @@ use tokio::sync::broadcast;
 
 pub use backend::{MailBackend, MailTx, MessageRow, TxFuture, TxJob, job};
 pub use caches::ParsedCaches;
-pub use mailboxes::{create_in_tx as create_mailbox_in_tx, remove_in_tx as remove_mailboxes_in_tx};
+pub use mailboxes::{
+    create_defaults_in_tx as create_default_mailboxes_in_tx, remove_in_tx as remove_mailboxes_in_tx,
+};
 
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
@@ -86,8 +88,17 @@ impl<B: MailBackend> MailStore for B {
         mailboxes::rename(self, id, new_name).await
     }
 
-    async fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> StoreResult<()> {
-        mailboxes::set_subscribed(self, id, subscribed).await
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        MailBackend::subscriptions(self, account).await
+    }
+
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<()> {
+        mailboxes::set_subscribed(self, account, name, subscribed).await
     }
 
     async fn append_batch(

@@ -81,6 +81,18 @@ impl MailBackend for PgStore {
         get_mailbox(&mut *self.conn().await?, id).await
     }
 
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        let r = self
+            .conn()
+            .await?
+            .query(
+                "SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name COLLATE \"C\"",
+                &[&account.0],
+            )
+            .await?;
+        rows(r, |r| Ok(r.try_get(0)?))
+    }
+
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
         find_mailbox(&mut *self.conn().await?, account, name).await
     }

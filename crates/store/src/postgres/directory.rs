@@ -7,7 +7,7 @@ use super::mail_tx::PgTx;
 use super::{PgStore, account_from_row, address_parts, address_taken, lock_address, rows};
 use crate::directory_store::DirectoryStore;
 use crate::error::{StoreError, StoreResult};
-use crate::model::{create_mailbox_in_tx, remove_mailboxes_in_tx};
+use crate::model::{create_default_mailboxes_in_tx, remove_mailboxes_in_tx};
 use crate::now_unix;
 use crate::types::*;
 
@@ -45,9 +45,7 @@ impl DirectoryStore for PgStore {
                 tx: &mut tx,
                 instance: &self.inner.instance,
             };
-            for (name, role) in DEFAULT_MAILBOXES {
-                create_mailbox_in_tx(&mut mail, AccountId(id), name, *role).await?;
-            }
+            create_default_mailboxes_in_tx(&mut mail, AccountId(id)).await?;
             let row = tx
                 .query_one(
                     concat!(
@@ -88,6 +86,8 @@ impl DirectoryStore for PgStore {
             tx.execute("DELETE FROM logins WHERE account_id = $1", &[&id.0])
                 .await?;
             tx.execute("DELETE FROM aliases WHERE account_id = $1", &[&id.0])
+                .await?;
+            tx.execute("DELETE FROM subscriptions WHERE account_id = $1", &[&id.0])
                 .await?;
             tx.execute("DELETE FROM accounts WHERE id = $1", &[&id.0])
                 .await?;

@@ -27,7 +27,6 @@ pub struct ImportMailbox {
     pub uid_validity: UidValidity,
     pub uid_next: Uid,
     pub highest_modseq: ModSeq,
-    pub subscribed: bool,
 }
 
 /// A message as the source store had it.
@@ -131,7 +130,7 @@ impl PgStore {
                     tx.query_one(
                         concat!(
                             "UPDATE mailboxes SET special_use = $2, uidvalidity = $3, uidnext = $4,
-                             highest_modseq = $5, subscribed = $6, recent_uid = 0
+                             highest_modseq = $5, recent_uid = 0
                              WHERE id = $1 RETURNING ",
                             mailbox_columns!()
                         ),
@@ -141,7 +140,6 @@ impl PgStore {
                             &validity,
                             &(m.uid_next.0 as i64),
                             &highest,
-                            &m.subscribed,
                         ],
                     )
                     .await?
@@ -150,8 +148,8 @@ impl PgStore {
                     tx.query_one(
                         concat!(
                             "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext,
-                                                   highest_modseq, subscribed)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+                                                   highest_modseq)
+                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
                             mailbox_columns!()
                         ),
                         &[
@@ -161,7 +159,6 @@ impl PgStore {
                             &validity,
                             &(m.uid_next.0 as i64),
                             &highest,
-                            &m.subscribed,
                         ],
                     )
                     .await?

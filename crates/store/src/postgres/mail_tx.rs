@@ -108,18 +108,31 @@ impl MailTx for PgTx<'_, '_> {
         self.tx
             .execute(
                 "UPDATE mailboxes SET name = $2, uidnext = $3, highest_modseq = $4,
-                 subscribed = $5, recent_uid = $6 WHERE id = $1",
+                 recent_uid = $5 WHERE id = $1",
                 &[
                     &mb.id.0,
                     &mb.name,
                     &(mb.uid_next.0 as i64),
                     &(mb.highest_modseq.0 as i64),
-                    &mb.subscribed,
                     &(mb.recent_watermark.0 as i64),
                 ],
             )
             .await?;
         Ok(())
+    }
+
+    async fn set_subscription(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<bool> {
+        let sql = if subscribed {
+            "INSERT INTO subscriptions(account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM subscriptions WHERE account_id = $1 AND name = $2"
+        };
+        Ok(self.tx.execute(sql, &[&account.0, &name]).await? > 0)
     }
 
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>> {

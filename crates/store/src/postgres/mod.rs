@@ -75,7 +75,7 @@ macro_rules! account_columns {
 
 macro_rules! mailbox_columns {
     () => {
-        "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed, recent_uid"
+        "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid"
     };
 }
 
@@ -331,8 +331,7 @@ fn mailbox_from_row(r: &Row) -> StoreResult<Mailbox> {
         uid_validity: UidValidity(r.try_get::<_, i64>(4)? as u32),
         uid_next: Uid(r.try_get::<_, i64>(5)? as u32),
         highest_modseq: ModSeq(r.try_get::<_, i64>(6)? as u64),
-        subscribed: r.try_get(7)?,
-        recent_watermark: Uid(r.try_get::<_, i64>(8)? as u32),
+        recent_watermark: Uid(r.try_get::<_, i64>(7)? as u32),
     })
 }
 

@@ -163,6 +163,19 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS signouts_at ON signouts (at);
     "#,
+    // version 8: subscriptions are a list of names (RFC 9051 §6.3.7): they
+    // may name no mailbox, stay when a mailbox is deleted, and CREATE does not
+    // add to them. The old per-mailbox mark is copied over and no longer read.
+    r#"
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        account_id bigint NOT NULL,
+        name       text NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+    INSERT INTO subscriptions(account_id, name)
+        SELECT account_id, name FROM mailboxes WHERE subscribed
+        ON CONFLICT DO NOTHING;
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

@@ -57,6 +57,18 @@ impl MailBackend for SqliteStore {
             .await
     }
 
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        self.read(ReadSize::Small, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name",
+            )?;
+            Ok(stmt
+                .query_map([account.0], |r| r.get(0))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
         let name = name.to_string();
         self.read(ReadSize::Small, move |c| find_mailbox(c, account, &name))

@@ -8,7 +8,7 @@ use super::mail_tx::{SqliteTx, run_ready};
 use super::{ACCOUNT_COLUMNS, ReadSize, SqliteStore, account_from_row};
 use crate::directory_store::DirectoryStore;
 use crate::error::{StoreError, StoreResult};
-use crate::model::{create_mailbox_in_tx, remove_mailboxes_in_tx};
+use crate::model::{create_default_mailboxes_in_tx, remove_mailboxes_in_tx};
 use crate::now_unix;
 use crate::types::*;
 
@@ -50,12 +50,7 @@ impl DirectoryStore for SqliteStore {
                 ])?;
                 let id = AccountId(tx.last_insert_rowid());
                 let mut mail = SqliteTx::new(tx, inner);
-                run_ready(async {
-                    for (name, role) in DEFAULT_MAILBOXES {
-                        create_mailbox_in_tx(&mut mail, id, name, *role).await?;
-                    }
-                    Ok(())
-                })?;
+                run_ready(create_default_mailboxes_in_tx(&mut mail, id))?;
                 tx.query_row(
                     &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
                     [id.0],
@@ -76,6 +71,8 @@ impl DirectoryStore for SqliteStore {
             let mut mail = SqliteTx::new(tx, inner);
             run_ready(remove_mailboxes_in_tx(&mut mail, &boxes))?;
             tx.prepare_cached("DELETE FROM aliases WHERE account_id = ?1")?
+                .execute([id.0])?;
+            tx.prepare_cached("DELETE FROM subscriptions WHERE account_id = ?1")?
                 .execute([id.0])?;
             tx.prepare_cached("DELETE FROM logins WHERE account_id = ?1")?
                 .execute([id.0])?;

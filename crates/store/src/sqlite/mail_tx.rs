@@ -126,8 +126,8 @@ impl MailTx for SqliteTx<'_> {
             .conn
             .prepare_cached(&format!(
                 "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext,
-                 highest_modseq, subscribed)
-                 VALUES (?1, ?2, ?3, ?4, 1, 1, 1) RETURNING {MAILBOX_COLUMNS}"
+                 highest_modseq)
+                 VALUES (?1, ?2, ?3, ?4, 1, 1) RETURNING {MAILBOX_COLUMNS}"
             ))?
             .query_row(
                 params![
@@ -144,17 +144,34 @@ impl MailTx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE mailboxes SET name = ?2, uidnext = ?3, highest_modseq = ?4,
-                 subscribed = ?5, recent_uid = ?6 WHERE id = ?1",
+                 recent_uid = ?5 WHERE id = ?1",
             )?
             .execute(params![
                 mb.id.0,
                 mb.name,
                 mb.uid_next.0,
                 mb.highest_modseq.0 as i64,
-                mb.subscribed,
                 mb.recent_watermark.0
             ])?;
         Ok(())
+    }
+
+    async fn set_subscription(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<bool> {
+        let sql = if subscribed {
+            "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?1, ?2)"
+        } else {
+            "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2"
+        };
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .execute(params![account.0, name])?
+            > 0)
     }
 
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>> {

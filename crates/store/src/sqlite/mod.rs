@@ -615,7 +615,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-const MAILBOX_COLUMNS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, subscribed, recent_uid";
+const MAILBOX_COLUMNS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
 
 fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let special: Option<String> = r.get(3)?;
@@ -627,8 +627,7 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         uid_validity: UidValidity(r.get(4)?),
         uid_next: Uid(r.get(5)?),
         highest_modseq: ModSeq(r.get::<_, i64>(6)? as u64),
-        subscribed: r.get(7)?,
-        recent_watermark: Uid(r.get(8)?),
+        recent_watermark: Uid(r.get(7)?),
     })
 }
 
@@ -831,6 +830,31 @@ mod tests {
         store.queue_remove(second).await.unwrap();
         let third = store.enqueue(new()).await.unwrap();
         assert!(third > second, "{third:?} after {second:?}");
+    }
+
+    #[tokio::test]
+    async fn subscriptions_become_a_list_of_names_on_upgrade_from_version_16() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (account, _) = account_with_inbox(&store, "subs@example.org").await;
+        store.create_mailbox(account.id, "Old", None).await.unwrap();
+        drop(store);
+        {
+            // Version 16 kept a mark on each mailbox.
+            let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(
+                "DROP TABLE subscriptions;
+                 UPDATE mailboxes SET subscribed = 0 WHERE name = 'Drafts';
+                 UPDATE mailboxes SET subscribed = 1 WHERE name = 'Old';
+                 PRAGMA user_version = 16;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let subs = store.subscriptions(account.id).await.unwrap();
+        assert!(subs.contains(&"Old".to_string()), "{subs:?}");
+        assert!(!subs.contains(&"Drafts".to_string()), "{subs:?}");
+        assert!(subs.contains(&"INBOX".to_string()), "{subs:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

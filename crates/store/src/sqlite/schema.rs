@@ -235,4 +235,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue_ids_never_reused RENAME TO queue;
     CREATE INDEX queue_due ON queue(next_attempt);
     "#,
+    // version 17: subscriptions are a list of names (RFC 9051 §6.3.7): they
+    // may name no mailbox, stay when a mailbox is deleted, and CREATE does not
+    // add to them. The old per-mailbox mark is copied over and no longer read.
+    r#"
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        account_id INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO subscriptions(account_id, name)
+        SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+    "#,
 ];
