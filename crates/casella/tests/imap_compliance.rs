@@ -265,7 +265,11 @@ fn subscriptions_are_names_and_lists_show_them() {
         ]
     );
     assert_eq!(
-        cmd(&mut c, "5", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" b/test2% RETURN (CHILDREN)"),
+        cmd(
+            &mut c,
+            "5",
+            "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" b/test2% RETURN (CHILDREN)"
+        ),
         [
             "* LIST (\\HasChildren) \"/\" b/test2 (\"CHILDINFO\" (\"SUBSCRIBED\"))",
             "5 OK LIST completed",
@@ -282,10 +286,16 @@ fn subscriptions_are_names_and_lists_show_them() {
     );
     assert_eq!(
         cmd(&mut c, "8", "LSUB \"\" l*e"),
-        ["* LSUB (\\Noselect) \"/\" later/maybe", "8 OK LSUB completed"]
+        [
+            "* LSUB (\\Noselect) \"/\" later/maybe",
+            "8 OK LSUB completed"
+        ]
     );
     // Plain LIST lists mailboxes, not subscriptions.
-    assert_eq!(cmd(&mut c, "9", "LIST \"\" later*"), ["9 OK LIST completed"]);
+    assert_eq!(
+        cmd(&mut c, "9", "LIST \"\" later*"),
+        ["9 OK LIST completed"]
+    );
     // RENAME carries the subscription along.
     assert_eq!(
         cmd(&mut c, "10", "RENAME b/test b/renamed"),

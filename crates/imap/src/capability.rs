@@ -25,6 +25,7 @@ const AUTHENTICATED: &[&str] = &[
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",
+    "QRESYNC",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

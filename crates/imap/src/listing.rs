@@ -64,7 +64,11 @@ pub struct LsubEntry {
 impl<'a> Names<'a> {
     /// The names of `mailboxes`, their superiors, and — with
     /// `with_subscriptions` — the subscribed names and their superiors.
-    pub fn new(mailboxes: &'a [Mailbox], subscriptions: &[String], with_subscriptions: bool) -> Self {
+    pub fn new(
+        mailboxes: &'a [Mailbox],
+        subscriptions: &[String],
+        with_subscriptions: bool,
+    ) -> Self {
         let mut known: BTreeMap<String, Known<'a>> = BTreeMap::new();
         let mut tree = BTreeSet::new();
         for mb in mailboxes {
@@ -144,9 +148,7 @@ impl<'a> Names<'a> {
                 // A subscribed name alone does not make LIST list it.
                 continue;
             }
-            if selection.special_use
-                && known.mailbox.is_none_or(|m| m.special_use.is_none())
-            {
+            if selection.special_use && known.mailbox.is_none_or(|m| m.special_use.is_none()) {
                 continue;
             }
             let mut attributes = Vec::new();
@@ -266,15 +268,30 @@ mod tests {
     /// imaptest's listext layout.
     fn layout() -> (Vec<Mailbox>, Vec<String>) {
         let boxes = [
-            "b", "b/test1", "b/test2", "b/test2/test1", "b/test3", "b/test4", "b/test4/test5",
-            "b/test4/test52", "b/test7", "b/test7/test7", "b/test8", "b/test8/test8",
-            "b/test8/test9", "INBOX",
+            "b",
+            "b/test1",
+            "b/test2",
+            "b/test2/test1",
+            "b/test3",
+            "b/test4",
+            "b/test4/test5",
+            "b/test4/test52",
+            "b/test7",
+            "b/test7/test7",
+            "b/test8",
+            "b/test8/test8",
+            "b/test8/test9",
+            "INBOX",
         ]
         .iter()
         .map(|n| mailbox(n, None))
         .collect();
         let subs = [
-            "b/test1", "b/test2/test1", "b/test6", "b/test7/test7", "b/test8/test8",
+            "b/test1",
+            "b/test2/test1",
+            "b/test6",
+            "b/test7/test7",
+            "b/test8/test8",
             "b/test8/test9",
         ]
         .iter()
@@ -319,7 +336,10 @@ mod tests {
         let list = |p: &[&str]| lines(&names.list(selection, &matched(&names, p)));
         assert_eq!(list(&["b/test2%"]), ["(\\HasChildren) b/test2 CHILDINFO"]);
         // The subscribed inferior matches too: no CHILDINFO parent.
-        assert_eq!(list(&["b*test7"]), ["(\\HasNoChildren \\Subscribed) b/test7/test7"]);
+        assert_eq!(
+            list(&["b*test7"]),
+            ["(\\HasNoChildren \\Subscribed) b/test7/test7"]
+        );
         assert_eq!(
             list(&["b*test8"]),
             [
@@ -335,7 +355,11 @@ mod tests {
 
     #[test]
     fn plain_list_shows_mailboxes_and_superiors_only() {
-        let boxes = vec![mailbox("INBOX", None), mailbox("a/b/c", None), mailbox("Sent", Some(SpecialUse::Sent))];
+        let boxes = vec![
+            mailbox("INBOX", None),
+            mailbox("a/b/c", None),
+            mailbox("Sent", Some(SpecialUse::Sent)),
+        ];
         let subs = vec!["gone".to_string(), "Sent".to_string()];
         let names = Names::new(&boxes, &subs, false);
         let selection = Selection {
@@ -365,10 +389,17 @@ mod tests {
     #[test]
     fn lsub_marks_unsubscribed_parents_noselect() {
         // imaptest's subscribe layout.
-        let boxes: Vec<Mailbox> = ["b", "b/test", "b/test2", "b/test2/test", "b/test3", "b/test3/test3"]
-            .iter()
-            .map(|n| mailbox(n, None))
-            .collect();
+        let boxes: Vec<Mailbox> = [
+            "b",
+            "b/test",
+            "b/test2",
+            "b/test2/test",
+            "b/test3",
+            "b/test3/test3",
+        ]
+        .iter()
+        .map(|n| mailbox(n, None))
+        .collect();
         let subs: Vec<String> = ["b/test", "b/test2/test", "b/test3/test3", "b/gone"]
             .iter()
             .map(|s| s.to_string())
@@ -383,12 +414,22 @@ mod tests {
         };
         assert_eq!(
             lsub("b/%"),
-            ["true b/gone", "false b/test", "true b/test2", "true b/test3"]
+            [
+                "true b/gone",
+                "false b/test",
+                "true b/test2",
+                "true b/test3"
+            ]
         );
         assert_eq!(lsub("*test"), ["false b/test", "false b/test2/test"]);
         assert_eq!(
             lsub("b/*"),
-            ["true b/gone", "false b/test", "false b/test2/test", "false b/test3/test3"]
+            [
+                "true b/gone",
+                "false b/test",
+                "false b/test2/test",
+                "false b/test3/test3"
+            ]
         );
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct Session {
     /// CONDSTORE is on (RFC 7162 §3.1: ENABLE CONDSTORE or a CONDSTORE
     /// enabling command): untagged FETCH responses carry MODSEQ.
     pub condstore: bool,
+    /// ENABLE QRESYNC (RFC 7162 §3.2.3; implies CONDSTORE): expunges are
+    /// reported as VANISHED, SELECT takes QRESYNC, UID FETCH takes VANISHED.
+    pub qresync: bool,
     pub auth: Option<Auth>,
     pub selected: Option<Selected>,
     /// UIDs saved by SEARCH RETURN (SAVE) — RFC 5182 — ascending.
@@ -78,6 +81,7 @@ impl Session {
             rev2: false,
             utf8_accept: false,
             condstore: false,
+            qresync: false,
             auth: None,
             selected: None,
             saved_search: Vec::new(),
@@ -336,19 +340,20 @@ impl Session {
                 charset,
                 criteria,
             } => self.cmd_search(tag, uid, returns, charset, criteria).await,
-            C::Fetch { vanished: true, .. } => {
-                // RFC 7162 §3.2.6: VANISHED needs QRESYNC, not offered.
-                self.tagged(tag, "BAD VANISHED requires QRESYNC, which is not enabled");
+            // RFC 7162 §3.2.6: the VANISHED modifier (UID FETCH with
+            // CHANGEDSINCE only; the parser checks that) needs QRESYNC.
+            C::Fetch { vanished: true, .. } if !self.qresync => {
+                self.tagged(tag, "BAD VANISHED requires ENABLE QRESYNC first");
             }
             C::Fetch {
                 uid,
                 set,
                 items,
                 changed_since,
-                ..
+                vanished,
             } => {
-                self.cmd_fetch(tag, uid, set, items, changed_since, io)
-                    .await
+                let changes = changed_since.map(|since| (since, vanished));
+                self.cmd_fetch(tag, uid, set, items, changes, io).await
             }
             C::Store {
                 uid,
@@ -443,6 +448,16 @@ impl Session {
                 sel.mailbox.highest_modseq.0
             );
             self.line(&line);
+        }
+    }
+
+    /// Turns QRESYNC on (ENABLE QRESYNC): CONDSTORE too, and the selected
+    /// mailbox's expunges are reported as VANISHED from now on.
+    pub(crate) fn enable_qresync(&mut self) {
+        self.qresync = true;
+        self.enable_condstore();
+        if let Some(sel) = self.selected.as_mut() {
+            sel.vanished = true;
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::cmd::uid_set;
 use casella_store::{
     BlobId, Flag, FlagSet, MailStore, Mailbox, MailboxId, MessageSummary, ModSeq, StoreError,
     StoreResult, Uid,
@@ -48,6 +49,9 @@ pub struct Selected {
     pub synced: ModSeq,
     /// Keywords announced in FLAGS so far.
     pub keywords: BTreeSet<String>,
+    /// Expunges are reported as `VANISHED` UID sets, not `EXPUNGE` numbers
+    /// (QRESYNC enabled, RFC 7162 §3.2.10).
+    pub vanished: bool,
 }
 
 /// What a sync found, as untagged lines to send.
@@ -113,6 +117,7 @@ impl Selected {
             messages,
             synced,
             keywords,
+            vanished: false,
         })
     }
 
@@ -223,7 +228,22 @@ impl Selected {
 
     /// EXPUNGE lines for every ghost, removing them. Numbers are given as each
     /// removal leaves them (RFC 9051 §7.5.1: each EXPUNGE renumbers the rest).
+    /// With QRESYNC on, one `VANISHED` line of their UIDs instead (RFC 7162
+    /// §3.2.10).
     pub fn report_expunges(&mut self) -> Vec<String> {
+        if self.vanished {
+            let gone: Vec<Uid> = self
+                .messages
+                .iter()
+                .filter(|m| m.expunged)
+                .map(|m| m.uid)
+                .collect();
+            if gone.is_empty() {
+                return Vec::new();
+            }
+            self.messages.retain(|m| !m.expunged);
+            return vec![format!("* VANISHED {}", uid_set(&gone))];
+        }
         let mut lines = Vec::new();
         let mut i = 0;
         while i < self.messages.len() {

@@ -594,19 +594,22 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     Ok(CommandBody::Append { mailbox, messages })
 }
 
-/// `flag-list = "(" [flag *(SP flag)] ")"`.
+/// `flag-list = "(" [flag *(SP flag)] ")"`, with extra spaces inside the
+/// parentheses taken as Dovecot takes them: its own `doveadm sync` sends
+/// `( Custom-Kw)`.
 fn flag_list(c: &mut Cursor<'_>) -> PResult<Vec<String>> {
     c.expect(b'(', "Invalid flag list")?;
     let mut flags = Vec::new();
-    if c.eat(b')') {
-        return Ok(flags);
-    }
     loop {
-        flags.push(flag(c)?);
+        let spaced = c.eat(b' ');
+        while c.eat(b' ') {}
         if c.eat(b')') {
             return Ok(flags);
         }
-        c.expect(b' ', "Expected ')' after flags")?;
+        if !flags.is_empty() && !spaced {
+            return fail("Expected ')' after flags");
+        }
+        flags.push(flag(c)?);
     }
 }
 

@@ -97,7 +97,11 @@ async fn subscriptions_are_a_list_of_names(store: Arc<dyn Store>) {
         store.subscriptions(a.id).await.unwrap(),
         with(&["Groups", "Nowhere/yet"])
     );
-    let groups = store.mailbox_by_name(a.id, "Groups").await.unwrap().unwrap();
+    let groups = store
+        .mailbox_by_name(a.id, "Groups")
+        .await
+        .unwrap()
+        .unwrap();
     store.delete_mailbox(groups.id).await.unwrap();
     assert_eq!(
         store.subscriptions(a.id).await.unwrap(),

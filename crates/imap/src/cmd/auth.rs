@@ -233,6 +233,11 @@ impl Session {
                     self.condstore = true;
                     enabled.push("CONDSTORE");
                 }
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                "QRESYNC" if !self.qresync => {
+                    self.enable_qresync();
+                    enabled.push("QRESYNC");
+                }
                 // Unknown or already enabled: not listed (RFC 5161 §3.2).
                 _ => {}
             }

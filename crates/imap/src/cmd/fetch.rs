@@ -102,9 +102,10 @@ impl Session {
         uid: bool,
         set: SequenceSet,
         items: FetchItems,
-        changed_since: Option<u64>,
+        changes: Option<(u64, bool)>,
         io: &mut Connection<S>,
     ) {
+        let changed_since = changes.map(|(since, _)| since);
         let verb = if uid { "UID FETCH" } else { "FETCH" };
         let mut targets = match self.resolve(&set, uid) {
             Ok(t) => t,
@@ -129,6 +130,13 @@ impl Session {
             }
             if let Some(sel) = self.selected.as_ref() {
                 targets.retain(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| m.modseq.0 > since));
+            }
+            if changes.is_some_and(|(_, vanished)| vanished)
+                && let Err(e) = self.report_vanished_earlier(&set, since).await
+            {
+                let reply = store_error(&e);
+                self.tagged(tag, &reply);
+                return;
             }
         }
         let condstore = self.condstore;

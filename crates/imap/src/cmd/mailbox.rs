@@ -273,7 +273,11 @@ impl Session {
         let Some(name) = self.mailbox_arg(tag, name) else {
             return;
         };
-        match self.store().set_subscribed(self.account_id(), &name, on).await {
+        match self
+            .store()
+            .set_subscribed(self.account_id(), &name, on)
+            .await
+        {
             Ok(()) => {
                 let verb = if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
                 self.finish(tag, &format!("OK {verb} completed"), true)

@@ -7,6 +7,7 @@ mod copy;
 mod fetch;
 mod idle;
 mod mailbox;
+mod qresync;
 mod search;
 mod select;
 pub(crate) mod store;

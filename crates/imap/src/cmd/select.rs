@@ -16,15 +16,16 @@ impl Session {
         params: SelectParams,
         read_only: bool,
     ) {
-        if params.qresync.is_some() {
-            // RFC 7162 §3.2.5: QRESYNC must be enabled first (it is not offered).
-            self.tagged(tag, "BAD QRESYNC is not enabled");
+        if params.qresync.is_some() && !self.qresync {
+            // RFC 7162 §3.2.5: QRESYNC must be enabled first.
+            self.tagged(tag, "BAD QRESYNC parameter requires ENABLE QRESYNC first");
             return;
         }
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected; a
         // successful one replaces the previous selection without expunging it,
-        // and a rev2 client is told with OK [CLOSED].
-        if self.selected.take().is_some() && self.rev2 {
+        // and a rev2 client is told with OK [CLOSED], as is a client that
+        // enabled QRESYNC (RFC 7162 §3.2.11).
+        if self.selected.take().is_some() && (self.rev2 || self.qresync) {
             self.line("* OK [CLOSED] Previous mailbox closed");
         }
         self.saved_search.clear();
@@ -40,7 +41,10 @@ impl Session {
             while auth.changes.try_recv().is_ok() {}
         }
         let view = match Selected::open(&*store, mb, read_only).await {
-            Ok(v) => v,
+            Ok(mut v) => {
+                v.vanished = self.qresync;
+                v
+            }
             Err(e) => {
                 let reply = store_error(&e);
                 self.tagged(tag, &reply);
@@ -111,6 +115,14 @@ impl Session {
             ("READ-WRITE", "SELECT")
         };
         self.selected = Some(view);
+        if let Some(q) = &params.qresync
+            && let Err(e) = self.qresync_select(q).await
+        {
+            self.selected = None;
+            let reply = store_error(&e);
+            self.tagged(tag, &reply);
+            return;
+        }
         self.tagged(tag, &format!("OK [{code}] {verb} completed"));
     }
 
@@ -196,7 +208,16 @@ impl Session {
         } else {
             "EXPUNGE"
         };
-        self.finish(tag, &format!("OK {verb} completed"), true)
-            .await;
+        self.sync_selected(true).await;
+        // With CONDSTORE on, the tagged OK says the MODSEQ the client is now
+        // up to (RFC 7162 §3.2.10's example; what it has been told of, after
+        // the sync above).
+        let highest = self
+            .selected
+            .as_ref()
+            .filter(|_| self.condstore)
+            .map(|sel| format!("[HIGHESTMODSEQ {}] ", sel.synced.0))
+            .unwrap_or_default();
+        self.tagged(tag, &format!("OK {highest}{verb} completed"));
     }
 }

@@ -769,6 +769,19 @@ fn cases() -> Vec<(&'static [u8], B)> {
             b"STORE 1 -FLAGS.SILENT ()",
             store(one(1), StoreAction::Remove, true, &[]),
         ),
+        // What Dovecot's doveadm sync sends (issue 18): extra spaces inside.
+        (
+            b"STORE 1 +FLAGS ( Custom-Kw)",
+            store(one(1), StoreAction::Add, false, &["Custom-Kw"]),
+        ),
+        (
+            b"STORE 1 +FLAGS ( a  \\seen )",
+            store(one(1), StoreAction::Add, false, &["a", "\\Seen"]),
+        ),
+        (
+            b"STORE 1 FLAGS ( )",
+            store(one(1), StoreAction::Replace, false, &[]),
+        ),
         (
             b"STORE $ +flags.silent (foo[bar \\X-Ext)",
             store(

@@ -615,7 +615,8 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-const MAILBOX_COLUMNS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
+const MAILBOX_COLUMNS: &str =
+    "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
 
 fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let special: Option<String> = r.get(3)?;
