@@ -93,8 +93,7 @@ impl Session {
             }
             if let Some(sel) = self.selected.as_mut() {
                 for l in sel.remove_uids(&src) {
-                    self.out.raw().extend_from_slice(l.as_bytes());
-                    self.out.raw().extend_from_slice(b"\r\n");
+                    self.out.line(&l);
                 }
             }
             self.finish(tag, &format!("OK {verb} completed"), true)

@@ -450,8 +450,8 @@ impl Session {
                     out.extend_from_slice(format!("MODSEQ ({})", m.modseq.0).as_bytes());
                 }
             }
-            out.extend_from_slice(b")\r\n");
-            self.out.raw().extend_from_slice(&out);
+            out.push(b')');
+            self.out.response(&out);
             if self.maybe_flush(io).await.is_err() {
                 return;
             }

@@ -359,13 +359,11 @@ impl Session {
             if entry.childinfo_subscribed {
                 out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
-            self.out.raw().extend_from_slice(&out);
-            self.out.raw().extend_from_slice(b"\r\n");
+            self.out.response(&out);
             if let (Some(items), Some(mb)) = (&status_items, entry.mailbox) {
                 match self.status_line(mb, items).await {
                     Ok(line) => {
-                        self.out.raw().extend_from_slice(&line);
-                        self.out.raw().extend_from_slice(b"\r\n");
+                        self.out.response(&line);
                     }
                     Err(e) => tracing::warn!(error = %e, "LIST-STATUS failed for one mailbox"),
                 }
@@ -410,8 +408,7 @@ impl Session {
             let attributes = if entry.noselect { "\\Noselect" } else { "" };
             let mut out = format!("* LSUB ({attributes}) \"/\" ").into_bytes();
             self.encode_name(&mut out, &entry.name);
-            self.out.raw().extend_from_slice(&out);
-            self.out.raw().extend_from_slice(b"\r\n");
+            self.out.response(&out);
         }
         self.finish(tag, "OK LSUB completed", true).await;
     }
@@ -430,8 +427,7 @@ impl Session {
         }
         match self.status_line(&mb, items).await {
             Ok(line) => {
-                self.out.raw().extend_from_slice(&line);
-                self.out.raw().extend_from_slice(b"\r\n");
+                self.out.response(&line);
                 self.finish(tag, "OK STATUS completed", true).await;
             }
             Err(e) => {

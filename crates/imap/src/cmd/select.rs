@@ -106,8 +106,7 @@ impl Session {
             }
             let mut out = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
             self.encode_name(&mut out, &view.mailbox.name);
-            self.out.raw().extend_from_slice(&out);
-            self.out.raw().extend_from_slice(b"\r\n");
+            self.out.response(&out);
         }
         let (code, verb) = if read_only {
             ("READ-ONLY", "EXAMINE")

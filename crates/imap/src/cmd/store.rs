@@ -109,8 +109,7 @@ impl Session {
                 {
                     // A new keyword: announce it (RFC 9051 §7.3.5).
                     let line = sel.flags_line();
-                    self.out.raw().extend_from_slice(line.as_bytes());
-                    self.out.raw().extend_from_slice(b"\r\n");
+                    self.out.line(&line);
                 }
             }
         }

@@ -35,6 +35,22 @@ impl Output {
         self.buf.extend_from_slice(b"\r\n");
     }
 
+    /// Queues a response that may hold literals (IMAP FETCH, LIST, STATUS)
+    /// and a CRLF; logs its text up to the first line end — so up to a
+    /// literal's `{n}`, never the literal itself.
+    pub fn response(&mut self, bytes: &[u8]) {
+        let first = bytes
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map_or(bytes, |end| &bytes[..end]);
+        if self.log.is_some() {
+            let text = String::from_utf8_lossy(first);
+            self.log('>', &text, "");
+        }
+        self.buf.extend_from_slice(bytes);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
     /// Bytes queued as they are, not logged (message bodies, literals).
     pub fn raw(&mut self) -> &mut Vec<u8> {
         &mut self.buf

@@ -1,0 +1,301 @@
+//! Dovecot's own replication client against casella (issue 18): `doveadm
+//! backup -R` and `doveadm sync` over imapc between casella and a local
+//! Maildir. The mail comes over with its folders, flags and keywords; a
+//! second run transfers nothing (no message body fetched, no flag stored —
+//! read from casella's protocol log); flag changes on either side reach the
+//! other.
+//!
+//! dsync syncs with CONDSTORE/QRESYNC when the server offers them, as casella
+//! does. Needs `doveadm` (Debian's dovecot-core): skipped with a line saying
+//! so when it is missing, unless `CASELLA_REQUIRE_CLIENTS=1`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use casella_testkit::clients::{Run, run};
+use casella_testkit::{LineClient, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_casella");
+const USER: &str = "alice@example.org";
+const PASS: &str = "secret pw 1";
+const DOVEADM: &str = "/usr/bin/doveadm";
+
+fn doveadm_available() -> bool {
+    if Path::new(DOVEADM).exists() {
+        return true;
+    }
+    if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
+        panic!("{DOVEADM} not found (apt-get install dovecot-core) and CASELLA_REQUIRE_CLIENTS=1");
+    }
+    eprintln!("SKIPPED: {DOVEADM} not found; install dovecot-core to run the doveadm sync tests");
+    false
+}
+
+/// A local Dovecot (doveadm only, no server) with a Maildir, replicating to
+/// casella over imapc. doveadm refuses to touch mail as root, so as root it
+/// runs as `nobody`, in directories that user owns.
+struct Local {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Local {
+    fn new(imap: std::net::SocketAddr) -> Local {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["home", "run", "state"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let config = root.join("dovecot.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\n\
+                 ssl = no\nmail_location = maildir:~/Maildir\n\
+                 namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
+                 imapc_host = {host}\nimapc_port = {port}\nimapc_user = {USER}\n\
+                 imapc_password = {PASS}\nimapc_features = rfc822.size fetch-headers modseq\n",
+                r = root.display(),
+                host = imap.ip(),
+                port = imap.port(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(root.join("dovecot.log"), b"").unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "nobody:"])
+                .arg(root)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        Local { dir, config }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `doveadm ARGS` as the local user.
+    fn doveadm(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        // runuser sets HOME and USER from the password file: `env` puts ours back.
+        let home = format!("HOME={}", self.home().display());
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--", "env", &home, "USER=local", DOVEADM]);
+            c
+        } else {
+            let mut c = Command::new("env");
+            c.args([&home, "USER=local", DOVEADM]);
+            c
+        };
+        cmd.arg("-c").arg(&self.config).args(args);
+        match stdin {
+            Some(bytes) => {
+                let file = self.dir.path().join("stdin.eml");
+                std::fs::write(&file, bytes).unwrap();
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+                cmd.stdin(std::fs::File::open(&file).unwrap());
+            }
+            None => {
+                cmd.stdin(std::process::Stdio::null());
+            }
+        }
+        run(cmd, self.dir.path())
+    }
+
+    /// The remote as doveadm names it: imapc, its index in memory.
+    fn remote(&self) -> String {
+        format!("imapc:{}/imapc-index", self.home().display())
+    }
+
+    /// `doveadm fetch 'uid flags' mailbox NAME`, as "uid flags" lines.
+    fn flags(&self, mailbox: &str) -> Vec<String> {
+        let out = self
+            .doveadm(
+                &["-f", "flow", "fetch", "uid flags", "mailbox", mailbox],
+                None,
+            )
+            .success()
+            .out();
+        out.lines().map(|l| l.trim().to_string()).collect()
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe extern "C" {
+        fn geteuid() -> u32;
+    }
+    unsafe { geteuid() == 0 }
+}
+
+fn login(s: &TestServer) -> LineClient {
+    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
+    c.expect("* OK");
+    c.send_line(&format!("l LOGIN {USER} \"{PASS}\""));
+    c.expect_tagged("l OK");
+    c
+}
+
+fn cmd(c: &mut LineClient, tag: &str, command: &str) -> Vec<String> {
+    c.send_line(&format!("{tag} {command}"));
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line();
+        let done = l.starts_with(&format!("{tag} "));
+        lines.push(l);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// The client commands in casella's IMAP protocol log so far.
+fn logged_commands(s: &TestServer) -> Vec<String> {
+    let dir = s.data_dir().join("logs").join("imap");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            // date,protocol,session,seq,local,remote,event,data,context
+            let fields: Vec<&str> = line.splitn(9, ',').collect();
+            if fields.len() >= 8 && fields[6] == "<" {
+                out.push(fields[7].trim_matches('"').replace("\"\"", "\""));
+            }
+        }
+    }
+    out
+}
+
+/// Commands that write to casella or read message content.
+fn transfers(commands: &[String]) -> Vec<&String> {
+    commands
+        .iter()
+        .filter(|c| {
+            let u = c.to_ascii_uppercase();
+            u.contains(" APPEND ")
+                || u.contains(" STORE ")
+                || u.contains(" EXPUNGE")
+                || u.contains("BODY.PEEK[]")
+                || u.contains("BODY[]")
+                || u.contains("RFC822 ")
+                || u.contains("RFC822)")
+        })
+        .collect()
+}
+
+#[test]
+fn doveadm_backup_and_sync_with_a_local_maildir() {
+    if !doveadm_available() {
+        return;
+    }
+    let s = TestServer::builder(BIN)
+        .protocols(&["imap", "imaps"])
+        .config(
+            "hostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\n\
+             login-type = \"plaintext-login\"\n",
+        )
+        .start();
+    s.add_account(USER, PASS);
+    for i in 1..=3 {
+        s.deliver(
+            USER,
+            format!("From: bob@example.org\r\nSubject: hello {i}\r\nMessage-ID: <h{i}@example.org>\r\n\r\nbody {i}\r\n")
+                .as_bytes(),
+        );
+    }
+    let mut c = login(&s);
+    cmd(&mut c, "1", "CREATE Projects/2026");
+    cmd(
+        &mut c,
+        "2",
+        "APPEND Projects/2026 (\\Seen $Important) {27+}\r\nSubject: plan\r\n\r\nthe plan\r\n",
+    );
+    cmd(&mut c, "3", "SELECT INBOX");
+    cmd(&mut c, "4", "STORE 2 +FLAGS (\\Flagged Custom-Kw)");
+    cmd(&mut c, "5", "LOGOUT");
+    s.set_settings("imap", &["protocol-log=on"]);
+    s.wait_for_settings();
+
+    let local = Local::new(s.addr("imap"));
+    let remote = local.remote();
+    // casella → Maildir.
+    local.doveadm(&["backup", "-R", &remote], None).success();
+    let inbox = local.flags("INBOX");
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    assert!(
+        inbox[1].contains("\\Flagged") && inbox[1].contains("Custom-Kw"),
+        "{inbox:?}"
+    );
+    let projects = local.flags("Projects/2026");
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    assert!(
+        projects[0].contains("\\Seen") && projects[0].contains("$Important"),
+        "{projects:?}"
+    );
+    let bodies = local
+        .doveadm(
+            &["-f", "flow", "fetch", "hdr.subject", "mailbox", "INBOX"],
+            None,
+        )
+        .success()
+        .out();
+    assert!(bodies.contains("hello 3"), "{bodies}");
+
+    // A second run transfers nothing (the first fetched every body: the
+    // log shows transfers when there are some).
+    let first = logged_commands(&s);
+    assert!(
+        transfers(&first).len() >= 4,
+        "the first backup fetched the messages: {first:?}"
+    );
+    let before = first.len();
+    local.doveadm(&["backup", "-R", &remote], None).success();
+    let second = logged_commands(&s);
+    assert_eq!(
+        transfers(&second[before..]),
+        Vec::<&String>::new(),
+        "second backup -R"
+    );
+
+    // Flags changed on both sides meet in a two-way sync.
+    local
+        .doveadm(
+            &["flags", "add", "\\Answered", "mailbox", "INBOX", "uid", "1"],
+            None,
+        )
+        .success();
+    let mut c = login(&s);
+    cmd(&mut c, "1", "SELECT INBOX");
+    cmd(&mut c, "2", "UID STORE 3 +FLAGS (\\Seen Remote-Kw)");
+    cmd(&mut c, "3", "LOGOUT");
+    local.doveadm(&["sync", &remote], None).success();
+    let inbox = local.flags("INBOX");
+    assert!(inbox[0].contains("\\Answered"), "{inbox:?}");
+    assert!(
+        inbox[2].contains("\\Seen") && inbox[2].contains("Remote-Kw"),
+        "{inbox:?}"
+    );
+    let mut c = login(&s);
+    cmd(&mut c, "1", "EXAMINE INBOX");
+    let r = cmd(&mut c, "2", "UID FETCH 1 (FLAGS)");
+    assert!(r[0].contains("\\Answered"), "{r:?}");
+    cmd(&mut c, "3", "LOGOUT");
+    // And a second sync has nothing to do.
+    let before = logged_commands(&s).len();
+    local.doveadm(&["sync", &remote], None).success();
+    let again = logged_commands(&s);
+    assert_eq!(
+        transfers(&again[before..]),
+        Vec::<&String>::new(),
+        "second sync"
+    );
+}
