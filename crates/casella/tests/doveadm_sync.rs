@@ -134,24 +134,7 @@ fn is_root() -> bool {
 }
 
 fn login(s: &TestServer) -> LineClient {
-    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
-    c.expect("* OK");
-    c.send_line(&format!("l LOGIN {USER} \"{PASS}\""));
-    c.expect_tagged("l OK");
-    c
-}
-
-fn cmd(c: &mut LineClient, tag: &str, command: &str) -> Vec<String> {
-    c.send_line(&format!("{tag} {command}"));
-    let mut lines = Vec::new();
-    loop {
-        let l = c.line();
-        let done = l.starts_with(&format!("{tag} "));
-        lines.push(l);
-        if done {
-            return lines;
-        }
-    }
+    s.imap_login(USER, PASS)
 }
 
 /// The client commands in casella's IMAP protocol log so far.
@@ -213,15 +196,14 @@ fn doveadm_backup_and_sync_with_a_local_maildir() {
         );
     }
     let mut c = login(&s);
-    cmd(&mut c, "1", "CREATE Projects/2026");
-    cmd(
-        &mut c,
+    c.imap("1", "CREATE Projects/2026");
+    c.imap(
         "2",
         "APPEND Projects/2026 (\\Seen $Important) {27+}\r\nSubject: plan\r\n\r\nthe plan\r\n",
     );
-    cmd(&mut c, "3", "SELECT INBOX");
-    cmd(&mut c, "4", "STORE 2 +FLAGS (\\Flagged Custom-Kw)");
-    cmd(&mut c, "5", "LOGOUT");
+    c.imap("3", "SELECT INBOX");
+    c.imap("4", "STORE 2 +FLAGS (\\Flagged Custom-Kw)");
+    c.imap("5", "LOGOUT");
     s.set_settings("imap", &["protocol-log=on"]);
     s.wait_for_settings();
 
@@ -274,9 +256,9 @@ fn doveadm_backup_and_sync_with_a_local_maildir() {
         )
         .success();
     let mut c = login(&s);
-    cmd(&mut c, "1", "SELECT INBOX");
-    cmd(&mut c, "2", "UID STORE 3 +FLAGS (\\Seen Remote-Kw)");
-    cmd(&mut c, "3", "LOGOUT");
+    c.imap("1", "SELECT INBOX");
+    c.imap("2", "UID STORE 3 +FLAGS (\\Seen Remote-Kw)");
+    c.imap("3", "LOGOUT");
     local.doveadm(&["sync", &remote], None).success();
     let inbox = local.flags("INBOX");
     assert!(inbox[0].contains("\\Answered"), "{inbox:?}");
@@ -285,10 +267,10 @@ fn doveadm_backup_and_sync_with_a_local_maildir() {
         "{inbox:?}"
     );
     let mut c = login(&s);
-    cmd(&mut c, "1", "EXAMINE INBOX");
-    let r = cmd(&mut c, "2", "UID FETCH 1 (FLAGS)");
+    c.imap("1", "EXAMINE INBOX");
+    let r = c.imap("2", "UID FETCH 1 (FLAGS)");
     assert!(r[0].contains("\\Answered"), "{r:?}");
-    cmd(&mut c, "3", "LOGOUT");
+    c.imap("3", "LOGOUT");
     // And a second sync has nothing to do.
     let before = logged_commands(&s).len();
     local.doveadm(&["sync", &remote], None).success();

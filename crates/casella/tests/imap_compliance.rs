@@ -1,7 +1,12 @@
 //! What Dovecot's imaptest checks (issue 18), byte for byte against a real
 //! listening server: command lines at and over the size limit (group `id`),
 //! MOVE into the selected mailbox (`move`), mailbox names that are not valid
-//! modified UTF-7 (`atoms`), and binary content kept as sent (`append-binary`).
+//! modified UTF-7 (`atoms`), binary content kept as sent (`append-binary`),
+//! subscriptions (`subscribe`, `listext`); and QRESYNC (RFC 7162 §3.2):
+//! ENABLE, SELECT (QRESYNC …) with and without known UIDs, UID FETCH
+//! (CHANGEDSINCE … VANISHED), VANISHED in place of EXPUNGE, [CLOSED], and a
+//! client that reconnects to a 10,000-message mailbox after 20 changes and 5
+//! expunges and is told exactly those.
 
 use casella_testkit::{LineClient, TestServer};
 
@@ -19,25 +24,7 @@ fn server() -> TestServer {
 }
 
 fn login(s: &TestServer) -> LineClient {
-    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
-    c.expect("* OK");
-    c.send_line(&format!("l LOGIN {USER} \"{PASS}\""));
-    c.expect_tagged("l OK");
-    c
-}
-
-/// Sends `command` with its tag; every line up to the tagged reply.
-fn cmd(c: &mut LineClient, tag: &str, command: &str) -> Vec<String> {
-    c.send_line(&format!("{tag} {command}"));
-    let mut lines = Vec::new();
-    loop {
-        let l = c.line();
-        let done = l.starts_with(&format!("{tag} "));
-        lines.push(l);
-        if done {
-            return lines;
-        }
-    }
+    s.imap_login(USER, PASS)
 }
 
 /// UIDVALIDITY from a SELECT's replies.
@@ -65,7 +52,7 @@ fn an_id_at_rfc_2971_maximum_is_taken_and_a_longer_line_gets_a_tagged_bad() {
         .collect();
     let id = format!("a ID ({})", pairs.join(" "));
     assert!(id.len() > 31_000, "{}", id.len());
-    let r = cmd(&mut c, "a", &id[2..]);
+    let r = c.imap("a", &id[2..]);
     assert!(r[0].starts_with("* ID ("), "{r:?}");
     assert_eq!(r.last().unwrap(), "a OK ID completed");
 
@@ -105,10 +92,10 @@ fn move_into_the_selected_mailbox_renumbers_the_messages() {
         s.deliver(USER, format!("Subject: m{i}\r\n\r\n{i}\r\n").as_bytes());
     }
     let mut c = login(&s);
-    let r = cmd(&mut c, "s", "SELECT INBOX");
+    let r = c.imap("s", "SELECT INBOX");
     let v = uid_validity(&r);
     assert_eq!(
-        cmd(&mut c, "m", "MOVE 1 INBOX"),
+        c.imap("m", "MOVE 1 INBOX"),
         [
             format!("* OK [COPYUID {v} 1 3] Moved"),
             "* 1 EXPUNGE".into(),
@@ -118,7 +105,7 @@ fn move_into_the_selected_mailbox_renumbers_the_messages() {
         ]
     );
     assert_eq!(
-        cmd(&mut c, "u", "UID MOVE 2 INBOX"),
+        c.imap("u", "UID MOVE 2 INBOX"),
         [
             format!("* OK [COPYUID {v} 2 4] Moved"),
             "* 1 EXPUNGE".into(),
@@ -128,7 +115,7 @@ fn move_into_the_selected_mailbox_renumbers_the_messages() {
         ]
     );
     assert_eq!(
-        cmd(&mut c, "f", "FETCH 1:* (UID BODY.PEEK[TEXT])"),
+        c.imap("f", "FETCH 1:* (UID BODY.PEEK[TEXT])"),
         [
             "* 1 FETCH (UID 3 BODY[TEXT] {3}",
             "1",
@@ -149,26 +136,26 @@ fn names_that_are_not_modified_utf7_name_no_mailbox() {
     let s = server();
     let mut c = login(&s);
     assert_eq!(
-        cmd(&mut c, "1", "SELECT &Jjo"),
+        c.imap("1", "SELECT &Jjo"),
         ["1 NO [CANNOT] Mailbox name \"&Jjo\" is not valid modified UTF-7"]
     );
     assert_eq!(
-        cmd(&mut c, "2", "SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}"),
+        c.imap("2", "SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}"),
         [
             "2 NO [CANNOT] Mailbox name \"!#$&'+,-.0123456789:;<=>?@^_`|[}\" is not valid modified UTF-7"
         ]
     );
     assert_eq!(
-        cmd(&mut c, "3", "LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*"),
+        c.imap("3", "LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*"),
         ["3 OK LIST completed"]
     );
-    assert_eq!(cmd(&mut c, "4", "LIST &Jjo *"), ["4 OK LIST completed"]);
-    assert_eq!(cmd(&mut c, "5", "LSUB \"\" &Jjo"), ["5 OK LSUB completed"]);
+    assert_eq!(c.imap("4", "LIST &Jjo *"), ["4 OK LIST completed"]);
+    assert_eq!(c.imap("5", "LSUB \"\" &Jjo"), ["5 OK LSUB completed"]);
     assert_eq!(
-        cmd(&mut c, "6", "SELECT ~foo"),
+        c.imap("6", "SELECT ~foo"),
         ["6 NO [NONEXISTENT] No such mailbox"]
     );
-    assert_eq!(cmd(&mut c, "7", "LIST \"\" ~foo"), ["7 OK LIST completed"]);
+    assert_eq!(c.imap("7", "LIST \"\" ~foo"), ["7 OK LIST completed"]);
 }
 
 /// imaptest `append-binary`: a message sent as literal8 (RFC 3516 §4.4) is
@@ -190,7 +177,7 @@ fn binary_append_keeps_its_bytes_and_nul_never_goes_in_a_plain_literal() {
     append.extend_from_slice(b"\r\n");
     c.send(&append);
     c.expect_tagged("a OK [APPENDUID ");
-    cmd(&mut c, "s", "SELECT INBOX");
+    c.imap("s", "SELECT INBOX");
 
     c.send_line("b FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])");
     let mut want = b"* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n".to_vec();
@@ -225,12 +212,12 @@ fn subscriptions_are_names_and_lists_show_them() {
         .enumerate()
     {
         assert_eq!(
-            cmd(&mut c, &format!("c{i}"), &format!("CREATE {name}")),
+            c.imap(&format!("c{i}"), &format!("CREATE {name}")),
             [format!("c{i} OK CREATE completed")]
         );
     }
     assert_eq!(
-        cmd(&mut c, "1", "LSUB \"\" b/*"),
+        c.imap("1", "LSUB \"\" b/*"),
         ["1 OK LSUB completed"],
         "CREATE does not subscribe"
     );
@@ -239,13 +226,13 @@ fn subscriptions_are_names_and_lists_show_them() {
         .enumerate()
     {
         assert_eq!(
-            cmd(&mut c, &format!("s{i}"), &format!("SUBSCRIBE {name}")),
+            c.imap(&format!("s{i}"), &format!("SUBSCRIBE {name}")),
             [format!("s{i} OK SUBSCRIBE completed")]
         );
     }
-    assert_eq!(cmd(&mut c, "2", "DELETE b/gone"), ["2 OK DELETE completed"]);
+    assert_eq!(c.imap("2", "DELETE b/gone"), ["2 OK DELETE completed"]);
     assert_eq!(
-        cmd(&mut c, "3", "LSUB \"\" b/%"),
+        c.imap("3", "LSUB \"\" b/%"),
         [
             "* LSUB (\\Noselect) \"/\" b/gone",
             "* LSUB () \"/\" b/test",
@@ -255,7 +242,7 @@ fn subscriptions_are_names_and_lists_show_them() {
         ]
     );
     assert_eq!(
-        cmd(&mut c, "4", "LIST (SUBSCRIBED) \"\" b/*"),
+        c.imap("4", "LIST (SUBSCRIBED) \"\" b/*"),
         [
             "* LIST (\\NonExistent \\Subscribed) \"/\" b/gone",
             "* LIST (\\HasNoChildren \\Subscribed) \"/\" b/test",
@@ -265,8 +252,7 @@ fn subscriptions_are_names_and_lists_show_them() {
         ]
     );
     assert_eq!(
-        cmd(
-            &mut c,
+        c.imap(
             "5",
             "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" b/test2% RETURN (CHILDREN)"
         ),
@@ -277,32 +263,29 @@ fn subscriptions_are_names_and_lists_show_them() {
     );
     // A subscription that needs no mailbox, and one that goes.
     assert_eq!(
-        cmd(&mut c, "6", "SUBSCRIBE later/maybe"),
+        c.imap("6", "SUBSCRIBE later/maybe"),
         ["6 OK SUBSCRIBE completed"]
     );
     assert_eq!(
-        cmd(&mut c, "7", "UNSUBSCRIBE b/gone"),
+        c.imap("7", "UNSUBSCRIBE b/gone"),
         ["7 OK UNSUBSCRIBE completed"]
     );
     assert_eq!(
-        cmd(&mut c, "8", "LSUB \"\" l*e"),
+        c.imap("8", "LSUB \"\" l*e"),
         [
             "* LSUB (\\Noselect) \"/\" later/maybe",
             "8 OK LSUB completed"
         ]
     );
     // Plain LIST lists mailboxes, not subscriptions.
-    assert_eq!(
-        cmd(&mut c, "9", "LIST \"\" later*"),
-        ["9 OK LIST completed"]
-    );
+    assert_eq!(c.imap("9", "LIST \"\" later*"), ["9 OK LIST completed"]);
     // RENAME carries the subscription along.
     assert_eq!(
-        cmd(&mut c, "10", "RENAME b/test b/renamed"),
+        c.imap("10", "RENAME b/test b/renamed"),
         ["10 OK RENAME completed"]
     );
     assert_eq!(
-        cmd(&mut c, "11", "LSUB \"\" b/%"),
+        c.imap("11", "LSUB \"\" b/%"),
         [
             "* LSUB () \"/\" b/renamed",
             "* LSUB (\\Noselect) \"/\" b/test2",
@@ -310,4 +293,192 @@ fn subscriptions_are_names_and_lists_show_them() {
             "11 OK LSUB completed",
         ]
     );
+}
+
+// ---- QRESYNC (RFC 7162 §3.2) ----
+
+/// The number in a response code `[NAME n]` among `lines`.
+fn code(lines: &[String], name: &str) -> u64 {
+    let prefix = format!("* OK [{name} ");
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|r| r.split(']').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {lines:?}"))
+}
+
+/// Appends `count` small messages to INBOX with MULTIAPPEND and LITERAL+,
+/// `batch` per command.
+fn fill(c: &mut LineClient, count: usize, batch: usize) {
+    let mut n = 0;
+    while n < count {
+        let mut command = b"fill APPEND INBOX".to_vec();
+        for _ in 0..batch.min(count - n) {
+            n += 1;
+            let msg = format!("Subject: message {n}\r\n\r\nbody {n}\r\n");
+            command.extend_from_slice(format!(" {{{}+}}\r\n", msg.len()).as_bytes());
+            command.extend_from_slice(msg.as_bytes());
+        }
+        command.extend_from_slice(b"\r\n");
+        c.send(&command);
+        c.expect_tagged("fill OK");
+    }
+}
+
+#[test]
+fn qresync_select_fetch_vanished_and_expunge() {
+    let s = server();
+    let mut c = login(&s);
+    fill(&mut c, 5, 5);
+    // Not enabled yet: the parameter is refused.
+    assert_eq!(
+        c.imap("1", "SELECT INBOX (QRESYNC (1 1))"),
+        ["1 BAD QRESYNC parameter requires ENABLE QRESYNC first"]
+    );
+    assert_eq!(
+        c.imap("2", "ENABLE QRESYNC"),
+        ["* ENABLED QRESYNC", "2 OK ENABLE completed"]
+    );
+    let selected = c.imap("3", "SELECT INBOX");
+    let validity = code(&selected, "UIDVALIDITY");
+    let known = code(&selected, "HIGHESTMODSEQ");
+    // Changes after what the client knows: a flag, an expunge.
+    // RFC 7162 §3.1.3: with CONDSTORE on, even .SILENT tells the MODSEQ.
+    let r = c.imap("4", "UID STORE 2 +FLAGS.SILENT (\\Seen)");
+    assert!(r[0].starts_with("* 2 FETCH (UID 2 MODSEQ ("), "{r:?}");
+    c.imap("5", "UID STORE 3 +FLAGS.SILENT (\\Deleted)");
+    // RFC 7162 §3.2.10: VANISHED, not EXPUNGE, once QRESYNC is on; the tagged
+    // OK says the MODSEQ now reached.
+    let r = c.imap("6", "EXPUNGE");
+    assert_eq!(r[0], "* VANISHED 3");
+    assert!(
+        r[1].starts_with("6 OK [HIGHESTMODSEQ ") && r[1].ends_with("] EXPUNGE completed"),
+        "{r:?}"
+    );
+    // UID FETCH … (CHANGEDSINCE m VANISHED): what vanished in the set, then
+    // what changed.
+    let r = c.imap(
+        "7",
+        &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {known} VANISHED)"),
+    );
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(r[0], "* VANISHED (EARLIER) 3");
+    // (\Recent too: this is a rev1 session, and the messages are new to it.)
+    assert!(
+        r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen) MODSEQ ("),
+        "{r:?}"
+    );
+    assert_eq!(
+        c.imap("8", "UID FETCH 4:5 (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+            .iter()
+            .filter(|l| l.contains("VANISHED"))
+            .count(),
+        0,
+        "3 is not in 4:5"
+    );
+    // Reselecting with what the client knew: [CLOSED] for the old
+    // selection, the change as FETCH (UID FLAGS MODSEQ), the expunge as
+    // VANISHED (EARLIER).
+    let r = c.imap("9", &format!("SELECT INBOX (QRESYNC ({validity} {known}))"));
+    assert_eq!(r[0], "* OK [CLOSED] Previous mailbox closed");
+    let fetches: Vec<&String> = r.iter().filter(|l| l.contains(" FETCH ")).collect();
+    assert_eq!(fetches.len(), 1, "{r:?}");
+    assert!(
+        fetches[0].starts_with("* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ ("),
+        "no longer \\Recent for a second SELECT: {r:?}"
+    );
+    assert!(r.contains(&"* VANISHED (EARLIER) 3".to_string()), "{r:?}");
+    assert!(r.last().unwrap().starts_with("9 OK [READ-WRITE]"), "{r:?}");
+    // Known UIDs limit both.
+    let r = c.imap(
+        "10",
+        &format!("EXAMINE INBOX (QRESYNC ({validity} {known} 4:5))"),
+    );
+    assert!(
+        !r.iter()
+            .any(|l| l.contains("FETCH") || l.contains("VANISHED")),
+        "{r:?}"
+    );
+    // Another UIDVALIDITY: a plain SELECT.
+    let r = c.imap(
+        "11",
+        &format!("EXAMINE INBOX (QRESYNC ({} 1))", validity + 1),
+    );
+    assert!(
+        !r.iter()
+            .any(|l| l.contains("FETCH") || l.contains("VANISHED")),
+        "{r:?}"
+    );
+    // Another session's expunge reaches this one as VANISHED too.
+    c.imap("12", "SELECT INBOX");
+    let mut other = login(&s);
+    other.imap("o1", "SELECT INBOX");
+    other.imap("o2", "UID STORE 4:5 +FLAGS.SILENT (\\Deleted)");
+    other.imap("o3", "EXPUNGE");
+    let r = c.imap("13", "NOOP");
+    assert!(r.contains(&"* VANISHED 4:5".to_string()), "{r:?}");
+}
+
+/// The issue's resync: a client knows UIDVALIDITY and HIGHESTMODSEQ of a
+/// 10,000-message mailbox; after 20 flag changes and 5 expunges elsewhere it
+/// reselects with QRESYNC and is told exactly those.
+#[test]
+fn a_client_resyncs_a_10000_message_mailbox_with_exactly_the_changes() {
+    let s = server();
+    let mut c = login(&s);
+    fill(&mut c, 10_000, 1_000);
+    let selected = c.imap("1", "EXAMINE INBOX");
+    assert!(selected.contains(&"* 10000 EXISTS".to_string()));
+    let validity = code(&selected, "UIDVALIDITY");
+    let known = code(&selected, "HIGHESTMODSEQ");
+    c.imap("2", "LOGOUT");
+
+    let changed: Vec<u32> = (1..=20).map(|i| i * 487).collect();
+    let expunged: Vec<u32> = vec![3, 4, 5000, 9998, 10_000];
+    let mut other = login(&s);
+    other.imap("o1", "SELECT INBOX");
+    for (i, uid) in changed.iter().enumerate() {
+        // One command each: 20 changes, 20 MODSEQs.
+        other.imap(
+            &format!("f{i}"),
+            &format!("UID STORE {uid} +FLAGS.SILENT (\\Flagged)"),
+        );
+    }
+    let set = expunged
+        .iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    other.imap("o2", &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
+    other.imap("o3", &format!("UID EXPUNGE {set}"));
+
+    let mut c = login(&s);
+    c.imap("3", "ENABLE QRESYNC");
+    let r = c.imap("4", &format!("SELECT INBOX (QRESYNC ({validity} {known}))"));
+    assert!(r.contains(&"* 9995 EXISTS".to_string()), "{:?}", &r[..5]);
+    let fetched: Vec<u32> = r
+        .iter()
+        .filter(|l| l.contains(" FETCH ("))
+        .map(|l| {
+            assert!(
+                l.contains("FLAGS (\\Flagged)") && l.contains(" MODSEQ ("),
+                "{l}"
+            );
+            l.split("(UID ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|u| u.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        })
+        .collect();
+    assert_eq!(fetched, changed);
+    let vanished: Vec<&String> = r.iter().filter(|l| l.contains("VANISHED")).collect();
+    assert_eq!(
+        vanished,
+        [&"* VANISHED (EARLIER) 3:4,5000,9998,10000".to_string()]
+    );
+    assert!(r.last().unwrap().starts_with("4 OK [READ-WRITE]"), "{r:?}");
+    // Nothing else per message: the answer is the changes, not the mailbox.
+    assert!(r.len() < 40, "{} lines", r.len());
 }

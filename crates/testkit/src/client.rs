@@ -201,6 +201,21 @@ impl LineClient {
         }
     }
 
+    /// Sends an IMAP `command` with `tag`; returns every line up to and
+    /// including the tagged reply.
+    pub fn imap(&mut self, tag: &str, command: &str) -> Vec<String> {
+        self.send_line(&format!("{tag} {command}"));
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            let done = l.starts_with(&format!("{tag} "));
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
     /// Reads raw bytes up to and including `terminator`.
     pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
         loop {

@@ -54,6 +54,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// An IMAP session over implicit TLS (the `imaps` listener), logged in.
+    pub fn imap_login(&self, user: &str, password: &str) -> crate::LineClient {
+        let mut c = crate::LineClient::connect_tls(self.addr("imaps"), &self.cert_path());
+        c.expect("* OK");
+        c.send_line(&format!("l LOGIN {user} \"{password}\""));
+        c.expect_tagged("l OK");
+        c
+    }
+
     /// `bin` is the casella binary (`env!("CARGO_BIN_EXE_casella")` in tests).
     /// By default: pop3, pop3s, smtp and lmtp listeners; logins without delay after
     /// a failure (tests that check the delay configure it).
