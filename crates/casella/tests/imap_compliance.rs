@@ -482,3 +482,124 @@ fn a_client_resyncs_a_10000_message_mailbox_with_exactly_the_changes() {
     // Nothing else per message: the answer is the changes, not the mailbox.
     assert!(r.len() < 40, "{} lines", r.len());
 }
+
+// ---- CATENATE (RFC 4469) ----
+
+/// Sends `APPEND` `args` where each `{}` in `args` is replaced by a
+/// synchronising-free literal (LITERAL+) of the next of `literals`.
+fn append_with_literals(
+    c: &mut LineClient,
+    tag: &str,
+    args: &str,
+    literals: &[&str],
+) -> Vec<String> {
+    let mut command = format!("{tag} APPEND ");
+    let mut rest = args;
+    for lit in literals {
+        let (before, after) = rest.split_once("{}").expect("a {} per literal");
+        command.push_str(before);
+        command.push_str(&format!("{{{}+}}\r\n{lit}", lit.len()));
+        rest = after;
+    }
+    command.push_str(rest);
+    command.push_str("\r\n");
+    c.send(command.as_bytes());
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line();
+        let done = l.starts_with(&format!("{tag} "));
+        lines.push(l);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// The bytes of `BODY.PEEK[]` of UID `uid` in the selected mailbox.
+fn body_of(c: &mut LineClient, tag: &str, uid: u32) -> String {
+    c.send_line(&format!("{tag} UID FETCH {uid} (BODY.PEEK[])"));
+    let head = c.line();
+    // A short body without line ends comes as a quoted string.
+    if let Some(quoted) = head.split("BODY[] \"").nth(1) {
+        c.expect_tagged(&format!("{tag} OK"));
+        return quoted
+            .trim_end_matches(")")
+            .trim_end_matches('"')
+            .to_string();
+    }
+    let n: usize = head
+        .rsplit('{')
+        .next()
+        .and_then(|r| r.strip_suffix('}'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{head}"));
+    let mut body = Vec::new();
+    while body.len() < n {
+        body.extend_from_slice(c.line().as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    c.expect_tagged(&format!("{tag} OK"));
+    String::from_utf8(body[..n].to_vec()).unwrap()
+}
+
+#[test]
+fn catenate_puts_messages_together_from_text_and_urls() {
+    let s = server();
+    let mut c = login(&s);
+    let original = "From: a@example.org\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--b--\r\n";
+    let r = append_with_literals(&mut c, "1", "INBOX {}", &[original]);
+    assert!(r[0].starts_with("1 OK [APPENDUID "), "{r:?}");
+    let validity: u32 = r[0].split(' ').nth(3).unwrap().parse().unwrap();
+    c.imap("2", "CREATE Drafts/new");
+    // RFC 4469 §3's use: a forward made of the original's header, new text
+    // and one of its parts.
+    let r = append_with_literals(
+        &mut c,
+        "3",
+        &format!(
+            "Drafts/new (\\Draft) CATENATE (URL \"/INBOX;UIDVALIDITY={validity}/;UID=1/;SECTION=HEADER\" TEXT {{}} URL \"/INBOX/;UID=1/;SECTION=2\" URL \"imap://alice@example.org/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.5\" TEXT {{}})"
+        ),
+        &["new text: ", "\r\n"],
+    );
+    assert!(r.last().unwrap().starts_with("3 OK [APPENDUID "), "{r:?}");
+    c.imap("4", "SELECT Drafts/new");
+    assert_eq!(
+        body_of(&mut c, "5", 1),
+        "From: a@example.org\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\nnew text: second partfirst\r\n"
+    );
+    // MULTIAPPEND of a CATENATE and a plain literal.
+    let r = append_with_literals(
+        &mut c,
+        "6",
+        "Drafts/new CATENATE (URL \"/INBOX/;UID=1/;SECTION=1\") {}",
+        &["Subject: plain\r\n\r\nplain\r\n"],
+    );
+    assert!(r.last().unwrap().contains("APPENDUID"), "{r:?}");
+    assert_eq!(body_of(&mut c, "7", 2), "first part");
+    // A URL that names nothing fails the whole APPEND; nothing is stored.
+    for (tag, url) in [
+        ("8", format!("/INBOX;UIDVALIDITY={}/;UID=1", validity + 1)),
+        ("9", "/INBOX/;UID=99".to_string()),
+        ("10", "/Nowhere/;UID=1".to_string()),
+        ("11", "/INBOX/;UID=1/;SECTION=7".to_string()),
+        ("12", "imap://mallory@example.org/INBOX/;UID=1".to_string()),
+    ] {
+        let r = append_with_literals(
+            &mut c,
+            tag,
+            &format!("Drafts/new CATENATE (TEXT {{}} URL \"{url}\")"),
+            &["x"],
+        );
+        assert!(
+            r.last()
+                .unwrap()
+                .starts_with(&format!("{tag} NO [BADURL {url}] ")),
+            "{r:?}"
+        );
+    }
+    let r = c.imap("13", "STATUS Drafts/new (MESSAGES)");
+    assert_eq!(r[0], "* STATUS Drafts/new (MESSAGES 3)");
+    // The destination is looked at first.
+    let r = append_with_literals(&mut c, "14", "Nowhere CATENATE (TEXT {})", &["x"]);
+    assert!(r.last().unwrap().starts_with("14 NO [TRYCREATE]"), "{r:?}");
+}

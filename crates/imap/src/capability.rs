@@ -22,6 +22,7 @@ const AUTHENTICATED: &[&str] = &[
     "ESEARCH",
     "SEARCHRES",
     "MULTIAPPEND",
+    "CATENATE",
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",

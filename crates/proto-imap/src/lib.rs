@@ -18,5 +18,5 @@ pub mod section;
 pub mod types;
 
 pub use frame::{LiteralSpec, literal_at_end};
-pub use parse::{ParseError, parse_command};
+pub use parse::{ParseError, parse_command, parse_imap_url};
 pub use types::*;

@@ -15,14 +15,18 @@ mod cursor;
 mod datetime;
 mod fetch;
 mod search;
+mod url;
+
 #[cfg(test)]
 mod tests;
+
+pub use url::parse_imap_url;
 
 use cursor::{Cursor, PResult, fail, is_list_char, is_tag_char, show, utf8};
 
 use crate::types::{
-    AppendMessage, Command, CommandBody, ListCommand, ListReturn, ListSelect, QresyncParams,
-    SelectParams, SequenceSet, StatusItem, StoreAction,
+    AppendMessage, CatenatePart, Command, CommandBody, ListCommand, ListReturn, ListSelect,
+    QresyncParams, SelectParams, SequenceSet, StatusItem, StoreAction,
 };
 
 /// Why a command could not be parsed: the session answers `tag BAD message`, or
@@ -565,6 +569,21 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             internal_date = Some(datetime::date_time(c)?);
             c.sep("message literal")?;
         }
+        // RFC 4469 §5: `"CATENATE" SP "(" cat-part *(SP cat-part) ")"`.
+        if c.eat_keyword("CATENATE") {
+            c.sep("CATENATE parts")?;
+            messages.push(AppendMessage {
+                flags,
+                internal_date,
+                data: Vec::new(),
+                binary: false,
+                catenate: Some(catenate_parts(c)?),
+            });
+            if c.at_end() {
+                break;
+            }
+            continue;
+        }
         let (data, binary) = if c.eat_keyword("UTF8") {
             c.sep("message literal")?;
             c.expect(b'(', "Invalid UTF8 message data")?;
@@ -586,12 +605,43 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             internal_date,
             data: data.to_vec(),
             binary,
+            catenate: None,
         });
         if c.at_end() {
             break;
         }
     }
     Ok(CommandBody::Append { mailbox, messages })
+}
+
+/// `"(" cat-part *(SP cat-part) ")"`, `cat-part = text-literal / url`
+/// (RFC 4469 §5).
+fn catenate_parts(c: &mut Cursor<'_>) -> PResult<Vec<CatenatePart>> {
+    const BAD: &str = "Invalid CATENATE part";
+    c.expect(b'(', BAD)?;
+    let mut parts = Vec::new();
+    loop {
+        if c.eat_keyword("TEXT") {
+            c.sep("CATENATE text literal")?;
+            if !matches!(c.peek(), Some(b'{' | b'~')) {
+                return fail("CATENATE text must be a literal");
+            }
+            let (data, binary) = c.literal()?;
+            parts.push(CatenatePart::Text {
+                data: data.to_vec(),
+                binary,
+            });
+        } else if c.eat_keyword("URL") {
+            c.sep("CATENATE URL")?;
+            parts.push(CatenatePart::Url(c.astring_text("CATENATE URL")?));
+        } else {
+            return fail(BAD);
+        }
+        if c.eat(b')') {
+            return Ok(parts);
+        }
+        c.expect(b' ', BAD)?;
+    }
 }
 
 /// `flag-list = "(" [flag *(SP flag)] ")"`, with extra spaces inside the

@@ -188,6 +188,34 @@ pub struct AppendMessage {
     pub data: Vec<u8>,
     /// Sent as `~{n}` literal8 (BINARY, RFC 3516 §4.4).
     pub binary: bool,
+    /// `CATENATE (...)` (RFC 4469): the message is put together from these
+    /// parts; `data` is empty then.
+    pub catenate: Option<Vec<CatenatePart>>,
+}
+
+/// One part of a CATENATE — RFC 4469 §5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatenatePart {
+    /// `TEXT literal` (or literal8 with BINARY).
+    Text { data: Vec<u8>, binary: bool },
+    /// `URL "..."`: (part of) a message of the account, as an IMAP URL.
+    Url(String),
+}
+
+/// An IMAP URL naming a message or part of one — RFC 5092 — as CATENATE
+/// takes them: `imap://user@host/mailbox;UIDVALIDITY=n/;UID=n/;SECTION=s/;PARTIAL=o.l`
+/// or the same from the first `/` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapUrl {
+    /// The user of the `imap://user@host` form.
+    pub user: Option<String>,
+    /// The mailbox name, percent-decoded (otherwise as sent).
+    pub mailbox: String,
+    pub uid_validity: Option<u32>,
+    pub uid: u32,
+    pub section: Option<Section>,
+    /// `;PARTIAL=offset[.length]`.
+    pub partial: Option<(u32, Option<u32>)>,
 }
 
 /// A sequence set — RFC 9051 §9 `sequence-set`, or `$` (SEARCHRES, RFC 5182).

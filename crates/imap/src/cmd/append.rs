@@ -1,5 +1,6 @@
 //! APPEND — RFC 9051 §6.3.12; MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315 §3),
-//! literal8 (RFC 3516 §4.4), APPENDLIMIT (RFC 7889).
+//! literal8 (RFC 3516 §4.4), APPENDLIMIT (RFC 7889), CATENATE (RFC 4469, put
+//! together in `catenate`).
 
 use casella_proto_imap::AppendMessage;
 use casella_store::{Flag, FlagSet, NewMessage};
@@ -17,7 +18,16 @@ impl Session {
         };
         let limit = self.config.append_limit as usize;
         let mut new = Vec::with_capacity(messages.len());
-        for m in messages {
+        for mut m in messages {
+            if let Some(parts) = m.catenate.take() {
+                match self.catenate(parts, limit).await {
+                    Ok(data) => m.data = data,
+                    Err(failure) => {
+                        self.tagged(tag, &failure.0);
+                        return;
+                    }
+                }
+            }
             if m.data.is_empty() {
                 self.tagged(tag, "NO [CANNOT] An empty message cannot be appended");
                 return;

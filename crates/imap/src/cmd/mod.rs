@@ -3,6 +3,7 @@
 
 mod append;
 mod auth;
+mod catenate;
 mod copy;
 mod fetch;
 mod idle;

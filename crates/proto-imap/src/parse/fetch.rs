@@ -125,7 +125,7 @@ fn attr(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
 
 /// `section = "[" [section-spec] "]"`;
 /// `section-spec = section-msgtext / (section-part ["." section-text])`.
-fn section(c: &mut Cursor<'_>) -> PResult<Section> {
+pub(super) fn section(c: &mut Cursor<'_>) -> PResult<Section> {
     const BAD: &str = "Invalid section";
     c.expect(b'[', "Missing section")?;
     let mut part = Vec::new();

@@ -103,6 +103,7 @@ fn msg(flags: &[&str], internal_date: Option<i64>, data: &[u8], binary: bool) ->
         internal_date,
         data: data.to_vec(),
         binary,
+        catenate: None,
     }
 }
 
@@ -490,6 +491,39 @@ fn cases() -> Vec<(&'static [u8], B)> {
                     Deleted,
                     Size,
                     HighestModSeq,
+                ],
+            },
+        ),
+        // CATENATE (RFC 4469 §5): text literals and URLs, several messages.
+        (
+            b"APPEND x (\\Seen) CATENATE (URL \"/INBOX;UIDVALIDITY=3/;UID=2/;SECTION=HEADER\" TEXT {3}\r\nabc TEXT ~{1}\r\n\0) CATENATE (URL /a/;uid=1)",
+            B::Append {
+                mailbox: "x".into(),
+                messages: vec![
+                    AppendMessage {
+                        flags: strings(&["\\Seen"]),
+                        internal_date: None,
+                        data: Vec::new(),
+                        binary: false,
+                        catenate: Some(vec![
+                            CatenatePart::Url("/INBOX;UIDVALIDITY=3/;UID=2/;SECTION=HEADER".into()),
+                            CatenatePart::Text {
+                                data: b"abc".to_vec(),
+                                binary: false,
+                            },
+                            CatenatePart::Text {
+                                data: b"\0".to_vec(),
+                                binary: true,
+                            },
+                        ]),
+                    },
+                    AppendMessage {
+                        flags: Vec::new(),
+                        internal_date: None,
+                        data: Vec::new(),
+                        binary: false,
+                        catenate: Some(vec![CatenatePart::Url("/a/;uid=1".into())]),
+                    },
                 ],
             },
         ),
@@ -1241,6 +1275,15 @@ const REFUSALS: &[(&[u8], &str)] = &[
     (b"STORE 1 FLAGS (\\*)", "\\* is not a valid flag here"),
     (b"STORE 1 FLAGS \\*", "\\* is not a valid flag here"),
     (b"STORE 1 FLAGS (\\)", "Invalid flag"),
+    (b"APPEND x CATENATE ()", "Invalid CATENATE part"),
+    (
+        b"APPEND x CATENATE (TEXT abc)",
+        "CATENATE text must be a literal",
+    ),
+    (
+        b"APPEND x CATENATE (URL /a/;uid=1 BOGUS)",
+        "Invalid CATENATE part",
+    ),
     (b"STORE 1 FLAGS (a]b)", "Invalid flag"),
     (b"STORE 1 FLAGS (\\Seen", "Expected ')' after flags"),
     (b"STORE 1 FLAGS \\Seen ", "Missing flag"),
