@@ -603,3 +603,120 @@ fn catenate_puts_messages_together_from_text_and_urls() {
     let r = append_with_literals(&mut c, "14", "Nowhere CATENATE (TEXT {})", &["x"]);
     assert!(r.last().unwrap().starts_with("14 NO [TRYCREATE]"), "{r:?}");
 }
+
+// ---- NOTIFY (RFC 5465) ----
+
+/// Reads lines until one starts with `prefix` (unsolicited responses arrive
+/// without a command); returns the lines read.
+fn until(c: &mut LineClient, prefix: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line();
+        let done = l.starts_with(prefix);
+        lines.push(l);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn notify_tells_of_changes_between_commands() {
+    let s = server();
+    let mut c = login(&s);
+    let mut other = login(&s);
+    c.imap("1", "CREATE Lists");
+    append_with_literals(&mut c, "2", "Lists {}", &["Subject: one\r\n\r\none\r\n"]);
+    let r = c.imap("3", "STATUS Lists (UIDVALIDITY)");
+    let validity = r[0]
+        .trim_end_matches(')')
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    // §3.1: STATUS now for the mailboxes the groups name.
+    assert_eq!(
+        c.imap(
+            "4",
+            "NOTIFY SET STATUS (mailboxes Lists (MessageNew MessageExpunge))"
+        ),
+        [
+            format!("* STATUS Lists (MESSAGES 1 UIDNEXT 2 UIDVALIDITY {validity})"),
+            "4 OK NOTIFY completed".to_string()
+        ]
+    );
+    // Unsupported events and broken groups are refused.
+    let r = c.imap(
+        "5",
+        "NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))",
+    );
+    assert!(r[0].starts_with("5 NO [BADEVENT ("), "{r:?}");
+    let r = c.imap("6", "NOTIFY SET (selected (MessageNew))");
+    assert!(r[0].starts_with("6 BAD "), "{r:?}");
+    c.imap("7", "SELECT INBOX");
+    assert_eq!(
+        c.imap(
+            "8",
+            "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) \
+             (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))"
+        ),
+        ["8 OK NOTIFY completed"]
+    );
+    // No command from this client from here on: everything comes unasked.
+    s.deliver(USER, b"Subject: new\r\n\r\nnew\r\n");
+    let r = until(&mut c, "* 1 FETCH");
+    assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
+    assert!(
+        r.last().unwrap().starts_with("* 1 FETCH (UID 1 FLAGS ("),
+        "{r:?}"
+    );
+    append_with_literals(
+        &mut other,
+        "o1",
+        "Lists {}",
+        &["Subject: two\r\n\r\ntwo\r\n"],
+    );
+    let r = until(&mut c, "* STATUS Lists");
+    assert_eq!(r.last().unwrap(), "* STATUS Lists (MESSAGES 2 UIDNEXT 3)");
+    other.imap("o2", "CREATE Fresh");
+    assert_eq!(
+        until(&mut c, "* LIST").last().unwrap(),
+        "* LIST () \"/\" Fresh"
+    );
+    other.imap("o3", "RENAME Fresh Fresher");
+    assert_eq!(
+        until(&mut c, "* LIST").last().unwrap(),
+        "* LIST () \"/\" Fresher (\"OLDNAME\" (Fresh))"
+    );
+    other.imap("o4", "SUBSCRIBE Fresher");
+    assert_eq!(
+        until(&mut c, "* LIST").last().unwrap(),
+        "* LIST (\\Subscribed) \"/\" Fresher"
+    );
+    other.imap("o5", "DELETE Fresher");
+    assert_eq!(
+        until(&mut c, "* LIST").last().unwrap(),
+        "* LIST (\\NonExistent) \"/\" Fresher"
+    );
+    other.imap("o6", "SELECT INBOX");
+    other.imap("o7", "STORE 1 +FLAGS (\\Flagged)");
+    let r = until(&mut c, "* 1 FETCH");
+    assert!(r.last().unwrap().contains("\\Flagged"), "{r:?}");
+    other.imap("o8", "STORE 1 +FLAGS (\\Deleted)");
+    other.imap("o9", "EXPUNGE");
+    until(&mut c, "* 1 EXPUNGE");
+    // NOTIFY NONE: back to being told at commands only.
+    assert_eq!(c.imap("9", "NOTIFY NONE"), ["9 OK NOTIFY completed"]);
+    append_with_literals(
+        &mut other,
+        "o10",
+        "INBOX {}",
+        &["Subject: later\r\n\r\nlater\r\n"],
+    );
+    let r = c.imap("10", "NOOP");
+    assert_eq!(
+        r.iter().filter(|l| l.ends_with(" EXISTS")).count(),
+        1,
+        "{r:?}"
+    );
+}

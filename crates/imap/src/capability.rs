@@ -27,6 +27,7 @@ const AUTHENTICATED: &[&str] = &[
     "UTF8=ACCEPT",
     "CONDSTORE",
     "QRESYNC",
+    "NOTIFY",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

@@ -129,6 +129,22 @@ impl SessionHandler for Session {
     fn tls_started(&mut self) {
         self.tls_active = true;
     }
+
+    // NOTIFY (RFC 5465): events are told between commands, unasked.
+    fn waits_for_events(&self) -> bool {
+        self.notify.is_some() && self.auth.is_some()
+    }
+
+    fn wait_for_event(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        self.wait_for_change()
+    }
+
+    fn event<S: SessionStream>(
+        &mut self,
+        conn: &mut Connection<S>,
+    ) -> impl std::future::Future<Output = Next> + Send {
+        self.notify_change(conn)
+    }
 }
 
 /// Largest literal before login. Before login only LOGIN, AUTHENTICATE and ID

@@ -50,6 +50,11 @@ pub(crate) struct Session {
     /// ENABLE QRESYNC (RFC 7162 §3.2.3; implies CONDSTORE): expunges are
     /// reported as VANISHED, SELECT takes QRESYNC, UID FETCH takes VANISHED.
     pub qresync: bool,
+    /// NOTIFY SET in force (RFC 5465).
+    pub notify: Option<crate::cmd::Notifications>,
+    /// The change the driver saw arrive between commands (`None` inside:
+    /// the feed lagged), for NOTIFY.
+    pub pending_change: Option<Option<casella_store::Change>>,
     pub auth: Option<Auth>,
     pub selected: Option<Selected>,
     /// UIDs saved by SEARCH RETURN (SAVE) — RFC 5182 — ascending.
@@ -82,6 +87,8 @@ impl Session {
             utf8_accept: false,
             condstore: false,
             qresync: false,
+            notify: None,
+            pending_change: None,
             auth: None,
             selected: None,
             saved_search: Vec::new(),
@@ -307,6 +314,7 @@ impl Session {
             C::Status { mailbox, items } => self.cmd_status(&tag, &mailbox, &items).await,
             C::Append { mailbox, messages } => self.cmd_append(&tag, &mailbox, messages).await,
             C::Idle => return self.cmd_idle(&tag, io).await,
+            C::Notify(set) => self.cmd_notify(&tag, set).await,
             selected_only => {
                 if self.selected.is_none() {
                     self.tagged(&tag, "BAD No mailbox selected");

@@ -14,6 +14,7 @@
 mod cursor;
 mod datetime;
 mod fetch;
+mod notify;
 mod search;
 mod url;
 
@@ -139,6 +140,7 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         }
         "APPEND" => append(c)?,
         "IDLE" => bare(c, CommandBody::Idle)?,
+        "NOTIFY" => notify::notify(c)?,
         // Selected — §6.4.
         "CHECK" => bare(c, CommandBody::Check)?,
         "CLOSE" => bare(c, CommandBody::Close)?,

@@ -72,6 +72,8 @@ pub enum CommandBody {
         messages: Vec<AppendMessage>,
     },
     Idle,
+    /// NOTIFY (RFC 5465 §3): `None` for `NOTIFY NONE`.
+    Notify(Option<NotifySet>),
 
     // Selected — §6.4
     /// rev1 CHECK.
@@ -177,6 +179,49 @@ pub enum StatusItem {
     Deleted,
     Size,
     HighestModSeq,
+}
+
+/// `NOTIFY SET [STATUS] event-group…` — RFC 5465 §3.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: a STATUS response now for each mailbox the groups name.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// `"(" filter-mailboxes SP events ")"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    /// Empty for `NONE`.
+    pub events: Vec<NotifyEvent>,
+}
+
+/// Which mailboxes a group covers — RFC 5465 §6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    /// The mailboxes and everything below them.
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// An event a client asks to hear of — RFC 5465 §5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (selected mailbox).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    MailboxName,
+    SubscriptionChange,
+    /// AnnotationChange, MailboxMetadataChange, ServerMetadataChange or an
+    /// extension's: named, not supported.
+    Other(String),
 }
 
 /// One message of an APPEND.

@@ -95,6 +95,14 @@ fn needs_raw(attr: &FetchAttr) -> bool {
     )
 }
 
+/// Why FETCH responses stopped before the end.
+pub(crate) enum FetchStop {
+    /// The tagged reply to give (a store error, an unknown encoding).
+    Reply(String),
+    /// The connection failed.
+    Broken,
+}
+
 impl Session {
     pub(crate) async fn cmd_fetch<S: SessionStream>(
         &mut self,
@@ -139,6 +147,31 @@ impl Session {
                 return;
             }
         }
+        match self.fetch_targets(&targets, attrs, io).await {
+            Ok(missing) => {
+                let status = if missing {
+                    format!(
+                        "OK [EXPUNGEISSUED] {verb} completed; some messages were expunged meanwhile"
+                    )
+                } else {
+                    format!("OK {verb} completed")
+                };
+                self.finish(tag, &status, uid).await;
+            }
+            Err(FetchStop::Reply(reply)) => self.tagged(tag, &reply),
+            Err(FetchStop::Broken) => {}
+        }
+    }
+
+    /// The FETCH responses for `targets` (sequence number, UID) with `attrs`,
+    /// queued and flushed as they grow; whether some were expunged meanwhile.
+    /// Also what NOTIFY's MessageNew sends for new messages (RFC 5465 §5.1).
+    pub(crate) async fn fetch_targets<S: SessionStream>(
+        &mut self,
+        targets: &[(u32, Uid)],
+        attrs: Vec<FetchAttr>,
+        io: &mut Connection<S>,
+    ) -> Result<bool, FetchStop> {
         let condstore = self.condstore;
         // A retrieval format or stripped receipt request changes what is shown, so
         // such sessions read the bytes and structure of every message they show.
@@ -190,9 +223,7 @@ impl Session {
                         }
                     }
                     Err(e) => {
-                        let reply = store_error(&e);
-                        self.tagged(tag, &reply);
-                        return;
+                        return Err(FetchStop::Reply(store_error(&e)));
                     }
                 }
             }
@@ -223,9 +254,7 @@ impl Session {
                 parsed_chunk = match store.structures(&blobs).await {
                     Ok(p) => p,
                     Err(e) => {
-                        let reply = store_error(&e);
-                        self.tagged(tag, &reply);
-                        return;
+                        return Err(FetchStop::Reply(store_error(&e)));
                     }
                 };
                 parsed_chunk.reverse();
@@ -273,9 +302,7 @@ impl Session {
                     raw_chunk = match read {
                         Ok(r) => r.into(),
                         Err(e) => {
-                            let reply = store_error(&e);
-                            self.tagged(tag, &reply);
-                            return;
+                            return Err(FetchStop::Reply(store_error(&e)));
                         }
                     };
                 }
@@ -406,8 +433,7 @@ impl Session {
                         let data = match data {
                             Ok(d) => d,
                             Err(BinaryError::UnknownCte) => {
-                                self.tagged(tag, "NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server");
-                                return;
+                                return Err(FetchStop::Reply("NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server".into()));
                             }
                             Err(BinaryError::NotFound) => Vec::new(),
                         };
@@ -426,8 +452,7 @@ impl Session {
                         let size = match binary(&raw, &parsed, part) {
                             Ok(d) => d.len(),
                             Err(BinaryError::UnknownCte) => {
-                                self.tagged(tag, "NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server");
-                                return;
+                                return Err(FetchStop::Reply("NO [UNKNOWN-CTE] A part's Content-Transfer-Encoding is not known to the server".into()));
                             }
                             Err(BinaryError::NotFound) => 0,
                         };
@@ -453,15 +478,10 @@ impl Session {
             out.push(b')');
             self.out.response(&out);
             if self.maybe_flush(io).await.is_err() {
-                return;
+                return Err(FetchStop::Broken);
             }
         }
-        let status = if missing {
-            format!("OK [EXPUNGEISSUED] {verb} completed; some messages were expunged meanwhile")
-        } else {
-            format!("OK {verb} completed")
-        };
-        self.finish(tag, &status, uid).await;
+        Ok(missing)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::names::{SEPARATOR, from_wire, join_reference, matching, to_wire};
 use crate::session::Session;
 
 impl Session {
-    fn account_id(&self) -> casella_store::AccountId {
+    pub(crate) fn account_id(&self) -> casella_store::AccountId {
         self.auth
             .as_ref()
             .map(|a| a.account.id)
@@ -438,7 +438,11 @@ impl Session {
     }
 
     /// `* STATUS name (ITEM n ...)`.
-    async fn status_line(&self, mb: &Mailbox, items: &[StatusItem]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) async fn status_line(
+        &self,
+        mb: &Mailbox,
+        items: &[StatusItem],
+    ) -> Result<Vec<u8>, StoreError> {
         let store = self.store();
         let needs_list = items.iter().any(|i| {
             matches!(

@@ -8,6 +8,7 @@ mod copy;
 mod fetch;
 mod idle;
 mod mailbox;
+mod notify;
 mod qresync;
 mod search;
 mod select;
@@ -19,6 +20,7 @@ use casella_store::{StoreError, Uid};
 use crate::session::Session;
 
 pub(crate) use auth::failure_text;
+pub(crate) use notify::Notifications;
 
 /// The one place store errors become IMAP response codes (RFC 5530).
 pub(crate) fn store_error(e: &StoreError) -> String {

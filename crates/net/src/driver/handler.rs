@@ -53,6 +53,29 @@ pub trait SessionHandler: Send {
     /// TLS is active after STARTTLS: the session starts over (what the client
     /// said in cleartext is forgotten).
     fn tls_started(&mut self) {}
+
+    /// Whether the session tells its client of events between commands,
+    /// unasked (IMAP NOTIFY, RFC 5465): the driver then waits for the client
+    /// and for [`SessionHandler::wait_for_event`] at once.
+    fn waits_for_events(&self) -> bool {
+        false
+    }
+
+    /// Resolves when there is an event to tell the client of. Cancel-safe:
+    /// the driver drops it when the client sends a command first.
+    fn wait_for_event(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    /// Queues what the awaited event means for the client (and may write
+    /// through `conn`).
+    fn event<S: SessionStream>(
+        &mut self,
+        conn: &mut Connection<S>,
+    ) -> impl Future<Output = Next> + Send {
+        let _ = conn;
+        async { Next::Continue }
+    }
 }
 
 /// What the driver does after a command.

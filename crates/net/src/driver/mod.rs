@@ -47,24 +47,27 @@ pub async fn drive<H: SessionHandler, S: SessionStream>(
         if !conn.has_input() && conn.flush(handler.output()).await.is_err() {
             return Ended::Closed;
         }
-        let command = match read_command(handler, &mut conn).await {
-            Ok(command) => command,
-            Err(NoCommand::Answered) => continue,
-            Err(NoCommand::Closed) => return Ended::Closed,
-            Err(NoCommand::Fatal) => {
-                conn.close(handler.output()).await;
-                return Ended::Closed;
+        // Between commands a handler may have events to tell of unasked
+        // (IMAP NOTIFY): whichever comes first, the next command or an event.
+        let mut next = None;
+        if !conn.has_input() && handler.waits_for_events() {
+            tokio::select! {
+                waited = conn.wait_for_input(handler.idle_timeout()) => match waited {
+                    Waited::Input => {}
+                    Waited::Closed => return Ended::Closed,
+                    Waited::Idle => next = Some(Next::Stop(Stop::Idle)),
+                    Waited::Shutdown => next = Some(Next::Stop(Stop::Shutdown)),
+                },
+                () = handler.wait_for_event() => next = Some(handler.event(&mut conn).await),
             }
-            Err(NoCommand::Stopped(stop)) => {
-                farewell(handler, &mut conn, stop).await;
-                return Ended::Closed;
-            }
+        }
+        let next = match next {
+            Some(next) => next,
+            None => match read_and_handle(handler, &mut conn).await {
+                Ok(next) => next,
+                Err(ended) => return ended,
+            },
         };
-        let logged = handler.loggable(&command.bytes);
-        handler.output().log('<', &logged, "");
-        let next = handler.handle(command.bytes, &mut conn).await;
-        // Before login, the command's bytes are held until it is answered.
-        drop(command.held);
         match next {
             Next::Continue => {}
             Next::Close => {
@@ -95,6 +98,30 @@ pub async fn drive<H: SessionHandler, S: SessionStream>(
             }
         }
     }
+}
+
+/// Reads the next command and has the handler answer it; `Err` when the
+/// session ends without one.
+async fn read_and_handle<H: SessionHandler, S: SessionStream>(
+    handler: &mut H,
+    conn: &mut Connection<S>,
+) -> Result<Next, Ended<S>> {
+    let command = match read_command(handler, conn).await {
+        Ok(command) => command,
+        Err(NoCommand::Answered) => return Ok(Next::Continue),
+        Err(NoCommand::Closed) => return Err(Ended::Closed),
+        Err(NoCommand::Fatal) => {
+            conn.close(handler.output()).await;
+            return Err(Ended::Closed);
+        }
+        Err(NoCommand::Stopped(stop)) => return Ok(Next::Stop(stop)),
+    };
+    let logged = handler.loggable(&command.bytes);
+    handler.output().log('<', &logged, "");
+    let next = handler.handle(command.bytes, conn).await;
+    // Before login, the command's bytes are held until it is answered.
+    drop(command.held);
+    Ok(next)
 }
 
 /// Says why the session ends, and closes it.

@@ -13,6 +13,9 @@ struct Echo {
     out: Output,
     logged_in: bool,
     idle: Duration,
+    /// Events to tell of between commands (as IMAP NOTIFY does).
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    event: Option<String>,
 }
 
 impl SessionHandler for Echo {
@@ -70,6 +73,31 @@ impl SessionHandler for Echo {
         }
     }
 
+    fn waits_for_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    async fn wait_for_event(&mut self) {
+        match self.events.as_mut() {
+            Some(rx) => self.event = rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn event<S: SessionStream>(&mut self, _conn: &mut Connection<S>) -> Next {
+        match self.event.take() {
+            Some(e) => {
+                self.out.line(&format!("* EVENT {e}"));
+                Next::Continue
+            }
+            // The sender is gone: no more events.
+            None => {
+                self.events = None;
+                Next::Continue
+            }
+        }
+    }
+
     async fn handle<S: SessionStream>(
         &mut self,
         command: Vec<u8>,
@@ -118,6 +146,15 @@ fn start(
     budget: Option<Arc<MemoryBudget>>,
     idle: Duration,
 ) -> (MemoryClient, tokio::task::JoinHandle<()>) {
+    start_with_events(signal, budget, idle, None)
+}
+
+fn start_with_events(
+    signal: ShutdownSignal,
+    budget: Option<Arc<MemoryBudget>>,
+    idle: Duration,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> (MemoryClient, tokio::task::JoinHandle<()>) {
     let (client, server) = memory_pair();
     let mut conn = Connection::new(server, signal, None);
     if let Some(budget) = budget {
@@ -128,6 +165,8 @@ fn start(
             out: Output::new(None, &memory_info(), false),
             logged_in: false,
             idle,
+            events,
+            event: None,
         };
         echo.out.line("* hello");
         let ended = drive(&mut echo, conn).await;
@@ -137,6 +176,26 @@ fn start(
 }
 
 const LONG: Duration = Duration::from_secs(30);
+
+/// Events reach the client between commands, unasked, and commands are
+/// answered as before meanwhile.
+#[tokio::test]
+async fn events_are_told_between_commands() {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut c, task) = start_with_events(running_server(), None, LONG, Some(rx));
+    assert_eq!(c.line().await, "* hello");
+    tx.send("one".to_string()).unwrap();
+    assert_eq!(c.line().await, "* EVENT one");
+    c.send(b"a\r\n").await;
+    assert_eq!(c.line().await, "OK 1 bytes: a");
+    tx.send("two".to_string()).unwrap();
+    tx.send("three".to_string()).unwrap();
+    assert_eq!(c.line().await, "* EVENT two");
+    assert_eq!(c.line().await, "* EVENT three");
+    c.send(b"QUIT\r\n").await;
+    assert_eq!(c.line().await, "OK bye");
+    task.await.unwrap();
+}
 
 #[tokio::test]
 async fn greeting_commands_and_pipelined_replies() {
@@ -321,6 +380,8 @@ async fn both_directions_are_logged_with_secrets_masked() {
             out: Output::new(Some(&log), &memory_info(), false),
             logged_in: false,
             idle: LONG,
+            events: None,
+            event: None,
         };
         echo.out.line("* hello");
         drive(&mut echo, Connection::new(server, running_server(), None)).await;

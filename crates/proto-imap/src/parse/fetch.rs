@@ -78,7 +78,7 @@ fn macro_items(c: &mut Cursor<'_>) -> Option<Vec<FetchAttr>> {
 }
 
 /// One `fetch-att`.
-fn attr(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
+pub(super) fn attr(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
     let missing = c.at_end();
     let name = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'.');
     let upper = String::from_utf8_lossy(name).to_ascii_uppercase();

@@ -4,8 +4,9 @@
 use super::*;
 use crate::types::{
     AppendMessage, CommandBody as B, Date, FetchAttr as F, FetchItems, ListCommand, ListReturn,
-    ListSelect, Partial, QresyncParams, SearchKey as K, SearchReturn, Section, SectionText,
-    SelectParams, SeqNumber, SeqRange, SequenceSet, StatusItem, StoreAction,
+    ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, QresyncParams,
+    SearchKey as K, SearchReturn, Section, SectionText, SelectParams, SeqNumber, SeqRange,
+    SequenceSet, StatusItem, StoreAction,
 };
 
 // ---- helpers ----------------------------------------------------------------
@@ -493,6 +494,55 @@ fn cases() -> Vec<(&'static [u8], B)> {
                     HighestModSeq,
                 ],
             },
+        ),
+        // NOTIFY (RFC 5465 §3.1's examples).
+        (b"NOTIFY NONE", B::Notify(None)),
+        (
+            b"notify set status (selected (MessageNew (uid body.peek[header.fields (from to subject)]) MessageExpunge)) (subtree Lists (MessageNew MessageExpunge)) (mailboxes (a \"b c\") none) (personal (MailboxName SubscriptionChange AnnotationChange))",
+            B::Notify(Some(NotifySet {
+                status: true,
+                groups: vec![
+                    NotifyGroup {
+                        filter: NotifyFilter::Selected,
+                        events: vec![
+                            NotifyEvent::MessageNew(vec![
+                                F::Uid,
+                                F::BodySection {
+                                    peek: true,
+                                    section: Section {
+                                        part: vec![],
+                                        text: Some(SectionText::HeaderFields {
+                                            not: false,
+                                            fields: strings(&["from", "to", "subject"]),
+                                        }),
+                                    },
+                                    partial: None,
+                                },
+                            ]),
+                            NotifyEvent::MessageExpunge,
+                        ],
+                    },
+                    NotifyGroup {
+                        filter: NotifyFilter::Subtree(strings(&["Lists"])),
+                        events: vec![
+                            NotifyEvent::MessageNew(vec![]),
+                            NotifyEvent::MessageExpunge,
+                        ],
+                    },
+                    NotifyGroup {
+                        filter: NotifyFilter::Mailboxes(strings(&["a", "b c"])),
+                        events: vec![],
+                    },
+                    NotifyGroup {
+                        filter: NotifyFilter::Personal,
+                        events: vec![
+                            NotifyEvent::MailboxName,
+                            NotifyEvent::SubscriptionChange,
+                            NotifyEvent::Other("AnnotationChange".into()),
+                        ],
+                    },
+                ],
+            })),
         ),
         // CATENATE (RFC 4469 §5): text literals and URLs, several messages.
         (
@@ -1276,6 +1326,13 @@ const REFUSALS: &[(&[u8], &str)] = &[
     (b"STORE 1 FLAGS \\*", "\\* is not a valid flag here"),
     (b"STORE 1 FLAGS (\\)", "Invalid flag"),
     (b"APPEND x CATENATE ()", "Invalid CATENATE part"),
+    (b"NOTIFY", "Missing NOTIFY NONE or SET"),
+    (b"NOTIFY SET", "Missing event group"),
+    (b"NOTIFY SET (bogus (MessageNew))", "Invalid NOTIFY filter"),
+    (
+        b"NOTIFY SET (selected (MessageNew)",
+        "Expected ')' after the events",
+    ),
     (
         b"APPEND x CATENATE (TEXT abc)",
         "CATENATE text must be a literal",

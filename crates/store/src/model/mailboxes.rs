@@ -126,14 +126,22 @@ pub async fn set_subscribed<B: MailBackend>(
 ) -> StoreResult<()> {
     let name = canonical_name(name);
     validate_mailbox_name(&name)?;
-    backend
+    let changed = backend
         .transact(job(move |tx| {
             Box::pin(async move {
-                tx.set_subscription(account, &name, subscribed).await?;
-                Ok(())
+                let changed = tx.set_subscription(account, &name, subscribed).await?;
+                if changed {
+                    tx.announce(account, &[Change::MailboxList]);
+                }
+                Ok(changed)
             })
         }))
-        .await
+        .await?;
+    // Sessions that watch the list (IMAP NOTIFY SubscriptionChange) look again.
+    if changed {
+        backend.feed().publish(account, [Change::MailboxList]);
+    }
+    Ok(())
 }
 
 /// One mailbox, locked.
