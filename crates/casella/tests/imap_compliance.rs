@@ -651,7 +651,10 @@ fn notify_tells_of_changes_between_commands() {
         "NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))",
     );
     assert!(r[0].starts_with("5 NO [BADEVENT ("), "{r:?}");
-    let r = c.imap("6", "NOTIFY SET (selected (MessageNew))");
+    let r = c.imap(
+        "6",
+        "NOTIFY SET (personal (MessageNew (UID) MessageExpunge))",
+    );
     assert!(r[0].starts_with("6 BAD "), "{r:?}");
     c.imap("7", "SELECT INBOX");
     assert_eq!(

@@ -154,15 +154,8 @@ fn check(set: &NotifySet) -> Result<(), String> {
     let mut unsupported = Vec::new();
     for g in &set.groups {
         let has = |f: fn(&NotifyEvent) -> bool| g.events.iter().any(f);
-        let new = has(|e| matches!(e, NotifyEvent::MessageNew(_)));
-        let expunge = has(|e| matches!(e, NotifyEvent::MessageExpunge));
-        // §5: MessageNew and MessageExpunge go together; FlagChange needs them.
-        if new != expunge {
-            return Err("BAD MessageNew and MessageExpunge must be asked for together".into());
-        }
-        if has(|e| matches!(e, NotifyEvent::FlagChange)) && !new {
-            return Err("BAD FlagChange needs MessageNew and MessageExpunge".into());
-        }
+        // (RFC 5465 §5 asks clients for MessageNew and MessageExpunge
+        // together; Dovecot takes either alone, and so do we.)
         // §5.1: FETCH items only for the selected mailbox.
         if !Notifications::is_selected_filter(&g.filter)
             && has(|e| matches!(e, NotifyEvent::MessageNew(items) if !items.is_empty()))
