@@ -25,6 +25,13 @@ const AUTHENTICATED: &[&str] = &[
     "BINARY",
     "UTF8=ACCEPT",
     "CONDSTORE",
+    // RFC 5256, RFC 5957, RFC 5267 §3, RFC 5032.
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "ESORT",
+    "WITHIN",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

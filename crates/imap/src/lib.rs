@@ -20,6 +20,8 @@ mod handler;
 mod names;
 pub mod search;
 mod session;
+pub mod sort;
+pub mod thread;
 mod view;
 
 use std::sync::Arc;

@@ -336,6 +336,25 @@ impl Session {
                 charset,
                 criteria,
             } => self.cmd_search(tag, uid, returns, charset, criteria).await,
+            C::Sort {
+                uid,
+                returns,
+                keys,
+                charset,
+                criteria,
+            } => {
+                self.cmd_sort(tag, uid, returns, keys, charset, criteria)
+                    .await
+            }
+            C::Thread {
+                uid,
+                algorithm,
+                charset,
+                criteria,
+            } => {
+                self.cmd_thread(tag, uid, algorithm, charset, criteria)
+                    .await
+            }
             C::Fetch { vanished: true, .. } => {
                 // RFC 7162 §3.2.6: VANISHED needs QRESYNC, not offered.
                 self.tagged(tag, "BAD VANISHED requires QRESYNC, which is not enabled");

@@ -9,6 +9,7 @@ mod idle;
 mod mailbox;
 mod search;
 mod select;
+mod sort;
 pub(crate) mod store;
 
 use casella_proto_imap::{SeqNumber, SequenceSet};
