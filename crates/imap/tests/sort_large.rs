@@ -11,7 +11,7 @@ use casella_imap::{ImapConfig, ImapService};
 use casella_net::Live;
 use casella_net::memory::{memory_info, memory_pair, running_server};
 use casella_store::sqlite::SqliteStore;
-use casella_store::{MailStore, NewAccount, NewMessage, Store};
+use casella_store::{NewAccount, NewMessage, Store};
 
 const USER: &str = "big@example.org";
 const PASSWORD: &str = "big-password";
