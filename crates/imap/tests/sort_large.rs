@@ -26,7 +26,7 @@ fn message(i: u32) -> NewMessage {
     let mut raw = format!(
         "From: user{i}@example.org\r\nSubject: Re: topic {key:05}\r\nMessage-ID: <{i}@big>\r\n"
     );
-    if i % CHAIN != 0 {
+    if !i.is_multiple_of(CHAIN) {
         raw.push_str(&format!("References: <{}@big>\r\n", i - 1));
     }
     raw.push_str("\r\nbody\r\n");
