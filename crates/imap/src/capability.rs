@@ -28,6 +28,13 @@ const AUTHENTICATED: &[&str] = &[
     "CONDSTORE",
     "QRESYNC",
     "NOTIFY",
+    // RFC 5256, RFC 5957, RFC 5267 §3, RFC 5032.
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "ESORT",
+    "WITHIN",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

@@ -21,6 +21,8 @@ mod listing;
 mod names;
 pub mod search;
 mod session;
+pub mod sort;
+pub mod thread;
 mod view;
 
 use std::sync::Arc;

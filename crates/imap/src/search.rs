@@ -1,5 +1,6 @@
 //! SEARCH evaluation — RFC 9051 §6.4.4; the rev1 keys NEW, OLD and RECENT from
-//! RFC 3501 §6.4.4; MODSEQ from RFC 7162 §3.1.5; `$` from RFC 5182 §2.1.
+//! RFC 3501 §6.4.4; MODSEQ from RFC 7162 §3.1.5; `$` from RFC 5182 §2.1;
+//! OLDER and YOUNGER from RFC 5032 (WITHIN).
 //!
 //! Owns: deciding whether one message matches a search key.
 //! Must not: read storage or write the wire. The session hands in what it knows
@@ -20,6 +21,9 @@
 //!   later date and never SENTSINCE of one.
 //! - KEYWORD compares keywords ASCII case-insensitively (keywords are atoms).
 //! - `$` means the saved UIDs both after UID and as a bare sequence set.
+//! - OLDER n matches a message whose INTERNALDATE is more than n seconds before
+//!   the search began, YOUNGER n one at most n seconds before it (or later):
+//!   OLDER n is exactly NOT YOUNGER n (RFC 5032 §3).
 
 use casella_proto_imap::{Date, SearchKey, SequenceSet};
 use casella_store::{Flag, FlagSet, SearchFields};
@@ -51,6 +55,8 @@ pub struct SearchScope<'a> {
     /// UIDs saved by `SEARCH RETURN (SAVE)` (RFC 5182), for `$`. Must be in
     /// ascending order (it is searched by bisection).
     pub saved: &'a [u32],
+    /// When the search began, Unix seconds (for OLDER and YOUNGER).
+    pub now: i64,
 }
 
 /// Whether evaluating `key` reads the header or body text (BODY, TEXT, HEADER,
@@ -113,7 +119,9 @@ pub fn needs_parsed(key: &SearchKey) -> bool {
         | SearchKey::Unkeyword(_)
         | SearchKey::Unseen
         | SearchKey::SequenceSet(_)
-        | SearchKey::ModSeq(_) => false,
+        | SearchKey::ModSeq(_)
+        | SearchKey::Older(_)
+        | SearchKey::Younger(_) => false,
     }
 }
 
@@ -148,6 +156,9 @@ pub fn matches(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>) 
         SearchKey::Before(d) => date_of_unix(msg.internal_date) < *d,
         SearchKey::On(d) => date_of_unix(msg.internal_date) == *d,
         SearchKey::Since(d) => date_of_unix(msg.internal_date) >= *d,
+        // RFC 5032 §3: by INTERNALDATE, relative to now, to the second.
+        SearchKey::Older(n) => msg.internal_date < scope.now.saturating_sub(i64::from(*n)),
+        SearchKey::Younger(n) => msg.internal_date >= scope.now.saturating_sub(i64::from(*n)),
 
         // Date: field, date part in its own zone.
         SearchKey::SentBefore(d) => msg.fields.is_some_and(|p| sent_date(p) < *d),
@@ -422,6 +433,7 @@ mod tests {
             max_seq: 3,
             max_uid: 30,
             saved: SAVED,
+            now: 1_710_115_260, // 2024-03-11 00:01:00 UTC
         }
     }
 
@@ -559,6 +571,14 @@ mod tests {
                 &[1, 3],
             ),
             (K::SequenceSet(SequenceSet::Saved), &[1, 3]),
+            // WITHIN: seconds before "now" (2024-03-11 00:01:00 UTC).
+            (K::Younger(60), &[2]),
+            (K::Younger(59), &[]),
+            (K::Older(60), &[1, 3]),
+            (K::Older(59), &[1, 2, 3]),
+            (K::Younger(1_860), &[1, 2]),
+            (K::Older(1_860), &[3]),
+            (not(K::Younger(60)), &[1, 3]),
             // MODSEQ: equal or greater.
             (K::ModSeq(0), &[1, 2, 3]),
             (K::ModSeq(9), &[2, 3]),
@@ -626,6 +646,7 @@ mod tests {
             max_seq: 0,
             max_uid: 0,
             saved: &[],
+            now: 0,
         };
         assert!(!matches(&SearchKey::Uid(star()), &msg, &empty));
         assert!(!matches(&SearchKey::SequenceSet(star()), &msg, &empty));

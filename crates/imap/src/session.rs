@@ -348,6 +348,25 @@ impl Session {
                 charset,
                 criteria,
             } => self.cmd_search(tag, uid, returns, charset, criteria).await,
+            C::Sort {
+                uid,
+                returns,
+                keys,
+                charset,
+                criteria,
+            } => {
+                self.cmd_sort(tag, uid, returns, keys, charset, criteria)
+                    .await
+            }
+            C::Thread {
+                uid,
+                algorithm,
+                charset,
+                criteria,
+            } => {
+                self.cmd_thread(tag, uid, algorithm, charset, criteria)
+                    .await
+            }
             // RFC 7162 §3.2.6: the VANISHED modifier (UID FETCH with
             // CHANGEDSINCE only; the parser checks that) needs QRESYNC.
             C::Fetch { vanished: true, .. } if !self.qresync => {

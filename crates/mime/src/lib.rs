@@ -4,7 +4,7 @@
 //!
 //! Owns: the typed ENVELOPE (RFC 9051 §7.5.2), the BODYSTRUCTURE tree with the byte
 //! offsets of every part (for BODY[section] and BINARY[section]), and the decoded
-//! header fields that SEARCH matches on.
+//! header fields that SEARCH matches on, and the keys SORT and THREAD compare.
 //! Must not: do I/O, know about mailboxes, or render IMAP syntax (that is the IMAP
 //! protocol crate's job).
 //! Invariant: `parse` never panics on any input and always returns a structure;
@@ -14,12 +14,14 @@ mod address;
 mod date;
 mod parse;
 mod present;
+mod sort_keys;
 mod transfer;
 
 pub use address::parse_address_list;
 pub use date::{civil_from_days, days_from_civil, format_rfc5322_date, parse_rfc5322_date};
 pub use parse::parse;
 pub use present::{Presentation, RetrievalFormat};
+pub use sort_keys::{AddressKey, SortKeys, base_subject, msg_ids};
 pub use transfer::encode_quoted_printable;
 
 use serde::{Deserialize, Serialize};
@@ -145,6 +147,10 @@ pub struct SearchFields {
     pub header_text: String,
     /// Decoded text of all text/* parts (HTML stripped to text), for BODY/TEXT searches.
     pub body_text: String,
+    /// What SORT and THREAD compare (RFC 5256, RFC 5957). `None` in rows stored
+    /// before casella kept them: the store fills those in on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<SortKeys>,
 }
 
 impl BodyPart {

@@ -54,7 +54,13 @@ fn parse_message(raw: &[u8]) -> ParsedMessage {
     let mut stack = Vec::new();
     let root = walker.part(0, &mut stack, PartContext::TopLevel, 0);
     let envelope = envelope(&root.fields);
-    let search = search_fields(raw, &root.fields, &walker.texts);
+    let mut search = search_fields(raw, &root.fields, &walker.texts);
+    let references = first_value(&root.fields, "References");
+    search.sort = Some(crate::SortKeys::new(
+        &envelope,
+        &search.subject,
+        references.as_deref(),
+    ));
     ParsedMessage {
         envelope,
         body: root.part,
@@ -72,7 +78,10 @@ fn fallback(raw: &[u8]) -> ParsedMessage {
             body_start: 0,
             body_end: len,
         }),
-        search: SearchFields::default(),
+        search: SearchFields {
+            sort: Some(crate::SortKeys::default()),
+            ..SearchFields::default()
+        },
     }
 }
 
@@ -470,6 +479,7 @@ fn search_fields(raw: &[u8], fields: &[Field<'_>], texts: &[TextRef]) -> SearchF
         sent_tz_offset: date.map(|(_, z)| z),
         header_text,
         body_text,
+        sort: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod datetime;
 mod fetch;
 mod notify;
 mod search;
+mod sort;
 mod url;
 
 #[cfg(test)]
@@ -147,6 +148,8 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "UNSELECT" => bare(c, CommandBody::Unselect)?,
         "EXPUNGE" => bare(c, CommandBody::Expunge)?,
         "SEARCH" => search::search(c, false)?,
+        "SORT" => sort::sort(c, false)?,
+        "THREAD" => sort::thread(c, false)?,
         "FETCH" => fetch::fetch(c, false)?,
         "STORE" => store(c, false)?,
         "COPY" => copy_or_move(c, false, false)?,
@@ -165,7 +168,8 @@ fn bare(c: &mut Cursor<'_>, body: CommandBody) -> PResult<CommandBody> {
     Ok(body)
 }
 
-/// `uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)`.
+/// `uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)`, and
+/// SORT and THREAD (RFC 5256 §3).
 fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     c.sep("UID command")?;
     let missing = c.at_end();
@@ -173,6 +177,8 @@ fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     match name.as_str() {
         "FETCH" => fetch::fetch(c, true),
         "SEARCH" => search::search(c, true),
+        "SORT" => sort::sort(c, true),
+        "THREAD" => sort::thread(c, true),
         "STORE" => store(c, true),
         "COPY" => copy_or_move(c, true, false),
         "MOVE" => copy_or_move(c, true, true),

@@ -2,7 +2,8 @@
 //! casing. Extensions: RFC 4466/4731 (ESEARCH), 5182 (SEARCHRES), 5258/5819
 //! (LIST-EXTENDED, LIST-STATUS), 6154 (SPECIAL-USE, CREATE-SPECIAL-USE), 3502
 //! (MULTIAPPEND), 3516 (BINARY), 6855 (UTF8=ACCEPT), 7888 (LITERAL+/-), 2971 (ID),
-//! 5161 (ENABLE), 4959 (SASL-IR), 7162 (CONDSTORE/QRESYNC parameters).
+//! 5161 (ENABLE), 4959 (SASL-IR), 7162 (CONDSTORE/QRESYNC parameters), 5256
+//! (SORT, THREAD), 5957 (SORT=DISPLAY), 5267 (ESORT), 5032 (WITHIN).
 
 /// One client command: tag and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,22 @@ pub enum CommandBody {
         /// no RETURN was given (a rev1-style SEARCH).
         returns: Option<Vec<SearchReturn>>,
         charset: Option<String>,
+        criteria: SearchKey,
+    },
+    /// SORT / UID SORT — RFC 5256 §3; `RETURN (...)` is ESORT (RFC 5267 §3).
+    Sort {
+        uid: bool,
+        /// ESORT return options; `None` for a plain SORT (`* SORT` reply).
+        returns: Option<Vec<SearchReturn>>,
+        keys: Vec<SortCriterion>,
+        charset: String,
+        criteria: SearchKey,
+    },
+    /// THREAD / UID THREAD — RFC 5256 §3.
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
         criteria: SearchKey,
     },
     Fetch {
@@ -418,6 +435,38 @@ pub enum SearchKey {
     SequenceSet(SequenceSet),
     And(Vec<SearchKey>),
     ModSeq(u64),
+    /// WITHIN (RFC 5032): INTERNALDATE more than this many seconds ago.
+    Older(u32),
+    /// WITHIN (RFC 5032): INTERNALDATE at most this many seconds ago.
+    Younger(u32),
+}
+
+/// One sort criterion — RFC 5256 §3 `sort-criterion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+/// RFC 5256 §3 sort keys; DISPLAYFROM/DISPLAYTO from RFC 5957.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// RFC 5256 §3 threading algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
 }
 
 /// ESEARCH return options — RFC 4731 §3.1, SAVE from RFC 5182.

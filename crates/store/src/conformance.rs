@@ -905,6 +905,20 @@ Message-ID: <1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBo
     let whole = store.read_blobs(&both).await.unwrap();
     assert!(whole[0].is_none() && whole[2].is_none());
     assert_eq!(whole[1].as_deref(), Some(&raw[..]));
+    // The SORT/THREAD keys (RFC 5256) are stored at delivery.
+    for _ in 0..2 {
+        let fields = store.sort_fields(&both).await.unwrap();
+        assert!(fields[0].is_none() && fields[2].is_none());
+        let keys = fields[1]
+            .as_ref()
+            .and_then(|f| f.sort.clone())
+            .expect("stored sort keys");
+        assert_eq!(keys.base_subject, "Parsed once");
+        assert_eq!(keys.from.mailbox, "ann");
+        assert_eq!(keys.from.display, "Ann");
+        assert_eq!(keys.to.display, "b@example.org");
+        assert_eq!(keys.message_id.as_deref(), Some("1@example.org"));
+    }
     for text in [false, true, false] {
         let fields = store.search_fields(&both, text).await.unwrap();
         assert_eq!(fields.len(), 3);

@@ -38,7 +38,7 @@ mod search_columns;
 pub mod sqlite;
 mod types;
 
-pub use casella_mime::{MessageStructure, ParsedMessage, SearchFields};
+pub use casella_mime::{AddressKey, MessageStructure, ParsedMessage, SearchFields, SortKeys};
 pub use changes::Change;
 pub use directory_store::DirectoryStore;
 pub use error::{StoreError, StoreResult};

@@ -106,6 +106,11 @@ pub trait MailStore: Send + Sync + 'static {
         blobs: &[BlobId],
         text: bool,
     ) -> StoreResult<Vec<Option<Arc<SearchFields>>>>;
+    /// The header fields (as `search_fields` without `text`) with the keys
+    /// SORT and THREAD compare: [`SearchFields::sort`] is `Some` in every
+    /// answer. Read from what was parsed at delivery; a row stored before the
+    /// keys existed has its header parsed once and the keys written back.
+    async fn sort_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<SearchFields>>>>;
     /// The message bytes exactly as stored.
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>>;
     /// Several messages' bytes (same order; `None` for one that is gone or

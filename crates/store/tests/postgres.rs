@@ -109,6 +109,7 @@ fn postgres_backend() {
         scenario!(queue_claims_across_nodes);
         scenario!(blobs_are_shared_and_freed);
         scenario!(rows_from_before_the_search_column_still_answer);
+        scenario!(rows_without_sort_keys_get_them_on_first_use);
         scenario!(crossing_moves_do_not_deadlock);
         scenario!(cancelled_calls_leave_no_open_transaction);
         scenario!(errors_map_to_the_store_vocabulary);
@@ -845,6 +846,57 @@ async fn rows_from_before_the_search_column_still_answer(url: String) {
         .unwrap();
     assert_eq!(got.from, search.from);
     assert!(got.body_text.is_empty());
+}
+
+/// Rows stored before casella kept SORT/THREAD keys: the first `sort_fields`
+/// parses their header once and writes the keys back to the row.
+async fn rows_without_sort_keys_get_them_on_first_use(url: String) {
+    let a = node(&url, "a").await;
+    let admin = connect(&url).await;
+    let x = account(&a, "sorter@example.org").await;
+    let raw = b"From: Ann <ann@example.org>\r\nSubject: Re: old keys\r\n\
+                Message-ID: <k@x>\r\n\r\nbody\r\n"
+        .to_vec();
+    a.deliver(x.id, raw.clone()).await.unwrap();
+    let strip = "UPDATE blobs SET search = (search::jsonb - 'sort')::text";
+    admin.execute(strip, &[]).await.unwrap();
+    let fresh = node(&url, "fresh").await;
+    let inbox = fresh.mailbox_by_name(x.id, "INBOX").await.unwrap().unwrap();
+    let blobs = [fresh.list_messages(inbox.id).await.unwrap()[0].blob.clone()];
+    let stale = fresh
+        .search_fields(&blobs, false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(stale.sort, None, "the row lost its keys");
+    let got = fresh.sort_fields(&blobs).await.unwrap().remove(0).unwrap();
+    let want = casella_mime::parse(&raw).search.sort.unwrap();
+    assert_eq!(got.sort.as_ref(), Some(&want));
+    assert_eq!(want.base_subject, "old keys");
+    // Written back: another fresh node reads them without parsing.
+    let row: String = admin
+        .query_one("SELECT search FROM blobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(row.contains("\"base_subject\":\"old keys\""), "{row}");
+    let other = node(&url, "other").await;
+    let read = other
+        .search_fields(&blobs, false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(read.sort.as_ref(), Some(&want));
+    // The text columns are untouched.
+    let text = other
+        .search_fields(&blobs, true)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert!(text.body_text.contains("body"), "{text:?}");
 }
 
 async fn blobs_are_shared_and_freed(url: String) {

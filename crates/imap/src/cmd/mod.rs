@@ -12,6 +12,7 @@ mod notify;
 mod qresync;
 mod search;
 mod select;
+mod sort;
 pub(crate) mod store;
 
 use casella_proto_imap::{SeqNumber, SequenceSet};

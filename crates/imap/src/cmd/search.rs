@@ -41,109 +41,15 @@ impl Session {
             );
             return;
         }
-        let store = self.store();
         let rev1 = !self.rev2;
+        let found = self.matching(&criteria).await;
         let Some(sel) = self.selected.as_ref() else {
             return;
         };
-        let scope = SearchScope {
-            max_seq: sel.exists(),
-            max_uid: sel.max_uid(),
-            saved: &self.saved_search,
-        };
-        // Text the match must contain narrows the messages to look at, when the
-        // store's text index can say which contain it. Messages it has not read
-        // yet are looked at too, against every key.
-        let mut candidates: Option<BlobSet> = None;
-        let mut unindexed = BlobSet::default();
-        let mut answered: Vec<(TextField, String)> = Vec::new();
-        for (field, needle) in required_text(&criteria) {
-            let worthwhile = self
-                .config
-                .search_index_min_messages
-                .unwrap_or_else(|| index_worthwhile(field));
-            if sel.messages.len() < worthwhile {
-                continue;
-            }
-            match store.text_candidates(sel.id(), field, needle).await {
-                Ok(Some(found)) => {
-                    answered.push((field, needle.to_string()));
-                    unindexed.extend(found.unindexed);
-                    candidates = Some(match candidates {
-                        None => found.matched.into_iter().collect(),
-                        Some(c) => found
-                            .matched
-                            .into_iter()
-                            .filter(|b| c.contains(b))
-                            .collect(),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "text index not usable; searching every message")
-                }
-            }
-        }
-        // The index's answer for a key is exact (substring, case-insensitive), so
-        // for the messages it has read, the keys it answered need not be checked
-        // again, nor the messages read for them.
-        let reduced = without_answered(criteria.clone(), &answered);
-        let full = &criteria;
-        let any_unindexed = candidates.is_some() && !unindexed.is_empty();
-        let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(full));
-        let want_text = needs_text(&reduced) || (any_unindexed && needs_text(full));
-        let targets: Vec<usize> = (0..sel.messages.len())
-            .filter(|&i| {
-                let blob = &sel.messages[i].blob;
-                candidates
-                    .as_ref()
-                    .is_none_or(|c| c.contains(blob) || unindexed.contains(blob))
-            })
+        let hits: Vec<(u32, Uid)> = found
+            .iter()
+            .map(|&i| (i as u32 + 1, sel.messages[i].uid))
             .collect();
-        let mut hits: Vec<(u32, Uid)> = Vec::new();
-        const CHUNK: usize = 512;
-        let mut parsed_chunk: Vec<Option<std::sync::Arc<casella_store::SearchFields>>> = Vec::new();
-        for (n, &i) in targets.iter().enumerate() {
-            let m = &sel.messages[i];
-            if want_parsed && n % CHUNK == 0 {
-                let blobs: Vec<_> = targets[n..(n + CHUNK).min(targets.len())]
-                    .iter()
-                    .map(|&j| sel.messages[j].blob.clone())
-                    .collect();
-                parsed_chunk = store
-                    .search_fields(&blobs, want_text)
-                    .await
-                    .unwrap_or_default();
-                parsed_chunk.reverse();
-            }
-            let parsed = if want_parsed {
-                match parsed_chunk.pop().flatten() {
-                    Some(p) => Some(p),
-                    // An expunged message's metadata may be gone: it matches nothing.
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            let input = SearchInput {
-                seq: i as u32 + 1,
-                uid: m.uid.0,
-                flags: &m.flags,
-                recent: m.recent && rev1,
-                size: m.size,
-                internal_date: m.internal_date,
-                modseq: m.modseq.0,
-                fields: parsed.as_deref(),
-            };
-            let keys = if unindexed.contains(&m.blob) {
-                full
-            } else {
-                &reduced
-            };
-            if matches(keys, &input, &scope) {
-                hits.push((i as u32 + 1, m.uid));
-            }
-        }
         let numbers: Vec<u32> = hits
             .iter()
             .map(|(s, u)| if uid { u.0 } else { *s })
@@ -259,6 +165,117 @@ impl Session {
         }
         self.finish(tag, &format!("OK {verb} completed"), uid).await;
     }
+
+    /// The messages of the selected mailbox that match `criteria`, as positions
+    /// in the view (ascending) — RFC 9051 §6.4.4. Shared by SEARCH, SORT and
+    /// THREAD.
+    pub(crate) async fn matching(&self, criteria: &SearchKey) -> Vec<usize> {
+        let store = self.store();
+        let rev1 = !self.rev2;
+        let Some(sel) = self.selected.as_ref() else {
+            return Vec::new();
+        };
+        let scope = SearchScope {
+            max_seq: sel.exists(),
+            max_uid: sel.max_uid(),
+            saved: &self.saved_search,
+            now: casella_store::now_unix(),
+        };
+        // Text the match must contain narrows the messages to look at, when the
+        // store's text index can say which contain it. Messages it has not read
+        // yet are looked at too, against every key.
+        let mut candidates: Option<BlobSet> = None;
+        let mut unindexed = BlobSet::default();
+        let mut answered: Vec<(TextField, String)> = Vec::new();
+        for (field, needle) in required_text(criteria) {
+            let worthwhile = self
+                .config
+                .search_index_min_messages
+                .unwrap_or_else(|| index_worthwhile(field));
+            if sel.messages.len() < worthwhile {
+                continue;
+            }
+            match store.text_candidates(sel.id(), field, needle).await {
+                Ok(Some(found)) => {
+                    answered.push((field, needle.to_string()));
+                    unindexed.extend(found.unindexed);
+                    candidates = Some(match candidates {
+                        None => found.matched.into_iter().collect(),
+                        Some(c) => found
+                            .matched
+                            .into_iter()
+                            .filter(|b| c.contains(b))
+                            .collect(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "text index not usable; searching every message")
+                }
+            }
+        }
+        // The index's answer for a key is exact (substring, case-insensitive), so
+        // for the messages it has read, the keys it answered need not be checked
+        // again, nor the messages read for them.
+        let reduced = without_answered(criteria.clone(), &answered);
+        let full = criteria;
+        let any_unindexed = candidates.is_some() && !unindexed.is_empty();
+        let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(full));
+        let want_text = needs_text(&reduced) || (any_unindexed && needs_text(full));
+        let targets: Vec<usize> = (0..sel.messages.len())
+            .filter(|&i| {
+                let blob = &sel.messages[i].blob;
+                candidates
+                    .as_ref()
+                    .is_none_or(|c| c.contains(blob) || unindexed.contains(blob))
+            })
+            .collect();
+        let mut hits: Vec<usize> = Vec::new();
+        const CHUNK: usize = 512;
+        let mut parsed_chunk: Vec<Option<std::sync::Arc<casella_store::SearchFields>>> = Vec::new();
+        for (n, &i) in targets.iter().enumerate() {
+            let m = &sel.messages[i];
+            if want_parsed && n % CHUNK == 0 {
+                let blobs: Vec<_> = targets[n..(n + CHUNK).min(targets.len())]
+                    .iter()
+                    .map(|&j| sel.messages[j].blob.clone())
+                    .collect();
+                parsed_chunk = store
+                    .search_fields(&blobs, want_text)
+                    .await
+                    .unwrap_or_default();
+                parsed_chunk.reverse();
+            }
+            let parsed = if want_parsed {
+                match parsed_chunk.pop().flatten() {
+                    Some(p) => Some(p),
+                    // An expunged message's metadata may be gone: it matches nothing.
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let input = SearchInput {
+                seq: i as u32 + 1,
+                uid: m.uid.0,
+                flags: &m.flags,
+                recent: m.recent && rev1,
+                size: m.size,
+                internal_date: m.internal_date,
+                modseq: m.modseq.0,
+                fields: parsed.as_deref(),
+            };
+            let keys = if unindexed.contains(&m.blob) {
+                full
+            } else {
+                &reduced
+            };
+            if matches(keys, &input, &scope) {
+                hits.push(i);
+            }
+        }
+        hits
+    }
 }
 
 /// The mailbox size from which asking the text index beats looking at every
@@ -296,7 +313,7 @@ impl Hasher for BlobHasher {
 type BlobSet = HashSet<BlobId, BuildHasherDefault<BlobHasher>>;
 
 /// Whether the criteria name MODSEQ anywhere (RFC 7162 §3.1.5).
-fn mentions_modseq(key: &SearchKey) -> bool {
+pub(crate) fn mentions_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
         SearchKey::Not(k) => mentions_modseq(k),

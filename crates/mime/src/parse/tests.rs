@@ -609,7 +609,13 @@ fn empty_input() {
         bs(&m.body),
         "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL"
     );
-    assert_eq!(m.search, SearchFields::default());
+    assert_eq!(
+        m.search,
+        SearchFields {
+            sort: Some(crate::SortKeys::default()),
+            ..SearchFields::default()
+        }
+    );
 }
 
 #[test]

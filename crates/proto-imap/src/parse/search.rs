@@ -1,5 +1,6 @@
 //! SEARCH — RFC 9051 §6.4.4; rev1 NEW/OLD/RECENT (RFC 3501 §6.4.4); RETURN
-//! options (ESEARCH, RFC 4731 §3.1; SAVE, RFC 5182 §2.1); MODSEQ (RFC 7162 §3.1.5).
+//! options (ESEARCH, RFC 4731 §3.1; SAVE, RFC 5182 §2.1); MODSEQ (RFC 7162 §3.1.5);
+//! OLDER/YOUNGER (WITHIN, RFC 5032 §4).
 
 use std::borrow::Cow;
 
@@ -30,7 +31,19 @@ pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     // Strings in a charset other than UTF-8/US-ASCII are decoded lossily so that
     // the command still parses; the session answers NO [BADCHARSET] for charsets it
     // does not support (RFC 9051 §6.4.4).
-    let lossy = charset.as_deref().is_some_and(|cs| {
+    let criteria = program(c, charset.as_deref())?;
+    Ok(CommandBody::Search {
+        uid,
+        returns,
+        charset,
+        criteria,
+    })
+}
+
+/// `search-key *(SP search-key)` up to the end of the command, strings read in
+/// `charset` (see above).
+pub(super) fn program(c: &mut Cursor<'_>, charset: Option<&str>) -> PResult<SearchKey> {
+    let lossy = charset.is_some_and(|cs| {
         !["UTF-8", "US-ASCII"]
             .iter()
             .any(|u| cs.eq_ignore_ascii_case(u))
@@ -41,17 +54,12 @@ pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
         keys.push(parser.key(c, 0)?);
     }
     c.end()?;
-    Ok(CommandBody::Search {
-        uid,
-        returns,
-        charset,
-        criteria: and(keys),
-    })
+    Ok(and(keys))
 }
 
 /// `"(" [search-return-opt *(SP search-return-opt)] ")"`; `()` means ALL
 /// (RFC 4731 §3.1).
-fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
+pub(super) fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
     c.expect(b'(', "Invalid search return options")?;
     if c.eat(b')') {
         return Ok(vec![SearchReturn::All]);
@@ -194,6 +202,15 @@ impl KeyParser {
                 Uid(c.sequence_set()?)
             }
             "MODSEQ" => ModSeq(modseq(c)?),
+            // RFC 5032 §4: `"OLDER" SP nz-number` / `"YOUNGER" SP nz-number`.
+            "OLDER" => {
+                c.sep("interval")?;
+                Older(c.nz_number("interval")?)
+            }
+            "YOUNGER" => {
+                c.sep("interval")?;
+                Younger(c.nz_number("interval")?)
+            }
             "" => return fail("Invalid search criteria"),
             _ => {
                 return fail(format!(

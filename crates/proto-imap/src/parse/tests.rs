@@ -6,7 +6,7 @@ use crate::types::{
     AppendMessage, CommandBody as B, Date, FetchAttr as F, FetchItems, ListCommand, ListReturn,
     ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, QresyncParams,
     SearchKey as K, SearchReturn, Section, SectionText, SelectParams, SeqNumber, SeqRange,
-    SequenceSet, StatusItem, StoreAction,
+    SequenceSet, SortCriterion, SortKey, StatusItem, StoreAction, ThreadAlgorithm,
 };
 
 // ---- helpers ----------------------------------------------------------------
@@ -1089,6 +1089,97 @@ fn cases() -> Vec<(&'static [u8], B)> {
                 criteria: K::Subject(s("caf\u{fffd}")),
             },
         ),
+        // RFC 5256 §3 examples.
+        (
+            b"SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994",
+            B::Sort {
+                uid: false,
+                returns: None,
+                keys: vec![SortCriterion {
+                    reverse: false,
+                    key: SortKey::Subject,
+                }],
+                charset: s("UTF-8"),
+                criteria: K::Since(date(1994, 2, 1)),
+            },
+        ),
+        (
+            b"UID SORT (REVERSE DATE) UTF-8 UNDELETED UNKEYWORD $Junk",
+            B::Sort {
+                uid: true,
+                returns: None,
+                keys: vec![SortCriterion {
+                    reverse: true,
+                    key: SortKey::Date,
+                }],
+                charset: s("UTF-8"),
+                criteria: K::And(vec![K::Undeleted, K::Unkeyword(s("$Junk"))]),
+            },
+        ),
+        (
+            b"sort (arrival cc date from size subject to displayfrom reverse displayto) \"us-ascii\" all",
+            B::Sort {
+                uid: false,
+                returns: None,
+                keys: [
+                    SortKey::Arrival,
+                    SortKey::Cc,
+                    SortKey::Date,
+                    SortKey::From,
+                    SortKey::Size,
+                    SortKey::Subject,
+                    SortKey::To,
+                    SortKey::DisplayFrom,
+                    SortKey::DisplayTo,
+                ]
+                .into_iter()
+                .map(|key| SortCriterion {
+                    reverse: key == SortKey::DisplayTo,
+                    key,
+                })
+                .collect(),
+                charset: s("us-ascii"),
+                criteria: K::All,
+            },
+        ),
+        // RFC 5267 §3 (ESORT).
+        (
+            b"UID SORT RETURN (MIN MAX) (DATE) UTF-8 UNDELETED",
+            B::Sort {
+                uid: true,
+                returns: Some(vec![SearchReturn::Min, SearchReturn::Max]),
+                keys: vec![SortCriterion {
+                    reverse: false,
+                    key: SortKey::Date,
+                }],
+                charset: s("UTF-8"),
+                criteria: K::Undeleted,
+            },
+        ),
+        (
+            b"THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000",
+            B::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::OrderedSubject,
+                charset: s("UTF-8"),
+                criteria: K::Since(date(2000, 3, 5)),
+            },
+        ),
+        (
+            b"UID THREAD REFERENCES US-ASCII ALL",
+            B::Thread {
+                uid: true,
+                algorithm: ThreadAlgorithm::References,
+                charset: s("US-ASCII"),
+                criteria: K::All,
+            },
+        ),
+        // RFC 5032 §4 (WITHIN).
+        (
+            b"SEARCH UNSEEN YOUNGER 259200",
+            search(K::And(vec![K::Unseen, K::Younger(259_200)])),
+        ),
+        (b"SEARCH OLDER 1", search(K::Older(1))),
     ]
 }
 
@@ -1384,6 +1475,28 @@ const REFUSALS: &[(&[u8], &str)] = &[
         b"SEARCH CHARSET UTF-8 SUBJECT \"\xff\"",
         "Invalid UTF-8 in SUBJECT string",
     ),
+    (b"SORT (FOO) UTF-8 ALL", "Unknown sort key FOO"),
+    (b"SORT () UTF-8 ALL", "Missing sort key"),
+    (
+        b"SORT SUBJECT UTF-8 ALL",
+        "Expected '(' before sort criteria",
+    ),
+    (b"SORT (SUBJECT UTF-8 ALL", "Unknown sort key UTF-8"),
+    (
+        b"SORT (REVERSE) UTF-8 ALL",
+        "Expected space before sort key",
+    ),
+    (b"SORT (SUBJECT) UTF-8", "Missing search criteria"),
+    (b"SORT (SUBJECT)", "Missing charset"),
+    (
+        b"SORT RETURN (FOO) (SUBJECT) UTF-8 ALL",
+        "Unknown search return option FOO",
+    ),
+    (b"THREAD FOO UTF-8 ALL", "Unknown threading algorithm FOO"),
+    (b"THREAD REFERENCES", "Missing charset"),
+    (b"THREAD REFERENCES UTF-8", "Missing search criteria"),
+    (b"SEARCH OLDER 0", "Invalid interval"),
+    (b"SEARCH YOUNGER", "Missing interval"),
 ];
 
 #[test]

@@ -119,6 +119,11 @@ pub trait MailTx: Send {
     /// metadata (and, where the backend keeps them with the metadata, its
     /// bytes) when the blob is new. Given in ascending blob order.
     async fn add_blobs(&mut self, blobs: &[(&PreparedMessage, i64)]) -> StoreResult<()>;
+    /// Rewrites the header search fields (the `search` column, JSON of
+    /// [`SearchFields`] without their text) of existing blobs, given in
+    /// ascending blob order; a blob gone meanwhile is skipped. The model uses it
+    /// to keep the SORT/THREAD keys of rows stored before they existed.
+    async fn set_search_fields(&mut self, rows: &[(BlobId, String)]) -> StoreResult<()>;
     /// Changes reference counts of existing blobs (ascending blob order); a
     /// blob left with none becomes garbage for the backend to collect.
     async fn adjust_blob_refs(&mut self, deltas: &BTreeMap<BlobId, i64>) -> StoreResult<()>;

@@ -23,6 +23,7 @@ mod mailboxes;
 mod messages;
 pub mod names;
 pub mod prepare;
+mod sort_keys;
 
 use std::sync::Arc;
 
@@ -163,6 +164,10 @@ impl<B: MailBackend> MailStore for B {
             .into_iter()
             .map(|f| f.map(Arc::new))
             .collect())
+    }
+
+    async fn sort_fields(&self, blobs: &[BlobId]) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
+        sort_keys::sort_fields(self, blobs).await
     }
 
     async fn read_blob(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {

@@ -293,6 +293,32 @@ impl MailTx for PgTx<'_, '_> {
         Ok(())
     }
 
+    async fn set_search_fields(&mut self, rows: &[(BlobId, String)]) -> StoreResult<()> {
+        let (hashes, jsons): (Vec<&str>, Vec<&str>) =
+            rows.iter().map(|(b, j)| (b.0.as_str(), j.as_str())).unzip();
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        // Lock order point 4: blob rows in ascending hash order.
+        self.tx
+            .execute(
+                "SELECT hash FROM blobs WHERE hash = ANY($1) ORDER BY hash FOR NO KEY UPDATE",
+                &[&hashes],
+            )
+            .await?;
+        self.tx
+            .execute(
+                // A row from before schema version 4 keeps its text in
+                // `parsed` while `search` is NULL: left as it is.
+                "UPDATE blobs SET search = d.j
+                 FROM unnest($1::text[], $2::text[]) AS d(h, j)
+                 WHERE blobs.hash = d.h AND blobs.search IS NOT NULL",
+                &[&hashes, &jsons],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn adjust_blob_refs(&mut self, deltas: &BTreeMap<BlobId, i64>) -> StoreResult<()> {
         let (hashes, counts): (Vec<&str>, Vec<i64>) = deltas
             .iter()

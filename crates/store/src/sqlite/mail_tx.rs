@@ -311,6 +311,16 @@ impl MailTx for SqliteTx<'_> {
         Ok(())
     }
 
+    async fn set_search_fields(&mut self, rows: &[(BlobId, String)]) -> StoreResult<()> {
+        let mut set = self
+            .conn
+            .prepare_cached("UPDATE blobs SET search = ?2 WHERE hash = ?1")?;
+        for (blob, json) in rows {
+            set.execute(params![blob.0, json])?;
+        }
+        Ok(())
+    }
+
     async fn adjust_blob_refs(&mut self, deltas: &BTreeMap<BlobId, i64>) -> StoreResult<()> {
         let mut adjust = self
             .conn

@@ -858,6 +858,59 @@ mod tests {
         assert!(subs.contains(&"INBOX".to_string()), "{subs:?}");
     }
 
+    /// Rows stored before casella kept SORT/THREAD keys get them on first use:
+    /// the header parsed once, the keys written back to the row.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sort_keys_are_filled_in_for_rows_stored_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (_, inbox) = account_with_inbox(&store, "keys@example.org").await;
+        let raw = b"From: Ann <ann@example.org>\r\nSubject: Re: [fwd: old]\r\n\r\nbody\r\n";
+        store
+            .append(
+                inbox.id,
+                crate::NewMessage {
+                    raw: raw.to_vec(),
+                    internal_date: None,
+                    flags: Default::default(),
+                    binary: false,
+                },
+            )
+            .await
+            .unwrap();
+        drop(store);
+        let db = dir.path().join("store.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("UPDATE blobs SET search = json_remove(search, '$.sort');")
+            .unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let blobs = [store.list_messages(inbox.id).await.unwrap()[0].blob.clone()];
+        let stale = store.search_fields(&blobs, false).await.unwrap();
+        assert_eq!(stale[0].as_ref().unwrap().sort, None);
+        let got = store.sort_fields(&blobs).await.unwrap().remove(0).unwrap();
+        let want = casella_mime::parse(raw).search.sort.unwrap();
+        assert_eq!(got.sort.as_ref(), Some(&want));
+        assert_eq!(want.base_subject, "old");
+        assert!(want.subject_is_reply);
+        drop(store);
+        let column: String = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT search FROM blobs", [], |r| r.get(0))
+            .unwrap();
+        assert!(column.contains("\"base_subject\":\"old\""), "{column}");
+        // The text column is untouched.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let text = store
+            .search_fields(&blobs, true)
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert!(text.body_text.contains("body"));
+        assert_eq!(text.sort.as_ref(), Some(&want));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn search_fields_move_out_of_the_structure_on_upgrade_from_version_8() {
         let dir = tempfile::tempdir().unwrap();
