@@ -52,7 +52,7 @@ for target in "${targets[@]}"; do
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     crashes=0
     if [ $status -ne 0 ]; then
-        crashes=$(grep -c -E '^(==[0-9]+== ERROR|thread .* panicked|SUMMARY: libFuzzer)' "$log")
+        crashes=$(grep -c 'Test unit written' "$log")
         [ "$crashes" -eq 0 ] && crashes="exit $status"
         failed=1
     fi

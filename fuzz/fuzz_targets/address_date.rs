@@ -19,7 +19,8 @@ const LAST: i64 = 253_402_300_799;
 
 fn atext(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
 }
 
 fn dot_atom(s: &str) -> bool {
@@ -51,19 +52,30 @@ fuzz_target!(|data: &[u8]| {
         && dot_atom(local)
         && dot_atom(domain)
     {
-        let name: String = data.iter().filter(|b| b.is_ascii_alphanumeric()).map(|&b| char::from(b)).take(20).collect();
+        let name: String = data
+            .iter()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(|&b| char::from(b))
+            .take(20)
+            .collect();
         let written = format!("\"{name}\" <{local}@{domain}>, other@example.org");
         let list = parse_address_list(&written);
         assert_eq!(list.len(), 2, "{written:?}: {list:?}");
         assert_eq!(list[0].mailbox.as_deref(), Some(local));
         assert_eq!(list[0].host.as_deref(), Some(domain));
-        assert_eq!(list[0].name.as_deref(), (!name.is_empty()).then_some(name.as_str()));
+        assert_eq!(
+            list[0].name.as_deref(),
+            (!name.is_empty()).then_some(name.as_str())
+        );
     }
 
     // Dates.
     if let Some((instant, offset)) = parse_rfc5322_date(&text) {
         assert!(offset.abs() < 24 * 3600);
-        assert!((FIRST..=LAST).contains(&instant), "{text:?} gives {instant}");
+        assert!(
+            (FIRST..=LAST).contains(&instant),
+            "{text:?} gives {instant}"
+        );
         let written = format_rfc5322_date(instant);
         assert_eq!(
             parse_rfc5322_date(&written),
@@ -75,7 +87,11 @@ fuzz_target!(|data: &[u8]| {
         let n = i64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
         let instant = FIRST + n.rem_euclid(LAST - FIRST + 1);
         let written = format_rfc5322_date(instant);
-        assert_eq!(parse_rfc5322_date(&written), Some((instant, 0)), "{instant} -> {written:?}");
+        assert_eq!(
+            parse_rfc5322_date(&written),
+            Some((instant, 0)),
+            "{instant} -> {written:?}"
+        );
         let days = n >> 20;
         let (y, m, d) = civil_from_days(days);
         assert!((1..=12).contains(&m) && (1..=31).contains(&d));

@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     let qp = encode_quoted_printable(raw);
     assert!(qp.is_ascii());
     for line in qp.split(|&b| b == b'\n') {
-        assert!(line.strip_suffix(b"\r").unwrap_or(line).len() <= 76, "{qp:?}");
+        assert!(
+            line.strip_suffix(b"\r").unwrap_or(line).len() <= 76,
+            "{qp:?}"
+        );
     }
     assert_eq!(decode_cte("quoted-printable", &qp), Ok(crlf(raw)));
     let b64 = base64::engine::general_purpose::STANDARD.encode(raw);

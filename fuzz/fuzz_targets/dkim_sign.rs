@@ -113,9 +113,9 @@ fn plain_header(message: &[u8]) -> bool {
                     && !l[..l.len() - 1].contains(&b'\r')
                     && (l.starts_with(b" ")
                         || l.starts_with(b"\t")
-                        || l.iter().position(|&b| b == b':').is_some_and(|c| {
-                            c > 0 && l[..c].iter().all(|b| b.is_ascii_graphic())
-                        }))
+                        || l.iter()
+                            .position(|&b| b == b':')
+                            .is_some_and(|c| c > 0 && l[..c].iter().all(|b| b.is_ascii_graphic())))
         })
 }
 

@@ -71,16 +71,28 @@ fuzz_target!(|data: &[u8]| {
     };
     let report = build_dsn("mx.example.org", &entry, &failed, original, 1_800_000_000);
 
-    // Our own text is everything before the original.
-    let marker: &[u8] = b"Content-Description: Undelivered Message";
+    // Our own text is everything before the third part's header.
+    let boundary = {
+        let text = String::from_utf8_lossy(&report[..report.len().min(1024)]).into_owned();
+        let start = text.find("boundary=\"").expect("a boundary") + 10;
+        let end = start + text[start..].find('"').expect("quoted");
+        format!("\r\n--{}\r\n", &text[start..end])
+    };
     let start = report
-        .windows(marker.len())
-        .rposition(|w| w == marker)
-        .expect("the third part");
+        .windows(boundary.len())
+        .enumerate()
+        .filter(|(_, w)| *w == boundary.as_bytes())
+        .nth(2)
+        .expect("the third part")
+        .0;
     let own = &report[..start];
     for line in own.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        assert!(!line.contains(&b'\r'), "a bare CR in {:?}", String::from_utf8_lossy(line));
+        assert!(
+            !line.contains(&b'\r'),
+            "a bare CR in {:?}",
+            String::from_utf8_lossy(line)
+        );
         assert!(
             line.len() <= 998,
             "a line of {} octets: {:?}",
@@ -115,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
             .position(|w| w == b"\r\n\r\n")
             .map_or(original.len(), |i| i + 4)
     };
-    let expected = if flags & 2 == 0 { original } else { &original[..header_end] };
+    let expected = if flags & 2 == 0 {
+        original
+    } else {
+        &original[..header_end]
+    };
     // The part's body ends before the CRLF that precedes its boundary.
     assert!(
         expected.starts_with(body) || body.starts_with(expected),

@@ -63,7 +63,9 @@ fn reference_lines(input: &[u8], max: usize, budget: usize) -> Vec<Line> {
             out.push(Line::Refused);
         } else {
             let line = &raw[..raw.len() - 1];
-            out.push(Line::Whole(line.strip_suffix(b"\r").unwrap_or(line).to_vec()));
+            out.push(Line::Whole(
+                line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
+            ));
         }
     }
 }

@@ -19,7 +19,9 @@ const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccd
 
 fn secret() -> &'static ClusterSecret {
     static S: OnceLock<ClusterSecret> = OnceLock::new();
-    S.get_or_init(|| ClusterSecret::from_bytes(b"fuzzing secret, 32 bytes or more!!").expect("secret"))
+    S.get_or_init(|| {
+        ClusterSecret::from_bytes(b"fuzzing secret, 32 bytes or more!!").expect("secret")
+    })
 }
 
 fn clean(s: &str) -> String {
@@ -35,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     // Any line, either way.
     if let Ok(nonce) = parse_challenge(&text, protocol) {
         assert_eq!(nonce.len(), 64);
-        assert_eq!(parse_challenge(&challenge_line(protocol, &nonce), protocol), Ok(nonce));
+        assert_eq!(
+            parse_challenge(&challenge_line(protocol, &nonce), protocol),
+            Ok(nonce)
+        );
     }
     let _ = verify_proof(secret(), protocol, NONCE, &text);
 
@@ -83,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
     let changed = String::from_utf8_lossy(&bytes);
     if let Ok(who) = verify_proof(secret(), protocol, NONCE, &changed) {
         // Only a change that keeps the signed text (hex digits' case).
-        assert!(changed.eq_ignore_ascii_case(&line), "{line:?} -> {changed:?}");
+        assert!(
+            changed.eq_ignore_ascii_case(&line),
+            "{line:?} -> {changed:?}"
+        );
         assert_eq!(who, expected);
     }
 });

@@ -28,7 +28,11 @@ fn check(reply: &Reply) {
     assert_eq!(once, twice);
     let caps = Capabilities::from_ehlo(reply);
     assert!(caps.esmtp);
-    assert!(caps.auth.iter().all(|m| !m.is_empty() && !m.contains(char::is_whitespace)));
+    assert!(
+        caps.auth
+            .iter()
+            .all(|m| !m.is_empty() && !m.contains(char::is_whitespace))
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -37,17 +37,29 @@ fn upper(key: &SearchKey) -> SearchKey {
 
 fn check(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>, depth: usize) {
     let m = matches(key, msg, scope);
-    assert_eq!(matches(&SearchKey::Not(Box::new(key.clone())), msg, scope), !m);
+    assert_eq!(
+        matches(&SearchKey::Not(Box::new(key.clone())), msg, scope),
+        !m
+    );
     assert!(matches(
-        &SearchKey::Or(Box::new(key.clone()), Box::new(SearchKey::Not(Box::new(key.clone())))),
+        &SearchKey::Or(
+            Box::new(key.clone()),
+            Box::new(SearchKey::Not(Box::new(key.clone())))
+        ),
         msg,
         scope
     ));
-    assert_eq!(matches(&SearchKey::And(vec![key.clone(), key.clone()]), msg, scope), m);
+    assert_eq!(
+        matches(&SearchKey::And(vec![key.clone(), key.clone()]), msg, scope),
+        m
+    );
     assert_eq!(matches(&upper(key), msg, scope), m, "{key:?}");
     if let Some(fields) = msg.fields {
         if !needs_parsed(key) {
-            let without = SearchInput { fields: None, ..*msg };
+            let without = SearchInput {
+                fields: None,
+                ..*msg
+            };
             assert_eq!(matches(key, &without, scope), m, "{key:?}");
         }
         if !needs_text(key) {
@@ -107,9 +119,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let parsed = casella_mime::parse(message);
     let mut flags = FlagSet::new();
-    for (bit, flag) in [Flag::Seen, Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Draft]
-        .into_iter()
-        .enumerate()
+    for (bit, flag) in [
+        Flag::Seen,
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Draft,
+    ]
+    .into_iter()
+    .enumerate()
     {
         if bits & (1 << bit) != 0 {
             flags.insert(flag);

@@ -4,9 +4,10 @@
 //!
 //! The driver's commands and refusals must be exactly those of a simple
 //! reference reader (below), which reads the whole input at once: so no byte
-//! is lost or invented, every limit is applied where it should be, and a
-//! pre-login command holds at least its bytes from the budget while it is
-//! handled, and nothing once the session is over.
+//! is lost or invented, every limit is applied where it should be, a
+//! pre-login command holds from the budget exactly what was read for it (its
+//! lines as sent and its literals) while it is handled, and nothing is held
+//! once the session is over.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -23,7 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
-    Command(Vec<u8>),
+    /// A command, and the budget it held while handled: before login, every
+    /// line as it came (line end included) and every literal.
+    Command(Vec<u8>, usize),
     Refused(Kind, bool),
 }
 
@@ -59,7 +62,11 @@ impl SessionHandler for Recorder {
     }
 
     fn limits(&self) -> CommandLimits {
-        if self.logged_in { self.after } else { self.before }
+        if self.logged_in {
+            self.after
+        } else {
+            self.before
+        }
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -96,21 +103,16 @@ impl SessionHandler for Recorder {
         "BYE"
     }
 
-    async fn handle<S: SessionStream>(&mut self, command: Vec<u8>, _conn: &mut Connection<S>) -> Next {
-        if !self.logged_in {
-            // The command's lines and literals are held from the budget
-            // until it is answered.
-            assert!(
-                self.budget.used() >= command.len(),
-                "{} bytes held for a command of {}",
-                self.budget.used(),
-                command.len()
-            );
-        }
+    async fn handle<S: SessionStream>(
+        &mut self,
+        command: Vec<u8>,
+        _conn: &mut Connection<S>,
+    ) -> Next {
+        let held = self.budget.used();
         if command == b"a LOGIN" {
             self.logged_in = true;
         }
-        self.events.push(Event::Command(command));
+        self.events.push(Event::Command(command, held));
         self.out.line("OK");
         Next::Continue
     }
@@ -162,7 +164,7 @@ fn reference(
             command.extend_from_slice(line);
             let Some(literal) = literal_at_end(line) else {
                 logged_in |= command == b"a LOGIN";
-                out.push(Expect::Exactly(Event::Command(command)));
+                out.push(Expect::Exactly(Event::Command(command, used)));
                 continue 'commands;
             };
             let ending = literal.non_sync;

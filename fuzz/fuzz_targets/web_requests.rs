@@ -16,8 +16,8 @@
 use std::sync::OnceLock;
 
 use casella_web::fuzzing::{
-    HeaderMap, component, cookie, decode_form, esc, field, from_cookie_header, pox_email, refuse_form,
-    same_token,
+    HeaderMap, component, cookie, decode_form, esc, field, from_cookie_header, pox_email,
+    refuse_form, same_token,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -31,9 +31,12 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fn no_markup(s: &str) -> bool {
-    !s.contains(['<', '>', '"', '\'']) && s.split('&').skip(1).all(|e| {
-        ["amp;", "lt;", "gt;", "quot;", "#39;"].iter().any(|x| e.starts_with(x))
-    })
+    !s.contains(['<', '>', '"', '\''])
+        && s.split('&').skip(1).all(|e| {
+            ["amp;", "lt;", "gt;", "quot;", "#39;"]
+                .iter()
+                .any(|x| e.starts_with(x))
+        })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -76,5 +79,8 @@ fuzz_target!(|data: &[u8]| {
     let id: String = token.chars().filter(char::is_ascii_alphanumeric).collect();
     let set = cookie(&id, true);
     let pair = set.split(';').next().expect("name=value");
-    assert_eq!(from_cookie_header(pair), (!id.is_empty()).then_some(id.as_str()));
+    assert_eq!(
+        from_cookie_header(pair),
+        (!id.is_empty()).then_some(id.as_str())
+    );
 });

@@ -43,9 +43,7 @@ pub fn mail_params(
             // RFC 1870 §6: a declared size over the limit is refused at once.
             ("SIZE", Some(v)) => match v.parse::<u64>() {
                 Ok(n) if n > max_size as u64 => {
-                    return Err(
-                        "552 5.3.4 Message size exceeds fixed maximum message size".into(),
-                    );
+                    return Err("552 5.3.4 Message size exceeds fixed maximum message size".into());
                 }
                 Ok(_) => {}
                 Err(_) => return Err("501 5.5.4 Invalid SIZE parameter".into()),
@@ -108,7 +106,11 @@ mod tests {
     #[test]
     fn mail() {
         let ok = mail_params(
-            &p(&[("SIZE", Some("10")), ("RET", Some("hdrs")), ("SMTPUTF8", None)]),
+            &p(&[
+                ("SIZE", Some("10")),
+                ("RET", Some("hdrs")),
+                ("SMTPUTF8", None),
+            ]),
             Mode::Submission,
             true,
             100,
@@ -124,7 +126,10 @@ mod tests {
         let size = mail_params(&p(&[("SIZE", Some("101"))]), Mode::Smtp, true, 100);
         assert!(size.unwrap_err().starts_with("552 "));
         let ret = mail_params(&p(&[("RET", Some("FULL"))]), Mode::Smtp, true, 100);
-        assert!(ret.unwrap_err().starts_with("555 "), "no DSN on inbound SMTP");
+        assert!(
+            ret.unwrap_err().starts_with("555 "),
+            "no DSN on inbound SMTP"
+        );
         let helo = mail_params(&p(&[("X", None)]), Mode::Smtp, false, 100);
         assert_eq!(helo.unwrap_err(), "555 5.5.4 Parameters need EHLO");
     }
@@ -132,7 +137,10 @@ mod tests {
     #[test]
     fn rcpt() {
         let ok = rcpt_params(
-            &p(&[("NOTIFY", Some("failure,delay")), ("ORCPT", Some("rfc822;a+2Bb@c"))]),
+            &p(&[
+                ("NOTIFY", Some("failure,delay")),
+                ("ORCPT", Some("rfc822;a+2Bb@c")),
+            ]),
             Mode::Submission,
         );
         assert_eq!(ok.unwrap().notify.as_deref(), Some("FAILURE,DELAY"));
