@@ -6,10 +6,10 @@
 
 use std::sync::OnceLock;
 
+use casella_directory::Protocol;
 use casella_directory::oauth::{OAuthConfig, TokenValidator, parse_client_message};
 use casella_directory::sasl::{self, PasswordExchange, Step};
 use casella_directory::scram::{self, ChannelBindings, ServerExchange};
-use casella_directory::Protocol;
 use libfuzzer_sys::fuzz_target;
 
 fn secret() -> &'static casella_store::ScramSecret {
@@ -51,14 +51,23 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             // A PLAIN or LOGIN exchange fed the input's NUL-separated pieces.
-            let mechanism = if rest.first().is_some_and(|b| b & 1 == 1) { "LOGIN" } else { "PLAIN" };
+            let mechanism = if rest.first().is_some_and(|b| b & 1 == 1) {
+                "LOGIN"
+            } else {
+                "PLAIN"
+            };
             let mut answers = rest.split(|&b| b == b'\n');
             let initial = answers.next().filter(|a| !a.is_empty()).map(<[u8]>::to_vec);
             let (mut exchange, mut step) = PasswordExchange::start(mechanism, initial);
             for _ in 0..4 {
                 match step {
                     Step::Challenge(_) => {
-                        step = exchange.respond(answers.next().map(<[u8]>::to_vec).ok_or(sasl::SaslError::Cancelled));
+                        step = exchange.respond(
+                            answers
+                                .next()
+                                .map(<[u8]>::to_vec)
+                                .ok_or(sasl::SaslError::Cancelled),
+                        );
                     }
                     Step::Done(_) => break,
                 }

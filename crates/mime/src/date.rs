@@ -34,8 +34,18 @@ pub fn parse_rfc5322_date(s: &str) -> Option<(i64, i32)> {
 
     let days = days_from_civil(year, month, day);
     let local = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
-    Some((local - i64::from(offset), offset))
+    let instant = local - i64::from(offset);
+    // An instant outside years 1–9999 in UTC cannot be written back as a
+    // date (a four-digit year), so it is not one.
+    (FIRST_INSTANT..=LAST_INSTANT)
+        .contains(&instant)
+        .then_some((instant, offset))
 }
+
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the instants a date with a
+/// four-digit year can name in UTC.
+const FIRST_INSTANT: i64 = -62_135_596_800;
+const LAST_INSTANT: i64 = 253_402_300_799;
 
 type Fields<'a> = (i64, u32, u32, &'a str, Option<&'a str>);
 
@@ -207,6 +217,9 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// `Tue, 24 Nov 2026 12:05:00 +0000` — RFC 5322 §3.3 — for a Unix time, in UTC.
+/// The year has four digits at least (`0999`): §3.3's `4*DIGIT`, and what
+/// [`parse_rfc5322_date`] reads back as the same year (three digits would be
+/// the obsolete form, read as 1900 more).
 pub fn format_rfc5322_date(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
@@ -216,7 +229,7 @@ pub fn format_rfc5322_date(unix: i64) -> String {
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        "{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
         DAYS[days.rem_euclid(7) as usize],
         d,
         MONTHS[(m - 1) as usize],
@@ -401,5 +414,39 @@ mod calendar_tests {
             format_rfc5322_date(951_782_400),
             "Tue, 29 Feb 2000 00:00:00 +0000"
         );
+    }
+}
+
+#[cfg(test)]
+mod round_trip_tests {
+    use super::*;
+
+    /// Found by the `address_date` fuzz target (issue 24): a parsed date,
+    /// formatted and parsed again, must give the same instant.
+    #[test]
+    fn early_years_and_the_calendar_edges_round_trip() {
+        for date in [
+            "1 Jan 0999 00:00:00 +0000",
+            "31 Dec 0049 23:59:59 +0000",
+            "15 Jun 0001 12:00:00 +0000",
+            "31 Dec 9999 23:59:59 +0000",
+        ] {
+            let (instant, _) = parse_rfc5322_date(date).expect(date);
+            let written = format_rfc5322_date(instant);
+            assert_eq!(
+                parse_rfc5322_date(&written),
+                Some((instant, 0)),
+                "{date} -> {written}"
+            );
+        }
+        let written = format_rfc5322_date(parse_rfc5322_date("1 Jan 0999 00:00 +0000").unwrap().0);
+        assert!(
+            written.ends_with(", 1 Jan 0999 00:00:00 +0000"),
+            "RFC 5322 §3.3: a year has at least four digits: {written}"
+        );
+        // A zone that moves the instant out of years 1–9999: not a date
+        // that can be written back.
+        assert_eq!(parse_rfc5322_date("1 Jan 0001 00:30:00 +0100"), None);
+        assert_eq!(parse_rfc5322_date("31 Dec 9999 23:30:00 -0100"), None);
     }
 }

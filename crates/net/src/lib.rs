@@ -38,3 +38,9 @@ pub use sessions::{EndReason, LiveSessions, Registration, SessionInfo};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::{ClientStream, MaybeTls, Stream};
 pub use tls::{TlsError, TlsSetup, load_or_create_tls, server_certificate};
+
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::line::read_line_admitted;
+}

@@ -168,7 +168,9 @@ fn body<'r>(raw: &'r [u8], p: &BodyPart) -> &'r [u8] {
 /// `.NOT` keeps them — what Dovecot's header filter does.
 fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut keep = false;
+    // Continuation lines before the first field belong to no field: like
+    // lines without a colon, only `.NOT` keeps them.
+    let mut keep = not;
     let mut pos = 0;
     while pos < header.len() {
         let next = header[pos..]
@@ -485,6 +487,19 @@ Content-Disposition: attachment\r\n\
             get(PLAIN, &[], fields(true, &["x-note", "subject", "from"])),
             "To: mooch@owatagu.siam.edu.example\r\n\r\n"
         );
+    }
+
+    /// Found by the `body_sections` fuzz target (issue 24): a header that
+    /// starts with a continuation line belongs to no field; like a line
+    /// without a colon it is in `.NOT` only, so the two answers still hold
+    /// every line of the header between them.
+    #[test]
+    fn a_leading_continuation_line_is_kept_by_not_only() {
+        let raw = b" stray\r\nSubject: x\r\n\r\nbody";
+        let header = &raw[..raw.len() - 4];
+        let names = ["Subject".to_string()];
+        assert_eq!(header_fields(header, &names, false), b"Subject: x\r\n\r\n");
+        assert_eq!(header_fields(header, &names, true), b" stray\r\n\r\n");
     }
 
     #[test]

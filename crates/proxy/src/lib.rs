@@ -48,3 +48,9 @@ pub use proof::{Handover, ProofError, challenge_line, new_nonce, proof_line, ver
 pub use relay::relay;
 pub use secret::{ClusterSecret, SecretError};
 pub use session::drive_then_relay;
+
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::proof::parse_challenge;
+}

@@ -91,7 +91,7 @@ pub fn challenge_line(protocol: &str, nonce: &str) -> String {
 }
 
 /// Reads the back end's challenge; the nonce, when it is for `protocol`.
-pub(crate) fn parse_challenge(line: &str, protocol: &str) -> Result<String, ProofError> {
+pub fn parse_challenge(line: &str, protocol: &str) -> Result<String, ProofError> {
     let mut words = line.split(' ');
     if words.next() != Some(CHALLENGE) {
         return Err(ProofError::Malformed("not a challenge"));

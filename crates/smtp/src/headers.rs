@@ -46,7 +46,7 @@ fn has_field(message: &[u8], name: &str) -> bool {
 }
 
 /// The addresses in the From: header(s); `None` when there is no From:.
-pub(crate) fn from_addresses(message: &[u8]) -> Option<Vec<String>> {
+pub fn from_addresses(message: &[u8]) -> Option<Vec<String>> {
     let froms: Vec<String> = fields(message)
         .into_iter()
         .filter(|(n, _)| n == "from")
@@ -68,11 +68,11 @@ pub(crate) fn from_addresses(message: &[u8]) -> Option<Vec<String>> {
 
 /// RFC 5322 §2.1.1 (and RFC 5321 §4.5.3.1.6): a line holds at most 998
 /// characters before its CRLF.
-pub(crate) const MAX_LINE: usize = 998;
+pub const MAX_LINE: usize = 998;
 
 /// The number (from 1) of the first line, header or body, longer than
 /// [`MAX_LINE`] without its line end; `None` when every line fits.
-pub(crate) fn first_long_line(message: &[u8]) -> Option<usize> {
+pub fn first_long_line(message: &[u8]) -> Option<usize> {
     message
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
@@ -88,7 +88,7 @@ pub(crate) fn prepend(header: &str, body: Vec<u8>) -> Vec<u8> {
 }
 
 /// Adds Date: and Message-ID: when missing (RFC 6409 §8.2, §8.3).
-pub(crate) fn complete_for_submission(body: Vec<u8>, hostname: &str) -> Vec<u8> {
+pub fn complete_for_submission(body: Vec<u8>, hostname: &str) -> Vec<u8> {
     let mut add = String::new();
     if !has_field(&body, "date") {
         add.push_str(&format!("Date: {}\r\n", rfc5322_date(now_unix())));

@@ -18,6 +18,7 @@ mod data;
 mod handler;
 mod headers;
 mod limits;
+mod params;
 mod session;
 mod time;
 mod transaction;
@@ -40,6 +41,14 @@ use tokio_rustls::TlsAcceptor;
 pub use command::{Command, ParseError, parse as parse_command};
 pub use limits::RateLimiter;
 pub use time::rfc5322_date;
+
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::data::{DataOutcome, read_data};
+    pub use crate::headers::{MAX_LINE, complete_for_submission, first_long_line, from_addresses};
+    pub use crate::params::{MailParams, RcptParams, mail_params, rcpt_params};
+}
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

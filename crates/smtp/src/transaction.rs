@@ -14,6 +14,7 @@ use crate::Mode;
 use crate::command::Params;
 use crate::data::{DataOutcome, read_data};
 use crate::headers;
+use crate::params::{MailParams, RcptParams};
 use crate::session::{Session, queue_id};
 
 /// The transaction being built by MAIL, RCPT and BDAT.
@@ -68,48 +69,23 @@ impl Session {
             self.reply("530 5.7.0 Authentication required");
             return;
         }
-        let mut ret = None;
-        let mut envid = None;
-        let mut smtputf8 = false;
-        for (name, value) in &params {
-            match (name.as_str(), value.as_deref()) {
-                // RFC 1870 §6: a declared size over the limit is refused at once.
-                ("SIZE", Some(v)) => match v.parse::<u64>() {
-                    Ok(n) if n > self.config.max_message_size as u64 => {
-                        self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        self.reply("501 5.5.4 Invalid SIZE parameter");
-                        return;
-                    }
-                },
-                ("BODY", Some(v))
-                    if v.eq_ignore_ascii_case("8BITMIME")
-                        || v.eq_ignore_ascii_case("7BIT")
-                        || v.eq_ignore_ascii_case("BINARYMIME") => {}
-                ("SMTPUTF8", None) => smtputf8 = true,
-                // RFC 4954 §5: the AUTH parameter is accepted and not trusted.
-                ("AUTH", Some(_)) if self.mode == Mode::Submission => {}
-                ("RET", Some(v)) if self.mode == Mode::Submission => {
-                    if !v.eq_ignore_ascii_case("FULL") && !v.eq_ignore_ascii_case("HDRS") {
-                        self.reply("501 5.5.4 RET must be FULL or HDRS");
-                        return;
-                    }
-                    ret = Some(v.to_ascii_uppercase());
-                }
-                ("ENVID", Some(v)) if self.mode == Mode::Submission => envid = Some(v.to_string()),
-                _ if !self.esmtp => {
-                    self.reply("555 5.5.4 Parameters need EHLO");
-                    return;
-                }
-                _ => {
-                    self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
-                    return;
-                }
+        let accepted = crate::params::mail_params(
+            &params,
+            self.mode,
+            self.esmtp,
+            self.config.max_message_size,
+        );
+        let MailParams {
+            ret,
+            envid,
+            smtputf8,
+        } = match accepted {
+            Ok(p) => p,
+            Err(reply) => {
+                self.reply(&reply);
+                return;
             }
-        }
+        };
         if !from.is_empty() && !from.contains('@') {
             self.reply("553 5.1.7 The sender address must be a full address or <>");
             return;
@@ -148,29 +124,13 @@ impl Session {
             self.reply("503 5.5.1 Send MAIL first");
             return;
         };
-        let mut notify = None;
-        let mut orcpt = None;
-        for (name, value) in &params {
-            match (name.as_str(), value.as_deref()) {
-                // RFC 3461 §4.1, §4.2 (submission offers DSN).
-                ("NOTIFY", Some(v)) if self.mode == Mode::Submission => {
-                    let v = v.to_ascii_uppercase();
-                    let ok = v == "NEVER"
-                        || v.split(',')
-                            .all(|p| matches!(p, "SUCCESS" | "FAILURE" | "DELAY"));
-                    if !ok {
-                        self.reply("501 5.5.4 Invalid NOTIFY parameter");
-                        return;
-                    }
-                    notify = Some(v);
-                }
-                ("ORCPT", Some(v)) if self.mode == Mode::Submission => orcpt = Some(v.to_string()),
-                _ => {
-                    self.reply(&format!("555 5.5.4 Unsupported parameter {name}"));
-                    return;
-                }
+        let RcptParams { notify, orcpt } = match crate::params::rcpt_params(&params, self.mode) {
+            Ok(p) => p,
+            Err(reply) => {
+                self.reply(&reply);
+                return;
             }
-        }
+        };
         if envelope.recipients() >= self.config.max_recipients {
             self.reply("452 4.5.3 Too many recipients");
             return;

@@ -294,7 +294,7 @@ async fn thunderbird(
 }
 
 /// The address in a POX request: `<EMailAddress>…</EMailAddress>`.
-fn pox_email(body: &str) -> Option<String> {
+pub fn pox_email(body: &str) -> Option<String> {
     let start = body.find("<EMailAddress>")? + "<EMailAddress>".len();
     let end = body[start..].find("</EMailAddress>")? + start;
     let email = body[start..end].trim();

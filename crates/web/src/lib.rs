@@ -21,6 +21,34 @@ pub mod signout;
 pub mod tokens;
 mod urls;
 
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`):
+/// the request parsers the handlers use, one by one.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::autoconfig::pox_email;
+    pub use crate::html::esc;
+    pub use crate::pages::{field, refuse_form};
+    pub use crate::session::{cookie, from_cookie_header, same_token};
+    pub use crate::urls::component;
+    pub use axum::http::HeaderMap;
+
+    /// A form body as the handlers get it (axum's `Form` extractor on a
+    /// POST of `application/x-www-form-urlencoded`); `None` when refused.
+    pub async fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+        use axum::extract::{Form, FromRequest};
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body.to_vec()))
+            .ok()?;
+        let Form(form) = Form::<Vec<(String, String)>>::from_request(request, &())
+            .await
+            .ok()?;
+        Some(form)
+    }
+}
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
