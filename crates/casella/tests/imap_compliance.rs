@@ -504,15 +504,7 @@ fn append_with_literals(
     command.push_str(rest);
     command.push_str("\r\n");
     c.send(command.as_bytes());
-    let mut lines = Vec::new();
-    loop {
-        let l = c.line();
-        let done = l.starts_with(&format!("{tag} "));
-        lines.push(l);
-        if done {
-            return lines;
-        }
-    }
+    c.until_tagged(tag)
 }
 
 /// The bytes of `BODY.PEEK[]` of UID `uid` in the selected mailbox.
@@ -606,20 +598,6 @@ fn catenate_puts_messages_together_from_text_and_urls() {
 
 // ---- NOTIFY (RFC 5465) ----
 
-/// Reads lines until one starts with `prefix` (unsolicited responses arrive
-/// without a command); returns the lines read.
-fn until(c: &mut LineClient, prefix: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let l = c.line();
-        let done = l.starts_with(prefix);
-        lines.push(l);
-        if done {
-            return lines;
-        }
-    }
-}
-
 #[test]
 fn notify_tells_of_changes_between_commands() {
     let s = server();
@@ -667,7 +645,7 @@ fn notify_tells_of_changes_between_commands() {
     );
     // No command from this client from here on: everything comes unasked.
     s.deliver(USER, b"Subject: new\r\n\r\nnew\r\n");
-    let r = until(&mut c, "* 1 FETCH");
+    let r = c.until_prefix("* 1 FETCH");
     assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
     assert!(
         r.last().unwrap().starts_with("* 1 FETCH (UID 1 FLAGS ("),
@@ -679,35 +657,35 @@ fn notify_tells_of_changes_between_commands() {
         "Lists {}",
         &["Subject: two\r\n\r\ntwo\r\n"],
     );
-    let r = until(&mut c, "* STATUS Lists");
+    let r = c.until_prefix("* STATUS Lists");
     assert_eq!(r.last().unwrap(), "* STATUS Lists (MESSAGES 2 UIDNEXT 3)");
     other.imap("o2", "CREATE Fresh");
     assert_eq!(
-        until(&mut c, "* LIST").last().unwrap(),
+        c.until_prefix("* LIST").last().unwrap(),
         "* LIST () \"/\" Fresh"
     );
     other.imap("o3", "RENAME Fresh Fresher");
     assert_eq!(
-        until(&mut c, "* LIST").last().unwrap(),
+        c.until_prefix("* LIST").last().unwrap(),
         "* LIST () \"/\" Fresher (\"OLDNAME\" (Fresh))"
     );
     other.imap("o4", "SUBSCRIBE Fresher");
     assert_eq!(
-        until(&mut c, "* LIST").last().unwrap(),
+        c.until_prefix("* LIST").last().unwrap(),
         "* LIST (\\Subscribed) \"/\" Fresher"
     );
     other.imap("o5", "DELETE Fresher");
     assert_eq!(
-        until(&mut c, "* LIST").last().unwrap(),
+        c.until_prefix("* LIST").last().unwrap(),
         "* LIST (\\NonExistent) \"/\" Fresher"
     );
     other.imap("o6", "SELECT INBOX");
     other.imap("o7", "STORE 1 +FLAGS (\\Flagged)");
-    let r = until(&mut c, "* 1 FETCH");
+    let r = c.until_prefix("* 1 FETCH");
     assert!(r.last().unwrap().contains("\\Flagged"), "{r:?}");
     other.imap("o8", "STORE 1 +FLAGS (\\Deleted)");
     other.imap("o9", "EXPUNGE");
-    until(&mut c, "* 1 EXPUNGE");
+    c.until_prefix("* 1 EXPUNGE");
     // NOTIFY NONE: back to being told at commands only.
     assert_eq!(c.imap("9", "NOTIFY NONE"), ["9 OK NOTIFY completed"]);
     append_with_literals(

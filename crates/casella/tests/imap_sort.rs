@@ -24,25 +24,12 @@ fn server() -> TestServer {
 }
 
 fn login(s: &TestServer) -> LineClient {
-    let mut c = LineClient::connect_tls(s.addr("imaps"), &s.cert_path());
-    c.expect("* OK");
-    c.send_line(&format!("l LOGIN {USER} \"{PASS}\""));
-    c.expect_tagged("l OK");
-    c
+    s.imap_login(USER, PASS)
 }
 
 /// Sends `command` with its tag; every line up to the tagged reply.
 fn cmd(c: &mut LineClient, tag: &str, command: &str) -> Vec<String> {
-    c.send_line(&format!("{tag} {command}"));
-    let mut lines = Vec::new();
-    loop {
-        let l = c.line();
-        let done = l.starts_with(&format!("{tag} "));
-        lines.push(l);
-        if done {
-            return lines;
-        }
-    }
+    c.imap(tag, command)
 }
 
 /// The exact lines of one exchange.

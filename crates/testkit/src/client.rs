@@ -205,10 +205,21 @@ impl LineClient {
     /// including the tagged reply.
     pub fn imap(&mut self, tag: &str, command: &str) -> Vec<String> {
         self.send_line(&format!("{tag} {command}"));
+        self.until_tagged(tag)
+    }
+
+    /// Every line up to and including the IMAP reply tagged `tag`.
+    pub fn until_tagged(&mut self, tag: &str) -> Vec<String> {
+        self.until_prefix(&format!("{tag} "))
+    }
+
+    /// Every line up to and including the first that starts with `prefix`
+    /// (for untagged responses a server sends unasked, too).
+    pub fn until_prefix(&mut self, prefix: &str) -> Vec<String> {
         let mut lines = Vec::new();
         loop {
             let l = self.line();
-            let done = l.starts_with(&format!("{tag} "));
+            let done = l.starts_with(prefix);
             lines.push(l);
             if done {
                 return lines;

@@ -124,41 +124,10 @@ impl Session {
                     saved.dedup();
                     self.saved_search = saved;
                 }
-                let shown: Vec<&SearchReturn> =
-                    opts.iter().filter(|o| **o != SearchReturn::Save).collect();
-                if !shown.is_empty() {
-                    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-                    if uid {
-                        line.push_str(" UID");
-                    }
-                    for o in shown {
-                        match o {
-                            SearchReturn::Min => {
-                                if let Some(n) = numbers.first() {
-                                    line.push_str(&format!(" MIN {n}"));
-                                }
-                            }
-                            SearchReturn::Max => {
-                                if let Some(n) = numbers.last() {
-                                    line.push_str(&format!(" MAX {n}"));
-                                }
-                            }
-                            SearchReturn::Count => {
-                                line.push_str(&format!(" COUNT {}", numbers.len()))
-                            }
-                            SearchReturn::All => {
-                                if !numbers.is_empty() {
-                                    let set: Vec<Uid> = numbers.iter().map(|&n| Uid(n)).collect();
-                                    line.push_str(&format!(" ALL {}", super::uid_set(&set)));
-                                }
-                            }
-                            SearchReturn::Save => {}
-                        }
-                    }
-                    // RFC 7162 §3.1.5 with RFC 4731: MODSEQ after the results.
-                    if let Some(m) = highest_returned {
-                        line.push_str(&format!(" MODSEQ {m}"));
-                    }
+                // RFC 7162 §3.1.5 with RFC 4731: MODSEQ after the results.
+                if let Some(line) =
+                    super::sort::esearch_line(tag, uid, &opts, &numbers, highest_returned)
+                {
                     self.line(&line);
                 }
             }

@@ -163,7 +163,7 @@ impl Session {
                 if opts.contains(&SearchReturn::Save) {
                     self.save_sorted(&opts, &order);
                 }
-                let line = esort_line(tag, uid, &opts, &numbers, highest);
+                let line = esearch_line(tag, uid, &opts, &numbers, highest);
                 if let Some(line) = line {
                     self.line(&line);
                 }
@@ -239,11 +239,11 @@ impl Session {
     }
 }
 
-/// The ESEARCH answer to SORT RETURN (RFC 5267 §3): MIN and MAX are the first
-/// and last message in sort order, ALL the messages in sort order as a
-/// sequence set (ascending runs joined, order kept). `None` when only SAVE
-/// was asked for.
-fn esort_line(
+/// The ESEARCH answer to SEARCH RETURN (RFC 4731) and SORT RETURN (RFC 5267
+/// §3): MIN and MAX are the first and last message in `numbers`' order (for
+/// SORT, sort order), ALL the messages as a sequence set (ascending runs
+/// joined, order kept). `None` when only SAVE was asked for.
+pub(crate) fn esearch_line(
     tag: &str,
     uid: bool,
     opts: &[SearchReturn],
@@ -295,17 +295,17 @@ mod tests {
         use SearchReturn as R;
         let n = [5, 3, 4, 2, 1];
         assert_eq!(
-            esort_line("t", false, &[R::Min, R::Max, R::Count, R::All], &n, None).as_deref(),
+            esearch_line("t", false, &[R::Min, R::Max, R::Count, R::All], &n, None).as_deref(),
             Some("* ESEARCH (TAG \"t\") MIN 5 MAX 1 COUNT 5 ALL 5,3:4,2,1")
         );
         assert_eq!(
-            esort_line("t", true, &[R::Count], &[], None).as_deref(),
+            esearch_line("t", true, &[R::Count], &[], None).as_deref(),
             Some("* ESEARCH (TAG \"t\") UID COUNT 0")
         );
         assert_eq!(
-            esort_line("t", false, &[R::Min, R::All], &[], None).as_deref(),
+            esearch_line("t", false, &[R::Min, R::All], &[], None).as_deref(),
             Some("* ESEARCH (TAG \"t\")")
         );
-        assert_eq!(esort_line("t", false, &[R::Save], &n, None), None);
+        assert_eq!(esearch_line("t", false, &[R::Save], &n, None), None);
     }
 }
