@@ -195,6 +195,11 @@ fn path_and_params(s: &str) -> Result<(String, Params), ParseError> {
     if path.contains(char::is_whitespace) && !path.contains('"') {
         return Err(ParseError::Syntax("Addresses may not contain spaces"));
     }
+    // Angle brackets outside a quoted local part: a malformed path (`1<a@b>`,
+    // `<a>b>`), not an address.
+    if !path.contains('"') && path.contains(['<', '>']) {
+        return Err(ParseError::Syntax("Malformed address"));
+    }
     let mut params = Vec::new();
     for p in rest.split_whitespace() {
         match p.split_once('=') {
@@ -262,6 +267,11 @@ mod tests {
             })
         );
         assert!(parse(b"RCPT TO:<>").is_err());
+        // Found by the submission_checks fuzz target (issue 24): a bare path
+        // with angle brackets inside was taken whole as the address.
+        assert!(parse(b"MAIL FROM:1<alice@example.org> SIZE=1").is_err());
+        assert!(parse(b"RCPT TO:bob>@example.org").is_err());
+        assert!(parse(b"RCPT TO:<<bob@example.org>>").is_err());
         assert!(parse(b"MAIL FROM:<a@b").is_err());
         assert!(parse(b"EHLO").is_err());
         assert_eq!(parse(b"FOO"), Err(ParseError::Unknown));
