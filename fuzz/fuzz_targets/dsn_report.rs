@@ -73,7 +73,11 @@ fuzz_target!(|data: &[u8]| {
 
     // Our own text is everything before the third part's header.
     let boundary = {
-        let text = String::from_utf8_lossy(&report[..report.len().min(1024)]).into_owned();
+        let header_end = report
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header");
+        let text = String::from_utf8_lossy(&report[..header_end]).into_owned();
         let start = text.find("boundary=\"").expect("a boundary") + 10;
         let end = start + text[start..].find('"').expect("quoted");
         format!("\r\n--{}\r\n", &text[start..end])

@@ -72,17 +72,23 @@ pub fn xtext_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Removes what may not appear inside a header field body.
+/// Removes what may not appear inside a header field body, and cuts what is
+/// longer than `max` octets (at a character boundary, "..." added): the lines
+/// of the report stay within RFC 5322's 998 octets whatever the script.
 fn one_line(s: &str, max: usize) -> String {
     let s: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let s = s.trim();
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
+    if s.len() <= max {
+        return s.to_string();
     }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 /// The header section of a message, up to and including the blank line.
@@ -180,13 +186,15 @@ pub fn build_dsn(
          be delivered to one or more recipients. It's attached below.\r\n\r\n",
     );
     for r in failed {
+        // One line with the address (500 octets at most): the reply is cut
+        // shorter here than in its Diagnostic-Code.
         let why = match (&r.reply, r.expired) {
             (Some(reply), true) => format!(
                 "delivery time expired; the last attempt said: {}",
-                one_line(reply, 900)
+                one_line(reply, 400)
             ),
             (None, true) => "delivery time expired".to_string(),
-            (Some(reply), false) => format!("the mail system said: {}", one_line(reply, 900)),
+            (Some(reply), false) => format!("the mail system said: {}", one_line(reply, 400)),
             (None, false) => "delivery failed".to_string(),
         };
         m.push_str(&format!("<{}>: {why}\r\n\r\n", one_line(&r.address, 500)));
@@ -315,6 +323,28 @@ mod tests {
 
     const ORIGINAL: &[u8] =
         b"From: alice@example.org\r\nTo: bob@remote.example\r\nSubject: hi\r\n\r\nsecret body\r\n";
+
+    /// Found by the dsn_report fuzz target (issue 24): text cut to a number
+    /// of characters made lines of 2,000 octets and more from UTF-8
+    /// addresses and replies; RFC 5322 §2.1.1 allows 998.
+    #[test]
+    fn lines_stay_within_998_octets_whatever_the_script() {
+        let mut e = entry(Some("HDRS"));
+        e.sender = "é".repeat(600) + "@example.org";
+        e.envid = Some("€".repeat(300));
+        let failed = [FailedRecipient {
+            address: "ü".repeat(600) + "@remote.example",
+            orcpt: Some(format!("utf-8;{}", "ö".repeat(600))),
+            reply: Some(format!("550 5.1.1 {}", "€".repeat(1000))),
+            expired: true,
+        }];
+        let report = build_dsn("mx.example.org", &e, &failed, ORIGINAL, 1_700_000_000);
+        for line in report.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            assert!(line.len() <= 998, "{} octets", line.len());
+            assert!(std::str::from_utf8(line).is_ok(), "cut inside a character");
+        }
+    }
 
     #[test]
     fn notify_rules() {

@@ -192,9 +192,7 @@ fn path_and_params(s: &str) -> Result<(String, Params), ParseError> {
         Some(i) if path.starts_with('@') => &path[i + 1..],
         _ => path,
     };
-    if path.contains(char::is_whitespace) && !path.contains('"') {
-        return Err(ParseError::Syntax("Addresses may not contain spaces"));
-    }
+    check_mailbox(path)?;
     let mut params = Vec::new();
     for p in rest.split_whitespace() {
         match p.split_once('=') {
@@ -203,6 +201,37 @@ fn path_and_params(s: &str) -> Result<(String, Params), ParseError> {
         }
     }
     Ok((path.to_string(), params))
+}
+
+/// The address as RFC 5321 §4.1.2 has it, as far as reading it back the same
+/// needs: spaces, quotes and angle brackets only inside a quoted local part at
+/// its start, and no second source route (`1<a@b>`, `"a" >b@c`, `@a:@b:c` are
+/// malformed, not addresses).
+fn check_mailbox(path: &str) -> Result<(), ParseError> {
+    let rest = match path.strip_prefix('"') {
+        Some(quoted) => {
+            let mut escaped = false;
+            let close = quoted.char_indices().find_map(|(i, c)| {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => return Some(i),
+                    _ => {}
+                }
+                None
+            });
+            let close = close.ok_or(ParseError::Syntax("Malformed address"))?;
+            &quoted[close + 1..]
+        }
+        None => path,
+    };
+    if rest.contains(char::is_whitespace) {
+        return Err(ParseError::Syntax("Addresses may not contain spaces"));
+    }
+    if rest.contains(['<', '>', '"']) || path.starts_with('@') {
+        return Err(ParseError::Syntax("Malformed address"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -262,6 +291,21 @@ mod tests {
             })
         );
         assert!(parse(b"RCPT TO:<>").is_err());
+        // Found by the submission_checks fuzz target (issue 24): a bare path
+        // with angle brackets inside was taken whole as the address.
+        assert!(parse(b"MAIL FROM:1<alice@example.org> SIZE=1").is_err());
+        assert!(parse(b"RCPT TO:bob>@example.org").is_err());
+        assert!(parse(b"RCPT TO:<<bob@example.org>>").is_err());
+        // A quote in a source route made the rest of the line the address.
+        assert!(parse(b"RCPT TO:<@re\"lay.example:bob@example.net> NOTIFY=NEVER x\">").is_err());
+        assert!(parse(b"RCPT TO:<@a.example:@b.example:bob@example.net>").is_err());
+        assert_eq!(
+            parse(b"RCPT TO:<\"odd name\\\"\"@d.example> NOTIFY=NEVER"),
+            Ok(Command::Rcpt {
+                to: "\"odd name\\\"\"@d.example".into(),
+                params: vec![("NOTIFY".into(), Some("NEVER".into()))]
+            })
+        );
         assert!(parse(b"MAIL FROM:<a@b").is_err());
         assert!(parse(b"EHLO").is_err());
         assert_eq!(parse(b"FOO"), Err(ParseError::Unknown));
