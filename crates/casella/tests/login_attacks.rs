@@ -69,6 +69,9 @@ fn at_once(
     })
 }
 
+/// The guess that has the right password in the parallel IMAP attacks.
+const RIGHT: usize = 399;
+
 /// The password of guess `i`: the right one at `right`.
 fn guess(i: usize, right: usize) -> String {
     if i == right {
@@ -111,8 +114,19 @@ fn imap_attack(attempt: impl Fn(usize, &mut LineClient) -> String + Sync) {
         },
         attempt,
     );
-    let accepted: Vec<&String> = replies.iter().filter(|r| r.starts_with("a OK")).collect();
-    assert!(accepted.is_empty(), "a guess was accepted: {accepted:?}");
+    // Only the right password (guess 399) can be accepted, and only when the
+    // scheduler let it in among the few checks the throttle allows: which
+    // five of 500 simultaneous attempts are checked is up to timing.
+    let accepted: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.starts_with("a OK"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        accepted.is_empty() || accepted == [RIGHT],
+        "a wrong guess was accepted: {accepted:?}"
+    );
     let refused = replies
         .iter()
         .filter(|r| r.contains("NO [UNAVAILABLE] Too many failed logins"))
@@ -121,8 +135,12 @@ fn imap_attack(attempt: impl Fn(usize, &mut LineClient) -> String + Sync) {
         .iter()
         .filter(|r| r.contains("NO [AUTHENTICATIONFAILED]"))
         .count();
-    assert_eq!(refused + failed, 500, "{replies:?}");
-    assert!(failed <= 5, "{failed} guesses were checked");
+    assert_eq!(refused + failed + accepted.len(), 500, "{replies:?}");
+    assert!(
+        failed + accepted.len() <= 5,
+        "{} guesses were checked",
+        failed + accepted.len()
+    );
     assert!(
         checked(&s, "IMAP") <= 5,
         "{} checks logged",
@@ -135,7 +153,7 @@ fn imap_attack(attempt: impl Fn(usize, &mut LineClient) -> String + Sync) {
 #[test]
 fn five_hundred_simultaneous_imap_logins_reach_at_most_five_checks() {
     imap_attack(|i, c| {
-        c.send_line(&format!("a LOGIN {USER} {}", guess(i, 399)));
+        c.send_line(&format!("a LOGIN {USER} {}", guess(i, RIGHT)));
         c.expect_tagged("a ")
     });
 }
@@ -145,7 +163,7 @@ fn five_hundred_simultaneous_authenticate_plain_reach_at_most_five_checks() {
     imap_attack(|i, c| {
         c.send_line("a AUTHENTICATE PLAIN");
         c.expect("+");
-        c.send_line(&plain(USER, &guess(i, 399)));
+        c.send_line(&plain(USER, &guess(i, RIGHT)));
         c.expect_tagged("a ")
     });
 }
@@ -155,7 +173,7 @@ fn five_hundred_simultaneous_sasl_ir_reach_at_most_five_checks() {
     imap_attack(|i, c| {
         c.send_line(&format!(
             "a AUTHENTICATE PLAIN {}",
-            plain(USER, &guess(i, 399))
+            plain(USER, &guess(i, RIGHT))
         ));
         c.expect_tagged("a ")
     });
