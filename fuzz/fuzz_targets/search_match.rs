@@ -141,6 +141,8 @@ fuzz_target!(|data: &[u8]| {
         max_seq: u32::from(*a) + 1,
         max_uid: u32::from(*b) * 7 + 1,
         saved: &saved,
+        // WITHIN's clock: fixed per input, so a run can be replayed.
+        now: 1_700_000_000 + i64::from(*a) * 86_400,
     };
     let msg = SearchInput {
         seq: u32::from(*a % 16) + 1,
