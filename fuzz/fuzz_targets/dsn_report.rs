@@ -78,7 +78,9 @@ fuzz_target!(|data: &[u8]| {
             .position(|w| w == b"\r\n\r\n")
             .expect("a header");
         let text = String::from_utf8_lossy(&report[..header_end]).into_owned();
-        let start = text.find("boundary=\"").expect("a boundary") + 10;
+        // Content-Type is the header's last field (the sender, in To:, may
+        // hold the same text).
+        let start = text.rfind("boundary=\"").expect("a boundary") + 10;
         let end = start + text[start..].find('"').expect("quoted");
         format!("\r\n--{}\r\n", &text[start..end])
     };
