@@ -113,15 +113,9 @@ mod tests {
         SortCriterion { reverse, key }
     }
 
-    #[test]
-    fn ascii_casemap_orders_brackets_after_letters() {
-        // i;ascii-casemap upper-cases: '[' (0x5B) and '_' (0x5F) come after 'Z'.
-        let k: Vec<SortKeys> = ["_", "b", "[xyz]", "A", "", "B (a)"]
-            .iter()
-            .map(|s| keys(s, "", ""))
-            .collect();
-        let msgs: Vec<MessageKeys<'_>> = k
-            .iter()
+    /// Messages 1, 2, … with these keys and nothing else to tell them apart.
+    fn messages(k: &[SortKeys]) -> Vec<MessageKeys<'_>> {
+        k.iter()
             .enumerate()
             .map(|(i, k)| MessageKeys {
                 seq: i as u32 + 1,
@@ -130,7 +124,17 @@ mod tests {
                 sent_date: None,
                 keys: k,
             })
+            .collect()
+    }
+
+    #[test]
+    fn ascii_casemap_orders_brackets_after_letters() {
+        // i;ascii-casemap upper-cases: '[' (0x5B) and '_' (0x5F) come after 'Z'.
+        let k: Vec<SortKeys> = ["_", "b", "[xyz]", "A", "", "B (a)"]
+            .iter()
+            .map(|s| keys(s, "", ""))
             .collect();
+        let msgs = messages(&k);
         let order = sort_order(&msgs, &[crit(false, SortKey::Subject)]);
         let seqs: Vec<u32> = order.iter().map(|&i| msgs[i].seq).collect();
         assert_eq!(seqs, vec![5, 4, 2, 6, 3, 1]);
@@ -189,17 +193,7 @@ mod tests {
             keys("", "USER1", "alice"),
             keys("", "", ""),
         ];
-        let msgs: Vec<MessageKeys<'_>> = k
-            .iter()
-            .enumerate()
-            .map(|(i, k)| MessageKeys {
-                seq: i as u32 + 1,
-                internal_date: 0,
-                size: 0,
-                sent_date: None,
-                keys: k,
-            })
-            .collect();
+        let msgs = messages(&k);
         let seqs = |order: Vec<usize>| order.iter().map(|&i| msgs[i].seq).collect::<Vec<_>>();
         assert_eq!(
             seqs(sort_order(&msgs, &[crit(false, SortKey::From)])),
