@@ -35,6 +35,10 @@ const AUTHENTICATED: &[&str] = &[
     "THREAD=REFERENCES",
     "ESORT",
     "WITHIN",
+    // RFC 5267 §4, RFC 9394.
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
+    "PARTIAL",
 ];
 
 /// The capability words, space-separated, without the leading "CAPABILITY".

@@ -16,6 +16,7 @@
 
 mod capability;
 mod cmd;
+mod context;
 mod handler;
 mod listing;
 mod names;

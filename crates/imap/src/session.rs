@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::capability::capabilities;
 use crate::cmd::failure_text;
+use crate::cmd::fetch::FetchModifiers;
 use crate::cmd::store::StoreHow;
 use crate::view::Selected;
 use crate::{ImapConfig, Shared};
@@ -378,9 +379,14 @@ impl Session {
                 items,
                 changed_since,
                 vanished,
+                partial,
             } => {
-                let changes = changed_since.map(|since| (since, vanished));
-                self.cmd_fetch(tag, uid, set, items, changes, io).await
+                let modifiers = FetchModifiers {
+                    changed_since,
+                    vanished,
+                    partial,
+                };
+                self.cmd_fetch(tag, uid, set, items, modifiers, io).await
             }
             C::Store {
                 uid,
@@ -397,6 +403,7 @@ impl Session {
                 };
                 self.cmd_store(tag, uid, set, how, flags).await
             }
+            C::CancelUpdate(tags) => self.cmd_cancel_update(tag, &tags).await,
             C::Copy { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, false).await,
             C::Move { uid, set, mailbox } => self.cmd_copy(tag, uid, set, &mailbox, true).await,
             _ => self.tagged(tag, "BAD Command not valid in this state"),
@@ -433,6 +440,8 @@ impl Session {
         }
         let has_ghosts = selected.messages.iter().any(|m| m.expunged);
         if !(dirty || allow_expunge && has_ghosts) {
+            // This session's own changes (STORE) still reach its contexts.
+            self.update_contexts().await;
             return;
         }
         self.resync(allow_expunge).await;
@@ -459,6 +468,8 @@ impl Session {
             }
             Err(e) => tracing::warn!(error = %e, "resynchronising the selected mailbox failed"),
         }
+        // RFC 5267 §4.3.3: ADDTO after the EXISTS and FETCH it follows from.
+        self.update_contexts().await;
     }
 
     /// Turns CONDSTORE on for a CONDSTORE enabling command (RFC 7162 §3.1).

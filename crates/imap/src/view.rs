@@ -2,9 +2,10 @@
 //! numbers, and how changes made elsewhere are folded in (§7.5.1: EXISTS any time,
 //! EXPUNGE only between commands other than FETCH/STORE/SEARCH).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::cmd::uid_set;
+use crate::context::{Context, update_line};
 use casella_store::{
     BlobId, Flag, FlagSet, MailStore, Mailbox, MailboxId, MessageSummary, ModSeq, StoreError,
     StoreResult, Uid,
@@ -52,6 +53,12 @@ pub struct Selected {
     /// Expunges are reported as `VANISHED` UID sets, not `EXPUNGE` numbers
     /// (QRESYNC enabled, RFC 7162 §3.2.10).
     pub vanished: bool,
+    /// Search and sort results kept up to date (RFC 5267 §4.3); they end
+    /// with the selection.
+    pub contexts: Vec<Context>,
+    /// Messages added or changed since the contexts were last brought up to
+    /// date (kept only while there are contexts).
+    pub touched: BTreeSet<Uid>,
 }
 
 /// What a sync found, as untagged lines to send.
@@ -118,6 +125,8 @@ impl Selected {
             synced,
             keywords,
             vanished: false,
+            contexts: Vec::new(),
+            touched: BTreeSet::new(),
         })
     }
 
@@ -165,6 +174,9 @@ impl Selected {
             for m in changed {
                 match self.messages.binary_search_by_key(&m.uid, |v| v.uid) {
                     Ok(i) => {
+                        if !self.contexts.is_empty() {
+                            self.touched.insert(m.uid);
+                        }
                         let v = &mut self.messages[i];
                         v.modseq = v.modseq.max(m.modseq);
                         if v.flags != m.flags && !v.expunged {
@@ -208,6 +220,9 @@ impl Selected {
                     store.claim_recent(self.id(), max).await?
                 };
                 for m in added {
+                    if !self.contexts.is_empty() {
+                        self.touched.insert(m.uid);
+                    }
                     let recent = m.uid > recent_above;
                     self.messages.push(ViewMessage::new(m, recent));
                 }
@@ -231,6 +246,7 @@ impl Selected {
     /// With QRESYNC on, one `VANISHED` line of their UIDs instead (RFC 7162
     /// §3.2.10).
     pub fn report_expunges(&mut self) -> Vec<String> {
+        let mut lines = self.remove_from_contexts();
         if self.vanished {
             let gone: Vec<Uid> = self
                 .messages
@@ -239,12 +255,12 @@ impl Selected {
                 .map(|m| m.uid)
                 .collect();
             if gone.is_empty() {
-                return Vec::new();
+                return lines;
             }
             self.messages.retain(|m| !m.expunged);
-            return vec![format!("* VANISHED {}", uid_set(&gone))];
+            lines.push(format!("* VANISHED {}", uid_set(&gone)));
+            return lines;
         }
-        let mut lines = Vec::new();
         let mut i = 0;
         while i < self.messages.len() {
             if self.messages[i].expunged {
@@ -253,6 +269,44 @@ impl Selected {
             } else {
                 i += 1;
             }
+        }
+        lines
+    }
+
+    /// The REMOVEFROM updates of the contexts holding messages about to be
+    /// reported expunged, numbered as the client knows them before the
+    /// EXPUNGE lines (RFC 5267 §4.3.4). With VANISHED, a context of message
+    /// numbers drops them silently: the client learns only UIDs.
+    fn remove_from_contexts(&mut self) -> Vec<String> {
+        if self.contexts.is_empty() {
+            return Vec::new();
+        }
+        let gone: HashSet<Uid> = self
+            .messages
+            .iter()
+            .filter(|m| m.expunged)
+            .map(|m| m.uid)
+            .collect();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = Vec::new();
+        for i in 0..self.contexts.len() {
+            let change = self.contexts[i].remove_expunged(&gone);
+            let context = &self.contexts[i];
+            let number = |u: Uid| -> Option<u32> {
+                if context.uid {
+                    Some(u.0)
+                } else if self.vanished {
+                    None
+                } else {
+                    self.seq_of(u)
+                }
+            };
+            lines.extend(update_line(&context.tag, context.uid, &change, &number));
+        }
+        for uid in &gone {
+            self.touched.remove(uid);
         }
         lines
     }

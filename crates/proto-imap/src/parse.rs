@@ -146,6 +146,7 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "CHECK" => bare(c, CommandBody::Check)?,
         "CLOSE" => bare(c, CommandBody::Close)?,
         "UNSELECT" => bare(c, CommandBody::Unselect)?,
+        "CANCELUPDATE" => cancel_update(c)?,
         "EXPUNGE" => bare(c, CommandBody::Expunge)?,
         "SEARCH" => search::search(c, false)?,
         "SORT" => sort::sort(c, false)?,
@@ -160,6 +161,24 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         _ => return fail(format!("Unknown command {}", show(name.as_bytes()))),
     };
     Ok(body)
+}
+
+/// `"CANCELUPDATE" 1*(SP quoted)` — RFC 5267 §4.3.5 (the tags of the
+/// searches whose updates end).
+fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut tags = Vec::new();
+    while c.eat(b' ') {
+        if c.peek() != Some(b'"') {
+            return fail("CANCELUPDATE takes quoted tags");
+        }
+        let tag = c.quoted("tag")?;
+        tags.push(String::from_utf8_lossy(&tag).into_owned());
+    }
+    if tags.is_empty() {
+        return fail("CANCELUPDATE needs at least one tag");
+    }
+    c.end()?;
+    Ok(CommandBody::CancelUpdate(tags))
 }
 
 /// A command without arguments.

@@ -81,6 +81,8 @@ pub enum CommandBody {
     Check,
     Close,
     Unselect,
+    /// CANCELUPDATE — RFC 5267 §4.3.5: the tags whose updates end.
+    CancelUpdate(Vec<String>),
     Expunge,
     /// UID EXPUNGE (RFC 4315 / RFC 9051 §6.4.9).
     UidExpunge(SequenceSet),
@@ -116,6 +118,9 @@ pub enum CommandBody {
         changed_since: Option<u64>,
         /// `(VANISHED)` with UID FETCH (RFC 7162 §3.2.6).
         vanished: bool,
+        /// `(PARTIAL range)`: only these positions of the messages the set
+        /// and CHANGEDSINCE select (RFC 9394 §3.3).
+        partial: Option<PartialRange>,
     },
     Store {
         uid: bool,
@@ -469,7 +474,8 @@ pub enum ThreadAlgorithm {
     References,
 }
 
-/// ESEARCH return options — RFC 4731 §3.1, SAVE from RFC 5182.
+/// ESEARCH return options — RFC 4731 §3.1, SAVE from RFC 5182; UPDATE,
+/// CONTEXT and PARTIAL from RFC 5267 §4 (PARTIAL as RFC 9394 §3.1 widens it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -477,6 +483,48 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// Keep the result up to date with ADDTO/REMOVEFROM (RFC 5267 §4.3).
+    Update,
+    /// A hint that the result will be used again (RFC 5267 §4.2).
+    Context,
+    /// Only the messages at these positions of the result.
+    Partial(PartialRange),
+}
+
+/// Positions in a search or sort result — RFC 5267 §4.4 and RFC 9394 §3.1:
+/// `low:high` counted from the first message (1 is the first), or, when
+/// `from_end`, `-low:-high` counted from the last (-1 is the last). Kept
+/// with `low <= high` (`4:2` means `2:4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRange {
+    pub from_end: bool,
+    pub low: u32,
+    pub high: u32,
+}
+
+impl PartialRange {
+    /// The zero-based indices it covers in a result of `len` messages (empty
+    /// when it lies past the end).
+    pub fn indices(&self, len: usize) -> std::ops::Range<usize> {
+        let low = (self.low as usize).min(len + 1);
+        let high = (self.high as usize).min(len);
+        if low > high {
+            return 0..0;
+        }
+        if self.from_end {
+            len - high..len + 1 - low
+        } else {
+            low - 1..high
+        }
+    }
+}
+
+impl std::fmt::Display for PartialRange {
+    /// As RFC 9394 writes it: `2:4`, `-1:-100`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.from_end { "-" } else { "" };
+        write!(f, "{sign}{}:{sign}{}", self.low, self.high)
+    }
 }
 
 impl SeqNumber {
@@ -541,5 +589,38 @@ mod tests {
             end: SeqNumber::Last,
         };
         assert_eq!(r.bounds(20), (20, 30));
+    }
+}
+
+#[cfg(test)]
+mod partial_range_tests {
+    use super::PartialRange;
+
+    fn range(from_end: bool, low: u32, high: u32) -> PartialRange {
+        PartialRange {
+            from_end,
+            low,
+            high,
+        }
+    }
+
+    #[test]
+    fn indices_count_from_either_end() {
+        // RFC 9394 §3.1: 1 is the first, -1 the last.
+        assert_eq!(range(false, 2, 4).indices(5), 1..4);
+        assert_eq!(range(false, 1, 6).indices(5), 0..5);
+        assert_eq!(range(false, 6, 6).indices(5), 0..0);
+        assert_eq!(range(true, 1, 2).indices(5), 3..5);
+        assert_eq!(range(true, 1, 100).indices(5), 0..5);
+        assert_eq!(range(true, 5, 9).indices(5), 0..1);
+        assert_eq!(range(true, 6, 9).indices(5), 0..0);
+        assert_eq!(range(false, 1, 1).indices(0), 0..0);
+        assert_eq!(range(true, 1, 1).indices(0), 0..0);
+    }
+
+    #[test]
+    fn shown_as_written() {
+        assert_eq!(range(false, 2, 4).to_string(), "2:4");
+        assert_eq!(range(true, 1, 100).to_string(), "-1:-100");
     }
 }

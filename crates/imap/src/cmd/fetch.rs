@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use casella_mime::BodyPart;
 use casella_proto_imap::section::{self, BinaryError};
-use casella_proto_imap::{FetchAttr, FetchItems, Section, SectionText, SequenceSet, encode};
+use casella_proto_imap::{
+    FetchAttr, FetchItems, PartialRange, Section, SectionText, SequenceSet, encode,
+};
 use casella_store::{Flag, FlagOp, FlagSet, MessageStructure, Uid};
 
 use crate::cmd::store_error;
@@ -103,6 +105,16 @@ pub(crate) enum FetchStop {
     Broken,
 }
 
+/// FETCH's modifiers (RFC 4466 §2.4).
+pub(crate) struct FetchModifiers {
+    /// CHANGEDSINCE (RFC 7162 §3.1.4.1).
+    pub changed_since: Option<u64>,
+    /// VANISHED, with CHANGEDSINCE (RFC 7162 §3.2.6).
+    pub vanished: bool,
+    /// PARTIAL (RFC 9394 §3.3).
+    pub partial: Option<PartialRange>,
+}
+
 impl Session {
     pub(crate) async fn cmd_fetch<S: SessionStream>(
         &mut self,
@@ -110,10 +122,14 @@ impl Session {
         uid: bool,
         set: SequenceSet,
         items: FetchItems,
-        changes: Option<(u64, bool)>,
+        modifiers: FetchModifiers,
         io: &mut Connection<S>,
     ) {
-        let changed_since = changes.map(|(since, _)| since);
+        let FetchModifiers {
+            changed_since,
+            vanished,
+            partial,
+        } = modifiers;
         let verb = if uid { "UID FETCH" } else { "FETCH" };
         let mut targets = match self.resolve(&set, uid) {
             Ok(t) => t,
@@ -139,13 +155,19 @@ impl Session {
             if let Some(sel) = self.selected.as_ref() {
                 targets.retain(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| m.modseq.0 > since));
             }
-            if changes.is_some_and(|(_, vanished)| vanished)
+            if vanished
                 && let Err(e) = self.report_vanished_earlier(&set, since).await
             {
                 let reply = store_error(&e);
                 self.tagged(tag, &reply);
                 return;
             }
+        }
+        // RFC 9394 §3.3: of the messages the set and CHANGEDSINCE select,
+        // only those at these positions (counted from the last when negative).
+        if let Some(range) = partial {
+            let keep = range.indices(targets.len());
+            targets = targets[keep].to_vec();
         }
         match self.fetch_targets(&targets, attrs, io).await {
             Ok(missing) => {

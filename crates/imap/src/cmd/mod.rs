@@ -4,8 +4,9 @@
 mod append;
 mod auth;
 mod catenate;
+mod context;
 mod copy;
-mod fetch;
+pub(crate) mod fetch;
 mod idle;
 mod mailbox;
 mod notify;

@@ -6,6 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use casella_proto_imap::{SearchKey, SearchReturn};
 use casella_store::{BlobId, TextField, Uid};
 
+use super::context::UpdateRequest;
 use crate::search::{SearchInput, SearchScope, matches, needs_parsed, needs_text};
 use crate::session::Session;
 
@@ -19,6 +20,15 @@ impl Session {
         criteria: SearchKey,
     ) {
         let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+        let returns = without_hints(returns);
+        let updating = returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Update));
+        if updating && self.context_tag_in_use(tag) {
+            // RFC 5267 §4.3: each updating search has its own tag.
+            self.tagged(tag, "BAD This tag names an updating search already");
+            return;
+        }
         // RFC 7162 §3.1.5: a MODSEQ criterion enables CONDSTORE, and the
         // answer then says the highest MODSEQ of the messages found.
         let by_modseq = mentions_modseq(&criteria);
@@ -130,6 +140,16 @@ impl Session {
                 {
                     self.line(&line);
                 }
+                if updating {
+                    let request = UpdateRequest {
+                        tag,
+                        uid,
+                        criteria: &criteria,
+                        sort: None,
+                    };
+                    let members = hits.iter().map(|&(_, u)| u).collect();
+                    self.start_context(request, &opts, members);
+                }
             }
         }
         self.finish(tag, &format!("OK {verb} completed"), uid).await;
@@ -139,6 +159,16 @@ impl Session {
     /// in the view (ascending) — RFC 9051 §6.4.4. Shared by SEARCH, SORT and
     /// THREAD.
     pub(crate) async fn matching(&self, criteria: &SearchKey) -> Vec<usize> {
+        self.matching_in(criteria, None).await
+    }
+
+    /// As `matching`, among `only` these positions (ascending) when given:
+    /// how an updating context looks again at the messages that changed.
+    pub(crate) async fn matching_in(
+        &self,
+        criteria: &SearchKey,
+        only: Option<&[usize]>,
+    ) -> Vec<usize> {
         let store = self.store();
         let rev1 = !self.rev2;
         let Some(sel) = self.selected.as_ref() else {
@@ -161,7 +191,7 @@ impl Session {
                 .config
                 .search_index_min_messages
                 .unwrap_or_else(|| index_worthwhile(field));
-            if sel.messages.len() < worthwhile {
+            if only.map_or(sel.messages.len(), <[usize]>::len) < worthwhile {
                 continue;
             }
             match store.text_candidates(sel.id(), field, needle).await {
@@ -191,7 +221,16 @@ impl Session {
         let any_unindexed = candidates.is_some() && !unindexed.is_empty();
         let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(full));
         let want_text = needs_text(&reduced) || (any_unindexed && needs_text(full));
-        let targets: Vec<usize> = (0..sel.messages.len())
+        let considered: Box<dyn Iterator<Item = usize>> = match only {
+            Some(positions) => Box::new(
+                positions
+                    .iter()
+                    .copied()
+                    .filter(|&i| i < sel.messages.len()),
+            ),
+            None => Box::new(0..sel.messages.len()),
+        };
+        let targets: Vec<usize> = considered
             .filter(|&i| {
                 let blob = &sel.messages[i].blob;
                 candidates
@@ -280,6 +319,22 @@ impl Hasher for BlobHasher {
 }
 
 type BlobSet = HashSet<BlobId, BuildHasherDefault<BlobHasher>>;
+
+/// The RETURN options without CONTEXT, which is a hint only (RFC 5267
+/// §4.2): `(CONTEXT)` alone means ALL, as `()` does (RFC 4731 §3.1).
+pub(crate) fn without_hints(returns: Option<Vec<SearchReturn>>) -> Option<Vec<SearchReturn>> {
+    returns.map(|r| {
+        let r: Vec<SearchReturn> = r
+            .into_iter()
+            .filter(|o| *o != SearchReturn::Context)
+            .collect();
+        if r.is_empty() {
+            vec![SearchReturn::All]
+        } else {
+            r
+        }
+    })
+}
 
 /// Whether the criteria name MODSEQ anywhere (RFC 7162 §3.1.5).
 pub(crate) fn mentions_modseq(key: &SearchKey) -> bool {

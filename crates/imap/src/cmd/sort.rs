@@ -11,6 +11,7 @@ use std::sync::Arc;
 use casella_proto_imap::{SearchKey, SearchReturn, SortCriterion, ThreadAlgorithm};
 use casella_store::{SearchFields, SortKeys, Uid};
 
+use super::context::UpdateRequest;
 use super::search::mentions_modseq;
 use crate::session::Session;
 use crate::sort::{MessageKeys, sort_order};
@@ -61,6 +62,26 @@ impl Session {
     /// The messages matching `criteria` and their stored sort keys.
     async fn found_with_keys(&self, criteria: &SearchKey) -> Result<Found, String> {
         let positions = self.matching(criteria).await;
+        self.with_keys(positions).await
+    }
+
+    /// `positions` in the order `keys` give (RFC 5256 §3).
+    pub(crate) async fn sort_positions(
+        &self,
+        positions: Vec<usize>,
+        keys: &[SortCriterion],
+    ) -> Result<Vec<usize>, String> {
+        let found = self.with_keys(positions).await?;
+        let none = SortKeys::default();
+        let input = found.keys(self, &none);
+        Ok(sort_order(&input, keys)
+            .into_iter()
+            .map(|k| found.positions[k])
+            .collect())
+    }
+
+    /// These messages with their stored sort keys.
+    async fn with_keys(&self, positions: Vec<usize>) -> Result<Found, String> {
         let Some(sel) = self.selected.as_ref() else {
             return Err("BAD No mailbox selected".into());
         };
@@ -101,6 +122,15 @@ impl Session {
         criteria: SearchKey,
     ) {
         let verb = if uid { "UID SORT" } else { "SORT" };
+        let returns = super::search::without_hints(returns);
+        let updating = returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Update));
+        if updating && self.context_tag_in_use(tag) {
+            // RFC 5267 §4.3: each updating search has its own tag.
+            self.tagged(tag, "BAD This tag names an updating search already");
+            return;
+        }
         if !charset_supported(&charset) {
             if returns
                 .as_ref()
@@ -118,20 +148,13 @@ impl Session {
         if by_modseq {
             self.enable_condstore();
         }
-        let found = match self.found_with_keys(&criteria).await {
-            Ok(f) => f,
+        let positions = self.matching(&criteria).await;
+        let order = match self.sort_positions(positions, &keys).await {
+            Ok(order) => order,
             Err(reply) => {
                 self.tagged(tag, &reply);
                 return;
             }
-        };
-        let none = SortKeys::default();
-        let order: Vec<usize> = {
-            let input = found.keys(self, &none);
-            sort_order(&input, &keys)
-                .into_iter()
-                .map(|k| found.positions[k])
-                .collect()
         };
         let highest = if by_modseq {
             self.selected.as_ref().and_then(|sel| {
@@ -166,6 +189,16 @@ impl Session {
                 let line = esearch_line(tag, uid, &opts, &numbers, highest);
                 if let Some(line) = line {
                     self.line(&line);
+                }
+                if updating {
+                    let request = UpdateRequest {
+                        tag,
+                        uid,
+                        criteria: &criteria,
+                        sort: Some(&keys),
+                    };
+                    let members = self.uids_at(&order);
+                    self.start_context(request, &opts, members);
                 }
             }
         }
@@ -242,7 +275,10 @@ impl Session {
 /// The ESEARCH answer to SEARCH RETURN (RFC 4731) and SORT RETURN (RFC 5267
 /// §3): MIN and MAX are the first and last message in `numbers`' order (for
 /// SORT, sort order), ALL the messages as a sequence set (ascending runs
-/// joined, order kept). `None` when only SAVE was asked for.
+/// joined, order kept), PARTIAL those at the positions asked for, `NIL` when
+/// there are none (RFC 5267 §4.4, RFC 9394 §3.1). UPDATE adds nothing here
+/// (RFC 5267 §4.3: alone it gives only the tag). `None` when only SAVE was
+/// asked for.
 pub(crate) fn esearch_line(
     tag: &str,
     uid: bool,
@@ -277,7 +313,19 @@ pub(crate) fn esearch_line(
                     line.push_str(&format!(" ALL {}", super::uid_set(&set)));
                 }
             }
-            SearchReturn::Save => {}
+            SearchReturn::Partial(range) => {
+                let set: Vec<Uid> = numbers[range.indices(numbers.len())]
+                    .iter()
+                    .map(|&n| Uid(n))
+                    .collect();
+                let shown = if set.is_empty() {
+                    "NIL".to_string()
+                } else {
+                    super::uid_set(&set)
+                };
+                line.push_str(&format!(" PARTIAL ({range} {shown})"));
+            }
+            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
         }
     }
     if let Some(m) = highest {
@@ -307,5 +355,36 @@ mod tests {
             Some("* ESEARCH (TAG \"t\")")
         );
         assert_eq!(esearch_line("t", false, &[R::Save], &n, None), None);
+    }
+
+    #[test]
+    fn partial_results() {
+        use casella_proto_imap::PartialRange;
+        use SearchReturn as R;
+        let range = |from_end, low, high| {
+            R::Partial(PartialRange {
+                from_end,
+                low,
+                high,
+            })
+        };
+        // imaptest's sort-partial: (REVERSE ARRIVAL) of five messages.
+        let n = [5, 3, 4, 2, 1];
+        assert_eq!(
+            esearch_line("t", false, &[range(false, 2, 4)], &n, None).as_deref(),
+            Some("* ESEARCH (TAG \"t\") PARTIAL (2:4 3:4,2)")
+        );
+        assert_eq!(
+            esearch_line("t", true, &[R::Count, range(true, 1, 2)], &n, None).as_deref(),
+            Some("* ESEARCH (TAG \"t\") UID COUNT 5 PARTIAL (-1:-2 2,1)")
+        );
+        assert_eq!(
+            esearch_line("t", false, &[range(false, 6, 6)], &n, None).as_deref(),
+            Some("* ESEARCH (TAG \"t\") PARTIAL (6:6 NIL)")
+        );
+        assert_eq!(
+            esearch_line("t", false, &[R::Update], &n, None).as_deref(),
+            Some("* ESEARCH (TAG \"t\")")
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! FETCH — RFC 9051 §6.4.5; rev1 RFC822* items (RFC 3501 §6.4.5); BINARY
 //! (RFC 3516 §4.2); MODSEQ, CHANGEDSINCE (RFC 7162 §3.1.4) and VANISHED
-//! (RFC 7162 §3.2.6).
+//! (RFC 7162 §3.2.6); PARTIAL (RFC 9394 §3.3).
 
 use super::cursor::{Cursor, PResult, fail, show, utf8};
+use super::search::partial_range;
 use crate::types::{CommandBody, FetchAttr, FetchItems, Partial, Section, SectionText};
 
 /// `fetch = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" / fetch-att /
@@ -26,6 +27,7 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
 
     let mut changed_since = None;
     let mut vanished = false;
+    let mut partial = None;
     // fetch-modifiers (RFC 4466 §2.4): SP "(" fetch-modifier *(SP fetch-modifier) ")".
     if c.eat(b' ') {
         c.expect(b'(', "Invalid FETCH modifiers")?;
@@ -37,6 +39,11 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
                     changed_since = Some(c.modseq()?);
                 }
                 "VANISHED" => vanished = true,
+                // RFC 9394 §3.3.
+                "PARTIAL" if partial.is_none() => {
+                    c.sep("partial range")?;
+                    partial = Some(partial_range(c)?);
+                }
                 "" => return fail("Invalid FETCH modifier"),
                 _ => return fail(format!("Unknown FETCH modifier {}", show(name.as_bytes()))),
             }
@@ -60,6 +67,7 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
         items: FetchItems { attrs },
         changed_since,
         vanished,
+        partial,
     })
 }
 

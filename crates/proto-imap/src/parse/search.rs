@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::cursor::{Cursor, PResult, fail, show, utf8};
 use super::datetime::search_date;
-use crate::types::{CommandBody, SearchKey, SearchReturn};
+use crate::types::{CommandBody, PartialRange, SearchKey, SearchReturn};
 
 /// How deeply parentheses, NOT and OR may nest: deep enough for clients that chain
 /// ORs, shallow enough that the recursion cannot exhaust a 2 MiB thread stack (a
@@ -58,21 +58,29 @@ pub(super) fn program(c: &mut Cursor<'_>, charset: Option<&str>) -> PResult<Sear
 }
 
 /// `"(" [search-return-opt *(SP search-return-opt)] ")"`; `()` means ALL
-/// (RFC 4731 §3.1).
+/// (RFC 4731 §3.1). UPDATE and CONTEXT are RFC 5267 §4.2–4.3's, PARTIAL its
+/// §4.4's as RFC 9394 §3.1 widens it; each may be given once, and PARTIAL
+/// not with ALL (RFC 9394 §3.1: they would contradict each other).
 pub(super) fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
     c.expect(b'(', "Invalid search return options")?;
     if c.eat(b')') {
         return Ok(vec![SearchReturn::All]);
     }
-    let mut options = Vec::new();
+    let mut options: Vec<SearchReturn> = Vec::new();
     loop {
         let name = c.word();
-        options.push(match name.as_str() {
+        let option = match name.as_str() {
             "MIN" => SearchReturn::Min,
             "MAX" => SearchReturn::Max,
             "ALL" => SearchReturn::All,
             "COUNT" => SearchReturn::Count,
             "SAVE" => SearchReturn::Save,
+            "UPDATE" => SearchReturn::Update,
+            "CONTEXT" => SearchReturn::Context,
+            "PARTIAL" => {
+                c.sep("partial range")?;
+                SearchReturn::Partial(partial_range(c)?)
+            }
             "" => return fail("Invalid search return option"),
             _ => {
                 return fail(format!(
@@ -80,12 +88,46 @@ pub(super) fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
                     show(name.as_bytes())
                 ));
             }
-        });
+        };
+        let same_kind = |o: &SearchReturn| {
+            std::mem::discriminant(o) == std::mem::discriminant(&option)
+        };
+        if options.iter().any(same_kind) {
+            return fail(format!("Search return option {name} given twice"));
+        }
+        options.push(option);
         if c.eat(b')') {
-            return Ok(options);
+            break;
         }
         c.expect(b' ', "Expected ')' after search return options")?;
     }
+    let partial = options.iter().any(|o| matches!(o, SearchReturn::Partial(_)));
+    if partial && options.contains(&SearchReturn::All) {
+        return fail("PARTIAL and ALL cannot be used together");
+    }
+    Ok(options)
+}
+
+/// `partial-range = partial-range-first / partial-range-last`,
+/// `partial-range-first = nz-number ":" nz-number`, `partial-range-last =
+/// MINUS nz-number ":" MINUS nz-number` (RFC 9394 §4). Either order.
+pub(super) fn partial_range(c: &mut Cursor<'_>) -> PResult<PartialRange> {
+    const BAD: &str = "Invalid partial range (expected n:m or -n:-m)";
+    let from_end = c.eat(b'-');
+    let first = c.nz_number("partial range").map_err(|_| BAD.to_string())?;
+    c.expect(b':', BAD)?;
+    if from_end {
+        c.expect(b'-', BAD)?;
+    }
+    let second = c.nz_number("partial range").map_err(|_| BAD.to_string())?;
+    if !c.delimited() {
+        return fail(BAD);
+    }
+    Ok(PartialRange {
+        from_end,
+        low: first.min(second),
+        high: first.max(second),
+    })
 }
 
 /// A list of keys is their conjunction; a list of one is that key.

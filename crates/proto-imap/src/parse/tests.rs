@@ -4,7 +4,7 @@
 use super::*;
 use crate::types::{
     AppendMessage, CommandBody as B, Date, FetchAttr as F, FetchItems, ListCommand, ListReturn,
-    ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, QresyncParams,
+    ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, PartialRange, QresyncParams,
     SearchKey as K, SearchReturn, Section, SectionText, SelectParams, SeqNumber, SeqRange,
     SequenceSet, SortCriterion, SortKey, StatusItem, StoreAction, ThreadAlgorithm,
 };
@@ -64,6 +64,7 @@ fn fetch(uid: bool, set: SequenceSet, attrs: Vec<F>) -> B {
         items: FetchItems { attrs },
         changed_since: None,
         vanished: false,
+        partial: None,
     }
 }
 
@@ -814,6 +815,7 @@ fn cases() -> Vec<(&'static [u8], B)> {
                 },
                 changed_since: Some(12345),
                 vanished: false,
+                partial: None,
             },
         ),
         (
@@ -826,7 +828,62 @@ fn cases() -> Vec<(&'static [u8], B)> {
                 },
                 changed_since: Some(12345),
                 vanished: true,
+                partial: None,
             },
+        ),
+        // RFC 9394 §3.3.
+        (
+            b"UID FETCH 1:* (FLAGS) (PARTIAL -1:-30 CHANGEDSINCE 7)",
+            B::Fetch {
+                uid: true,
+                set: set(&[(v(1), STAR)]),
+                items: FetchItems {
+                    attrs: vec![F::Flags],
+                },
+                changed_since: Some(7),
+                vanished: false,
+                partial: Some(PartialRange {
+                    from_end: true,
+                    low: 1,
+                    high: 30,
+                }),
+            },
+        ),
+        // RFC 5267 §4.2–4.4 and RFC 9394 §3.1: UPDATE, CONTEXT, PARTIAL.
+        (
+            b"SEARCH RETURN (UPDATE COUNT CONTEXT PARTIAL 4:2) ALL",
+            B::Search {
+                uid: false,
+                returns: Some(vec![
+                    SearchReturn::Update,
+                    SearchReturn::Count,
+                    SearchReturn::Context,
+                    SearchReturn::Partial(PartialRange {
+                        from_end: false,
+                        low: 2,
+                        high: 4,
+                    }),
+                ]),
+                charset: None,
+                criteria: K::All,
+            },
+        ),
+        (
+            b"UID SEARCH RETURN (PARTIAL -100:-1) UNDELETED",
+            B::Search {
+                uid: true,
+                returns: Some(vec![SearchReturn::Partial(PartialRange {
+                    from_end: true,
+                    low: 1,
+                    high: 100,
+                })]),
+                charset: None,
+                criteria: K::Undeleted,
+            },
+        ),
+        (
+            b"CANCELUPDATE \"A1\" \"b 2\"",
+            B::CancelUpdate(vec![s("A1"), s("b 2")]),
         ),
         // STORE.
         (
@@ -1497,6 +1554,42 @@ const REFUSALS: &[(&[u8], &str)] = &[
     (b"THREAD REFERENCES UTF-8", "Missing search criteria"),
     (b"SEARCH OLDER 0", "Invalid interval"),
     (b"SEARCH YOUNGER", "Missing interval"),
+    // RFC 5267 §4.4 and RFC 9394 §4: a range is n:m or -n:-m.
+    (
+        b"SEARCH RETURN (PARTIAL 1) ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (
+        b"SEARCH RETURN (PARTIAL 1:*) ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (
+        b"SEARCH RETURN (PARTIAL *:1) ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (
+        b"SEARCH RETURN (PARTIAL 0:3) ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (
+        b"SEARCH RETURN (PARTIAL -1:3) ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (
+        b"SEARCH RETURN (PARTIAL 1:2 ALL) ALL",
+        "PARTIAL and ALL cannot be used together",
+    ),
+    (
+        b"SEARCH RETURN (UPDATE UPDATE) ALL",
+        "Search return option UPDATE given twice",
+    ),
+    (
+        b"SORT RETURN (PARTIAL 1) (ARRIVAL) US-ASCII ALL",
+        "Invalid partial range (expected n:m or -n:-m)",
+    ),
+    (b"CANCELUPDATE", "CANCELUPDATE needs at least one tag"),
+    (b"CANCELUPDATE A1", "CANCELUPDATE takes quoted tags"),
+    (b"CANCELUPDATE {2}\r\nA1", "CANCELUPDATE takes quoted tags"),
 ];
 
 #[test]
