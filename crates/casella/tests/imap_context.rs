@@ -54,7 +54,10 @@ fn updating_searches_follow_every_change() {
     );
     assert_eq!(
         c.imap("A2", "UID SEARCH RETURN (UPDATE COUNT) UNSEEN"),
-        lines(&["* ESEARCH (TAG \"A2\") UID COUNT 3", "A2 OK UID SEARCH completed"])
+        lines(&[
+            "* ESEARCH (TAG \"A2\") UID COUNT 3",
+            "A2 OK UID SEARCH completed"
+        ])
     );
     // This session's STORE: the FETCH, then the updates.
     assert_eq!(
@@ -188,8 +191,14 @@ fn updating_sorts_say_where_messages_go() {
         lines(&["* ESEARCH (TAG \"S1\") ALL 1:2", "S1 OK SORT completed"])
     );
     assert_eq!(
-        c.imap("S2", "UID SORT RETURN (UPDATE MIN) (REVERSE SUBJECT) UTF-8 UNSEEN"),
-        lines(&["* ESEARCH (TAG \"S2\") UID MIN 2", "S2 OK UID SORT completed"])
+        c.imap(
+            "S2",
+            "UID SORT RETURN (UPDATE MIN) (REVERSE SUBJECT) UTF-8 UNSEEN"
+        ),
+        lines(&[
+            "* ESEARCH (TAG \"S2\") UID MIN 2",
+            "S2 OK UID SORT completed"
+        ])
     );
     s.deliver(USER, &message("c"));
     s.deliver(USER, &message("a"));
@@ -323,7 +332,14 @@ fn imaplib_reads_updates_and_partial_results() {
     let port = s.addr("imaps").port().to_string();
     let cert = s.cert_path().to_string_lossy().into_owned();
     let args = [
-        "--port", &port, "--cert", &cert, "--user", USER, "--password", PASS,
+        "--port",
+        &port,
+        "--cert",
+        &cert,
+        "--user",
+        USER,
+        "--password",
+        PASS,
     ];
     let out = python("imap_context_check.py", &args, tmp.path())
         .success()

@@ -66,7 +66,12 @@ impl Context {
         }
         let mut removed = runs(old.iter().enumerate().filter(|(_, u)| !kept.contains(u)));
         removed.reverse();
-        let added = runs(self.members.iter().enumerate().filter(|(_, u)| !had.contains(u)));
+        let added = runs(
+            self.members
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| !had.contains(u)),
+        );
         ResultChange { removed, added }
     }
 

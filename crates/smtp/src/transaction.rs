@@ -6,8 +6,8 @@
 
 use casella_net::{Connection, Next, SessionStream};
 use casella_store::{
-    Account, Flag, FlagSet, NewMessage, NewQueued, QueuedRecipient, RecipientState, SpecialUse,
-    StoreError, now_unix,
+    Account, Flag, FlagSet, NewMessage, NewQueued, QueueId, QueuedRecipient, RecipientState,
+    SpecialUse, StoreError, now_unix,
 };
 
 use crate::Mode;
@@ -387,30 +387,37 @@ impl Session {
             }
             body = headers::complete_for_submission(body, &self.config.hostname);
         }
-        let (mut all_ok, lmtp_replies) = self.deliver_locally(&envelope, &id, &body).await;
-        if !envelope.remote.is_empty() && all_ok {
-            let message = headers::with_received(&self.trace(&id, None, envelope.smtputf8), &body);
-            let queued = NewQueued {
-                sender: envelope.from.clone(),
-                account: submitter.as_ref().map(|a| a.id),
-                recipients: envelope.remote.clone(),
-                message,
-                envid: envelope.envid.clone(),
-                ret: envelope.ret.clone(),
-                expires: now_unix() + self.config.queue_lifetime.as_secs() as i64,
-            };
-            match store.enqueue(queued).await {
-                Ok(qid) => {
-                    tracing::info!(protocol = self.protocol_name(), %remote, from = %envelope.from,
-                        recipients = envelope.remote.len(), queue_id = qid.0, id = %id, "queued");
-                    if let Some(w) = &self.shared.outbound {
-                        w.notify_one();
+        // The copy for the remote recipients goes on the queue in the same
+        // store transaction as the local copies: both or neither, so a retry
+        // after a failure duplicates nothing.
+        let queued = (!envelope.remote.is_empty()).then(|| NewQueued {
+            sender: envelope.from.clone(),
+            account: submitter.as_ref().map(|a| a.id),
+            recipients: envelope.remote.clone(),
+            message: headers::with_received(&self.trace(&id, None, envelope.smtputf8), &body),
+            envid: envelope.envid.clone(),
+            ret: envelope.ret.clone(),
+            expires: now_unix() + self.config.queue_lifetime.as_secs() as i64,
+        });
+        let (all_ok, lmtp_replies, queue_id) = if envelope.local.is_empty() {
+            match queued {
+                Some(new) => match store.enqueue(new).await {
+                    Ok(qid) => (true, Vec::new(), Some(qid)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "queueing failed");
+                        (false, Vec::new(), None)
                     }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "queueing failed");
-                    all_ok = false;
-                }
+                },
+                None => (true, Vec::new(), None),
+            }
+        } else {
+            self.deliver_locally(&envelope, &id, &body, queued).await
+        };
+        if let Some(qid) = queue_id {
+            tracing::info!(protocol = self.protocol_name(), %remote, from = %envelope.from,
+                recipients = envelope.remote.len(), queue_id = qid.0, id = %id, "queued");
+            if let Some(w) = &self.shared.outbound {
+                w.notify_one();
             }
         }
         if self.mode == Mode::Lmtp {
@@ -438,17 +445,16 @@ impl Session {
     /// the client's retry cannot duplicate anyone's copy. LMTP answers per
     /// recipient (RFC 2033 §4.2): when the one transaction fails, each
     /// recipient is tried alone (nothing was stored), so one recipient's
-    /// problem does not hold the others' mail back. Returns whether every
-    /// recipient's copy is stored, and the LMTP replies.
+    /// problem does not hold the others' mail back. `queued`, the copy for
+    /// the remote recipients, commits with the local ones. Returns whether
+    /// every recipient's copy is stored, the LMTP replies and the queue entry.
     async fn deliver_locally(
         &self,
         envelope: &Envelope,
         id: &str,
         body: &[u8],
-    ) -> (bool, Vec<String>) {
-        if envelope.local.is_empty() {
-            return (true, Vec::new());
-        }
+        queued: Option<NewQueued>,
+    ) -> (bool, Vec<String>, Option<QueueId>) {
         let store = self.shared.directory.store();
         let remote = self.info.remote;
         let for_clause = match envelope.local.as_slice() {
@@ -457,9 +463,11 @@ impl Session {
         };
         let message = headers::with_received(&self.trace(id, for_clause, envelope.smtputf8), body);
         let accounts: Vec<_> = envelope.local.iter().map(|r| r.account.id).collect();
-        let outcome = match store.deliver_to_all(&accounts, message).await {
-            Ok(stored) if stored.len() == accounts.len() => {
-                Ok(stored.into_iter().map(Ok).collect::<Vec<_>>())
+        let mut queue_id = None;
+        let outcome = match store.deliver_and_queue(&accounts, message, queued).await {
+            Ok(stored) if stored.appended.len() == accounts.len() => {
+                queue_id = stored.queued;
+                Ok(stored.appended.into_iter().map(Ok).collect::<Vec<_>>())
             }
             Ok(_) => Err(casella_store::StoreError::Internal(
                 "delivery answered for fewer recipients".into(),
@@ -508,7 +516,7 @@ impl Session {
                 }
             }
         }
-        (all_ok, replies)
+        (all_ok, replies, queue_id)
     }
 
     /// Keeps a copy in Sent Items, read (for clients that do not save their own).

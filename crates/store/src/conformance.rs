@@ -53,6 +53,7 @@ rules!(
     signouts_are_numbered_and_listed_by_time,
     text_candidates_cover_every_match,
     delivery_to_several_accounts_is_all_or_nothing,
+    local_copies_and_the_queue_entry_commit_together,
     conditional_store_leaves_changed_messages_alone,
     subscriptions_are_a_list_of_names,
 );
@@ -1349,6 +1350,74 @@ async fn concurrent_appends_get_distinct_uids(store: Arc<dyn Store>) {
     }
     uids.sort();
     assert_eq!(uids, (1..=20).collect::<Vec<_>>(), "no gaps, no duplicates");
+}
+
+/// A submission with local and remote recipients stores the local copies
+/// and the queue entry in one transaction: when a local copy cannot be
+/// stored, nothing is queued either, and the client's retry stores one copy
+/// each and one queue entry.
+async fn local_copies_and_the_queue_entry_commit_together(store: Arc<dyn Store>) {
+    use crate::{NewQueued, QueuedRecipient, RecipientState};
+    let store = &*store;
+    let a = new_account(store, "both-a@example.org").await;
+    let gone = new_account(store, "both-gone@example.org").await;
+    store.delete_account(gone.id).await.unwrap();
+    let raw = b"Subject: near and far\r\n\r\nhello\r\n".to_vec();
+    let queued = || NewQueued {
+        sender: "both-a@example.org".into(),
+        account: Some(a.id),
+        recipients: vec![QueuedRecipient {
+            address: "far@remote.example".into(),
+            orcpt: None,
+            notify: None,
+            state: RecipientState::Pending,
+            last_reply: None,
+        }],
+        message: raw.clone(),
+        envid: None,
+        ret: None,
+        expires: crate::now_unix() + 3600,
+    };
+    let ours = |list: Vec<crate::Queued>| -> usize {
+        list.iter()
+            .filter(|q| q.sender == "both-a@example.org")
+            .count()
+    };
+    assert!(
+        store
+            .deliver_and_queue(&[a.id, gone.id], raw.clone(), Some(queued()))
+            .await
+            .is_err()
+    );
+    assert_eq!(ours(store.queue_list().await.unwrap()), 0, "nothing queued");
+    let mb = inbox(store, a.id).await;
+    assert!(
+        store.list_messages(mb.id).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    let done = store
+        .deliver_and_queue(&[a.id], raw.clone(), Some(queued()))
+        .await
+        .unwrap();
+    assert_eq!(done.appended.len(), 1);
+    let queue = store.queue_list().await.unwrap();
+    assert_eq!(ours(queue.clone()), 1, "one queue entry");
+    let id = done.queued.expect("a queue entry");
+    assert!(queue.iter().any(|q| q.id == id));
+    assert_eq!(store.queue_message(id).await.unwrap(), raw);
+    assert_eq!(
+        store.list_messages(mb.id).await.unwrap().len(),
+        1,
+        "one copy"
+    );
+    // Only remote recipients: the entry alone.
+    let only = store
+        .deliver_and_queue(&[], raw.clone(), Some(queued()))
+        .await
+        .unwrap();
+    assert!(only.appended.is_empty());
+    assert!(only.queued.is_some());
+    assert_eq!(ours(store.queue_list().await.unwrap()), 2);
 }
 
 /// Local delivery to several accounts is one transaction: when one recipient

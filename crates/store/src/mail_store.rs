@@ -174,14 +174,26 @@ pub trait MailStore: Send + Sync + 'static {
     /// Local delivery of one message to several accounts' INBOXes (the local
     /// recipients of one SMTP/LMTP transaction), all or nothing: one store
     /// transaction, the bytes stored once. Same order as `accounts`; an account
-    /// named twice gets one copy.
+    /// named twice gets one copy. With `queued`, the message for the remote
+    /// recipients goes on the outbound queue in the same transaction, so a
+    /// failure leaves neither and the client's retry duplicates nothing.
+    async fn deliver_and_queue(
+        &self,
+        accounts: &[AccountId],
+        raw: Vec<u8>,
+        queued: Option<NewQueued>,
+    ) -> StoreResult<Delivered>;
+
+    // ---- conveniences built on the above ----
+
+    /// `deliver_and_queue` without a queue entry.
     async fn deliver_to_all(
         &self,
         accounts: &[AccountId],
         raw: Vec<u8>,
-    ) -> StoreResult<Vec<Appended>>;
-
-    // ---- conveniences built on the above ----
+    ) -> StoreResult<Vec<Appended>> {
+        Ok(self.deliver_and_queue(accounts, raw, None).await?.appended)
+    }
 
     /// Changes flags unconditionally; returns the messages whose flags changed.
     async fn store_flags(

@@ -444,6 +444,14 @@ pub struct Appended {
     pub size: u32,
 }
 
+/// What a local delivery stored: a copy per account asked for (in that
+/// order), and the queue entry for the remote recipients if there was one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub appended: Vec<Appended>,
+    pub queued: Option<QueueId>,
+}
+
 /// A message named by mailbox and UID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageRef {

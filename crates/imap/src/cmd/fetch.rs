@@ -155,9 +155,7 @@ impl Session {
             if let Some(sel) = self.selected.as_ref() {
                 targets.retain(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| m.modseq.0 > since));
             }
-            if vanished
-                && let Err(e) = self.report_vanished_earlier(&set, since).await
-            {
+            if vanished && let Err(e) = self.report_vanished_earlier(&set, since).await {
                 let reply = store_error(&e);
                 self.tagged(tag, &reply);
                 return;

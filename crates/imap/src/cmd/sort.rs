@@ -359,8 +359,8 @@ mod tests {
 
     #[test]
     fn partial_results() {
-        use casella_proto_imap::PartialRange;
         use SearchReturn as R;
+        use casella_proto_imap::PartialRange;
         let range = |from_end, low, high| {
             R::Partial(PartialRange {
                 from_end,

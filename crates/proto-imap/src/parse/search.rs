@@ -89,9 +89,8 @@ pub(super) fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
                 ));
             }
         };
-        let same_kind = |o: &SearchReturn| {
-            std::mem::discriminant(o) == std::mem::discriminant(&option)
-        };
+        let same_kind =
+            |o: &SearchReturn| std::mem::discriminant(o) == std::mem::discriminant(&option);
         if options.iter().any(same_kind) {
             return fail(format!("Search return option {name} given twice"));
         }
@@ -101,7 +100,9 @@ pub(super) fn return_options(c: &mut Cursor<'_>) -> PResult<Vec<SearchReturn>> {
         }
         c.expect(b' ', "Expected ')' after search return options")?;
     }
-    let partial = options.iter().any(|o| matches!(o, SearchReturn::Partial(_)));
+    let partial = options
+        .iter()
+        .any(|o| matches!(o, SearchReturn::Partial(_)));
     if partial && options.contains(&SearchReturn::All) {
         return fail("PARTIAL and ALL cannot be used together");
     }

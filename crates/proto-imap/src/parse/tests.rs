@@ -4,9 +4,9 @@
 use super::*;
 use crate::types::{
     AppendMessage, CommandBody as B, Date, FetchAttr as F, FetchItems, ListCommand, ListReturn,
-    ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, PartialRange, QresyncParams,
-    SearchKey as K, SearchReturn, Section, SectionText, SelectParams, SeqNumber, SeqRange,
-    SequenceSet, SortCriterion, SortKey, StatusItem, StoreAction, ThreadAlgorithm,
+    ListSelect, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, Partial, PartialRange,
+    QresyncParams, SearchKey as K, SearchReturn, Section, SectionText, SelectParams, SeqNumber,
+    SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem, StoreAction, ThreadAlgorithm,
 };
 
 // ---- helpers ----------------------------------------------------------------

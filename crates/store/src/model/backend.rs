@@ -130,6 +130,10 @@ pub trait MailTx: Send {
     /// Tells other nodes about the changes when this transaction commits (the
     /// shared backend's NOTIFY); the same process learns of them from the feed.
     fn announce(&mut self, _account: AccountId, _changes: &[Change]) {}
+    /// Puts a message on the outbound queue (same table as
+    /// [`crate::QueueStore::enqueue`]), in this transaction: a submission's
+    /// local copies and its queue entry commit together or not at all.
+    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId>;
 }
 
 /// A storage backend of the mail model.

@@ -171,12 +171,14 @@ pub async fn append_batch<B: MailBackend>(
 }
 
 /// Local delivery to several accounts' INBOXes in one transaction, the bytes
-/// stored once (one blob, a reference per copy).
-pub async fn deliver_to_all<B: MailBackend>(
+/// stored once (one blob, a reference per copy), and the queue entry for the
+/// remote recipients, when there is one, in the same transaction.
+pub async fn deliver_and_queue<B: MailBackend>(
     backend: &B,
     accounts: &[AccountId],
     raw: Vec<u8>,
-) -> StoreResult<Vec<Appended>> {
+    queued: Option<NewQueued>,
+) -> StoreResult<Delivered> {
     let mut distinct: Vec<AccountId> = Vec::with_capacity(accounts.len());
     for a in accounts {
         if !distinct.contains(a) {
@@ -184,7 +186,20 @@ pub async fn deliver_to_all<B: MailBackend>(
         }
     }
     if distinct.is_empty() {
-        return Ok(Vec::new());
+        let queued = match queued {
+            Some(new) => Some(
+                backend
+                    .transact(job(move |tx| {
+                        Box::pin(async move { tx.enqueue(&new).await })
+                    }))
+                    .await?,
+            ),
+            None => None,
+        };
+        return Ok(Delivered {
+            appended: Vec::new(),
+            queued,
+        });
     }
     let message = NewMessage {
         raw,
@@ -197,7 +212,7 @@ pub async fn deliver_to_all<B: MailBackend>(
         .pop()
         .ok_or_else(|| StoreError::Internal("nothing prepared".into()))?;
     let wanted = distinct.clone();
-    let (appended, changes) = backend
+    let (appended, changes, queue_id) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mut inboxes = Vec::with_capacity(distinct.len());
@@ -226,18 +241,25 @@ pub async fn deliver_to_all<B: MailBackend>(
                     tx.announce(*account, &mine);
                     by_account.push((*account, mine));
                 }
-                Ok((appended, by_account))
+                let queue_id = match &queued {
+                    Some(new) => Some(tx.enqueue(new).await?),
+                    None => None,
+                };
+                Ok((appended, by_account, queue_id))
             })
         }))
         .await?;
     publish(backend, changes);
     // `appended` follows `wanted` (one per distinct account); answer in the
     // order asked, a repeated account with its one copy.
-    Ok(accounts
-        .iter()
-        .filter_map(|a| wanted.iter().position(|w| w == a))
-        .map(|i| appended[i].clone())
-        .collect())
+    Ok(Delivered {
+        appended: accounts
+            .iter()
+            .filter_map(|a| wanted.iter().position(|w| w == a))
+            .map(|i| appended[i].clone())
+            .collect(),
+        queued: queue_id,
+    })
 }
 
 /// The flags after `op` (RFC 9051 §6.4.6: FLAGS replaces, +FLAGS adds,

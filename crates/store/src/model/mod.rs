@@ -230,11 +230,12 @@ impl<B: MailBackend> MailStore for B {
         self.feed().subscribe(account)
     }
 
-    async fn deliver_to_all(
+    async fn deliver_and_queue(
         &self,
         accounts: &[AccountId],
         raw: Vec<u8>,
-    ) -> StoreResult<Vec<Appended>> {
-        messages::deliver_to_all(self, accounts, raw).await
+        queued: Option<NewQueued>,
+    ) -> StoreResult<Delivered> {
+        messages::deliver_and_queue(self, accounts, raw, queued).await
     }
 }

@@ -261,6 +261,10 @@ impl MailTx for PgTx<'_, '_> {
         Ok(gone)
     }
 
+    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId> {
+        super::queue::insert_queued(self.tx, new).await
+    }
+
     async fn add_blobs(&mut self, blobs: &[(&PreparedMessage, i64)]) -> StoreResult<()> {
         for (p, count) in blobs {
             // Known content: only the hash travels.

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::pool::Conn;
 use super::{PgStore, queued_from_row, rows};
 use crate::error::{StoreError, StoreResult};
 use crate::now_unix;
@@ -11,27 +12,7 @@ use crate::types::*;
 #[async_trait]
 impl QueueStore for PgStore {
     async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId> {
-        let recipients = serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
-        let now = now_unix();
-        let row = self
-            .conn()
-            .await?
-            .query_one(
-                "INSERT INTO queue(sender, account_id, recipients, message, envid, ret, created, expires, next_attempt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) RETURNING id",
-                &[
-                    &new.sender,
-                    &new.account.map(|a| a.0),
-                    &recipients,
-                    &new.message,
-                    &new.envid,
-                    &new.ret,
-                    &now,
-                    &new.expires,
-                ],
-            )
-            .await?;
-        Ok(QueueId(row.try_get(0)?))
+        insert_queued(&mut *self.conn().await?, &new).await
     }
 
     async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>> {
@@ -190,4 +171,28 @@ impl QueueStore for PgStore {
         }
         Ok(())
     }
+}
+
+/// The one INSERT of a queue entry, due at once: for [`QueueStore::enqueue`]
+/// and, inside a delivery's transaction, for the mail model's `enqueue`.
+pub(super) async fn insert_queued(conn: &mut Conn, new: &NewQueued) -> StoreResult<QueueId> {
+    let recipients = serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
+    let now = now_unix();
+    let row = conn
+        .query_one(
+            "INSERT INTO queue(sender, account_id, recipients, message, envid, ret, created, expires, next_attempt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) RETURNING id",
+            &[
+                &new.sender,
+                &new.account.map(|a| a.0),
+                &recipients,
+                &new.message,
+                &new.envid,
+                &new.ret,
+                &now,
+                &new.expires,
+            ],
+        )
+        .await?;
+    Ok(QueueId(row.try_get(0)?))
 }

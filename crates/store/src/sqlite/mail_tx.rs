@@ -279,6 +279,10 @@ impl MailTx for SqliteTx<'_> {
         Ok(gone)
     }
 
+    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId> {
+        super::queue::insert_queued(&self.conn, new)
+    }
+
     async fn add_blobs(&mut self, blobs: &[(&PreparedMessage, i64)]) -> StoreResult<()> {
         for (p, count) in blobs {
             self.conn

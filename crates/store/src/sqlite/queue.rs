@@ -33,28 +33,7 @@ fn queued_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Queued> {
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn enqueue(&self, new: NewQueued) -> StoreResult<QueueId> {
-        self.write(move |tx, _| {
-            let recipients =
-                serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
-            let now = now_unix();
-            tx.prepare_cached(
-                "INSERT INTO queue(sender, account_id, recipients, message, envid, ret,
-                 created, expires, next_attempt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
-            )?
-            .execute(params![
-                new.sender,
-                new.account.map(|a| a.0),
-                recipients,
-                new.message,
-                new.envid,
-                new.ret,
-                now,
-                new.expires
-            ])?;
-            Ok(QueueId(tx.last_insert_rowid()))
-        })
-        .await
+        self.write(move |tx, _| insert_queued(tx, &new)).await
     }
 
     async fn queue_claim(&self, now: i64, lease: i64, limit: usize) -> StoreResult<Vec<Queued>> {
@@ -197,4 +176,27 @@ impl QueueStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The one INSERT of a queue entry, due at once: for [`QueueStore::enqueue`]
+/// and, inside a delivery's transaction, for the mail model's `enqueue`.
+pub(super) fn insert_queued(conn: &rusqlite::Connection, new: &NewQueued) -> StoreResult<QueueId> {
+    let recipients = serde_json::to_string(&new.recipients).map_err(StoreError::internal)?;
+    let now = now_unix();
+    conn.prepare_cached(
+        "INSERT INTO queue(sender, account_id, recipients, message, envid, ret,
+         created, expires, next_attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
+    )?
+    .execute(params![
+        new.sender,
+        new.account.map(|a| a.0),
+        recipients,
+        new.message,
+        new.envid,
+        new.ret,
+        now,
+        new.expires
+    ])?;
+    Ok(QueueId(conn.last_insert_rowid()))
 }
