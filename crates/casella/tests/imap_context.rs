@@ -243,50 +243,41 @@ fn partial_results_from_either_end() {
         caps[0].contains(" CONTEXT=SEARCH CONTEXT=SORT PARTIAL"),
         "{caps:?}"
     );
-    assert_eq!(
-        c.imap("1", "SEARCH RETURN (PARTIAL -1:-2) ALL"),
-        lines(&[
-            "* ESEARCH (TAG \"1\") PARTIAL (-1:-2 4:5)",
-            "1 OK SEARCH completed"
-        ])
-    );
-    assert_eq!(
-        c.imap("2", "UID SEARCH RETURN (COUNT PARTIAL 3:2) ALL"),
-        lines(&[
-            "* ESEARCH (TAG \"2\") UID COUNT 5 PARTIAL (2:3 2:3)",
-            "2 OK UID SEARCH completed"
-        ])
-    );
-    assert_eq!(
-        c.imap("3", "SEARCH RETURN (PARTIAL 6:9) ALL"),
-        lines(&[
-            "* ESEARCH (TAG \"3\") PARTIAL (6:9 NIL)",
-            "3 OK SEARCH completed"
-        ])
-    );
-    assert_eq!(
-        c.imap("4", "SORT RETURN (PARTIAL 1:3) (REVERSE SUBJECT) UTF-8 ALL"),
-        lines(&[
-            "* ESEARCH (TAG \"4\") PARTIAL (1:3 5,4,3)",
-            "4 OK SORT completed"
-        ])
-    );
-    assert_eq!(
-        c.imap("5", "UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)"),
-        lines(&[
-            "* 4 FETCH (UID 4 FLAGS ())",
-            "* 5 FETCH (UID 5 FLAGS ())",
-            "5 OK UID FETCH completed"
-        ])
-    );
-    assert_eq!(
-        c.imap("6", "FETCH 2:* (UID) (PARTIAL 1:2)"),
-        lines(&[
-            "* 2 FETCH (UID 2)",
-            "* 3 FETCH (UID 3)",
-            "6 OK FETCH completed"
-        ])
-    );
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "SEARCH RETURN (PARTIAL -1:-2) ALL",
+            &["* ESEARCH (TAG \"1\") PARTIAL (-1:-2 4:5)"],
+        ),
+        (
+            "UID SEARCH RETURN (COUNT PARTIAL 3:2) ALL",
+            &["* ESEARCH (TAG \"2\") UID COUNT 5 PARTIAL (2:3 2:3)"],
+        ),
+        (
+            "SEARCH RETURN (PARTIAL 6:9) ALL",
+            &["* ESEARCH (TAG \"3\") PARTIAL (6:9 NIL)"],
+        ),
+        (
+            "SORT RETURN (PARTIAL 1:3) (REVERSE SUBJECT) UTF-8 ALL",
+            &["* ESEARCH (TAG \"4\") PARTIAL (1:3 5,4,3)"],
+        ),
+        (
+            "UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)",
+            &["* 4 FETCH (UID 4 FLAGS ())", "* 5 FETCH (UID 5 FLAGS ())"],
+        ),
+        (
+            "FETCH 2:* (UID) (PARTIAL 1:2)",
+            &["* 2 FETCH (UID 2)", "* 3 FETCH (UID 3)"],
+        ),
+    ];
+    for (n, (command, untagged)) in cases.iter().enumerate() {
+        let tag = (n + 1).to_string();
+        let r = c.imap(&tag, command);
+        assert_eq!(&r[..r.len() - 1], *untagged, "{command}");
+        assert!(
+            r.last().unwrap().starts_with(&format!("{tag} OK ")),
+            "{command}: {r:?}"
+        );
+    }
     assert!(c.imap("7", "SEARCH RETURN (PARTIAL 1:*) ALL")[0].starts_with("7 BAD "));
     assert!(c.imap("8", "SEARCH RETURN (ALL PARTIAL 1:2) ALL")[0].starts_with("8 BAD "));
 }

@@ -248,12 +248,7 @@ impl Selected {
     pub fn report_expunges(&mut self) -> Vec<String> {
         let mut lines = self.remove_from_contexts();
         if self.vanished {
-            let gone: Vec<Uid> = self
-                .messages
-                .iter()
-                .filter(|m| m.expunged)
-                .map(|m| m.uid)
-                .collect();
+            let gone: Vec<Uid> = self.ghosts().collect();
             if gone.is_empty() {
                 return lines;
             }
@@ -273,6 +268,11 @@ impl Selected {
         lines
     }
 
+    /// The UIDs of messages expunged elsewhere and not yet reported.
+    fn ghosts(&self) -> impl Iterator<Item = Uid> + '_ {
+        self.messages.iter().filter(|m| m.expunged).map(|m| m.uid)
+    }
+
     /// The REMOVEFROM updates of the contexts holding messages about to be
     /// reported expunged, numbered as the client knows them before the
     /// EXPUNGE lines (RFC 5267 §4.3.4). With VANISHED, a context of message
@@ -281,12 +281,7 @@ impl Selected {
         if self.contexts.is_empty() {
             return Vec::new();
         }
-        let gone: HashSet<Uid> = self
-            .messages
-            .iter()
-            .filter(|m| m.expunged)
-            .map(|m| m.uid)
-            .collect();
+        let gone: HashSet<Uid> = self.ghosts().collect();
         if gone.is_empty() {
             return Vec::new();
         }

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use casella_proto_imap::{SearchKey, SearchReturn, SortCriterion};
 use casella_store::Uid;
 
+use super::search::without_hints;
 use crate::context::{Context, MAX_CONTEXTS, pin_numbers, update_line};
 use crate::session::Session;
 
@@ -22,12 +23,28 @@ pub(crate) struct UpdateRequest<'a> {
 }
 
 impl Session {
-    /// Whether `tag` names a context already: RFC 5267 §4.3 asks a new
-    /// UPDATE to use a tag no other context uses (it is BAD otherwise).
-    pub(crate) fn context_tag_in_use(&self, tag: &str) -> bool {
-        self.selected
+    /// The RETURN options of a SEARCH or SORT without the CONTEXT hint, and
+    /// whether they ask for UPDATE; `None` when the command was answered
+    /// BAD: RFC 5267 §4.3 asks a new UPDATE to use a tag no other context
+    /// uses.
+    pub(crate) fn context_returns(
+        &mut self,
+        tag: &str,
+        returns: Option<Vec<SearchReturn>>,
+    ) -> Option<(Option<Vec<SearchReturn>>, bool)> {
+        let returns = without_hints(returns);
+        let updating = returns
             .as_ref()
-            .is_some_and(|s| s.contexts.iter().any(|c| c.tag == tag))
+            .is_some_and(|r| r.contains(&SearchReturn::Update));
+        let in_use = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.contexts.iter().any(|c| c.tag == tag));
+        if updating && in_use {
+            self.tagged(tag, "BAD This tag names an updating search already");
+            return None;
+        }
+        Some((returns, updating))
     }
 
     /// Starts a context whose result is `members` (UIDs, ascending for

@@ -20,15 +20,9 @@ impl Session {
         criteria: SearchKey,
     ) {
         let verb = if uid { "UID SEARCH" } else { "SEARCH" };
-        let returns = without_hints(returns);
-        let updating = returns
-            .as_ref()
-            .is_some_and(|r| r.contains(&SearchReturn::Update));
-        if updating && self.context_tag_in_use(tag) {
-            // RFC 5267 §4.3: each updating search has its own tag.
-            self.tagged(tag, "BAD This tag names an updating search already");
+        let Some((returns, updating)) = self.context_returns(tag, returns) else {
             return;
-        }
+        };
         // RFC 7162 §3.1.5: a MODSEQ criterion enables CONDSTORE, and the
         // answer then says the highest MODSEQ of the messages found.
         let by_modseq = mentions_modseq(&criteria);

@@ -122,15 +122,9 @@ impl Session {
         criteria: SearchKey,
     ) {
         let verb = if uid { "UID SORT" } else { "SORT" };
-        let returns = super::search::without_hints(returns);
-        let updating = returns
-            .as_ref()
-            .is_some_and(|r| r.contains(&SearchReturn::Update));
-        if updating && self.context_tag_in_use(tag) {
-            // RFC 5267 §4.3: each updating search has its own tag.
-            self.tagged(tag, "BAD This tag names an updating search already");
+        let Some((returns, updating)) = self.context_returns(tag, returns) else {
             return;
-        }
+        };
         if !charset_supported(&charset) {
             if returns
                 .as_ref()
