@@ -115,8 +115,11 @@ fn capability_lists_sort_thread_esort_and_within() {
         caps[0].contains(" SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT WITHIN"),
         "{caps:?}"
     );
-    // Not yet complete, so not offered.
-    assert!(!caps[0].contains("CONTEXT="), "{caps:?}");
+    // RFC 5267 §4 and RFC 9394 (tests/imap_context.rs).
+    assert!(
+        caps[0].contains(" CONTEXT=SEARCH CONTEXT=SORT PARTIAL"),
+        "{caps:?}"
+    );
 }
 
 #[test]
