@@ -25,6 +25,9 @@ mod queue;
 mod schema;
 mod text_index;
 
+#[cfg(feature = "fuzzing")]
+pub use text_index::TextIndexProbe;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

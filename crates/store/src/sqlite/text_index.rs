@@ -553,3 +553,98 @@ impl Indexer {
             .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))
     }
 }
+
+/// The text index as the fuzz targets drive it (feature `fuzzing`): a store
+/// and an index of their own, in memory, holding one message. It is stored by
+/// the store's schema and queue trigger, indexed by the indexer's own batch,
+/// and asked by the same query as `text_candidates`.
+#[cfg(feature = "fuzzing")]
+pub struct TextIndexProbe {
+    /// The store, with the index attached, as a reader connection sees them.
+    reader: Connection,
+    indexer: Indexer,
+}
+
+#[cfg(feature = "fuzzing")]
+impl TextIndexProbe {
+    /// The mailbox of the message.
+    pub const MAILBOX: MailboxId = MailboxId(1);
+    /// The blob of the message.
+    pub const BLOB: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+    pub fn new() -> StoreResult<TextIndexProbe> {
+        // memdb databases named with a leading '/' are shared by the process's
+        // connections, as the two files are by the store's.
+        static PROBES: AtomicU64 = AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, Ordering::Relaxed);
+        let store_uri = format!("file:/casella-probe-store-{n}?vfs=memdb");
+        let index_uri = format!("file:/casella-probe-index-{n}?vfs=memdb");
+        let mut reader = Connection::open(&store_uri)?;
+        super::migrate(&mut reader)?;
+        reader.execute_batch(TRIGGERS_ON)?;
+        let conn = Connection::open(&index_uri)?;
+        conn.execute_batch(INDEX_SCHEMA)?;
+        conn.execute("ATTACH DATABASE ?1 AS store", [&store_uri])?;
+        reader.execute(&format!("ATTACH DATABASE ?1 AS {SCHEMA}"), [&index_uri])?;
+        let (writer, _) = std::sync::mpsc::channel();
+        Ok(TextIndexProbe {
+            reader,
+            indexer: Indexer {
+                conn,
+                writer,
+                done_pending: Vec::new(),
+                last_cleanup: Instant::now(),
+                last_batch: Instant::now(),
+            },
+        })
+    }
+
+    /// Makes `fields` the one message's (in place of the one before), queued
+    /// for the index as delivery queues it, and read by the indexer if
+    /// `indexed`. Answers the fields as the store gives them back to SEARCH.
+    pub fn store(
+        &mut self,
+        fields: crate::SearchFields,
+        indexed: bool,
+    ) -> StoreResult<crate::SearchFields> {
+        self.reader.execute_batch(
+            "DELETE FROM messages; DELETE FROM blobs; DELETE FROM search_removed;",
+        )?;
+        self.indexer.conn.execute_batch(
+            "DELETE FROM docs;
+             INSERT INTO field_index(field_index) VALUES ('delete-all');
+             INSERT INTO text_index(text_index) VALUES ('delete-all');",
+        )?;
+        self.indexer.done_pending.clear();
+        let (search, text) = crate::search_columns::to_columns(fields)?;
+        self.reader.execute(
+            "INSERT INTO blobs(hash, size, refcount, parsed, search, search_text)
+             VALUES (?1, 0, 1, '{}', ?2, ?3)",
+            params![Self::BLOB, search, text],
+        )?;
+        self.reader.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+             VALUES (?1, 1, 1, ?2, 0, 0, '[]')",
+            params![Self::MAILBOX.0, Self::BLOB],
+        )?;
+        if indexed && self.indexer.index_batch()? != 1 {
+            return Err(StoreError::Internal(
+                "the probe's message was not indexed".into(),
+            ));
+        }
+        crate::search_columns::from_columns(&search, Some(&text))
+    }
+
+    /// What the store's `text_candidates` answers for the message's mailbox.
+    pub fn text_candidates(
+        &self,
+        field: TextField,
+        needle: &str,
+    ) -> StoreResult<Option<TextCandidates>> {
+        // As `SqliteStore::text_candidates` with the index on.
+        if !answers(needle) {
+            return Ok(None);
+        }
+        candidates(&self.reader, Self::MAILBOX, field, needle).map(Some)
+    }
+}
