@@ -57,7 +57,12 @@ const TRIGGERS_OFF: &str = r#"
 "#;
 
 /// In `search.db`. Contentless tables: the text is in `store.db` already, the
-/// index keeps only the trigrams and their positions.
+/// index keeps only the trigrams and their positions. The text is indexed as
+/// SEARCH folds it (`casella_mime::search_fold`), and needles are folded the
+/// same way, so the trigrams are case-sensitive: SQLite's own case folding is
+/// not SEARCH's (it folds "ſ" to "s", SEARCH does not; SEARCH folds "İ" to
+/// "i" and a combining dot, SQLite leaves it), and with it the index missed
+/// messages SEARCH matches and found some it does not.
 const INDEX_SCHEMA: &str = r#"
     CREATE TABLE IF NOT EXISTS docs (
         id   INTEGER PRIMARY KEY,
@@ -66,14 +71,19 @@ const INDEX_SCHEMA: &str = r#"
     CREATE VIRTUAL TABLE IF NOT EXISTS field_index USING fts5(
         from_addr, to_addr, cc_addr, bcc_addr, subject,
         content = '', contentless_delete = 1,
-        tokenize = 'trigram case_sensitive 0'
+        tokenize = 'trigram case_sensitive 1'
     );
     CREATE VIRTUAL TABLE IF NOT EXISTS text_index USING fts5(
         header, body,
         content = '', contentless_delete = 1,
-        tokenize = 'trigram case_sensitive 0'
+        tokenize = 'trigram case_sensitive 1'
     );
 "#;
+
+/// `search.db`'s format, kept as its `user_version`: 1 holds text folded as
+/// SEARCH folds it (0, before, SQLite's fold). The server builds an index of
+/// another format again.
+const INDEX_VERSION: i64 = 1;
 
 /// Up to this many queued blobs, a search finds a mailbox's unindexed
 /// messages from the queue; beyond, from the mailbox.
@@ -132,10 +142,10 @@ pub(super) fn configure(
     let path = index_path(db_path);
     let was_on = trigger_exists(store)? && path.exists();
     match setting {
-        Some(true) if was_on => Ok(true),
+        Some(true) if was_on && index_version(&path).ok() == Some(INDEX_VERSION) => Ok(true),
         Some(true) => {
             remove_index_files(&path)?;
-            open_index(&path)?;
+            open_index(&path)?.pragma_update(None, "user_version", INDEX_VERSION)?;
             let tx = store.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(TRIGGERS_OFF)?;
             tx.execute_batch(TRIGGERS_ON)?;
@@ -150,6 +160,11 @@ pub(super) fn configure(
         }
         None => Ok(was_on),
     }
+}
+
+/// The format of the index at `path` (see `INDEX_VERSION`).
+fn index_version(path: &Path) -> StoreResult<i64> {
+    Ok(open_connection(path)?.pragma_query_value(None, "user_version", |r| r.get(0))?)
 }
 
 /// Opens `search.db` (creating its tables), as durable as the store: an entry
@@ -171,8 +186,8 @@ pub(super) fn attach(conn: &Connection, db_path: &Path) -> StoreResult<()> {
 }
 
 /// Whether the trigram index can answer a search for `needle`: substrings of
-/// three characters or more, exactly; its case folding agrees with SEARCH's for
-/// ASCII needles.
+/// three characters or more, exactly, folded as SEARCH folds them; asked only
+/// for ASCII needles without control characters.
 pub(super) fn answers(needle: &str) -> bool {
     needle.chars().count() >= 3 && needle.is_ascii() && !needle.chars().any(|c| c.is_control())
 }
@@ -195,6 +210,7 @@ pub(super) fn candidates(
         TextField::Body => ("text_index", "body"),
         TextField::Text => ("text_index", "{header body}"),
     };
+    let needle = casella_mime::search_fold(needle);
     let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
     let blobs = |sql: &str, arg: &dyn rusqlite::ToSql| -> StoreResult<Vec<BlobId>> {
         let mut stmt = c.prepare_cached(sql)?;
@@ -470,14 +486,16 @@ impl Indexer {
                 continue;
             }
             let id = tx.last_insert_rowid();
-            let [from, to, cc, bcc, subject] = &t.fields;
+            // As SEARCH folds it (see INDEX_SCHEMA).
+            let fold = |text: &Option<String>| text.as_deref().map(casella_mime::search_fold);
+            let [from, to, cc, bcc, subject] = &t.fields.each_ref().map(fold);
             tx.prepare_cached(
                 "INSERT INTO field_index(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![id, from, to, cc, bcc, subject])?;
             tx.prepare_cached("INSERT INTO text_index(rowid, header, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![id, t.header, t.body])?;
+                .execute(params![id, fold(&t.header), fold(&t.body)])?;
         }
         tx.commit()?;
         let n = texts.len();
