@@ -1278,6 +1278,39 @@ mod tests {
         );
     }
 
+    // Found by fuzz/search_text_narrowing: the trigram tokenizer skips NUL, so
+    // the index took "tea", NUL, "m" for "team" and named a message SEARCH
+    // does not match.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nul_in_the_text_does_not_join_its_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), Some(true)).unwrap();
+        let (_, inbox) = account_with_inbox(&store, "nul@example.org").await;
+        append_text(
+            &store,
+            inbox.id,
+            b"To: tea\0m@example.org\r\n\r\nsou\0p\r\n",
+        )
+        .await;
+        wait_indexed(&store).await;
+        assert_eq!(
+            field_uids(&store, inbox.id, TextField::To, "team").await,
+            (vec![], vec![])
+        );
+        assert_eq!(
+            field_uids(&store, inbox.id, TextField::To, "m@example").await,
+            (vec![1], vec![])
+        );
+        assert_eq!(
+            body_uids(&store, inbox.id, "soup").await,
+            Some((vec![], vec![]))
+        );
+        assert_eq!(
+            body_uids(&store, inbox.id, "sou").await,
+            Some((vec![1], vec![]))
+        );
+    }
+
     /// An index built before it held folded text (format 0) is built again
     /// when the server opens the store.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,9 +80,9 @@ const INDEX_SCHEMA: &str = r#"
     );
 "#;
 
-/// `search.db`'s format, kept as its `user_version`: 1 holds text folded as
-/// SEARCH folds it (0, before, SQLite's fold). The server builds an index of
-/// another format again.
+/// `search.db`'s format, kept as its `user_version`: 1 holds text as
+/// `index_text` makes it (0, before, the text as it is, folded by SQLite).
+/// The server builds an index of another format again.
 const INDEX_VERSION: i64 = 1;
 
 /// Up to this many queued blobs, a search finds a mailbox's unindexed
@@ -183,6 +183,14 @@ pub(super) fn attach(conn: &Connection, db_path: &Path) -> StoreResult<()> {
         [path.to_string_lossy()],
     )?;
     Ok(())
+}
+
+/// Text as the index holds it: folded as SEARCH folds it (see INDEX_SCHEMA),
+/// and with NUL as U+FFFD. The trigram tokenizer skips NUL, joining the text
+/// on either side of it ("tea", NUL, "m" would match "team"); U+FFFD separates
+/// them, and no needle the index answers holds either (see `answers`).
+fn index_text(text: &str) -> String {
+    casella_mime::search_fold(text).replace('\0', "\u{FFFD}")
 }
 
 /// Whether the trigram index can answer a search for `needle`: substrings of
@@ -486,8 +494,7 @@ impl Indexer {
                 continue;
             }
             let id = tx.last_insert_rowid();
-            // As SEARCH folds it (see INDEX_SCHEMA).
-            let fold = |text: &Option<String>| text.as_deref().map(casella_mime::search_fold);
+            let fold = |text: &Option<String>| text.as_deref().map(index_text);
             let [from, to, cc, bcc, subject] = &t.fields.each_ref().map(fold);
             tx.prepare_cached(
                 "INSERT INTO field_index(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
