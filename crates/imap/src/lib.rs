@@ -26,6 +26,13 @@ pub mod sort;
 pub mod thread;
 mod view;
 
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`):
+/// SEARCH's narrowing by the store's text index.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::cmd::search::{required_text, without_answered};
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -263,20 +263,9 @@ fn contains_folded(haystack: &str, needle: &str) -> bool {
     needle.is_empty() || fold(haystack).contains(&fold(needle))
 }
 
-/// The case fold for string matching: per-character Unicode lower case, with
-/// final sigma (ς) folded to σ so that word-final and upper-case Σ agree.
+/// The case fold for string matching; the store's text index folds by it too.
 fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            for l in c.to_lowercase() {
-                out.push(if l == 'ς' { 'σ' } else { l });
-            }
-        }
-    }
-    out
+    casella_mime::search_fold(s)
 }
 
 /// Membership in a sequence set: `n` against the ranges with `*` = `largest`, or

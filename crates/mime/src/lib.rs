@@ -153,6 +153,25 @@ pub struct SearchFields {
     pub sort: Option<SortKeys>,
 }
 
+/// The case fold SEARCH matches strings under (RFC 9051 §6.4.4 leaves it to
+/// the server): per-character Unicode lower case, with final sigma (ς) folded
+/// to σ so that word-final and upper-case Σ agree. A string matches where its
+/// fold is a substring of the text's fold. The store's text index holds text
+/// folded by this same function, so that it finds exactly what SEARCH does.
+pub fn search_fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            for l in c.to_lowercase() {
+                out.push(if l == 'ς' { 'σ' } else { l });
+            }
+        }
+    }
+    out
+}
+
 impl BodyPart {
     /// The top level of a message as far as its header goes — where the header
     /// ends and the body starts — found without parsing MIME. Enough for

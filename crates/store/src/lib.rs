@@ -48,6 +48,12 @@ pub use model::mailbox_rules;
 pub use queue_store::QueueStore;
 pub use types::*;
 
+/// What the fuzz targets reach that the API does not offer (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::sqlite::TextIndexProbe;
+}
+
 /// How long a sign-out record is kept (a day): long enough for any node that
 /// polls to see it, short enough that the table stays a few rows.
 pub const SIGNOUT_KEPT_SECS: i64 = 86_400;

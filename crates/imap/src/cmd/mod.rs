@@ -11,7 +11,7 @@ mod idle;
 mod mailbox;
 mod notify;
 mod qresync;
-mod search;
+pub(crate) mod search;
 mod select;
 mod sort;
 pub(crate) mod store;

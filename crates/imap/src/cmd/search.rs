@@ -343,7 +343,7 @@ pub(crate) fn mentions_modseq(key: &SearchKey) -> bool {
 
 /// The text keys every match must satisfy: the key itself, or the members of a
 /// top-level AND (nested ANDs too). OR and NOT give none.
-fn required_text(key: &SearchKey) -> Vec<(TextField, &str)> {
+pub fn required_text(key: &SearchKey) -> Vec<(TextField, &str)> {
     match key {
         SearchKey::And(keys) => keys.iter().flat_map(required_text).collect(),
         k => text_key(k).into_iter().collect(),
@@ -365,7 +365,7 @@ fn text_key(key: &SearchKey) -> Option<(TextField, &str)> {
 
 /// `key` with the text keys the index answered (those `required_text` found)
 /// replaced by ALL.
-fn without_answered(key: SearchKey, answered: &[(TextField, String)]) -> SearchKey {
+pub fn without_answered(key: SearchKey, answered: &[(TextField, String)]) -> SearchKey {
     match key {
         SearchKey::And(keys) => SearchKey::And(
             keys.into_iter()

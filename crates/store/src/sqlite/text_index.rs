@@ -57,7 +57,12 @@ const TRIGGERS_OFF: &str = r#"
 "#;
 
 /// In `search.db`. Contentless tables: the text is in `store.db` already, the
-/// index keeps only the trigrams and their positions.
+/// index keeps only the trigrams and their positions. The text is indexed as
+/// SEARCH folds it (`casella_mime::search_fold`), and needles are folded the
+/// same way, so the trigrams are case-sensitive: SQLite's own case folding is
+/// not SEARCH's (it folds "ſ" to "s", SEARCH does not; SEARCH folds "İ" to
+/// "i" and a combining dot, SQLite leaves it), and with it the index missed
+/// messages SEARCH matches and found some it does not.
 const INDEX_SCHEMA: &str = r#"
     CREATE TABLE IF NOT EXISTS docs (
         id   INTEGER PRIMARY KEY,
@@ -66,14 +71,19 @@ const INDEX_SCHEMA: &str = r#"
     CREATE VIRTUAL TABLE IF NOT EXISTS field_index USING fts5(
         from_addr, to_addr, cc_addr, bcc_addr, subject,
         content = '', contentless_delete = 1,
-        tokenize = 'trigram case_sensitive 0'
+        tokenize = 'trigram case_sensitive 1'
     );
     CREATE VIRTUAL TABLE IF NOT EXISTS text_index USING fts5(
         header, body,
         content = '', contentless_delete = 1,
-        tokenize = 'trigram case_sensitive 0'
+        tokenize = 'trigram case_sensitive 1'
     );
 "#;
+
+/// `search.db`'s format, kept as its `user_version`: 1 holds text as
+/// `index_text` makes it (0, before, the text as it is, folded by SQLite).
+/// The server builds an index of another format again.
+const INDEX_VERSION: i64 = 1;
 
 /// Up to this many queued blobs, a search finds a mailbox's unindexed
 /// messages from the queue; beyond, from the mailbox.
@@ -132,10 +142,10 @@ pub(super) fn configure(
     let path = index_path(db_path);
     let was_on = trigger_exists(store)? && path.exists();
     match setting {
-        Some(true) if was_on => Ok(true),
+        Some(true) if was_on && index_version(&path).ok() == Some(INDEX_VERSION) => Ok(true),
         Some(true) => {
             remove_index_files(&path)?;
-            open_index(&path)?;
+            open_index(&path)?.pragma_update(None, "user_version", INDEX_VERSION)?;
             let tx = store.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(TRIGGERS_OFF)?;
             tx.execute_batch(TRIGGERS_ON)?;
@@ -150,6 +160,11 @@ pub(super) fn configure(
         }
         None => Ok(was_on),
     }
+}
+
+/// The format of the index at `path` (see `INDEX_VERSION`).
+fn index_version(path: &Path) -> StoreResult<i64> {
+    Ok(open_connection(path)?.pragma_query_value(None, "user_version", |r| r.get(0))?)
 }
 
 /// Opens `search.db` (creating its tables), as durable as the store: an entry
@@ -170,9 +185,17 @@ pub(super) fn attach(conn: &Connection, db_path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// Text as the index holds it: folded as SEARCH folds it (see INDEX_SCHEMA),
+/// and with NUL as U+FFFD. The trigram tokenizer skips NUL, joining the text
+/// on either side of it ("tea", NUL, "m" would match "team"); U+FFFD separates
+/// them, and no needle the index answers holds either (see `answers`).
+fn index_text(text: &str) -> String {
+    casella_mime::search_fold(text).replace('\0', "\u{FFFD}")
+}
+
 /// Whether the trigram index can answer a search for `needle`: substrings of
-/// three characters or more, exactly; its case folding agrees with SEARCH's for
-/// ASCII needles.
+/// three characters or more, exactly, folded as SEARCH folds them; asked only
+/// for ASCII needles without control characters.
 pub(super) fn answers(needle: &str) -> bool {
     needle.chars().count() >= 3 && needle.is_ascii() && !needle.chars().any(|c| c.is_control())
 }
@@ -195,6 +218,7 @@ pub(super) fn candidates(
         TextField::Body => ("text_index", "body"),
         TextField::Text => ("text_index", "{header body}"),
     };
+    let needle = casella_mime::search_fold(needle);
     let query = format!("{columns} : \"{}\"", needle.replace('"', "\"\""));
     let blobs = |sql: &str, arg: &dyn rusqlite::ToSql| -> StoreResult<Vec<BlobId>> {
         let mut stmt = c.prepare_cached(sql)?;
@@ -470,14 +494,15 @@ impl Indexer {
                 continue;
             }
             let id = tx.last_insert_rowid();
-            let [from, to, cc, bcc, subject] = &t.fields;
+            let fold = |text: &Option<String>| text.as_deref().map(index_text);
+            let [from, to, cc, bcc, subject] = &t.fields.each_ref().map(fold);
             tx.prepare_cached(
                 "INSERT INTO field_index(rowid, from_addr, to_addr, cc_addr, bcc_addr, subject)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![id, from, to, cc, bcc, subject])?;
             tx.prepare_cached("INSERT INTO text_index(rowid, header, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![id, t.header, t.body])?;
+                .execute(params![id, fold(&t.header), fold(&t.body)])?;
         }
         tx.commit()?;
         let n = texts.len();
@@ -551,5 +576,100 @@ impl Indexer {
         self.writer
             .send(job)
             .map_err(|_| StoreError::Internal("the store's writer has stopped".into()))
+    }
+}
+
+/// The text index as the fuzz targets drive it (feature `fuzzing`): a store
+/// and an index of their own, in memory, holding one message. It is stored by
+/// the store's schema and queue trigger, indexed by the indexer's own batch,
+/// and asked by the same query as `text_candidates`.
+#[cfg(feature = "fuzzing")]
+pub struct TextIndexProbe {
+    /// The store, with the index attached, as a reader connection sees them.
+    reader: Connection,
+    indexer: Indexer,
+}
+
+#[cfg(feature = "fuzzing")]
+impl TextIndexProbe {
+    /// The mailbox of the message.
+    pub const MAILBOX: MailboxId = MailboxId(1);
+    /// The blob of the message.
+    pub const BLOB: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+    pub fn new() -> StoreResult<TextIndexProbe> {
+        // memdb databases named with a leading '/' are shared by the process's
+        // connections, as the two files are by the store's.
+        static PROBES: AtomicU64 = AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, Ordering::Relaxed);
+        let store_uri = format!("file:/casella-probe-store-{n}?vfs=memdb");
+        let index_uri = format!("file:/casella-probe-index-{n}?vfs=memdb");
+        let mut reader = Connection::open(&store_uri)?;
+        super::migrate(&mut reader)?;
+        reader.execute_batch(TRIGGERS_ON)?;
+        let conn = Connection::open(&index_uri)?;
+        conn.execute_batch(INDEX_SCHEMA)?;
+        conn.execute("ATTACH DATABASE ?1 AS store", [&store_uri])?;
+        reader.execute(&format!("ATTACH DATABASE ?1 AS {SCHEMA}"), [&index_uri])?;
+        let (writer, _) = std::sync::mpsc::channel();
+        Ok(TextIndexProbe {
+            reader,
+            indexer: Indexer {
+                conn,
+                writer,
+                done_pending: Vec::new(),
+                last_cleanup: Instant::now(),
+                last_batch: Instant::now(),
+            },
+        })
+    }
+
+    /// Makes `fields` the one message's (in place of the one before), queued
+    /// for the index as delivery queues it, and read by the indexer if
+    /// `indexed`. Answers the fields as the store gives them back to SEARCH.
+    pub fn store(
+        &mut self,
+        fields: crate::SearchFields,
+        indexed: bool,
+    ) -> StoreResult<crate::SearchFields> {
+        self.reader.execute_batch(
+            "DELETE FROM messages; DELETE FROM blobs; DELETE FROM search_removed;",
+        )?;
+        self.indexer.conn.execute_batch(
+            "DELETE FROM docs;
+             INSERT INTO field_index(field_index) VALUES ('delete-all');
+             INSERT INTO text_index(text_index) VALUES ('delete-all');",
+        )?;
+        self.indexer.done_pending.clear();
+        let (search, text) = crate::search_columns::to_columns(fields)?;
+        self.reader.execute(
+            "INSERT INTO blobs(hash, size, refcount, parsed, search, search_text)
+             VALUES (?1, 0, 1, '{}', ?2, ?3)",
+            params![Self::BLOB, search, text],
+        )?;
+        self.reader.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
+             VALUES (?1, 1, 1, ?2, 0, 0, '[]')",
+            params![Self::MAILBOX.0, Self::BLOB],
+        )?;
+        if indexed && self.indexer.index_batch()? != 1 {
+            return Err(StoreError::Internal(
+                "the probe's message was not indexed".into(),
+            ));
+        }
+        crate::search_columns::from_columns(&search, Some(&text))
+    }
+
+    /// What the store's `text_candidates` answers for the message's mailbox.
+    pub fn text_candidates(
+        &self,
+        field: TextField,
+        needle: &str,
+    ) -> StoreResult<Option<TextCandidates>> {
+        // As `SqliteStore::text_candidates` with the index on.
+        if !answers(needle) {
+            return Ok(None);
+        }
+        candidates(&self.reader, Self::MAILBOX, field, needle).map(Some)
     }
 }
