@@ -9,10 +9,14 @@
 //! match whatever the case of their ASCII letters.
 #![no_main]
 
+#[path = "shared/search_case.rs"]
+mod search_case;
+
 use casella_imap::search::{SearchInput, SearchScope, matches, needs_parsed, needs_text};
-use casella_proto_imap::{CommandBody, SearchKey, parse_command};
-use casella_store::{Flag, FlagSet, SearchFields};
+use casella_proto_imap::SearchKey;
+use casella_store::SearchFields;
 use libfuzzer_sys::fuzz_target;
+use search_case::SearchCase;
 
 /// `key` with every string in ASCII upper case.
 fn upper(key: &SearchKey) -> SearchKey {
@@ -102,57 +106,14 @@ fn check(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>, depth:
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(nul) = data.iter().position(|&b| b == 0) else {
+    let Some(case) = SearchCase::decode(data) else {
         return;
     };
-    let (criteria, rest) = (&data[..nul], &data[nul + 1..]);
-    let [bits, a, b, message @ ..] = rest else {
-        return;
-    };
-    let mut line = b"t SEARCH ".to_vec();
-    line.extend_from_slice(criteria);
-    let Ok(command) = parse_command(&line) else {
-        return;
-    };
-    let CommandBody::Search { criteria: key, .. } = command.body else {
-        return;
-    };
-    let parsed = casella_mime::parse(message);
-    let mut flags = FlagSet::new();
-    for (bit, flag) in [
-        Flag::Seen,
-        Flag::Answered,
-        Flag::Flagged,
-        Flag::Deleted,
-        Flag::Draft,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        if bits & (1 << bit) != 0 {
-            flags.insert(flag);
-        }
-    }
-    if bits & 0x20 != 0 {
-        flags.insert(Flag::Keyword("$Forwarded".into()));
-    }
-    let saved: Vec<u32> = (1..=u32::from(*b % 8)).map(|n| n * 3).collect();
-    let scope = SearchScope {
-        max_seq: u32::from(*a) + 1,
-        max_uid: u32::from(*b) * 7 + 1,
-        saved: &saved,
-        // WITHIN's clock: fixed per input, so a run can be replayed.
-        now: 1_700_000_000 + i64::from(*a) * 86_400,
-    };
-    let msg = SearchInput {
-        seq: u32::from(*a % 16) + 1,
-        uid: u32::from(*b % 32) * 3 + 1,
-        flags: &flags,
-        recent: bits & 0x40 != 0,
-        size: message.len() as u32,
-        internal_date: i64::from(i32::from_le_bytes([*a, *b, *bits, 0x60])),
-        modseq: u64::from(*a),
-        fields: Some(&parsed.search),
-    };
-    check(&key, &msg, &scope, 0);
+    let parsed = casella_mime::parse(case.message);
+    check(
+        &case.key,
+        &case.input(Some(&parsed.search)),
+        &case.scope(),
+        0,
+    );
 });

@@ -15,12 +15,15 @@
 
 use std::cell::RefCell;
 
+#[path = "shared/search_case.rs"]
+mod search_case;
+
 use casella_imap::fuzzing::{required_text, without_answered};
-use casella_imap::search::{SearchInput, SearchScope, matches, needs_parsed, needs_text};
-use casella_proto_imap::{CommandBody, parse_command};
+use casella_imap::search::{SearchInput, matches, needs_parsed, needs_text};
 use casella_store::fuzzing::TextIndexProbe;
-use casella_store::{BlobId, Flag, FlagSet, SearchFields, TextField};
+use casella_store::{BlobId, SearchFields, TextField};
 use libfuzzer_sys::fuzz_target;
+use search_case::SearchCase;
 
 thread_local! {
     static PROBE: RefCell<TextIndexProbe> =
@@ -28,60 +31,25 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(nul) = data.iter().position(|&b| b == 0) else {
+    let Some(case) = SearchCase::decode(data) else {
         return;
     };
-    let (criteria, rest) = (&data[..nul], &data[nul + 1..]);
-    let [bits, a, b, message @ ..] = rest else {
-        return;
-    };
-    let mut line = b"t SEARCH ".to_vec();
-    line.extend_from_slice(criteria);
-    let Ok(command) = parse_command(&line) else {
-        return;
-    };
-    let CommandBody::Search { criteria: key, .. } = command.body else {
-        return;
-    };
-    let required = required_text(&key);
+    let key = &case.key;
+    let required = required_text(key);
     if required.is_empty() {
         // Nothing for the index to narrow.
         return;
     }
-    let indexed = bits & 0x80 == 0;
-    let parsed = casella_mime::parse(message);
+    let indexed = case.bits & 0x80 == 0;
+    let parsed = casella_mime::parse(case.message);
     PROBE.with_borrow_mut(|probe| {
         let fields = probe
             .store(parsed.search, indexed)
             .expect("store the message");
-        let mut flags = FlagSet::new();
-        for (bit, flag) in [Flag::Seen, Flag::Answered, Flag::Flagged, Flag::Deleted]
-            .into_iter()
-            .enumerate()
-        {
-            if bits & (1 << bit) != 0 {
-                flags.insert(flag);
-            }
-        }
-        let saved: Vec<u32> = (1..=u32::from(*b % 8)).map(|n| n * 3).collect();
-        let scope = SearchScope {
-            max_seq: u32::from(*a) + 1,
-            max_uid: u32::from(*b) * 7 + 1,
-            saved: &saved,
-            now: 1_700_000_000 + i64::from(*a) * 86_400,
-        };
-        let base = SearchInput {
-            seq: u32::from(*a % 16) + 1,
-            uid: u32::from(*b % 32) * 3 + 1,
-            flags: &flags,
-            recent: bits & 0x40 != 0,
-            size: message.len() as u32,
-            internal_date: i64::from(i32::from_le_bytes([*a, *b, *bits, 0x60])),
-            modseq: u64::from(*a),
-            fields: None,
-        };
+        let scope = case.scope();
+        let base = case.input(None);
         let full = matches(
-            &key,
+            key,
             &SearchInput {
                 fields: Some(&fields),
                 ..base
@@ -120,8 +88,8 @@ fuzz_target!(|data: &[u8]| {
         let reduced = without_answered(key.clone(), &answered);
         let looked_at = kept.is_none_or(|k| k || unindexed);
         let any_unindexed = kept.is_some() && unindexed;
-        let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(&key));
-        let want_text = needs_text(&reduced) || (any_unindexed && needs_text(&key));
+        let want_parsed = needs_parsed(&reduced) || (any_unindexed && needs_parsed(key));
+        let want_text = needs_text(&reduced) || (any_unindexed && needs_text(key));
         let read = SearchFields {
             header_text: if want_text {
                 fields.header_text.clone()
@@ -135,7 +103,7 @@ fuzz_target!(|data: &[u8]| {
             },
             ..fields.clone()
         };
-        let keys = if unindexed { &key } else { &reduced };
+        let keys = if unindexed { key } else { &reduced };
         let narrowed = looked_at
             && matches(
                 keys,

@@ -1,6 +1,6 @@
 //! Directory data: accounts, aliases, login history, login blocks and sign-outs.
-//! Plain records with no mail-model rules, so each backend writes its own few
-//! statements for them.
+//! Written once for every backend, as SQL over the backend's transactions and
+//! reads (`crate::records::directory`).
 
 use async_trait::async_trait;
 

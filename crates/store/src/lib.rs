@@ -17,7 +17,8 @@
 //! Layers (see [`model`]): the APIs — [`MailStore`] (the mail model),
 //! [`DirectoryStore`] (accounts and what belongs to them), [`QueueStore`] (the
 //! outbound queue), together [`Store`]; the mail model written once over
-//! [`model::MailBackend`] / [`model::MailTx`]; message bytes behind
+//! [`model::MailBackend`] / [`model::MailTx`]; the directory and the queue
+//! written once as SQL over [`records::SqlTx`]; message bytes behind
 //! [`blob::BlobStore`]. Backends: [`sqlite::SqliteStore`] (the embedded
 //! default) and [`postgres::PgStore`] (shared by many nodes); each passes the
 //! conformance rules (`conformance`, feature `conformance`).
@@ -34,6 +35,7 @@ pub mod model;
 mod parsed_cache;
 pub mod postgres;
 mod queue_store;
+pub mod records;
 mod search_columns;
 pub mod sqlite;
 mod types;

@@ -1,5 +1,6 @@
 //! The outbound queue: messages waiting for the relay, with their recipients'
-//! states and the claims that keep two runners from sending one entry.
+//! states and the claims that keep two runners from sending one entry. Written
+//! once for every backend (`crate::records::queue`).
 
 use async_trait::async_trait;
 

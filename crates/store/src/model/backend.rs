@@ -16,6 +16,7 @@ use crate::error::StoreResult;
 use crate::maildrop::MaildropLock;
 use crate::model::caches::ParsedCaches;
 use crate::model::prepare::PreparedMessage;
+use crate::records::{ReadCost, SqlJob, SqlTx};
 use crate::types::*;
 use crate::{MessageStructure, SearchFields};
 
@@ -49,8 +50,12 @@ pub struct MessageRow {
 ///
 /// A job must not await anything but these methods: the embedded backend runs
 /// jobs on its writer thread, where the primitives complete at once.
+///
+/// The same transaction runs SQL ([`SqlTx`]) for the records written once
+/// over it (`crate::records`): an account and its default mailboxes, a
+/// submission's local copies and its queue entry, commit together.
 #[async_trait]
-pub trait MailTx: Send {
+pub trait MailTx: SqlTx {
     /// The mailboxes, held for the rest of the transaction (no other
     /// transaction changes them meanwhile), taken in ascending id order — the
     /// one lock order, so transactions cannot deadlock. Returned in that order;
@@ -65,25 +70,6 @@ pub trait MailTx: Send {
     /// The next UIDVALIDITY, unique in the store: at least `at_least` (the
     /// clock), and above every one handed out before.
     async fn next_uid_validity(&mut self, at_least: u32) -> StoreResult<UidValidity>;
-    /// Inserts a mailbox (UIDNEXT 1, MODSEQ 1) and returns it.
-    async fn insert_mailbox(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        special_use: Option<SpecialUse>,
-        validity: UidValidity,
-    ) -> StoreResult<Mailbox>;
-    /// Writes a locked mailbox's name, UIDNEXT, HIGHESTMODSEQ and \Recent
-    /// watermark.
-    async fn save_mailbox(&mut self, mailbox: &Mailbox) -> StoreResult<()>;
-    /// Puts `name` on the account's subscription list or takes it off;
-    /// whether that changed anything.
-    async fn set_subscription(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        subscribed: bool,
-    ) -> StoreResult<bool>;
     /// Removes a locked mailbox with its messages and expunge log; returns the
     /// blob of each message it held (a blob once per message).
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>>;
@@ -130,10 +116,6 @@ pub trait MailTx: Send {
     /// Tells other nodes about the changes when this transaction commits (the
     /// shared backend's NOTIFY); the same process learns of them from the feed.
     fn announce(&mut self, _account: AccountId, _changes: &[Change]) {}
-    /// Puts a message on the outbound queue (same table as
-    /// [`crate::QueueStore::enqueue`]), in this transaction: a submission's
-    /// local copies and its queue entry commit together or not at all.
-    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId>;
 }
 
 /// A storage backend of the mail model.
@@ -155,8 +137,6 @@ pub trait MailBackend: Send + Sync + 'static {
     /// The account's mailboxes, by name.
     async fn mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
     async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox>;
-    /// The account's subscribed names, in order.
-    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>>;
     /// The mailbox of `account` named exactly `name` (already canonical).
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>>;
     /// Every message of the mailbox by UID; `NotFound` for no such mailbox.
@@ -194,6 +174,17 @@ pub trait MailBackend: Send + Sync + 'static {
     async fn raise_recent(&self, mailbox: MailboxId, up_to: Uid) -> StoreResult<Uid>;
 
     // ---- outside the model ----
+
+    /// Runs `job` over a reader connection, outside any transaction (each
+    /// statement sees what was committed before it): the directory's and the
+    /// queue's reads (`crate::records`).
+    async fn read_records<T: Send + 'static>(
+        &self,
+        cost: ReadCost,
+        job: SqlJob<T>,
+    ) -> StoreResult<T>;
+    /// This node's name, on the queue entries its relay claims.
+    fn node_name(&self) -> &str;
 
     /// See [`crate::MailStore::lock_maildrop`].
     async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock>;

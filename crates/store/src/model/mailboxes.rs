@@ -6,8 +6,8 @@
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::model::backend::{MailBackend, MailTx, job};
-use crate::model::mailbox_rules;
 use crate::model::names::{canonical_name, validate_mailbox_name};
+use crate::model::{mailbox_rows, mailbox_rules};
 use crate::now_unix;
 use crate::types::*;
 
@@ -29,15 +29,14 @@ pub async fn create_in_tx(
     // out if the clock has not moved on.
     let clock = now_unix().clamp(1, u32::MAX as i64) as u32;
     let validity = tx.next_uid_validity(clock).await?;
-    tx.insert_mailbox(account, &name, special_use, validity)
-        .await
+    mailbox_rows::insert_mailbox(tx, account, &name, special_use, validity).await
 }
 
 /// A new account's default mailboxes ([`DEFAULT_MAILBOXES`]), subscribed.
 pub async fn create_defaults_in_tx(tx: &mut dyn MailTx, account: AccountId) -> StoreResult<()> {
     for (name, role) in DEFAULT_MAILBOXES {
         create_in_tx(tx, account, name, *role).await?;
-        tx.set_subscription(account, name, true).await?;
+        mailbox_rows::set_subscription(tx, account, name, true).await?;
     }
     Ok(())
 }
@@ -102,11 +101,11 @@ pub async fn rename<B: MailBackend>(backend: &B, id: MailboxId, new_name: &str) 
                 // The subscription goes with the name (as in Dovecot; RFC
                 // 9051 leaves it open), so a renamed folder stays visible to
                 // clients that show subscribed folders only.
-                if tx.set_subscription(mb.account, &mb.name, false).await? {
-                    tx.set_subscription(mb.account, &new_name, true).await?;
+                if mailbox_rows::set_subscription(tx, mb.account, &mb.name, false).await? {
+                    mailbox_rows::set_subscription(tx, mb.account, &new_name, true).await?;
                 }
                 mb.name = new_name;
-                tx.save_mailbox(&mb).await?;
+                mailbox_rows::save_mailbox(tx, &mb).await?;
                 tx.announce(mb.account, &[Change::MailboxList]);
                 Ok(mb.account)
             })
@@ -129,7 +128,8 @@ pub async fn set_subscribed<B: MailBackend>(
     let changed = backend
         .transact(job(move |tx| {
             Box::pin(async move {
-                let changed = tx.set_subscription(account, &name, subscribed).await?;
+                let changed =
+                    mailbox_rows::set_subscription(tx, account, &name, subscribed).await?;
                 if changed {
                     tx.announce(account, &[Change::MailboxList]);
                 }

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::model::backend::{MailBackend, MailTx, MessageRow, job};
+use crate::model::mailbox_rows;
 use crate::model::mailboxes::lock_one;
 use crate::model::prepare::{PreparedMessage, prepare_all};
+use crate::records::queue::insert_queued;
 use crate::types::*;
 
 /// The counters of a locked mailbox as a transaction moves them.
@@ -48,7 +50,7 @@ impl Counters {
     /// Writes the counters back if this transaction moved them.
     async fn save(&self, tx: &mut dyn MailTx) -> StoreResult<()> {
         if self.modseq.is_some() {
-            tx.save_mailbox(&self.mailbox).await?;
+            mailbox_rows::save_mailbox(tx, &self.mailbox).await?;
         }
         Ok(())
     }
@@ -190,7 +192,7 @@ pub async fn deliver_and_queue<B: MailBackend>(
             Some(new) => Some(
                 backend
                     .transact(job(move |tx| {
-                        Box::pin(async move { tx.enqueue(&new).await })
+                        Box::pin(async move { insert_queued(tx, &new).await })
                     }))
                     .await?,
             ),
@@ -242,7 +244,7 @@ pub async fn deliver_and_queue<B: MailBackend>(
                     by_account.push((*account, mine));
                 }
                 let queue_id = match &queued {
-                    Some(new) => Some(tx.enqueue(new).await?),
+                    Some(new) => Some(insert_queued(tx, new).await?),
                     None => None,
                 };
                 Ok((appended, by_account, queue_id))

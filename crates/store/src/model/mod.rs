@@ -8,16 +8,26 @@
 //!   multi-recipient delivery, the caches of parsed metadata, publishing
 //!   changes after commit (`mailboxes`, `messages`, `prepare`, `names`).
 //! - [`MailBackend`] + [`MailTx`] (`backend`): what a backend writes — one
-//!   transaction runner, a dozen primitives inside it, plain reads, the
-//!   maildrop lock.
+//!   transaction runner, a few primitives inside it (locking mailboxes in id
+//!   order, UIDVALIDITY, message rows, blob references), plain reads of
+//!   mailboxes and messages, the maildrop lock.
+//! - [`crate::records`]: what is plain SQL both backends run, over the same
+//!   transactions ([`crate::records::SqlTx`], a supertrait of `MailTx`) and a
+//!   reader ([`MailBackend::read_records`]): the directory
+//!   ([`crate::DirectoryStore`]), the outbound queue ([`crate::QueueStore`]),
+//!   and the model's mailbox rows and subscriptions (`mailbox_rows`).
 //! - [`crate::blob::BlobStore`]: where message bytes live.
 //!
-//! A new backend implements `MailBackend`, `MailTx`, `BlobStore`,
-//! [`crate::DirectoryStore`] and [`crate::QueueStore`], and passes the
-//! conformance tests (`tests/conformance`).
+//! A new backend implements `MailBackend` (transactions, a dozen reads,
+//! `read_records`, `node_name`), `MailTx` (eleven primitives), `SqlTx` (execute,
+//! query, a key lock: its driver's values to and from
+//! [`crate::records::SqlValue`]), `BlobStore` and its schema, and passes the
+//! conformance tests (`tests/conformance`). The directory, the queue and every
+//! rule of the mail model come with it.
 
 pub mod backend;
 mod caches;
+mod mailbox_rows;
 pub mod mailbox_rules;
 mod mailboxes;
 mod messages;
@@ -90,7 +100,7 @@ impl<B: MailBackend> MailStore for B {
     }
 
     async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
-        MailBackend::subscriptions(self, account).await
+        mailbox_rows::subscriptions(self, account).await
     }
 
     async fn set_subscribed(

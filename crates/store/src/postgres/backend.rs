@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::mail_tx::PgTx;
+use super::sql::PgReader;
 use super::{
     MAX_MESSAGE_SIZE, PgStore, find_mailbox, get_mailbox, locks, mailbox_from_row,
     not_found_mailbox, rows, search_fields_of, summary_from_row, valid_blob_id,
@@ -14,6 +15,7 @@ use crate::changes::ChangeFeed;
 use crate::error::{StoreError, StoreResult};
 use crate::maildrop::MaildropLock;
 use crate::model::{MailBackend, ParsedCaches, TxJob};
+use crate::records::{ReadCost, SqlJob};
 use crate::types::*;
 use crate::{MessageStructure, SearchFields};
 
@@ -79,18 +81,6 @@ impl MailBackend for PgStore {
 
     async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
         get_mailbox(&mut *self.conn().await?, id).await
-    }
-
-    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
-        let r = self
-            .conn()
-            .await?
-            .query(
-                "SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name COLLATE \"C\"",
-                &[&account.0],
-            )
-            .await?;
-        rows(r, |r| Ok(r.try_get(0)?))
     }
 
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
@@ -217,6 +207,21 @@ impl MailBackend for PgStore {
 
     async fn lock_maildrop(&self, account: AccountId) -> StoreResult<MaildropLock> {
         locks::lock(self, account).await
+    }
+
+    /// Every cost alike: the pool's connections wait on the network, not on
+    /// a thread.
+    async fn read_records<T: Send + 'static>(
+        &self,
+        _cost: ReadCost,
+        job: SqlJob<T>,
+    ) -> StoreResult<T> {
+        let mut reader = PgReader(self.conn().await?);
+        job(&mut reader).await
+    }
+
+    fn node_name(&self) -> &str {
+        &self.inner.node_id
     }
 }
 

@@ -78,63 +78,6 @@ impl MailTx for PgTx<'_, '_> {
         Ok(UidValidity(row.try_get::<_, i64>(0)? as u32))
     }
 
-    async fn insert_mailbox(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        special_use: Option<SpecialUse>,
-        validity: UidValidity,
-    ) -> StoreResult<Mailbox> {
-        let row = self
-            .tx
-            .query_one(
-                concat!(
-                    "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext, highest_modseq)
-                     VALUES ($1, $2, $3, $4, 1, 1) RETURNING ",
-                    mailbox_columns!()
-                ),
-                &[
-                    &account.0,
-                    &name,
-                    &special_use.map(|s| s.attribute()),
-                    &(validity.0 as i64),
-                ],
-            )
-            .await?;
-        mailbox_from_row(&row)
-    }
-
-    async fn save_mailbox(&mut self, mb: &Mailbox) -> StoreResult<()> {
-        self.tx
-            .execute(
-                "UPDATE mailboxes SET name = $2, uidnext = $3, highest_modseq = $4,
-                 recent_uid = $5 WHERE id = $1",
-                &[
-                    &mb.id.0,
-                    &mb.name,
-                    &(mb.uid_next.0 as i64),
-                    &(mb.highest_modseq.0 as i64),
-                    &(mb.recent_watermark.0 as i64),
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn set_subscription(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        subscribed: bool,
-    ) -> StoreResult<bool> {
-        let sql = if subscribed {
-            "INSERT INTO subscriptions(account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        } else {
-            "DELETE FROM subscriptions WHERE account_id = $1 AND name = $2"
-        };
-        Ok(self.tx.execute(sql, &[&account.0, &name]).await? > 0)
-    }
-
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>> {
         let gone = self
             .tx
@@ -259,10 +202,6 @@ impl MailTx for PgTx<'_, '_> {
             )
             .await?;
         Ok(gone)
-    }
-
-    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId> {
-        super::queue::insert_queued(self.tx, new).await
     }
 
     async fn add_blobs(&mut self, blobs: &[(&PreparedMessage, i64)]) -> StoreResult<()> {

@@ -67,12 +67,6 @@ macro_rules! write_tx {
     }};
 }
 
-macro_rules! account_columns {
-    () => {
-        "id, address, password_hash, is_admin, pop_enabled, imap_enabled, submission_enabled, settings"
-    };
-}
-
 macro_rules! mailbox_columns {
     () => {
         "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid"
@@ -85,21 +79,14 @@ macro_rules! summary_columns {
     };
 }
 
-macro_rules! queue_columns {
-    () => {
-        "id, sender, account_id, recipients, octet_length(message)::bigint, envid, ret, created, expires, next_attempt, attempts, last_error, claimed_until"
-    };
-}
-
 mod backend;
-mod directory;
 mod import;
 mod listen;
 pub(crate) mod locks;
 mod mail_tx;
 mod pool;
-mod queue;
 mod schema;
+mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,10 +110,6 @@ use pool::{Conn, Pool, PooledConn};
 /// Messages larger than this are refused (`TooBig`): PostgreSQL caps a value at
 /// 1 GiB, and a message travels in one protocol message with its parsed metadata.
 pub const MAX_MESSAGE_SIZE: usize = 512 << 20;
-
-/// `pg_advisory_xact_lock(ADDRESS_LOCK, hashtext(address))` serialises creating
-/// accounts and aliases with the same address.
-const ADDRESS_LOCK: i32 = 0x6361_7302;
 
 /// How the store connects.
 #[derive(Debug, Clone)]
@@ -305,22 +288,6 @@ impl PgStore {
 
 // ---- rows ----
 
-fn account_from_row(r: &Row) -> StoreResult<Account> {
-    let settings: String = r.try_get(7)?;
-    Ok(Account {
-        id: AccountId(r.try_get(0)?),
-        address: r.try_get(1)?,
-        password_hash: r.try_get(2)?,
-        is_admin: r.try_get(3)?,
-        pop_enabled: r.try_get(4)?,
-        imap_enabled: r.try_get(5)?,
-        submission_enabled: r.try_get(6)?,
-        // A settings document this version cannot read falls back to defaults
-        // rather than locking the user out (as the embedded store).
-        settings: serde_json::from_str(&settings).unwrap_or_default(),
-    })
-}
-
 fn mailbox_from_row(r: &Row) -> StoreResult<Mailbox> {
     let special: Option<String> = r.try_get(3)?;
     Ok(Mailbox {
@@ -344,25 +311,6 @@ fn summary_from_row(r: &Row) -> StoreResult<MessageSummary> {
         internal_date: r.try_get(3)?,
         flags: flags_from_string(&flags),
         blob: BlobId(r.try_get(5)?),
-    })
-}
-
-fn queued_from_row(r: &Row) -> StoreResult<Queued> {
-    let recipients: String = r.try_get(3)?;
-    Ok(Queued {
-        id: QueueId(r.try_get(0)?),
-        sender: r.try_get(1)?,
-        account: r.try_get::<_, Option<i64>>(2)?.map(AccountId),
-        recipients: serde_json::from_str(&recipients).unwrap_or_default(),
-        size: r.try_get::<_, i64>(4)? as u64,
-        envid: r.try_get(5)?,
-        ret: r.try_get(6)?,
-        created: r.try_get(7)?,
-        expires: r.try_get(8)?,
-        next_attempt: r.try_get(9)?,
-        attempts: r.try_get::<_, i64>(10)? as u32,
-        last_error: r.try_get(11)?,
-        claimed_until: r.try_get(12)?,
     })
 }
 
@@ -437,35 +385,4 @@ fn valid_blob_id(id: &BlobId) -> StoreResult<()> {
         return Err(StoreError::Invalid(format!("bad blob id {h}")));
     }
     Ok(())
-}
-
-fn address_parts(address: &str) -> StoreResult<(String, String)> {
-    let address = address.trim().to_ascii_lowercase();
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            let domain = domain.to_string();
-            Ok((address, domain))
-        }
-        _ => Err(StoreError::Invalid(format!("{address} is not an address"))),
-    }
-}
-
-/// Serialises creating accounts and aliases for one address across nodes.
-async fn lock_address(c: &mut Conn, address: &str) -> StoreResult<()> {
-    c.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&ADDRESS_LOCK, &address],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn address_taken(c: &mut Conn, address: &str) -> StoreResult<bool> {
-    Ok(c.query_one(
-        "SELECT EXISTS(SELECT 1 FROM accounts WHERE lower(address) = $1)
-             OR EXISTS(SELECT 1 FROM aliases WHERE lower(alias) = $1)",
-        &[&address],
-    )
-    .await?
-    .try_get(0)?)
 }

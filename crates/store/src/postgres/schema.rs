@@ -176,6 +176,23 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT account_id, name FROM mailboxes WHERE subscribed
         ON CONFLICT DO NOTHING;
     "#,
+    // version 9: addresses, aliases and domains compared as stored, in lower
+    // case (as both stores write them), so the directory's SQL is the same
+    // for both stores (`records::directory`): indexes on the columns
+    // themselves. The unique indexes on lower() stay, and with them the rule
+    // that two addresses differing only in case are one.
+    r#"
+    UPDATE accounts SET address = lower(address), domain = lower(domain)
+        WHERE address <> lower(address) OR domain <> lower(domain);
+    UPDATE aliases SET alias = lower(alias), domain = lower(domain)
+        WHERE alias <> lower(alias) OR domain <> lower(domain);
+    CREATE INDEX IF NOT EXISTS accounts_address_stored ON accounts (address);
+    CREATE INDEX IF NOT EXISTS aliases_alias_stored ON aliases (alias);
+    DROP INDEX IF EXISTS accounts_domain;
+    DROP INDEX IF EXISTS aliases_domain;
+    CREATE INDEX IF NOT EXISTS accounts_domain_stored ON accounts (domain);
+    CREATE INDEX IF NOT EXISTS aliases_domain_stored ON aliases (domain);
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::mail_tx::{SqliteTx, run_ready};
+use super::sql::{SqliteReader, ThreadConnection};
 use super::{
     INLINE_MAX, MAILBOX_COLUMNS, MaildropGuard, ReadSize, SqliteStore, find_mailbox, get_mailbox,
     mailbox_from_row, per_blob, stored_bytes, summary_from_row, text_index,
@@ -15,6 +16,7 @@ use crate::changes::ChangeFeed;
 use crate::error::{StoreError, StoreResult};
 use crate::maildrop::MaildropLock;
 use crate::model::{MailBackend, ParsedCaches, TxJob};
+use crate::records::{ReadCost, SqlJob};
 use crate::types::*;
 use crate::{MessageStructure, SearchFields};
 
@@ -55,18 +57,6 @@ impl MailBackend for SqliteStore {
     async fn mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
         self.read(ReadSize::Small, move |c| get_mailbox(c, id))
             .await
-    }
-
-    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
-        self.read(ReadSize::Small, move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name",
-            )?;
-            Ok(stmt
-                .query_map([account.0], |r| r.get(0))?
-                .collect::<Result<_, _>>()?)
-        })
-        .await
     }
 
     async fn find_mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
@@ -206,6 +196,26 @@ impl MailBackend for SqliteStore {
 
     async fn collect_garbage(&self) -> StoreResult<()> {
         self.collect_blobs().await
+    }
+
+    async fn read_records<T: Send + 'static>(
+        &self,
+        cost: ReadCost,
+        job: SqlJob<T>,
+    ) -> StoreResult<T> {
+        let size = match cost {
+            ReadCost::Small => ReadSize::Small,
+            ReadCost::Large => ReadSize::Large,
+        };
+        self.read(size, move |c| {
+            run_ready(job(&mut SqliteReader(ThreadConnection::new(c))))
+        })
+        .await
+    }
+
+    /// One node owns the embedded store: every claim is its own.
+    fn node_name(&self) -> &str {
+        "embedded"
     }
 }
 

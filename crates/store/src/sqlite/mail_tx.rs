@@ -10,10 +10,12 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{INLINE_MAX, Inner, MAILBOX_COLUMNS, find_mailbox, get_mailbox, mailbox_from_row};
+use super::sql::{ThreadConnection, sql_execute, sql_query};
+use super::{INLINE_MAX, Inner, find_mailbox, get_mailbox};
 use crate::error::{StoreError, StoreResult};
 use crate::model::MailTx;
 use crate::model::prepare::PreparedMessage;
+use crate::records::{SqlRow, SqlTx, SqlValue};
 use crate::types::*;
 
 /// Runs a future whose every await completes at once (a job over [`SqliteTx`]).
@@ -33,7 +35,7 @@ pub(super) fn run_ready<T>(future: impl Future<Output = StoreResult<T>>) -> Stor
 /// The writer connection inside its transaction. The writer thread is the
 /// only writer, so "locking" a mailbox is reading it.
 pub(super) struct SqliteTx<'c> {
-    conn: WriterConnection<'c>,
+    conn: ThreadConnection<'c>,
     inner: &'c Inner,
 }
 
@@ -41,41 +43,29 @@ impl<'c> SqliteTx<'c> {
     /// Only on the writer thread, for a job run there by [`run_ready`].
     pub(super) fn new(conn: &'c Connection, inner: &'c Inner) -> SqliteTx<'c> {
         SqliteTx {
-            conn: WriterConnection {
-                conn,
-                thread: std::thread::current().id(),
-            },
+            conn: ThreadConnection::new(conn),
             inner,
         }
     }
 }
 
-/// The writer connection, as a job's future holds it, with the thread it
-/// belongs to.
-struct WriterConnection<'c> {
-    conn: &'c Connection,
-    thread: std::thread::ThreadId,
-}
+#[async_trait]
+impl SqlTx for SqliteTx<'_> {
+    async fn execute(&mut self, sql: &'static str, params: &[SqlValue<'_>]) -> StoreResult<u64> {
+        sql_execute(&self.conn, sql, params)
+    }
 
-// SAFETY: `MailTx` is `Send` because the shared backend's transactions run in
-// tokio tasks that may move between threads. This one is made on the writer
-// thread, and the job's future that borrows it is created, polled to
-// completion (`run_ready` fails a future that would wait) and dropped there;
-// the borrow is not 'static, so no task can take it. Safe code could still
-// hand it to a scoped thread: every use goes through `Deref`, which checks
-// the thread and panics on any other (the writer thread catches a job's
-// panic), so the `!Sync` connection is only ever used on its own thread.
-unsafe impl Send for WriterConnection<'_> {}
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[SqlValue<'_>],
+    ) -> StoreResult<Vec<SqlRow>> {
+        sql_query(&self.conn, sql, params)
+    }
 
-impl std::ops::Deref for WriterConnection<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        assert_eq!(
-            std::thread::current().id(),
-            self.thread,
-            "the writer connection used off the writer thread"
-        );
-        self.conn
+    /// The writer thread is the only writer: nothing to wait for.
+    async fn lock_key(&mut self, _key: &str) -> StoreResult<()> {
+        Ok(())
     }
 }
 
@@ -113,65 +103,6 @@ impl MailTx for SqliteTx<'_> {
             )?
             .execute([next.to_string()])?;
         Ok(UidValidity(next))
-    }
-
-    async fn insert_mailbox(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        special_use: Option<SpecialUse>,
-        validity: UidValidity,
-    ) -> StoreResult<Mailbox> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!(
-                "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity, uidnext,
-                 highest_modseq)
-                 VALUES (?1, ?2, ?3, ?4, 1, 1) RETURNING {MAILBOX_COLUMNS}"
-            ))?
-            .query_row(
-                params![
-                    account.0,
-                    name,
-                    special_use.map(|s| s.attribute()),
-                    validity.0
-                ],
-                mailbox_from_row,
-            )?)
-    }
-
-    async fn save_mailbox(&mut self, mb: &Mailbox) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE mailboxes SET name = ?2, uidnext = ?3, highest_modseq = ?4,
-                 recent_uid = ?5 WHERE id = ?1",
-            )?
-            .execute(params![
-                mb.id.0,
-                mb.name,
-                mb.uid_next.0,
-                mb.highest_modseq.0 as i64,
-                mb.recent_watermark.0
-            ])?;
-        Ok(())
-    }
-
-    async fn set_subscription(
-        &mut self,
-        account: AccountId,
-        name: &str,
-        subscribed: bool,
-    ) -> StoreResult<bool> {
-        let sql = if subscribed {
-            "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?1, ?2)"
-        } else {
-            "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2"
-        };
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
-            .execute(params![account.0, name])?
-            > 0)
     }
 
     async fn remove_mailbox(&mut self, id: MailboxId) -> StoreResult<Vec<BlobId>> {
@@ -277,10 +208,6 @@ impl MailTx for SqliteTx<'_> {
             }
         }
         Ok(gone)
-    }
-
-    async fn enqueue(&mut self, new: &NewQueued) -> StoreResult<QueueId> {
-        super::queue::insert_queued(&self.conn, new)
     }
 
     async fn add_blobs(&mut self, blobs: &[(&PreparedMessage, i64)]) -> StoreResult<()> {

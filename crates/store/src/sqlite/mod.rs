@@ -19,10 +19,9 @@
 //! committed message never points at a removed file.
 
 mod backend;
-mod directory;
 mod mail_tx;
-mod queue;
 mod schema;
+mod sql;
 mod text_index;
 
 #[cfg(feature = "fuzzing")]
@@ -599,25 +598,6 @@ fn watch_other_writers(inner: std::sync::Weak<Inner>) {
 
 // ---- row helpers ----
 
-const ACCOUNT_COLUMNS: &str =
-    "id, address, password_hash, is_admin, pop_enabled, imap_enabled, submission_enabled, settings";
-
-fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    let settings: String = r.get(7)?;
-    Ok(Account {
-        id: AccountId(r.get(0)?),
-        address: r.get(1)?,
-        password_hash: r.get(2)?,
-        is_admin: r.get(3)?,
-        pop_enabled: r.get(4)?,
-        imap_enabled: r.get(5)?,
-        submission_enabled: r.get(6)?,
-        // A settings document this version cannot read falls back to defaults
-        // rather than locking the user out.
-        settings: serde_json::from_str(&settings).unwrap_or_default(),
-    })
-}
-
 const MAILBOX_COLUMNS: &str =
     "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
 
@@ -814,7 +794,9 @@ mod tests {
                    envid TEXT, ret TEXT, created INTEGER NOT NULL, expires INTEGER NOT NULL,
                    next_attempt INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
                    last_error TEXT, claimed_until INTEGER);
-                 INSERT INTO old_queue SELECT * FROM queue;
+                 INSERT INTO old_queue SELECT id, sender, account_id, recipients, message,
+                   envid, ret, created, expires, next_attempt, attempts, last_error,
+                   claimed_until FROM queue;
                  DROP TABLE queue;
                  ALTER TABLE old_queue RENAME TO queue;
                  CREATE INDEX queue_due ON queue(next_attempt);
@@ -830,6 +812,18 @@ mod tests {
             vec![first, second]
         );
         assert!(list[0].claimed_until.is_some(), "claims are kept");
+        // ... as this node's (version 18 names the claimer): its relay takes
+        // them back when it starts.
+        store.queue_release_claims().await.unwrap();
+        assert!(
+            store
+                .queue_list()
+                .await
+                .unwrap()
+                .iter()
+                .all(|q| q.claimed_until.is_none()),
+            "claims from before the upgrade are released"
+        );
         // The highest goes; its id is not given again.
         store.queue_remove(second).await.unwrap();
         let third = store.enqueue(new()).await.unwrap();
@@ -844,10 +838,12 @@ mod tests {
         store.create_mailbox(account.id, "Old", None).await.unwrap();
         drop(store);
         {
-            // Version 16 kept a mark on each mailbox.
+            // Version 16 kept a mark on each mailbox (and had no claimed_by,
+            // which version 18 adds).
             let c = Connection::open(dir.path().join("store.db")).unwrap();
             c.execute_batch(
                 "DROP TABLE subscriptions;
+                 ALTER TABLE queue DROP COLUMN claimed_by;
                  UPDATE mailboxes SET subscribed = 0 WHERE name = 'Drafts';
                  UPDATE mailboxes SET subscribed = 1 WHERE name = 'Old';
                  PRAGMA user_version = 16;",

@@ -247,4 +247,11 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO subscriptions(account_id, name)
         SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
     "#,
+    // version 18: the queue says which node holds a claim, as the shared
+    // store's does, so the queue is written once for both (`records::queue`).
+    // The embedded store is one node: claims held before are its own.
+    r#"
+    ALTER TABLE queue ADD COLUMN claimed_by TEXT;
+    UPDATE queue SET claimed_by = 'embedded' WHERE claimed_until IS NOT NULL;
+    "#,
 ];
