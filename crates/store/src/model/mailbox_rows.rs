@@ -4,7 +4,7 @@
 
 use crate::error::StoreResult;
 use crate::model::backend::MailBackend;
-use crate::records::{ReadCost, SqlRow, SqlTx, SqlValue, sql_job};
+use crate::records::{ReadCost, SqlRow, SqlTx, SqlValue, read_rows};
 use crate::types::*;
 
 fn mailbox_from_row(r: &SqlRow) -> StoreResult<Mailbox> {
@@ -91,21 +91,12 @@ pub async fn subscriptions<B: MailBackend>(
     backend: &B,
     account: AccountId,
 ) -> StoreResult<Vec<String>> {
-    backend
-        .read_records(
-            ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    c.query(
-                        "SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name",
-                        &[SqlValue::Int(account.0)],
-                    )
-                    .await?
-                    .iter()
-                    .map(|r| r.text(0))
-                    .collect()
-                })
-            }),
-        )
-        .await
+    read_rows(
+        backend,
+        ReadCost::Small,
+        "SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name",
+        vec![SqlValue::Int(account.0)],
+        |r| r.text(0),
+    )
+    .await
 }

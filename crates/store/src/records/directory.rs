@@ -10,7 +10,8 @@
 
 use async_trait::async_trait;
 
-use super::sql::{ReadCost, SqlRow, SqlTx, SqlValue, sql_job};
+use super::sql::{ReadCost, SqlRow, SqlTx, SqlValue};
+use super::{read_row, read_rows};
 use crate::directory_store::DirectoryStore;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{MailBackend, create_default_mailboxes_in_tx, job, remove_mailboxes_in_tx};
@@ -75,10 +76,6 @@ fn stored_revision(settings: &str) -> u64 {
         .ok()
         .and_then(|v| v.get("revision").and_then(serde_json::Value::as_u64))
         .unwrap_or(0)
-}
-
-fn rows<T>(rows: Vec<SqlRow>, f: fn(&SqlRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
-    rows.iter().map(f).collect()
 }
 
 #[async_trait]
@@ -166,52 +163,33 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Account> {
-        self.read_records(
-            ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    let row = c
-                        .query_opt(select_account!("WHERE id = $1"), &[SqlValue::Int(id.0)])
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(format!("account {}", id.0)))?;
-                    account_from_row(&row)
-                })
-            }),
+        read_row(
+            self,
+            select_account!("WHERE id = $1"),
+            vec![SqlValue::Int(id.0)],
+            account_from_row,
         )
-        .await
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("account {}", id.0)))
     }
 
     async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
-        let address = address.to_ascii_lowercase();
-        self.read_records(
-            ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    c.query_opt(
-                        select_account!("WHERE address = $1"),
-                        &[SqlValue::text(&address)],
-                    )
-                    .await?
-                    .as_ref()
-                    .map(account_from_row)
-                    .transpose()
-                })
-            }),
+        read_row(
+            self,
+            select_account!("WHERE address = $1"),
+            vec![SqlValue::owned(address.to_ascii_lowercase())],
+            account_from_row,
         )
         .await
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Large,
-            sql_job(|c| {
-                Box::pin(async move {
-                    rows(
-                        c.query(select_account!("ORDER BY address"), &[]).await?,
-                        account_from_row,
-                    )
-                })
-            }),
+            select_account!("ORDER BY address"),
+            Vec::new(),
+            account_from_row,
         )
         .await
     }
@@ -261,22 +239,15 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
-        let domain = domain.to_ascii_lowercase();
-        self.read_records(
-            ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    c.query_one(
-                        "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = $1)
-                             OR EXISTS(SELECT 1 FROM aliases WHERE domain = $1)",
-                        &[SqlValue::text(&domain)],
-                    )
-                    .await?
-                    .bool(0)
-                })
-            }),
+        let found = read_row(
+            self,
+            "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain = $1)
+                 OR EXISTS(SELECT 1 FROM aliases WHERE domain = $1)",
+            vec![SqlValue::owned(domain.to_ascii_lowercase())],
+            |r| r.bool(0),
         )
-        .await
+        .await?;
+        Ok(found == Some(true))
     }
 
     async fn add_alias(&self, account: AccountId, alias: &str) -> StoreResult<()> {
@@ -332,47 +303,33 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn aliases(&self, account: AccountId) -> StoreResult<Vec<String>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    c.query(
-                        "SELECT alias FROM aliases WHERE account_id = $1 ORDER BY alias",
-                        &[SqlValue::Int(account.0)],
-                    )
-                    .await?
-                    .iter()
-                    .map(|r| r.text(0))
-                    .collect()
-                })
-            }),
+            "SELECT alias FROM aliases WHERE account_id = $1 ORDER BY alias",
+            vec![SqlValue::Int(account.0)],
+            |r| r.text(0),
         )
         .await
     }
 
     async fn account_for_address(&self, address: &str) -> StoreResult<Option<Account>> {
         let address = address.trim().to_ascii_lowercase();
-        self.read_records(
-            ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    let address = [SqlValue::text(&address)];
-                    let mut row = c
-                        .query_opt(select_account!("WHERE address = $1"), &address)
-                        .await?;
-                    if row.is_none() {
-                        row = c
-                            .query_opt(
-                                select_account!(
-                                    "WHERE id = (SELECT account_id FROM aliases WHERE alias = $1)"
-                                ),
-                                &address,
-                            )
-                            .await?;
-                    }
-                    row.as_ref().map(account_from_row).transpose()
-                })
-            }),
+        let direct = read_row(
+            self,
+            select_account!("WHERE address = $1"),
+            vec![SqlValue::owned(address.clone())],
+            account_from_row,
+        )
+        .await?;
+        if direct.is_some() {
+            return Ok(direct);
+        }
+        read_row(
+            self,
+            select_account!("WHERE id = (SELECT account_id FROM aliases WHERE alias = $1)"),
+            vec![SqlValue::owned(address)],
+            account_from_row,
         )
         .await
     }
@@ -414,31 +371,24 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn recent_logins(&self, account: AccountId) -> StoreResult<Vec<LoginRecord>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    let found = c
-                        .query(
-                            "SELECT at, protocol, remote, success, client FROM logins
-                             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
-                            &[
-                                SqlValue::Int(account.0),
-                                SqlValue::Int(LOGIN_HISTORY as i64),
-                            ],
-                        )
-                        .await?;
-                    rows(found, |r| {
-                        Ok(LoginRecord {
-                            at: r.int(0)?,
-                            protocol: r.text(1)?,
-                            remote: r.text(2)?,
-                            success: r.bool(3)?,
-                            client: r.opt_text(4)?,
-                        })
-                    })
+            "SELECT at, protocol, remote, success, client FROM logins
+             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+            vec![
+                SqlValue::Int(account.0),
+                SqlValue::Int(LOGIN_HISTORY as i64),
+            ],
+            |r| {
+                Ok(LoginRecord {
+                    at: r.int(0)?,
+                    protocol: r.text(1)?,
+                    remote: r.text(2)?,
+                    success: r.bool(3)?,
+                    client: r.opt_text(4)?,
                 })
-            }),
+            },
         )
         .await
     }
@@ -467,26 +417,18 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn blocks(&self, now: i64) -> StoreResult<Vec<StoredBlock>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Large,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    let found = c
-                        .query(
-                            "SELECT key, until, reason FROM login_blocks WHERE until > $1
-                             ORDER BY until",
-                            &[SqlValue::Int(now)],
-                        )
-                        .await?;
-                    rows(found, |r| {
-                        Ok(StoredBlock {
-                            key: r.text(0)?,
-                            until: r.int(1)?,
-                            reason: r.text(2)?,
-                        })
-                    })
+            "SELECT key, until, reason FROM login_blocks WHERE until > $1 ORDER BY until",
+            vec![SqlValue::Int(now)],
+            |r| {
+                Ok(StoredBlock {
+                    key: r.text(0)?,
+                    until: r.int(1)?,
+                    reason: r.text(2)?,
                 })
-            }),
+            },
         )
         .await
     }
@@ -530,25 +472,18 @@ impl<B: MailBackend> DirectoryStore for B {
     }
 
     async fn signouts_since(&self, since: i64) -> StoreResult<Vec<Signout>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Small,
-            sql_job(move |c| {
-                Box::pin(async move {
-                    let found = c
-                        .query(
-                            "SELECT seq, address, at FROM signouts WHERE at >= $1 ORDER BY seq",
-                            &[SqlValue::Int(since)],
-                        )
-                        .await?;
-                    rows(found, |r| {
-                        Ok(Signout {
-                            seq: r.int(0)? as u64,
-                            address: r.text(1)?,
-                            at: r.int(2)?,
-                        })
-                    })
+            "SELECT seq, address, at FROM signouts WHERE at >= $1 ORDER BY seq",
+            vec![SqlValue::Int(since)],
+            |r| {
+                Ok(Signout {
+                    seq: r.int(0)? as u64,
+                    address: r.text(1)?,
+                    at: r.int(2)?,
                 })
-            }),
+            },
         )
         .await
     }

@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 
 use super::sql::{ReadCost, SqlRow, SqlTx, SqlValue, sql_job};
+use super::{read_row, read_rows};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{MailBackend, job};
 use crate::now_unix;
@@ -145,41 +146,25 @@ impl<B: MailBackend> QueueStore for B {
     }
 
     async fn queue_next_attempt(&self) -> StoreResult<Option<i64>> {
-        self.read_records(
-            ReadCost::Small,
-            sql_job(|c| {
-                Box::pin(async move {
-                    // In index order, stopping at the first unclaimed entry:
-                    // cheap enough for every node's runner to ask every second.
-                    c.query_opt(
-                        "SELECT next_attempt FROM queue WHERE claimed_until IS NULL
-                         ORDER BY next_attempt LIMIT 1",
-                        &[],
-                    )
-                    .await?
-                    .map(|r| r.int(0))
-                    .transpose()
-                })
-            }),
+        // In index order, stopping at the first unclaimed entry: cheap enough
+        // for every node's runner to ask every second.
+        read_row(
+            self,
+            "SELECT next_attempt FROM queue WHERE claimed_until IS NULL
+             ORDER BY next_attempt LIMIT 1",
+            Vec::new(),
+            |r| r.int(0),
         )
         .await
     }
 
     async fn queue_list(&self) -> StoreResult<Vec<Queued>> {
-        self.read_records(
+        read_rows(
+            self,
             ReadCost::Large,
-            sql_job(|c| {
-                Box::pin(async move {
-                    c.query(
-                        concat!("SELECT ", queue_columns!("FROM queue ORDER BY created, id")),
-                        &[],
-                    )
-                    .await?
-                    .iter()
-                    .map(queued_from_row)
-                    .collect()
-                })
-            }),
+            concat!("SELECT ", queue_columns!("FROM queue ORDER BY created, id")),
+            Vec::new(),
+            queued_from_row,
         )
         .await
     }

@@ -32,6 +32,11 @@ impl<'a> SqlValue<'a> {
         SqlValue::Text(Cow::Borrowed(s))
     }
 
+    /// Text the value owns (for a parameter moved into a job).
+    pub fn owned(s: String) -> SqlValue<'static> {
+        SqlValue::Text(Cow::Owned(s))
+    }
+
     pub fn opt_text(s: Option<&'a str>) -> SqlValue<'a> {
         s.map_or(SqlValue::Null, SqlValue::text)
     }
