@@ -1,5 +1,6 @@
-//! Login throttling settings (`casella settings security get|set`, live) and
-//! `casella security blocks|unblock`.
+//! Login settings (`casella settings security get|set`, live): throttling,
+//! remembered passwords, the default domain of login names; and `casella
+//! security blocks|unblock`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub const KEYS: &[&str] = &[
     "remember-success",
     "max-in-flight",
     "password-cache",
+    "default-domain",
 ];
 
 fn count(v: &str) -> anyhow::Result<u32> {
@@ -53,6 +55,9 @@ fn networks(v: &str) -> anyhow::Result<Vec<(std::net::IpAddr, u8)>> {
 pub struct SecurityConfig {
     pub throttle: ThrottleConfig,
     pub password_cache: Duration,
+    /// The domain of login names typed without one (`alice` logs in as
+    /// `alice@default-domain`, on every protocol and the web).
+    pub default_domain: Option<String>,
 }
 
 impl Default for SecurityConfig {
@@ -60,6 +65,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             throttle: ThrottleConfig::default(),
             password_cache: casella_directory::verified::DEFAULT_TTL,
+            default_domain: None,
         }
     }
 }
@@ -80,6 +86,7 @@ fn apply(s: &mut SecurityConfig, key: &str, value: &str) -> anyhow::Result<()> {
     let c = &mut s.throttle;
     match key {
         "password-cache" => s.password_cache = parse_duration(value)?,
+        "default-domain" => s.default_domain = domain(value)?,
         "trusted-networks" => c.trusted = networks(value)?,
         "failures-per-source" => c.source_failures = count(value)?,
         "spray-accounts" => c.spray_accounts = count(value)?,
@@ -97,6 +104,25 @@ fn apply(s: &mut SecurityConfig, key: &str, value: &str) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// A domain, or `none` (or nothing) for none.
+fn domain(v: &str) -> anyhow::Result<Option<String>> {
+    let d = v.trim().trim_start_matches('@').to_ascii_lowercase();
+    if d.is_empty() || d == "none" {
+        return Ok(None);
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if d.len() > 253 || !(d.contains('.') || d == "localhost") || !d.split('.').all(label_ok) {
+        bail!("{v:?} is not a domain such as example.org (or none)");
+    }
+    Ok(Some(d))
 }
 
 fn at_least_a_second(v: &str) -> anyhow::Result<Duration> {
@@ -133,6 +159,13 @@ pub fn values(o: &Overrides) -> Vec<(&'static str, String)> {
         ("remember-success", format_duration(c.remember_success)),
         ("max-in-flight", c.max_in_flight.to_string()),
         ("password-cache", format_duration(settings.password_cache)),
+        (
+            "default-domain",
+            settings
+                .default_domain
+                .clone()
+                .unwrap_or_else(|| "none".to_string()),
+        ),
     ]
 }
 
@@ -189,4 +222,27 @@ pub async fn run(data: &Path, command: crate::cli::SecurityCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::domain;
+
+    #[test]
+    fn the_default_domain_is_a_domain_or_none() {
+        assert_eq!(
+            domain(" Example.ORG ").unwrap().as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            domain("@mail.example.org").unwrap().as_deref(),
+            Some("mail.example.org")
+        );
+        assert_eq!(domain("none").unwrap(), None);
+        assert_eq!(domain("").unwrap(), None);
+        assert_eq!(domain("localhost").unwrap().as_deref(), Some("localhost"));
+        for bad in ["example", "a b.org", "bob@example.org", "-x.org", "x..org"] {
+            assert!(domain(bad).is_err(), "{bad}");
+        }
+    }
 }

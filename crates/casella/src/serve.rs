@@ -418,6 +418,7 @@ async fn watch_settings(
 fn apply_security(directory: &Directory, security: crate::security::SecurityConfig) {
     directory.throttle().configure(security.throttle);
     directory.set_password_cache(security.password_cache);
+    directory.set_default_domain(security.default_domain);
 }
 
 #[cfg(test)]

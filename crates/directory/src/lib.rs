@@ -97,6 +97,9 @@ pub struct Directory {
     history: history::LoginHistory,
     verified: verified::VerifiedPasswords,
     oauth: std::sync::RwLock<Option<Arc<oauth::TokenValidator>>>,
+    /// The domain a login name without one is in (`alice` logs in as
+    /// `alice@default-domain`); `None` when names must be whole addresses.
+    default_domain: std::sync::RwLock<Option<String>>,
 }
 
 /// The connection a SASL exchange runs on: the login policy, TLS, and the TLS
@@ -192,7 +195,35 @@ impl Directory {
             throttle: Arc::new(throttle::Throttle::default()),
             verified: verified::VerifiedPasswords::default(),
             oauth: std::sync::RwLock::new(None),
+            default_domain: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Sets the domain of login names typed without one (`None`: none).
+    pub fn set_default_domain(&self, domain: Option<String>) {
+        let domain = domain
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|d| !d.is_empty());
+        *self
+            .default_domain
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = domain;
+    }
+
+    /// The address a typed login name stands for, in the stored form (see
+    /// [`Directory::normalize`]), by the same rules for every mechanism and
+    /// protocol: Exchange's `DOMAIN\alice` names `alice` (the Windows domain is
+    /// not a mail domain), and a name without a domain is in the default
+    /// domain when one is set (`alice` → `alice@example.org`, as Mail.ru and
+    /// Yandex let their users log in). An alias's short name works as the
+    /// alias does. The names refused outright (`anonymous`, `guest`…) stay
+    /// as typed, so they are still refused as such.
+    pub fn login_name(&self, typed: &str) -> String {
+        let domain = self
+            .default_domain
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        login_name_in(typed, domain.as_deref())
     }
 
     /// Turns OAuth 2.0 tokens (XOAUTH2, OAUTHBEARER) on, or off with `None`.
@@ -270,12 +301,47 @@ impl Directory {
     }
 }
 
+/// [`Directory::login_name`] with `default_domain`.
+fn login_name_in(typed: &str, default_domain: Option<&str>) -> String {
+    let name = Directory::normalize(typed);
+    let name = match name.rsplit_once('\\') {
+        Some((_, user)) if !user.is_empty() => user.to_string(),
+        _ => name,
+    };
+    match default_domain {
+        Some(domain)
+            if !name.is_empty()
+                && !name.contains('@')
+                && !REFUSED_LOGINS.contains(&name.as_str()) =>
+        {
+            format!("{name}@{domain}")
+        }
+        _ => name,
+    }
+}
+
 /// An argon2id hash of a random password, verified against when the user does not
 /// exist.
 pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3GcBHBNL1c08zFNyoaaSv+WHHk6Oh8XlLVaZu2GKPjY";
 
 #[cfg(test)]
 mod log_tests {
+    #[test]
+    fn login_names_take_the_default_domain_and_drop_a_windows_domain() {
+        use super::login_name_in as name;
+        assert_eq!(name(" Alice ", None), "alice");
+        assert_eq!(name("CORP\\Alice", None), "alice");
+        assert_eq!(name("alice@example.org", None), "alice@example.org");
+        let d = Some("example.org");
+        assert_eq!(name("Alice", d), "alice@example.org");
+        assert_eq!(name("CORP\\alice", d), "alice@example.org");
+        assert_eq!(name("bob@other.test", d), "bob@other.test");
+        assert_eq!(name("anonymous", d), "anonymous");
+        assert_eq!(name("Guest", d), "guest");
+        assert_eq!(name("", d), "");
+        assert_eq!(name("CORP\\", d), "corp\\@example.org");
+    }
+
     #[test]
     fn names_in_logs_stop_at_a_space() {
         assert_eq!(super::log_safe("alice@example.org"), "alice@example.org");

@@ -358,7 +358,7 @@ impl Directory {
         password: &Secret<String>,
         attempt: &mut Attempt,
     ) -> Result<Authenticated, AuthFailure> {
-        let login = Self::normalize(login);
+        let login = self.login_name(login);
         attempt.login = login.clone();
         let (account, reservation) = self.reserve(ctx, &login).await?;
         let Some(account) = account else {
@@ -432,7 +432,7 @@ impl Directory {
         let conn = &ctx.conn;
         let first_msg = first_message(initial, io).await?;
         let first = scram::parse_client_first(&first_msg).map_err(|_| AuthFailure::Malformed)?;
-        let login = Self::normalize(&first.user);
+        let login = self.login_name(&first.user);
         attempt.login = login.clone();
         let offers_plus = conn.tls_active && conn.bindings.any();
         let binding_ok = match (plus, first.cbind.as_str()) {
@@ -510,7 +510,7 @@ impl Directory {
         let first = first_message(initial, io).await?;
         let (named, token) =
             oauth::parse_client_message(mechanism, &first).ok_or(AuthFailure::Malformed)?;
-        let named = named.map(|n| Self::normalize(&n));
+        let named = named.map(|n| self.login_name(&n));
         let hint = named.clone().unwrap_or_default();
         attempt.login = hint.clone();
         let (_, reservation) = self.reserve_token(ctx, &hint).await?;
@@ -522,7 +522,10 @@ impl Directory {
         let refuse = |why: String| {
             tracing::info!(protocol = ctx.protocol.name(), remote = %ctx.source.remote, reason = %why, "token refused");
         };
-        let status = match validator.validate(&token, ctx.protocol, now) {
+        let status = match validator
+            .validate(&token, ctx.protocol, now)
+            .map(|u| self.login_name(&u))
+        {
             Ok(u) if named.as_ref().is_none_or(|n| *n == u) => Ok(u),
             Ok(u) => {
                 refuse(format!(
