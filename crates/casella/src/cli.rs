@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{account, connectivity, deliver, migrate, queue, security, serve, settings, web};
+use crate::{
+    account, connectivity, deliver, localserve, migrate, queue, security, serve, settings, web,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +40,16 @@ pub enum Command {
         /// any, the bindings of the configuration file are used.
         #[arg(long = "listen", value_name = "PROTO=ADDR")]
         listen: Vec<String>,
+    },
+    /// A mail server for this machine only: every service on 127.0.0.1 at the
+    /// standard port plus --base-port (IMAP 1143 and 1993, POP3 1110 and 1995,
+    /// submission 1587 and 1465, SMTP 1025, LMTP 1024, web 1080 and 1443 with
+    /// the default), an account me@localhost ready to use, and its password
+    /// printed with the settings for a mail program.
+    Localserve {
+        /// Added to each standard port (at least 1000, so none is privileged).
+        #[arg(long, default_value_t = 1000)]
+        base_port: u16,
     },
     /// Manage accounts.
     Account {
@@ -250,6 +262,9 @@ pub enum QueueCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => serve::run(&cli.data, &listen)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Localserve { base_port } => localserve::run(&cli.data, base_port)
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Account { command } => account::run(&cli.data, command)

@@ -7,6 +7,7 @@ mod config;
 mod connectivity;
 mod deliver;
 mod listeners;
+mod localserve;
 mod migrate;
 mod oauth;
 mod queue;
