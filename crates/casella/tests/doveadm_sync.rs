@@ -10,7 +10,7 @@
 //! so when it is missing, unless `CASELLA_REQUIRE_CLIENTS=1`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use casella_testkit::clients::{Run, run};
@@ -22,14 +22,7 @@ const PASS: &str = "secret pw 1";
 const DOVEADM: &str = "/usr/bin/doveadm";
 
 fn doveadm_available() -> bool {
-    if Path::new(DOVEADM).exists() {
-        return true;
-    }
-    if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
-        panic!("{DOVEADM} not found (apt-get install dovecot-core) and CASELLA_REQUIRE_CLIENTS=1");
-    }
-    eprintln!("SKIPPED: {DOVEADM} not found; install dovecot-core to run the doveadm sync tests");
-    false
+    casella_testkit::clients::available(DOVEADM, "dovecot-core")
 }
 
 /// A local Dovecot (doveadm only, no server) with a Maildir, replicating to

@@ -961,6 +961,9 @@ fn assert_same_on_both_sides(
 
 #[test]
 fn mbsync_two_way_sync() {
+    if !casella_testkit::clients::available("mbsync", "isync") {
+        return;
+    }
     let s = server_with_three(CONFIG);
     let tmp = tempdir();
     let mb = Mbsync::new(&s, "IMAPS");
@@ -1122,6 +1125,9 @@ Written on the laptop.\n";
 /// FETCH), over STARTTLS on the cleartext port.
 #[test]
 fn mbsync_starttls_big_messages() {
+    if !casella_testkit::clients::available("mbsync", "isync") {
+        return;
+    }
     let s = server();
     let tmp = tempdir();
     let big = |id: &str, eol: &str| -> String {

@@ -389,15 +389,7 @@ fn thread_references_and_orderedsubject() {
 /// `CASELLA_REQUIRE_CLIENTS=1`.
 #[test]
 fn imaplib_sorts_and_threads() {
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
-            panic!("python3 is not installed and CASELLA_REQUIRE_CLIENTS=1");
-        }
-        eprintln!("SKIPPED: python3 is not installed (apt-get install python3)");
+    if !casella_testkit::clients::available("python3", "python3") {
         return;
     }
     let s = server();

@@ -675,6 +675,9 @@ fn fetched_as(file: &Path, msg: &[u8]) {
 
 #[test]
 fn fetchmail_keep_remembers_uidls() {
+    if !casella_testkit::clients::available("fetchmail", "fetchmail") {
+        return;
+    }
     let s = server();
     s.deliver(USER, MSG1);
     s.deliver(USER, MSG2);
@@ -711,6 +714,9 @@ fn fetchmail_keep_remembers_uidls() {
 
 #[test]
 fn fetchmail_no_keep_empties_the_maildrop() {
+    if !casella_testkit::clients::available("fetchmail", "fetchmail") {
+        return;
+    }
     let s = server();
     s.deliver(USER, MSG1);
     s.deliver(USER, MSG2);
@@ -743,6 +749,9 @@ fn fetchmail_no_keep_empties_the_maildrop() {
 
 #[test]
 fn fetchmail_stls_on_cleartext_port() {
+    if !casella_testkit::clients::available("fetchmail", "fetchmail") {
+        return;
+    }
     let s = server();
     s.deliver(USER, MSG1);
     let fm = Fetchmail::new(s.port("pop3"), &Fetchmail::stls(&s), "keep");

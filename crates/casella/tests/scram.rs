@@ -29,6 +29,9 @@ fn login(s: &TestServer, proto: &str, mech: &str, password: &str) -> Value {
 
 #[test]
 fn scram_with_and_without_channel_binding_on_every_protocol() {
+    if !casella_testkit::clients::python_module("scramp", "python3 -m pip install scramp") {
+        return;
+    }
     let s = server();
     for proto in ["imap", "pop", "smtp"] {
         for mech in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] {

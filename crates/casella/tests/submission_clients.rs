@@ -163,6 +163,9 @@ fn swaks(args: &[&str], tmp: &std::path::Path) -> casella_testkit::clients::Run 
 
 #[test]
 fn swaks_starttls_implicit_tls_and_a_refused_sender() {
+    if !casella_testkit::clients::available("swaks", "swaks") {
+        return;
+    }
     let s = server();
     let tmp = tempfile::tempdir().unwrap();
     let starttls = format!("127.0.0.1:{}", s.port("submission"));

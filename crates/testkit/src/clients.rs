@@ -2,8 +2,10 @@
 //! fetchmail, mbsync, swaks) from protocol tests.
 //!
 //! Each program runs in its own process group with a time limit; when it overruns
-//! the group is killed and the test fails with what it printed. A missing program
-//! fails the test with the Debian package to install (`.ci/run` installs them).
+//! the group is killed and the test fails with what it printed. Tests ask
+//! [`available`] (or [`python_module`]) first: a missing program skips the test
+//! with one line naming what to install, unless `CASELLA_REQUIRE_CLIENTS=1`
+//! (`.ci/run` installs them all and sets it).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -209,4 +211,55 @@ pub fn sasl_login(
     let cert = s.cert_path().display().to_string();
     let args = [proto, mechanism, "127.0.0.1", &port, &cert, user, secret];
     python(script, &args, tmp.path()).success().stdout
+}
+
+/// Whether the outside program `program` (a name on PATH or a path),
+/// from the Debian package `package`, is installed. When it is not, prints one
+/// line naming what is missing and returns false, and the test skips — unless
+/// `CASELLA_REQUIRE_CLIENTS=1` (`.ci/run` sets it after installing them all),
+/// which makes the absence a failure.
+#[track_caller]
+pub fn available(program: &str, package: &str) -> bool {
+    let found = if program.contains('/') {
+        Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    if !found {
+        missing(&format!("{program} (apt-get install {package})"));
+    }
+    found
+}
+
+/// Whether Python 3 can import `module` (`install` says how to get it), with
+/// the same skip-or-fail rule as [`available`].
+#[track_caller]
+pub fn python_module(module: &str, install: &str) -> bool {
+    if !available("python3", "python3") {
+        return false;
+    }
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        missing(&format!("the Python module {module} ({install})"));
+    }
+    found
+}
+
+/// Says that `what` is missing: a failure with `CASELLA_REQUIRE_CLIENTS=1`,
+/// otherwise one line, and the caller skips its test.
+#[track_caller]
+pub(crate) fn missing(what: &str) {
+    if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
+        panic!("{what} is not installed, and CASELLA_REQUIRE_CLIENTS=1 requires it");
+    }
+    // Straight to standard error, past the test harness's capture: the line
+    // shows in `cargo test`'s output although the test passes.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what} is not installed");
 }

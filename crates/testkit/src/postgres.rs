@@ -122,18 +122,10 @@ impl Cluster {
             .map(|t| bin.join(t))
             .find(|p| !p.exists())
         {
-            if std::env::var("CASELLA_REQUIRE_CLIENTS").as_deref() == Ok("1") {
-                panic!(
-                    "PostgreSQL server binaries not found ({} is missing) and \
-                     CASELLA_REQUIRE_CLIENTS=1",
-                    missing.display()
-                );
-            }
-            eprintln!(
-                "SKIPPED: PostgreSQL server binaries not found ({} is missing); install \
-                 PostgreSQL 15 or set CASELLA_PG_BIN",
+            crate::clients::missing(&format!(
+                "the PostgreSQL 15 server ({}; or set CASELLA_PG_BIN)",
                 missing.display()
-            );
+            ));
             return None;
         }
         Some(Cluster::start())
