@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    account, connectivity, deliver, localserve, migrate, queue, security, serve, settings, web,
+    account, connectivity, deliver, doctor, localserve, migrate, queue, security, serve, settings,
+    web,
 };
 
 #[derive(Parser, Debug)]
@@ -51,6 +52,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         base_port: u16,
     },
+    /// Check the setup and say what to fix: the configuration, the data
+    /// directory (writable, free space), the TLS certificate (dates, names),
+    /// the ports; then print the DNS records to publish for each local domain
+    /// (MX, SPF, DKIM, DMARC, RFC 6186 SRV, autoconfig and autodiscover).
+    /// Exits 1 when a check fails.
+    Doctor,
     /// Manage accounts.
     Account {
         #[command(subcommand)]
@@ -267,6 +274,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Localserve { base_port } => localserve::run(&cli.data, base_port)
             .await
             .map(|_| ExitCode::SUCCESS),
+        Command::Doctor => doctor::run(&cli.data).await,
         Command::Account { command } => account::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod connectivity;
 mod deliver;
+mod doctor;
 mod listeners;
 mod localserve;
 mod migrate;

@@ -68,8 +68,34 @@ pub fn parse_listen(arg: &str) -> anyhow::Result<ListenerSpec> {
     })
 }
 
+/// Refuses a data directory the server cannot write to (a read-only mount,
+/// another user's directory), with the reason, before anything starts:
+/// otherwise it would print `ready` and then fail every login and delivery.
+pub fn check_writable(data: &Path) -> anyhow::Result<()> {
+    let store = data.join("store");
+    for dir in [data, store.as_path()] {
+        if dir != data && !dir.exists() {
+            continue;
+        }
+        let probe = dir.join(format!(".write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .with_context(|| format!("the data directory {} is not writable", dir.display()))?;
+    }
+    // The embedded store's database may be read-only on its own.
+    let db = store.join("store.db");
+    if db.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&db)
+            .with_context(|| format!("the store {} is not writable", db.display()))?;
+    }
+    Ok(())
+}
+
 pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     let config = config::load_or_create(data)?;
+    check_writable(data)?;
     let from_command_line = !listen.is_empty();
     let specs: Vec<ListenerSpec> = if from_command_line {
         listen

@@ -53,23 +53,27 @@ pub fn load_or_create_tls(
             (c, k)
         }
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|_| TlsError::Pem {
-            path: cert_path.clone(),
-            what: "certificate",
-        })?
+    // Read first, so a file that cannot be read says why (a permission, a
+    // missing file) instead of looking like one without PEM in it.
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(&cert_path)?;
+    let key_pem = read(&key_path)?;
+    let no_certificate = || TlsError::Pem {
+        path: cert_path.clone(),
+        what: "certificate",
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::Pem {
-            path: cert_path.clone(),
-            what: "certificate",
-        })?;
+        .map_err(|_| no_certificate())?;
     if chain.is_empty() {
-        return Err(TlsError::Pem {
-            path: cert_path,
-            what: "certificate",
-        });
+        return Err(no_certificate());
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|_| TlsError::Pem {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Pem {
         path: key_path.clone(),
         what: "private key",
     })?;
@@ -220,6 +224,39 @@ mod tests {
         let c = load_or_create_tls(&dir, "mail.example.org", None, None).unwrap();
         assert_ne!(std::fs::read(&c.cert_path).unwrap(), first);
         assert!(!self_signed_due(&dir.join("tls")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_read_says_why() {
+        let dir =
+            std::env::temp_dir().join(format!("casella-tls-unreadable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = load_or_create_tls(&dir, "mail.example.org", None, None).unwrap();
+        let missing = dir.join("no-such-key.pem");
+        let err = load_or_create_tls(&dir, "x", Some(&made.cert_path), Some(&missing))
+            .err()
+            .expect("a missing key is an error");
+        assert!(
+            matches!(&err, TlsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err}"
+        );
+        // A file that is there but holds no key still says so.
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a key").unwrap();
+        let err = load_or_create_tls(&dir, "x", Some(&made.cert_path), Some(&garbage))
+            .err()
+            .expect("no key is an error");
+        assert!(
+            matches!(
+                err,
+                TlsError::Pem {
+                    what: "private key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
