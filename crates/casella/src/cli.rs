@@ -26,8 +26,24 @@ pub struct Cli {
         default_value = "./casella-data"
     )]
     pub data: PathBuf,
+    /// How log lines on standard error are written: text for people, json
+    /// (one object per line) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "CASELLA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,14 +2,48 @@
 //! move them while the server runs: new addresses are bound before old ones close,
 //! and sessions already open stay open.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
 use casella_net::{Handler, Shutdown, bind, serve};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+
+/// Where a running server says what it listens on, in its data directory, for
+/// `casella settings … get` (which runs in another process).
+pub const LISTENING_FILE: &str = "listening.toml";
+
+/// The content of [`LISTENING_FILE`].
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Listening {
+    pid: u32,
+    /// Protocol → bound addresses.
+    bound: BTreeMap<String, Vec<String>>,
+}
+
+/// What the server running over `data` listens on, by protocol; `None` when
+/// none runs (no file, or its process is gone).
+pub fn read_listening(data: &Path) -> Option<BTreeMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(data.join(LISTENING_FILE)).ok()?;
+    let listening: Listening = toml::from_str(&text).ok()?;
+    let alive = Path::new(&format!("/proc/{}", listening.pid)).exists();
+    alive.then_some(listening.bound)
+}
+
+/// Removes [`LISTENING_FILE`] at shutdown, if it is this process's.
+pub fn forget_listening(data: &Path) {
+    let path = data.join(LISTENING_FILE);
+    let ours = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| toml::from_str::<Listening>(&t).ok())
+        .is_some_and(|l| l.pid == std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// Most sessions one listener runs at once.
 pub const MAX_CONNECTIONS_PER_LISTENER: usize = 10_000;
@@ -161,6 +195,44 @@ impl Listeners {
             .get(protocol)
             .map(|v| v.iter().map(|r| r.bound).collect())
             .unwrap_or_default()
+    }
+
+    /// Writes what every protocol listens on now to [`LISTENING_FILE`] in
+    /// `data` (replaced whole, never half-written), with `extra` — listeners
+    /// this type does not manage (smtp, lmtp, http…). A failure is logged:
+    /// the file only informs.
+    pub fn publish(&self, data: &Path, extra: &[(String, SocketAddr)]) {
+        let mut bound: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (protocol, list) in self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            bound
+                .entry(protocol.clone())
+                .or_default()
+                .extend(list.iter().map(|r| r.bound.to_string()));
+        }
+        for (protocol, addr) in extra {
+            bound
+                .entry(protocol.clone())
+                .or_default()
+                .push(addr.to_string());
+        }
+        let listening = Listening {
+            pid: std::process::id(),
+            bound,
+        };
+        let write = || -> std::io::Result<()> {
+            let text = toml::to_string(&listening).map_err(std::io::Error::other)?;
+            let tmp = data.join(format!("{LISTENING_FILE}.{}", std::process::id()));
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, data.join(LISTENING_FILE))
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, "could not write {LISTENING_FILE}");
+        }
     }
 
     /// Every accept loop, for the final wait.

@@ -3,7 +3,7 @@
 //! casella or to test a mail program against, reachable from this machine
 //! only. `serve` stays the production command on the standard ports.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -99,20 +99,9 @@ async fn ready_account(data: &Path) -> anyhow::Result<String> {
     };
     casella_directory::password_rules::set_password(&mut account, &secret)?;
     store.update_account(&account).await?;
-    write_private(&file, &password)?;
+    casella_net::write_owner_only(&file, format!("{password}\n").as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
     Ok(password)
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{text}").with_context(|| format!("writing {}", path.display()))
 }
 
 pub async fn run(data: &Path, base: u16) -> anyhow::Result<()> {

@@ -240,6 +240,8 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         handlers,
     ));
     let web = crate::web::web_state(data, &config, directory.clone(), listeners.clone())?;
+    // Listeners `Listeners` does not manage, for `listening.toml`.
+    let mut web_bound: Vec<(String, SocketAddr)> = Vec::new();
     for spec in specs {
         if spec.protocol == "http" || spec.protocol == "https" {
             let tls = (spec.protocol == "https").then(|| tls.acceptor.clone());
@@ -260,6 +262,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
             if spec.protocol == "https" {
                 web.set_https_port(local.port());
             }
+            web_bound.push((spec.protocol.clone(), local));
             println!("listening {} {}", spec.protocol, local);
             continue;
         }
@@ -282,6 +285,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     }
     // Bindings set with `casella settings` win over the starting ones.
     apply_bindings(&listeners, &overrides);
+    listeners.publish(data, &web_bound);
     tasks.push(tokio::spawn(relay.run(shutdown.signal())));
     if let Some(task) =
         crate::oauth::setup(&config.oauth, directory.clone(), shutdown.signal()).await?
@@ -299,6 +303,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         live,
         directory.clone(),
         listeners.clone(),
+        web_bound,
         shutdown.signal(),
     )));
     println!("ready");
@@ -312,6 +317,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let left = shutdown.shutdown(SHUTDOWN_GRACE).await;
+    crate::listeners::forget_listening(data);
     tasks.extend(listeners.take_tasks());
     for t in tasks {
         let _ = t.await;
@@ -405,6 +411,7 @@ async fn watch_settings(
     live: LiveSettings,
     directory: Arc<Directory>,
     listeners: Arc<Listeners>,
+    web_bound: Vec<(String, SocketAddr)>,
     mut signal: ShutdownSignal,
 ) {
     let stamp = |p: &Path| {
@@ -431,6 +438,7 @@ async fn watch_settings(
                 live.submission.set(settings::submission(&config, &o));
                 apply_security(&directory, crate::security::config(&o));
                 apply_bindings(&listeners, &o);
+                listeners.publish(&data, &web_bound);
                 tracing::info!("settings changed; new connections use them");
             }
             Err(e) => {

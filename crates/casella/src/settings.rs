@@ -791,7 +791,8 @@ pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow
     let service = Service::parse(protocol)?;
     let config = crate::config::load_or_create(data)?;
     let overrides = Overrides::load(data)?;
-    let values = effective(&config, &overrides, service);
+    let mut values = effective(&config, &overrides, service);
+    values.extend(listening_now(data, service));
     get_or_set(
         data,
         service.name(),
@@ -801,6 +802,27 @@ pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow
         overrides,
         |o, k, v| o.set(service, k, v),
     )
+}
+
+/// `listening` and `listening-tls`: the addresses a server running over `data`
+/// listens on now (its `--listen` arguments and `bindings` settings applied,
+/// port 0 resolved), beside the configured `bindings`; read-only.
+fn listening_now(data: &Path, service: Service) -> Vec<(&'static str, String)> {
+    let now = crate::listeners::read_listening(data);
+    let (plain, tls) = listener_names(service);
+    [("listening", plain), ("listening-tls", tls)]
+        .into_iter()
+        .map(|(key, proto)| {
+            let text = match &now {
+                None => "not running".to_string(),
+                Some(bound) => bound
+                    .get(proto)
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| "none".to_string(), |v| v.join(", ")),
+            };
+            (key, text)
+        })
+        .collect()
 }
 
 /// `casella settings security get [KEY]` / `set KEY=VALUE...`.

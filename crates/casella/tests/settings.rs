@@ -378,8 +378,11 @@ fn free_port() -> u16 {
 
 #[test]
 fn bindings_move_listeners_while_sessions_stay() {
-    let s = server();
+    let mut s = server();
     let old = s.addr("pop3");
+    // What the server listens on now (its --listen, port 0 resolved), beside
+    // the configured bindings.
+    assert_eq!(get(&s, "pop", "listening"), old.to_string());
     let mut open_session = LineClient::connect(old);
     open_session.expect("+OK");
     let (p1, p2) = (free_port(), free_port());
@@ -412,6 +415,7 @@ fn bindings_move_listeners_while_sessions_stay() {
         get(&s, "pop", "bindings"),
         format!("127.0.0.1:{p1}, 127.0.0.1:{p2}")
     );
+    eventually(|| get(&s, "pop", "listening") == format!("127.0.0.1:{p1}, 127.0.0.1:{p2}"));
     // A binding that cannot be made keeps the current listeners.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
@@ -419,6 +423,9 @@ fn bindings_move_listeners_while_sessions_stay() {
     s.wait_for_settings();
     let mut c = LineClient::connect(format!("127.0.0.1:{p1}").parse().unwrap());
     c.expect("+OK");
+    drop((c, open_session));
+    s.stop();
+    assert_eq!(get(&s, "pop", "listening"), "not running");
 }
 
 /// What poplib or imaplib sees of alice's mailbox (tests/clients/mailbox_dump.py).

@@ -698,3 +698,15 @@ fn every_response_carries_the_security_headers() {
         }
     }
 }
+
+#[test]
+fn healthz_answers_ok_while_the_store_answers() {
+    let s = server();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("{}/healthz", base(&s));
+    let run = curl(&["-i", &url], tmp.path()).success();
+    let out = run.out();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("text/plain"), "{out}");
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+}

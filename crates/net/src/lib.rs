@@ -37,7 +37,7 @@ pub use protolog::{ProtocolLog, Rollover, SessionLog};
 pub use sessions::{EndReason, LiveSessions, Registration, SessionInfo};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stream::{ClientStream, MaybeTls, Stream};
-pub use tls::{TlsError, TlsSetup, load_or_create_tls, server_certificate};
+pub use tls::{TlsError, TlsSetup, load_or_create_tls, server_certificate, write_owner_only};
 
 /// What the fuzz targets reach that the API does not offer (feature `fuzzing`).
 #[cfg(feature = "fuzzing")]

@@ -184,20 +184,24 @@ fn create_self_signed(dir: &Path, hostname: &str, cert: &Path, key: &Path) -> Re
 
 /// Writes the key readable by its owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e| TlsError::Read {
+    write_owner_only(path, bytes).map_err(|e| TlsError::Read {
         path: path.to_path_buf(),
         source: e,
-    };
-    let mut f = std::fs::OpenOptions::new()
+    })
+}
+
+/// Writes `bytes` to `path` (replacing it) readable and writable by its
+/// owner only (mode 0600): keys, passwords.
+pub fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)
+        .open(path)?
+        .write_all(bytes)
 }
 
 #[cfg(test)]

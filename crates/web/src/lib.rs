@@ -13,6 +13,7 @@ mod admin_api;
 mod admin_ops;
 mod admin_pages;
 mod autoconfig;
+mod health;
 mod html;
 mod pages;
 mod server;
@@ -241,6 +242,7 @@ pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .merge(admin_api::routes())
         .merge(autoconfig::routes())
+        .merge(health::routes())
         .merge(pages::routes())
         .with_state(web)
         .layer(axum::middleware::from_fn(security_headers))
