@@ -135,6 +135,16 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell), generated from this command line's definition, e.g.
+    /// `casella completions bash > /etc/bash_completion.d/casella`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (casella.1 and one per command, generated from
+    /// this command line's definition) into DIR, e.g. /usr/share/man/man1.
+    Manpages { dir: PathBuf },
     /// Print the DNS TXT record that publishes a DKIM key's public half.
     DkimRecord {
         /// The private key (PEM, RSA or Ed25519) named in [[relay.dkim]].
@@ -301,6 +311,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin {
             command: AdminCommand::Token { command },
         } => web::tokens(&cli.data, command).map(|_| ExitCode::SUCCESS),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut command = Cli::command();
+            // Into memory first: the generator panics on a failed write (a
+            // closed pipe), and a closed pipe is no error here.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "casella", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Manpages { dir } => {
+            use clap::CommandFactory;
+            manpages(&Cli::command(), &dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DkimRecord { key_file } => {
             let record = casella_relay::dkim::dns_record(&key_file).map_err(anyhow::Error::msg)?;
             println!("{record}");
@@ -368,5 +396,43 @@ async fn search_index_status(data: &std::path::Path) -> anyhow::Result<()> {
             println!("waiting to be indexed: {n}");
         }
     }
+    Ok(())
+}
+
+/// Writes `command`'s manual page as DIR/NAME.1, and one for each of its
+/// subcommands (NAME-SUB.1), recursively.
+fn manpages(command: &clap::Command, dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// `name` is the page's (casella-account-add), `typed` how the command
+    /// is typed (casella account add).
+    fn write(
+        command: &clap::Command,
+        name: &str,
+        typed: &str,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let command = command
+            .clone()
+            .display_name(name.to_string())
+            .bin_name(typed.to_string());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = sub.get_name();
+            write(
+                sub,
+                &format!("{name}-{sub_name}"),
+                &format!("{typed} {sub_name}"),
+                dir,
+            )?;
+        }
+        Ok(())
+    }
+    write(command, "casella", "casella", dir)?;
+    println!("wrote the manual pages to {}", dir.display());
     Ok(())
 }
