@@ -14,12 +14,7 @@ const USER: &str = "carol@example.org";
 const PASS: &str = "secret pw";
 
 fn server() -> TestServer {
-    let s = TestServer::builder(BIN)
-        .protocols(&["imap", "imaps"])
-        .config("hostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\n")
-        .start();
-    s.add_account(USER, PASS);
-    s
+    TestServer::imap_with_account(BIN, USER, PASS)
 }
 
 fn message(subject: &str) -> Vec<u8> {

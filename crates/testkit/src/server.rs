@@ -54,6 +54,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// What the IMAP protocol tests start from: `imap` and `imaps` listeners,
+    /// host name mail.test, no delay after a failed login, and one account.
+    pub fn imap_with_account(bin: impl Into<PathBuf>, user: &str, password: &str) -> TestServer {
+        let s = TestServer::builder(bin)
+            .protocols(&["imap", "imaps"])
+            .config("hostname = \"mail.test\"\n[imap]\nauth-failure-delay-ms = 0\n")
+            .start();
+        s.add_account(user, password);
+        s
+    }
+
     /// An IMAP session over implicit TLS (the `imaps` listener), logged in.
     pub fn imap_login(&self, user: &str, password: &str) -> crate::LineClient {
         let mut c = crate::LineClient::connect_tls(self.addr("imaps"), &self.cert_path());
