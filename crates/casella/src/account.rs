@@ -214,8 +214,88 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 None => bail!("no account {address}"),
             }
         }
+        AccountCommand::Recover {
+            address,
+            since,
+            folder,
+            id,
+            restore,
+        } => recover(&*store, &address, since, folder, id, restore).await?,
     }
     Ok(())
+}
+
+/// `casella account recover`: lists the recoverable items that match, and
+/// with `restore` puts them back.
+async fn recover(
+    store: &dyn casella_store::Store,
+    address: &str,
+    since: Option<String>,
+    folder: Option<String>,
+    ids: Vec<i64>,
+    restore: bool,
+) -> anyhow::Result<()> {
+    let Some(a) = store
+        .account_by_address(&address.trim().to_ascii_lowercase())
+        .await?
+    else {
+        bail!("no account {address}");
+    };
+    let now = store.time_source().now();
+    let filter = casella_store::RecoverFilter {
+        since: since
+            .map(|s| crate::dates::parse_since(&s, now))
+            .transpose()?,
+        folder,
+    };
+    let mut items = store.recoverable(a.id, &filter).await?;
+    if !ids.is_empty() {
+        items.retain(|i| ids.contains(&i.id));
+    }
+    if items.is_empty() {
+        println!("no recoverable items");
+        return Ok(());
+    }
+    if restore {
+        let wanted: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let restored = store.restore_recoverable(a.id, &wanted).await?;
+        for r in &restored {
+            println!("restored {} to {} as UID {}", r.id, r.folder, r.uid.0);
+        }
+        println!("{} restored", restored.len());
+        return Ok(());
+    }
+    let blobs: Vec<casella_store::BlobId> = items.iter().map(|i| i.blob.clone()).collect();
+    let fields = store.search_fields(&blobs, false).await?;
+    println!("ID\tDELETED\tFOLDER\tSIZE\tFROM\tSUBJECT");
+    for (item, f) in items.iter().zip(fields) {
+        let (from, subject) = f
+            .as_deref()
+            .map(|f| (f.from.clone(), f.subject.clone()))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            item.id,
+            crate::dates::format_utc(item.deleted_at),
+            item.folder,
+            item.size,
+            one_line(&from),
+            one_line(&subject)
+        );
+    }
+    println!(
+        "{} recoverable; restore with: casella account recover {} --restore [--id N]",
+        items.len(),
+        a.address
+    );
+    Ok(())
+}
+
+/// A header value on one line of a table (no tabs or line breaks).
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 async fn alias(store: &dyn casella_store::Store, command: AliasCommand) -> anyhow::Result<()> {

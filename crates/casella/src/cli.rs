@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    account, connectivity, deliver, doctor, localserve, migrate, queue, security, serve, settings,
-    web,
+    account, connectivity, deliver, doctor, localserve, migrate, queue, retention, security, serve,
+    settings, web,
 };
 
 #[derive(Parser, Debug)]
@@ -84,7 +84,7 @@ pub enum Command {
     /// `settings security …` for login throttling. A running server applies
     /// changes within a second.
     Settings {
-        /// pop, imap, submission or security
+        /// pop, imap, submission, security or retention
         protocol: String,
         /// get or set
         action: String,
@@ -156,6 +156,15 @@ pub enum Command {
     Security {
         #[command(subcommand)]
         command: SecurityCommand,
+    },
+    /// Retention: messages leave Deleted Items after 30 days and Junk after 10
+    /// (counted from when each was put there), expunged messages stay
+    /// recoverable for 14 days (`casella account recover`). `retention status`
+    /// shows the settings and the last passes; `retention run` runs a pass now.
+    /// Settings: `casella settings retention get|set`.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Administration: tokens for the admin API (`/api/admin/` on the http
     /// listener).
@@ -229,6 +238,25 @@ pub enum AccountCommand {
     /// second, its open IMAP, POP3 and submission sessions on every running
     /// server that shares this store; remembered passwords are forgotten.
     Signout { address: String },
+    /// List the account's recoverable items (messages expunged, or taken out
+    /// of Deleted Items and Junk, in the last 14 days), oldest first; with
+    /// --restore put them back in their folders (new UIDs, flags kept).
+    Recover {
+        address: String,
+        /// Only items deleted since: 2026-12-01, 2026-12-01T08:30 (UTC), or an
+        /// age such as 7d or 12h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only items deleted from this folder.
+        #[arg(long)]
+        folder: Option<String>,
+        /// Only these items (the numbers the list shows); may repeat.
+        #[arg(long)]
+        id: Vec<i64>,
+        /// Restore the items listed.
+        #[arg(long)]
+        restore: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -247,6 +275,14 @@ pub enum SecurityCommand {
     Blocks,
     /// Lift every block on an IP address (its /64 for IPv6) or an account.
     Unblock { what: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// The settings in force and the latest passes.
+    Status,
+    /// Run one pass now and print what it removed.
+    Run,
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +341,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::Retention { command } => retention::command(&cli.data, command)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Command::Security { command } => security::run(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

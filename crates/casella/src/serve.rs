@@ -121,7 +121,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         config.tls.key.as_deref(),
     )
     .context("setting up TLS")?;
-    let directory = Arc::new(Directory::new(store));
+    let directory = Arc::new(Directory::new(store.clone()));
     apply_security(
         &directory,
         crate::security::config(&settings::Overrides::load(data)?),
@@ -137,6 +137,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         pop3: Live::new(settings::pop3(&config, &overrides)),
         imap: Live::new(settings::imap(&config, &overrides)),
         submission: Live::new(settings::submission(&config, &overrides)),
+        retention: Live::new(crate::retention::config(&overrides)),
     };
     // A front end's client services hand each session over to its back end after
     // the login.
@@ -297,6 +298,15 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
         shutdown.signal(),
     )));
     tasks.push(tokio::spawn(watch_signouts(web.clone(), shutdown.signal())));
+    // Front ends hold no mailboxes: their back ends (or standalone nodes) run it.
+    if cluster.role != config::Role::Frontend {
+        tasks.push(tokio::spawn(crate::retention::run_job(
+            store.clone(),
+            live.retention.clone(),
+            config.hostname.clone(),
+            shutdown.signal(),
+        )));
+    }
     tasks.push(tokio::spawn(watch_settings(
         data.to_path_buf(),
         config.clone(),
@@ -353,6 +363,7 @@ struct LiveSettings {
     pop3: Live<casella_pop3::Pop3Config>,
     imap: Live<casella_imap::ImapConfig>,
     submission: Live<casella_smtp::SmtpConfig>,
+    retention: Live<crate::retention::RetentionPolicy>,
 }
 
 /// Keeps the throttle's blocks in step with the store's, shared by every node:
@@ -436,6 +447,7 @@ async fn watch_settings(
                 live.pop3.set(settings::pop3(&config, &o));
                 live.imap.set(settings::imap(&config, &o));
                 live.submission.set(settings::submission(&config, &o));
+                live.retention.set(crate::retention::config(&o));
                 apply_security(&directory, crate::security::config(&o));
                 apply_bindings(&listeners, &o);
                 listeners.publish(&data, &web_bound);

@@ -364,7 +364,8 @@ pub fn parse_duration(v: &str) -> anyhow::Result<Duration> {
         "s" => Duration::from_secs(n),
         "m" | "min" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => bail!("a duration such as 60s, 10m or 1h"),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => bail!("a duration such as 60s, 10m, 1h or 7d"),
     })
 }
 
@@ -374,7 +375,9 @@ pub fn format_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
-    if s != 0 && s.is_multiple_of(3600) {
+    if s != 0 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s != 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
     } else if s != 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
@@ -783,10 +786,47 @@ pub fn effective(config: &Config, o: &Overrides, service: Service) -> Vec<(&'sta
     out
 }
 
-/// `casella settings <protocol> get [KEY]` / `set KEY=VALUE...`.
+/// A section of settings.toml beside the protocols' (which depend on
+/// casella.toml too): its keys' effective values, and how one is set.
+pub struct Section {
+    pub name: &'static str,
+    pub values: fn(&Overrides) -> Vec<(&'static str, String)>,
+    pub set: fn(&mut Overrides, &str, &str) -> anyhow::Result<()>,
+}
+
+/// Login throttling and names; retention.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        name: crate::security::SECTION,
+        values: crate::security::values,
+        set: crate::security::set,
+    },
+    Section {
+        name: crate::retention::SECTION,
+        values: crate::retention::values,
+        set: crate::retention::set,
+    },
+];
+
+/// The section named `name` (any case), if it is one of [`SECTIONS`].
+pub fn section(name: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// `casella settings <protocol|section> get [KEY]` / `set KEY=VALUE...`.
 pub fn run(data: &Path, protocol: &str, action: &str, args: &[String]) -> anyhow::Result<()> {
-    if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
-        return run_security(data, action, args);
+    if let Some(section) = section(protocol) {
+        let overrides = Overrides::load(data)?;
+        let values = (section.values)(&overrides);
+        return get_or_set(
+            data,
+            section.name,
+            action,
+            args,
+            values,
+            overrides,
+            section.set,
+        );
     }
     let service = Service::parse(protocol)?;
     let config = crate::config::load_or_create(data)?;
@@ -823,21 +863,6 @@ fn listening_now(data: &Path, service: Service) -> Vec<(&'static str, String)> {
             (key, text)
         })
         .collect()
-}
-
-/// `casella settings security get [KEY]` / `set KEY=VALUE...`.
-fn run_security(data: &Path, action: &str, args: &[String]) -> anyhow::Result<()> {
-    let overrides = Overrides::load(data)?;
-    let values = crate::security::values(&overrides);
-    get_or_set(
-        data,
-        crate::security::SECTION,
-        action,
-        args,
-        values,
-        overrides,
-        crate::security::set,
-    )
 }
 
 /// `get` prints `values` (all, or the given keys); `set` records every

@@ -27,8 +27,8 @@ pub struct FileSettings {
 impl SettingsBackend for FileSettings {
     fn get(&self, protocol: &str) -> Result<Vec<(String, String)>, String> {
         let o = Overrides::load(&self.data).map_err(|e| format!("{e:#}"))?;
-        if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
-            return Ok(crate::security::values(&o)
+        if let Some(section) = settings::section(protocol) {
+            return Ok((section.values)(&o)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect());
@@ -42,9 +42,9 @@ impl SettingsBackend for FileSettings {
 
     fn set(&self, protocol: &str, pairs: &[(String, String)]) -> Result<(), String> {
         let mut o = Overrides::load(&self.data).map_err(|e| format!("{e:#}"))?;
-        if protocol.eq_ignore_ascii_case(crate::security::SECTION) {
+        if let Some(section) = settings::section(protocol) {
             for (k, v) in pairs {
-                crate::security::set(&mut o, k, v).map_err(|e| format!("{e:#}"))?;
+                (section.set)(&mut o, k, v).map_err(|e| format!("{e:#}"))?;
             }
             return o.save(&self.data).map_err(|e| format!("{e:#}"));
         }

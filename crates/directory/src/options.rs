@@ -17,6 +17,8 @@ pub const KEYS: &[&str] = &[
     "pop-folders",
     "pop-mark-read",
     "pop-dele",
+    "retention-deleted-items",
+    "retention-junk",
 ];
 
 /// A bad key or value, with the reason.
@@ -129,6 +131,8 @@ pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionEr
                 ))
             })?
         }
+        "retention-deleted-items" => account.settings.retention.deleted_items = days(&key, value)?,
+        "retention-junk" => account.settings.retention.junk = days(&key, value)?,
         other => {
             return Err(OptionError(format!(
                 "unknown setting {other} ({}, backend)",
@@ -137,6 +141,29 @@ pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionEr
         }
     }
     Ok(())
+}
+
+/// Days (`30` or `30d`; `0` keeps for ever), or `default` for the server's.
+fn days(key: &str, value: &str) -> Result<Option<u32>, OptionError> {
+    if is_default(value) {
+        return Ok(None);
+    }
+    let v = value.trim().to_ascii_lowercase();
+    let v = v.strip_suffix('d').unwrap_or(&v);
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|d| *d <= 36_500)
+        .map(Some)
+        .ok_or_else(|| OptionError(format!("{key}: days such as 30 (0 keeps), or default")))
+}
+
+fn format_days(days: Option<u32>) -> String {
+    match days {
+        None => "default".to_string(),
+        Some(0) => "0 (kept)".to_string(),
+        Some(d) => format!("{d}d"),
+    }
 }
 
 fn parse_dele(value: &str) -> Option<PopDeleteAction> {
@@ -179,6 +206,11 @@ pub fn values(account: &Account) -> Vec<(&'static str, String)> {
         ("pop-folders", s.pop.folders.join(", ")),
         ("pop-mark-read", on(s.pop.mark_read)),
         ("pop-dele", dele_name(s.pop.delete_action).to_string()),
+        (
+            "retention-deleted-items",
+            format_days(s.retention.deleted_items),
+        ),
+        ("retention-junk", format_days(s.retention.junk)),
     ]
 }
 
@@ -229,6 +261,13 @@ mod tests {
         assert!(v.contains(&("retrieval-format", "text-only".into())));
         assert!(v.contains(&("pop-folders", "INBOX, Junk Email".into())));
         assert!(v.contains(&("pop-dele", "hide-from-pop".into())));
+        set(&mut a, "retention-deleted-items", "45d").unwrap();
+        set(&mut a, "retention-junk", "0").unwrap();
+        assert_eq!(a.settings.retention.deleted_items, Some(45));
+        assert_eq!(a.settings.retention.junk, Some(0));
+        assert!(set(&mut a, "retention-junk", "soon").is_err());
+        set(&mut a, "retention-deleted-items", "default").unwrap();
+        assert_eq!(a.settings.retention.deleted_items, None);
         set(&mut a, "retrieval-format", "default").unwrap();
         assert_eq!(a.settings.retrieval_format, None);
         assert!(set(&mut a, "imap", "maybe").is_err());

@@ -35,6 +35,8 @@ const AUTHENTICATED: &[&str] = &[
     "THREAD=REFERENCES",
     "ESORT",
     "WITHIN",
+    // RFC 8514.
+    "SAVEDATE",
     // RFC 5267 §4, RFC 9394.
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",

@@ -40,6 +40,8 @@ pub struct SearchInput<'a> {
     pub size: u32,
     /// INTERNALDATE, Unix seconds.
     pub internal_date: i64,
+    /// The save date (RFC 8514), Unix seconds; 0 when unknown.
+    pub save_date: i64,
     pub modseq: u64,
     /// The decoded fields parsed at delivery; `None` when [`needs_parsed`] is
     /// false for the key.
@@ -121,7 +123,11 @@ pub fn needs_parsed(key: &SearchKey) -> bool {
         | SearchKey::SequenceSet(_)
         | SearchKey::ModSeq(_)
         | SearchKey::Older(_)
-        | SearchKey::Younger(_) => false,
+        | SearchKey::Younger(_)
+        | SearchKey::SavedBefore(_)
+        | SearchKey::SavedOn(_)
+        | SearchKey::SavedSince(_)
+        | SearchKey::SaveDateSupported => false,
     }
 }
 
@@ -159,6 +165,13 @@ pub fn matches(key: &SearchKey, msg: &SearchInput<'_>, scope: &SearchScope<'_>) 
         // RFC 5032 §3: by INTERNALDATE, relative to now, to the second.
         SearchKey::Older(n) => msg.internal_date < scope.now.saturating_sub(i64::from(*n)),
         SearchKey::Younger(n) => msg.internal_date >= scope.now.saturating_sub(i64::from(*n)),
+        // RFC 8514 §5: the save date's date part, as BEFORE/ON/SINCE; a
+        // message without one matches none of them.
+        SearchKey::SavedBefore(d) => msg.save_date > 0 && date_of_unix(msg.save_date) < *d,
+        SearchKey::SavedOn(d) => msg.save_date > 0 && date_of_unix(msg.save_date) == *d,
+        SearchKey::SavedSince(d) => msg.save_date > 0 && date_of_unix(msg.save_date) >= *d,
+        // Every mailbox keeps save dates.
+        SearchKey::SaveDateSupported => true,
 
         // Date: field, date part in its own zone.
         SearchKey::SentBefore(d) => msg.fields.is_some_and(|p| sent_date(p) < *d),
@@ -410,6 +423,8 @@ mod tests {
             recent: m.recent,
             size: m.size,
             internal_date: m.internal_date,
+            // Saved a day after it arrived.
+            save_date: m.internal_date + 86_400,
             modseq: m.modseq,
             fields: Some(&m.parsed),
         }
@@ -484,6 +499,12 @@ mod tests {
             (K::Since(date(2024, 3, 11)), &[2]),
             (K::Since(date(2024, 3, 10)), &[1, 2]),
             (K::Since(date(2024, 3, 12)), &[]),
+            // RFC 8514 save dates (a day after INTERNALDATE here), by UTC date.
+            (K::SavedOn(date(2024, 3, 11)), &[1]),
+            (K::SavedOn(date(2024, 3, 12)), &[2]),
+            (K::SavedBefore(date(2024, 3, 12)), &[1, 3]),
+            (K::SavedSince(date(2024, 3, 12)), &[2]),
+            (K::SaveDateSupported, &[1, 2, 3]),
             // Date: by the sender's calendar date; none = 1970-01-01.
             (K::SentOn(date(2024, 3, 11)), &[1]),
             (K::SentOn(date(2024, 3, 10)), &[2]),
@@ -628,6 +649,7 @@ mod tests {
             recent: false,
             size: 0,
             internal_date: 0,
+            save_date: 0,
             modseq: 1,
             fields: None,
         };

@@ -19,6 +19,8 @@ pub struct ViewMessage {
     pub modseq: ModSeq,
     pub size: u32,
     pub internal_date: i64,
+    /// When it was saved to this mailbox (RFC 8514); 0 when unknown.
+    pub save_date: i64,
     pub blob: BlobId,
     /// \Recent in this session (IMAP4rev1).
     pub recent: bool,
@@ -35,6 +37,7 @@ impl ViewMessage {
             modseq: m.modseq,
             size: m.size,
             internal_date: m.internal_date,
+            save_date: m.save_date,
             blob: m.blob,
             expunged: false,
         }

@@ -175,6 +175,17 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// A time for people to read, to the minute: `2026-12-07 22:40 UTC`.
+pub fn format_utc(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        s / 3600,
+        s % 3600 / 60
+    )
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// days_from_civil algorithm). The one calendar implementation of casella.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {

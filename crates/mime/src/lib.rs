@@ -18,7 +18,9 @@ mod sort_keys;
 mod transfer;
 
 pub use address::parse_address_list;
-pub use date::{civil_from_days, days_from_civil, format_rfc5322_date, parse_rfc5322_date};
+pub use date::{
+    civil_from_days, days_from_civil, format_rfc5322_date, format_utc, parse_rfc5322_date,
+};
 pub use parse::parse;
 pub use present::{Presentation, RetrievalFormat};
 pub use sort_keys::{AddressKey, SortKeys, base_subject, msg_ids};

@@ -319,6 +319,8 @@ pub struct FetchItems {
 pub enum FetchAttr {
     Flags,
     InternalDate,
+    /// When the message was saved to its mailbox (RFC 8514 §4).
+    SaveDate,
     Rfc822Size,
     Envelope,
     /// `BODY` without a section: the non-extensible body structure.
@@ -444,6 +446,12 @@ pub enum SearchKey {
     Older(u32),
     /// WITHIN (RFC 5032): INTERNALDATE at most this many seconds ago.
     Younger(u32),
+    /// RFC 8514 §5: the save date's date part before, on or since.
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §5: every message, when the mailbox keeps save dates.
+    SaveDateSupported,
 }
 
 /// One sort criterion — RFC 5256 §3 `sort-criterion`.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::{
     Change, DEFAULT_MAILBOXES, Flag, FlagOp, FlagSet, MailStore, MessageRef, ModSeq, NewAccount,
-    NewMessage, SpecialUse, Store, StoreError, Uid,
+    NewMessage, RecoverFilter, RetentionRun, SpecialUse, Store, StoreError, Uid,
 };
 
 /// A rule: a check run against a fresh store; it panics naming what broke.
@@ -56,6 +56,9 @@ rules!(
     local_copies_and_the_queue_entry_commit_together,
     conditional_store_leaves_changed_messages_alone,
     subscriptions_are_a_list_of_names,
+    expunged_messages_are_recoverable_and_restored,
+    a_deleted_mailbox_is_recoverable,
+    savedate_finds_old_messages_and_purge_frees_bytes,
 );
 
 /// RFC 9051 §6.3.7: subscriptions are names, not marks on mailboxes. CREATE
@@ -1520,4 +1523,296 @@ async fn conditional_store_leaves_changed_messages_alone(store: Arc<dyn Store>) 
         .unwrap();
     assert!(none.updates.is_empty());
     assert_eq!(none.modified, uids);
+}
+
+const DAY: i64 = 86_400;
+
+/// Expunged messages leave IMAP's and POP3's view but stay recoverable (with
+/// their folder, flags and INTERNALDATE), listed per account and filtered by
+/// time and folder; a restore puts them back with new UIDs and a new MODSEQ,
+/// once.
+async fn expunged_messages_are_recoverable_and_restored(store: Arc<dyn Store>) {
+    let store = &*store;
+    store.time_source().set(1_800_000_000);
+    let a = new_account(store, "recover@example.org").await;
+    let other = new_account(store, "recover2@example.org").await;
+    let projects = store.create_mailbox(a.id, "Projects", None).await.unwrap();
+    let mut flagged = message("kept flags");
+    flagged.flags = [Flag::Seen, Flag::Keyword("$Work".into())]
+        .into_iter()
+        .collect();
+    let x = store.append(projects.id, flagged).await.unwrap();
+    let y = store.append(projects.id, message("stays")).await.unwrap();
+    let listed = store.list_messages(projects.id).await.unwrap();
+    assert!(
+        listed.iter().all(|m| m.save_date == 1_800_000_000),
+        "SAVEDATE is when the message was saved"
+    );
+    store.time_source().advance(DAY);
+    let removed = store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: projects.id,
+                uid: x.uid,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    let left: Vec<Uid> = store
+        .list_messages(projects.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(left, vec![y.uid], "expunged messages are not listed");
+    let items = store
+        .recoverable(a.id, &RecoverFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.folder, "Projects");
+    assert_eq!(item.deleted_at, 1_800_000_000 + DAY);
+    assert_eq!(item.internal_date, 1_700_000_000);
+    assert!(item.flags.contains(&Flag::Seen));
+    assert!(
+        store
+            .recoverable(other.id, &RecoverFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "another account sees none of them"
+    );
+    let later = RecoverFilter {
+        since: Some(1_800_000_000 + 2 * DAY),
+        folder: None,
+    };
+    assert!(store.recoverable(a.id, &later).await.unwrap().is_empty());
+    let elsewhere = RecoverFilter {
+        since: None,
+        folder: Some("INBOX".into()),
+    };
+    assert!(
+        store
+            .recoverable(a.id, &elsewhere)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another account cannot restore it.
+    assert!(
+        store
+            .restore_recoverable(other.id, &[item.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let before = store.mailbox(projects.id).await.unwrap();
+    let mut feed = store.subscribe(a.id);
+    let restored = store
+        .restore_recoverable(a.id, &[item.id, item.id])
+        .await
+        .unwrap();
+    assert_eq!(restored.len(), 1, "restored once");
+    assert_eq!(restored[0].mailbox, projects.id);
+    assert!(restored[0].uid > y.uid, "a new UID, above every other");
+    let back = store.list_messages(projects.id).await.unwrap();
+    let m = back
+        .iter()
+        .find(|m| m.uid == restored[0].uid)
+        .expect("restored message listed");
+    assert_eq!(m.flags, item.flags, "flags kept");
+    assert_eq!(m.internal_date, 1_700_000_000, "INTERNALDATE kept");
+    assert_eq!(m.blob, item.blob);
+    assert!(m.modseq > before.highest_modseq);
+    assert!(matches!(
+        feed.try_recv(),
+        Ok(Change::Appended { uid, .. }) if uid == restored[0].uid
+    ));
+    assert!(
+        store
+            .recoverable(a.id, &RecoverFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .restore_recoverable(a.id, &[item.id])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a second restore finds nothing"
+    );
+    // The bytes are still there: the restored message reads back.
+    assert!(store.read_blob(&m.blob).await.is_ok());
+}
+
+/// A deleted mailbox's messages stay recoverable under its name; restoring
+/// makes the mailbox again (a new UIDVALIDITY).
+async fn a_deleted_mailbox_is_recoverable(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = new_account(store, "recover-box@example.org").await;
+    let old = store.create_mailbox(a.id, "Old/Trips", None).await.unwrap();
+    store.append(old.id, message("trip 1")).await.unwrap();
+    store.append(old.id, message("trip 2")).await.unwrap();
+    store.delete_mailbox(old.id).await.unwrap();
+    let items = store
+        .recoverable(
+            a.id,
+            &RecoverFilter {
+                since: None,
+                folder: Some("Old/Trips".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    let restored = store.restore_recoverable(a.id, &ids).await.unwrap();
+    assert_eq!(restored.len(), 2);
+    let again = store
+        .mailbox_by_name(a.id, "Old/Trips")
+        .await
+        .unwrap()
+        .expect("the mailbox is made again");
+    assert_ne!(
+        again.uid_validity, old.uid_validity,
+        "a new mailbox: a new UIDVALIDITY"
+    );
+    assert_eq!(store.list_messages(again.id).await.unwrap().len(), 2);
+    // Deleting the account removes its recoverable items with it.
+    let b = new_account(store, "recover-gone@example.org").await;
+    let binbox = inbox(store, b.id).await;
+    let gone = store
+        .append(binbox.id, message("unique to b"))
+        .await
+        .unwrap();
+    let blob = store.list_messages(binbox.id).await.unwrap()[0]
+        .blob
+        .clone();
+    store
+        .expunge(
+            b.id,
+            &[MessageRef {
+                mailbox: binbox.id,
+                uid: gone.uid,
+            }],
+        )
+        .await
+        .unwrap();
+    store.delete_account(b.id).await.unwrap();
+    assert!(
+        store
+            .recoverable(b.id, &RecoverFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.read_blob(&blob).await.is_err(),
+        "the account's last reference to the bytes is gone"
+    );
+}
+
+/// Retention finds messages by when they were saved to their mailbox (a
+/// MOVE saves them anew); purging recoverable items older than the window
+/// frees their bytes, younger ones stay; runs are recorded newest first.
+async fn savedate_finds_old_messages_and_purge_frees_bytes(store: Arc<dyn Store>) {
+    let store = &*store;
+    let t0 = 1_900_000_000;
+    store.time_source().set(t0);
+    let a = new_account(store, "retention@example.org").await;
+    let inbox = inbox(store, a.id).await;
+    let trash = store
+        .mailbox_by_name(a.id, "Deleted Items")
+        .await
+        .unwrap()
+        .unwrap();
+    let old = store.append(inbox.id, message("old")).await.unwrap();
+    store.time_source().advance(DAY);
+    // Moved on day 1: its SAVEDATE in Deleted Items is day 1.
+    let moved = store
+        .move_messages(inbox.id, &[old.uid], trash.id)
+        .await
+        .unwrap();
+    store.time_source().advance(25 * DAY);
+    let young = store.append(trash.id, message("young")).await.unwrap();
+    store.time_source().advance(6 * DAY);
+    let now = store.time_source().now();
+    let due = store
+        .saved_before(trash.id, now - 30 * DAY, 100)
+        .await
+        .unwrap();
+    assert_eq!(due, vec![moved[0].1], "only the one saved 31 days ago");
+    assert!(
+        store
+            .saved_before(trash.id, now - 40 * DAY, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.saved_before(trash.id, now, 1).await.unwrap().len(),
+        1,
+        "limited"
+    );
+    let blob = store.list_messages(trash.id).await.unwrap()[0].blob.clone();
+    store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: trash.id,
+                uid: due[0],
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.read_blob(&blob).await.is_ok(),
+        "recoverable: bytes kept"
+    );
+    store.time_source().advance(13 * DAY);
+    let window = |s: &dyn Store| s.time_source().now() - 14 * DAY;
+    assert_eq!(
+        store.purge_recoverable(window(store), 100).await.unwrap(),
+        0
+    );
+    store.time_source().advance(2 * DAY);
+    assert_eq!(
+        store.purge_recoverable(window(store), 100).await.unwrap(),
+        1
+    );
+    assert!(
+        store.read_blob(&blob).await.is_err(),
+        "after the recovery window the bytes are freed"
+    );
+    let left: Vec<Uid> = store
+        .list_messages(trash.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(left, vec![young.uid]);
+    for (i, node) in ["one", "two"].into_iter().enumerate() {
+        store
+            .record_retention_run(&RetentionRun {
+                node: node.into(),
+                started: t0 + i as i64,
+                finished: t0 + i as i64 + 1,
+                expired: 3,
+                purged: i as u64,
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+    let runs = store.retention_runs(1).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].node, "two");
+    assert_eq!(runs[0].purged, 1);
 }

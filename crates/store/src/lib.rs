@@ -25,10 +25,12 @@
 
 pub mod blob;
 pub mod changes;
+mod clock;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod directory_store;
 mod error;
+mod lifecycle_store;
 mod mail_store;
 mod maildrop;
 pub mod model;
@@ -42,8 +44,10 @@ mod types;
 
 pub use casella_mime::{AddressKey, MessageStructure, ParsedMessage, SearchFields, SortKeys};
 pub use changes::Change;
+pub use clock::Clock;
 pub use directory_store::DirectoryStore;
 pub use error::{StoreError, StoreResult};
+pub use lifecycle_store::{LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun};
 pub use mail_store::MailStore;
 pub use maildrop::{MaildropHold, MaildropLock};
 pub use model::mailbox_rules;
@@ -62,9 +66,9 @@ pub const SIGNOUT_KEPT_SECS: i64 = 86_400;
 
 /// Everything a server node opens: the mail model, the directory and the
 /// outbound queue, usually in one database.
-pub trait Store: MailStore + DirectoryStore + QueueStore {}
+pub trait Store: MailStore + DirectoryStore + QueueStore + LifecycleStore {}
 
-impl<T: MailStore + DirectoryStore + QueueStore> Store for T {}
+impl<T: MailStore + DirectoryStore + QueueStore + LifecycleStore> Store for T {}
 
 /// Stores line ends as CRLF: a bare LF becomes CRLF, everything else is kept.
 /// POP3 and IMAP both send CRLF, so sizes and bytes on the wire equal the stored ones.

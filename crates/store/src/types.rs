@@ -128,6 +128,24 @@ impl Default for PopOptions {
     }
 }
 
+/// How long one account's Deleted Items and Junk keep messages, in days from
+/// when each was saved there (`0` keeps them); `None` follows the retention
+/// settings of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionDays {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_items: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub junk: Option<u32>,
+}
+
+impl RetentionDays {
+    pub fn is_default(&self) -> bool {
+        *self == RetentionDays::default()
+    }
+}
+
 /// Per-account settings kept as one document, so later issues add fields with a
 /// serde default instead of a migration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -147,6 +165,9 @@ pub struct AccountSettings {
     /// Overrides the protocols' `suppress-read-receipt` for this account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppress_read_receipt: Option<bool>,
+    /// Overrides the retention section's days for Deleted Items and Junk.
+    #[serde(skip_serializing_if = "RetentionDays::is_default")]
+    pub retention: RetentionDays,
     /// Every login refused (POP3, IMAP, SMTP and the web pages); mail is still
     /// delivered. Set with `casella account set ADDRESS enabled=off`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -415,6 +436,9 @@ pub struct MessageSummary {
     pub size: u32,
     /// INTERNALDATE, seconds since the Unix epoch.
     pub internal_date: i64,
+    /// When the message was saved to this mailbox (APPEND, delivery, COPY or
+    /// MOVE; RFC 8514 SAVEDATE), seconds since the Unix epoch.
+    pub save_date: i64,
     pub flags: FlagSet,
     pub blob: BlobId,
 }

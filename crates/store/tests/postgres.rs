@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use casella_store::postgres::{PgOptions, PgStore};
 use casella_store::{
-    Change, DirectoryStore, Flag, FlagOp, FlagSet, MailStore, MessageRef, NewAccount, NewMessage,
-    NewQueued, QueueStore, QueuedRecipient, RecipientState, Store, StoreError, Uid,
+    Change, DirectoryStore, Flag, FlagOp, FlagSet, LifecycleStore, MailStore, MessageRef,
+    NewAccount, NewMessage, NewQueued, QueueStore, QueuedRecipient, RecipientState, Store,
+    StoreError, Uid,
 };
 use casella_testkit::postgres::Cluster;
 use tokio_postgres::NoTls;
@@ -797,7 +798,9 @@ async fn queue_claims_across_nodes(url: String) {
 async fn blob_rows(admin: &tokio_postgres::Client) -> (i64, i64) {
     let r = admin
         .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE refcount <> (SELECT count(*) FROM messages m WHERE m.blob = b.hash))
+            "SELECT count(*), count(*) FILTER (WHERE refcount <>
+                 (SELECT count(*) FROM messages m WHERE m.blob = b.hash)
+                 + (SELECT count(*) FROM recoverable r WHERE r.blob = b.hash))
              FROM blobs b",
             &[],
         )
@@ -936,6 +939,13 @@ async fn blobs_are_shared_and_freed(url: String) {
     assert_eq!(blob_rows(&admin).await, (1, 0), "the copy keeps it");
     let list = b.list_messages(archive.id).await.unwrap();
     assert_eq!(b.read_blob(&list[0].blob).await.unwrap(), raw);
+    // The two expunged copies stay recoverable (references) until purged.
+    assert_eq!(b.purge_recoverable(i64::MAX, 100).await.unwrap(), 2);
+    assert_eq!(
+        blob_rows(&admin).await,
+        (1, 0),
+        "x's archived copy keeps it"
+    );
     a.delete_account(x.id).await.unwrap();
     assert_eq!(
         blob_rows(&admin).await,

@@ -100,6 +100,14 @@ pub fn routes() -> Router<Arc<Web>> {
             "/api/admin/accounts/{address}/signout",
             axum::routing::post(sign_out),
         )
+        .route(
+            "/api/admin/accounts/{address}/recoverable",
+            get(list_recoverable),
+        )
+        .route(
+            "/api/admin/accounts/{address}/recoverable/restore",
+            axum::routing::post(restore_recoverable),
+        )
         .route("/api/admin/sessions", get(list_sessions))
         .route(
             "/api/admin/sessions/{id}",
@@ -169,6 +177,48 @@ async fn sign_out(
     Ok(Json(
         json!({"address": address.trim().to_ascii_lowercase(), "sessions_ended": n}),
     ))
+}
+
+/// `GET …/recoverable[?since=UNIX&folder=NAME]`: the account's recoverable
+/// items, oldest first.
+async fn list_recoverable(
+    _: AdminToken,
+    State(web): State<Arc<Web>>,
+    Path(address): Path<String>,
+    axum::extract::Query(filter): axum::extract::Query<RecoverQuery>,
+) -> Result<Json<Value>, OpError> {
+    let filter = casella_store::RecoverFilter {
+        since: filter.since,
+        folder: filter.folder,
+    };
+    Ok(Json(Value::Array(
+        admin_ops::recoverable(&web, &address, &filter).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+struct RecoverQuery {
+    since: Option<i64>,
+    folder: Option<String>,
+}
+
+/// `POST …/recoverable/restore` with `{"ids": [..]}`: puts them back.
+async fn restore_recoverable(
+    _: AdminToken,
+    State(web): State<Arc<Web>>,
+    Path(address): Path<String>,
+    Json(body): Json<RestoreBody>,
+) -> Result<Json<Value>, OpError> {
+    if body.ids.is_empty() {
+        return Err(OpError::Invalid("give the ids to restore".into()));
+    }
+    let restored = admin_ops::restore(&web, &address, &body.ids).await?;
+    Ok(Json(json!({ "restored": restored })))
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    ids: Vec<i64>,
 }
 
 async fn get_settings(

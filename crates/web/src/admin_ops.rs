@@ -190,3 +190,44 @@ fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// The account's recoverable items as JSON (subject and sender from what was
+/// parsed at delivery).
+pub async fn recoverable(
+    web: &Web,
+    address: &str,
+    filter: &casella_store::RecoverFilter,
+) -> Result<Vec<Value>, OpError> {
+    let a = find(web, address).await?;
+    let store = web.directory.store();
+    let items = store.recoverable(a.id, filter).await?;
+    let blobs: Vec<_> = items.iter().map(|i| i.blob.clone()).collect();
+    let fields = store.search_fields(&blobs, false).await?;
+    Ok(items
+        .iter()
+        .zip(fields)
+        .map(|(i, f)| {
+            let flags: Vec<&str> = i.flags.iter().map(|f| f.as_str()).collect();
+            json!({
+                "id": i.id,
+                "folder": i.folder,
+                "size": i.size,
+                "deleted_at": i.deleted_at,
+                "internal_date": i.internal_date,
+                "flags": flags,
+                "subject": f.as_deref().map(|f| f.subject.clone()),
+                "from": f.as_deref().map(|f| f.from.clone()),
+            })
+        })
+        .collect())
+}
+
+/// Restores the account's recoverable items `ids`.
+pub async fn restore(web: &Web, address: &str, ids: &[i64]) -> Result<Vec<Value>, OpError> {
+    let a = find(web, address).await?;
+    let done = web.directory.store().restore_recoverable(a.id, ids).await?;
+    Ok(done
+        .iter()
+        .map(|r| json!({"id": r.id, "folder": r.folder, "uid": r.uid.0}))
+        .collect())
+}

@@ -95,7 +95,7 @@ fn csrf(s: &WebSession) -> String {
 }
 
 fn admin_nav() -> &'static str {
-    "<nav><a href=\"/settings\">My settings</a><a href=\"/admin\">Accounts</a><a href=\"/admin/settings/pop\">POP settings</a><a href=\"/admin/settings/imap\">IMAP settings</a><a href=\"/admin/settings/submission\">SMTP settings</a><a href=\"/admin/sessions\">Live sessions</a></nav>"
+    "<nav><a href=\"/settings\">My settings</a><a href=\"/admin\">Accounts</a><a href=\"/admin/settings/pop\">POP settings</a><a href=\"/admin/settings/imap\">IMAP settings</a><a href=\"/admin/settings/submission\">SMTP settings</a><a href=\"/admin/settings/security\">Security settings</a><a href=\"/admin/settings/retention\">Retention</a><a href=\"/admin/sessions\">Live sessions</a></nav>"
 }
 
 fn frame(s: &WebSession, title: &str, message: Option<&str>, body: &str) -> Html<String> {

@@ -16,6 +16,7 @@ mod autoconfig;
 mod health;
 mod html;
 mod pages;
+mod recover;
 mod server;
 mod session;
 pub mod signout;

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<Web>> {
         )
         .route("/security/password", post(change_password))
         .route("/security/signout", post(sign_out_everywhere))
+        .merge(crate::recover::routes())
         .merge(crate::admin_pages::routes())
 }
 
@@ -202,21 +203,21 @@ pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn csrf_input(s: &WebSession) -> String {
+pub fn csrf_input(s: &WebSession) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         esc(&s.csrf)
     )
 }
 
-fn nav(s: &WebSession) -> String {
+pub fn nav(s: &WebSession) -> String {
     let admin = if s.admin {
         "<a href=\"/admin\">Administration</a>"
     } else {
         ""
     };
     format!(
-        "<nav><a href=\"/settings\">POP and IMAP</a><a href=\"/settings/pop\">POP options</a><a href=\"/security\">Security</a>{admin}</nav>"
+        "<nav><a href=\"/settings\">POP and IMAP</a><a href=\"/settings/pop\">POP options</a><a href=\"/security\">Security</a><a href=\"/recover\">Recover deleted items</a>{admin}</nav>"
     )
 }
 
@@ -577,30 +578,9 @@ async fn save_pop_options(
     .into_response()
 }
 
-/// `2026-11-24 14:39 UTC`.
+/// A time as the pages show it: `2026-12-07 22:40 UTC`.
 pub fn format_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) — the proleptic Gregorian calendar.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    casella_mime::format_utc(secs)
 }
 
 async fn security_html(

@@ -371,6 +371,15 @@ impl Session {
                         out.extend_from_slice(b"INTERNALDATE ");
                         encode::date_time(&mut out, m.internal_date);
                     }
+                    // RFC 8514 §4: NIL when the save date is not known.
+                    FetchAttr::SaveDate => {
+                        out.extend_from_slice(b"SAVEDATE ");
+                        if m.save_date > 0 {
+                            encode::date_time(&mut out, m.save_date);
+                        } else {
+                            out.extend_from_slice(b"NIL");
+                        }
+                    }
                     FetchAttr::Rfc822Size => {
                         out.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes())
                     }

@@ -264,6 +264,7 @@ impl Session {
                 recent: m.recent && rev1,
                 size: m.size,
                 internal_date: m.internal_date,
+                save_date: m.save_date,
                 modseq: m.modseq.0,
                 fields: parsed.as_deref(),
             };

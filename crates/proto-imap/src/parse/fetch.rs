@@ -94,6 +94,7 @@ pub(super) fn attr(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         "ENVELOPE" => FetchAttr::Envelope,
         "FLAGS" => FetchAttr::Flags,
         "INTERNALDATE" => FetchAttr::InternalDate,
+        "SAVEDATE" => FetchAttr::SaveDate,
         "RFC822" => FetchAttr::Rfc822,
         "RFC822.HEADER" => FetchAttr::Rfc822Header,
         "RFC822.TEXT" => FetchAttr::Rfc822Text,

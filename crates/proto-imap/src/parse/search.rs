@@ -236,6 +236,11 @@ impl KeyParser {
             "SENTBEFORE" => SentBefore(date(c)?),
             "SENTON" => SentOn(date(c)?),
             "SENTSINCE" => SentSince(date(c)?),
+            // RFC 8514 §5.
+            "SAVEDBEFORE" => SavedBefore(date(c)?),
+            "SAVEDON" => SavedOn(date(c)?),
+            "SAVEDSINCE" => SavedSince(date(c)?),
+            "SAVEDATESUPPORTED" => SaveDateSupported,
             "KEYWORD" => Keyword(keyword(c)?),
             "UNKEYWORD" => Unkeyword(keyword(c)?),
             "LARGER" => Larger(size(c)?),

@@ -716,7 +716,7 @@ fn cases() -> Vec<(&'static [u8], B)> {
             ),
         ),
         (
-            b"FETCH 1 (ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.TEXT RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ)",
+            b"FETCH 1 (ENVELOPE FLAGS INTERNALDATE SAVEDATE RFC822 RFC822.HEADER RFC822.TEXT RFC822.SIZE BODY BODYSTRUCTURE UID MODSEQ)",
             fetch(
                 false,
                 one(1),
@@ -724,6 +724,7 @@ fn cases() -> Vec<(&'static [u8], B)> {
                     F::Envelope,
                     F::Flags,
                     F::InternalDate,
+                    F::SaveDate,
                     F::Rfc822,
                     F::Rfc822Header,
                     F::Rfc822Text,
@@ -1095,6 +1096,15 @@ fn cases() -> Vec<(&'static [u8], B)> {
                 K::SentBefore(date(2001, 3, 2)),
                 K::SentOn(date(2010, 6, 15)),
                 K::SentSince(date(2007, 7, 7)),
+            ])),
+        ),
+        (
+            b"SEARCH SAVEDBEFORE 1-Jan-2000 SAVEDON 29-Feb-2000 SAVEDSINCE 31-Dec-1999 SAVEDATESUPPORTED",
+            search(K::And(vec![
+                K::SavedBefore(date(2000, 1, 1)),
+                K::SavedOn(date(2000, 2, 29)),
+                K::SavedSince(date(1999, 12, 31)),
+                K::SaveDateSupported,
             ])),
         ),
         (

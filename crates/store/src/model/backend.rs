@@ -41,6 +41,8 @@ pub struct MessageRow {
     pub blob: BlobId,
     pub size: u32,
     pub internal_date: i64,
+    /// When the message was saved to this mailbox (RFC 8514 SAVEDATE).
+    pub save_date: i64,
     pub flags: FlagSet,
 }
 
@@ -131,6 +133,8 @@ pub trait MailBackend: Send + Sync + 'static {
     fn feed(&self) -> &ChangeFeed;
     /// What was parsed from messages read lately.
     fn caches(&self) -> &ParsedCaches;
+    /// The model's time: when messages are saved and expunged.
+    fn clock(&self) -> &crate::Clock;
 
     // ---- reads (no rules in them) ----
 

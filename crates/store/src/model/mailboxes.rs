@@ -7,7 +7,7 @@ use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::model::backend::{MailBackend, MailTx, job};
 use crate::model::names::{canonical_name, validate_mailbox_name};
-use crate::model::{mailbox_rows, mailbox_rules};
+use crate::model::{lifecycle, mailbox_rows, mailbox_rules};
 use crate::now_unix;
 use crate::types::*;
 
@@ -61,24 +61,25 @@ pub async fn create<B: MailBackend>(
     Ok(mb)
 }
 
-/// Deletes the mailbox with its messages; INBOX and the default folders are
-/// refused (`mailbox_rules`).
+/// Deletes the mailbox; INBOX and the default folders are refused
+/// (`mailbox_rules`). Its messages stay recoverable (`lifecycle`), each
+/// holding the blob reference its message held.
 pub async fn delete<B: MailBackend>(backend: &B, id: MailboxId) -> StoreResult<()> {
+    let now = backend.clock().now();
     let account = backend
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mb = lock_one(tx, id).await?;
                 mailbox_rules::check_delete(&mb)?;
-                let blobs = tx.remove_mailbox(id).await?;
-                tx.adjust_blob_refs(&super::messages::releases(blobs))
-                    .await?;
+                lifecycle::keep_recoverable(tx, &mb, None, now).await?;
+                tx.remove_mailbox(id).await?;
                 tx.announce(mb.account, &[Change::MailboxList]);
                 Ok(mb.account)
             })
         }))
         .await?;
     backend.feed().publish(account, [Change::MailboxList]);
-    backend.collect_garbage().await
+    Ok(())
 }
 
 /// Renames the mailbox (it keeps its UIDVALIDITY). The default folders are

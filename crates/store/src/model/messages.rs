@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use crate::changes::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::model::backend::{MailBackend, MailTx, MessageRow, job};
-use crate::model::mailbox_rows;
 use crate::model::mailboxes::lock_one;
 use crate::model::prepare::{PreparedMessage, prepare_all};
+use crate::model::{lifecycle, mailbox_rows};
 use crate::records::queue::insert_queued;
 use crate::types::*;
 
 /// The counters of a locked mailbox as a transaction moves them.
-struct Counters {
-    mailbox: Mailbox,
+pub(super) struct Counters {
+    pub(super) mailbox: Mailbox,
     /// The MODSEQ this transaction took for the mailbox, once it took one.
     modseq: Option<ModSeq>,
 }
@@ -30,15 +30,20 @@ impl Counters {
 
     /// The transaction's one MODSEQ for this mailbox (RFC 7162 §3.1.3 lets one
     /// command's changes share it), taken on first use.
-    fn modseq(&mut self) -> ModSeq {
+    pub(super) fn modseq(&mut self) -> ModSeq {
         *self.modseq.get_or_insert_with(|| {
             self.mailbox.highest_modseq = ModSeq(self.mailbox.highest_modseq.0 + 1);
             self.mailbox.highest_modseq
         })
     }
 
+    /// The MODSEQ this transaction took for the mailbox, if it took one.
+    pub(super) fn modseq_taken(&self) -> Option<ModSeq> {
+        self.modseq
+    }
+
     /// The next UID (RFC 9051 §2.3.1.1: strictly ascending, never reused).
-    fn next_uid(&mut self) -> StoreResult<Uid> {
+    pub(super) fn next_uid(&mut self) -> StoreResult<Uid> {
         let uid = self.mailbox.uid_next;
         if uid.0 == u32::MAX {
             return Err(StoreError::Invalid("mailbox has run out of UIDs".into()));
@@ -48,7 +53,7 @@ impl Counters {
     }
 
     /// Writes the counters back if this transaction moved them.
-    async fn save(&self, tx: &mut dyn MailTx) -> StoreResult<()> {
+    pub(super) async fn save(&self, tx: &mut dyn MailTx) -> StoreResult<()> {
         if self.modseq.is_some() {
             mailbox_rows::save_mailbox(tx, &self.mailbox).await?;
         }
@@ -80,6 +85,7 @@ async fn append_in_tx(
     tx: &mut dyn MailTx,
     targets: &mut BTreeMap<MailboxId, Counters>,
     appends: &[(MailboxId, Vec<&PreparedMessage>)],
+    now: i64,
 ) -> StoreResult<(Vec<Appended>, Vec<Change>)> {
     let all: Vec<&PreparedMessage> = appends
         .iter()
@@ -101,6 +107,7 @@ async fn append_in_tx(
                 blob: p.blob.clone(),
                 size: p.size,
                 internal_date: p.internal_date,
+                save_date: now,
                 flags: p.flags.clone(),
             });
             appended.push(Appended {
@@ -122,7 +129,7 @@ async fn append_in_tx(
 }
 
 /// Locks `ids` (ascending, the lock order) and keeps their counters.
-async fn lock_counters(
+pub(super) async fn lock_counters(
     tx: &mut dyn MailTx,
     ids: &[MailboxId],
 ) -> StoreResult<BTreeMap<MailboxId, Counters>> {
@@ -135,7 +142,7 @@ async fn lock_counters(
 }
 
 /// Publishes committed changes, grouped by account as they were made.
-fn publish<B: MailBackend>(backend: &B, changes: Vec<(AccountId, Vec<Change>)>) {
+pub(super) fn publish<B: MailBackend>(backend: &B, changes: Vec<(AccountId, Vec<Change>)>) {
     for (account, changes) in changes {
         if !changes.is_empty() {
             backend.feed().publish(account, changes);
@@ -154,12 +161,14 @@ pub async fn append_batch<B: MailBackend>(
     }
     // Parse, hash and write large bytes before the transaction: the slow part.
     let prepared = prepare_all(backend.blobs(), messages).await?;
+    let now = backend.clock().now();
     let (appended, account, changes) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mut targets = lock_counters(tx, &[mailbox]).await?;
                 let all: Vec<&PreparedMessage> = prepared.iter().collect();
-                let (appended, changes) = append_in_tx(tx, &mut targets, &[(mailbox, all)]).await?;
+                let (appended, changes) =
+                    append_in_tx(tx, &mut targets, &[(mailbox, all)], now).await?;
                 let c = &targets[&mailbox];
                 c.save(tx).await?;
                 let account = c.mailbox.account;
@@ -214,6 +223,7 @@ pub async fn deliver_and_queue<B: MailBackend>(
         .pop()
         .ok_or_else(|| StoreError::Internal("nothing prepared".into()))?;
     let wanted = distinct.clone();
+    let now = backend.clock().now();
     let (appended, changes, queue_id) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
@@ -229,7 +239,7 @@ pub async fn deliver_and_queue<B: MailBackend>(
                 let mut targets = lock_counters(tx, &ids).await?;
                 let appends: Vec<(MailboxId, Vec<&PreparedMessage>)> =
                     ids.iter().map(|m| (*m, vec![&prepared])).collect();
-                let (appended, changes) = append_in_tx(tx, &mut targets, &appends).await?;
+                let (appended, changes) = append_in_tx(tx, &mut targets, &appends, now).await?;
                 for c in targets.values() {
                     c.save(tx).await?;
                 }
@@ -382,7 +392,8 @@ async fn expunge_in_tx(
 }
 
 /// Removes the messages, all or nothing, even across mailboxes of the
-/// account; returns those that existed.
+/// account; returns those that existed. They stay recoverable
+/// (`lifecycle`): their blobs keep the references the messages held.
 pub async fn expunge<B: MailBackend>(
     backend: &B,
     account: AccountId,
@@ -395,6 +406,7 @@ pub async fn expunge<B: MailBackend>(
     if by_mailbox.is_empty() {
         return Ok(Vec::new());
     }
+    let now = backend.clock().now();
     let (removed, changes) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
@@ -402,7 +414,8 @@ pub async fn expunge<B: MailBackend>(
                 let mut locked = lock_counters(tx, &ids).await?;
                 let mut removed = Vec::new();
                 let mut changes = Vec::new();
-                let mut released = Vec::new();
+                // The references move to the recoverable items: none released.
+                let mut kept = Vec::new();
                 for (mailbox, uids) in &by_mailbox {
                     let c = locked
                         .get_mut(mailbox)
@@ -410,7 +423,8 @@ pub async fn expunge<B: MailBackend>(
                     if c.mailbox.account != account {
                         return Err(StoreError::NotFound(format!("mailbox {}", mailbox.0)));
                     }
-                    if let Some(change) = expunge_in_tx(tx, c, uids, &mut released).await? {
+                    lifecycle::keep_recoverable(tx, &c.mailbox, Some(uids), now).await?;
+                    if let Some(change) = expunge_in_tx(tx, c, uids, &mut kept).await? {
                         if let Change::Expunged { uids, .. } = &change {
                             removed.extend(uids.iter().map(|&uid| MessageRef {
                                 mailbox: *mailbox,
@@ -421,16 +435,12 @@ pub async fn expunge<B: MailBackend>(
                     }
                     c.save(tx).await?;
                 }
-                tx.adjust_blob_refs(&releases(released)).await?;
                 tx.announce(account, &changes);
                 Ok((removed, changes))
             })
         }))
         .await?;
     publish(backend, vec![(account, changes)]);
-    if !removed.is_empty() {
-        backend.collect_garbage().await?;
-    }
     Ok(removed)
 }
 
@@ -446,6 +456,7 @@ async fn copy_in_tx(
     from: MailboxId,
     uids: &[Uid],
     to: MailboxId,
+    now: i64,
 ) -> StoreResult<CopyOutcome> {
     let source_account = locked
         .get(&from)
@@ -478,6 +489,7 @@ async fn copy_in_tx(
             blob: m.blob.clone(),
             size: m.size,
             internal_date: m.internal_date,
+            save_date: now,
             flags: m.flags.clone(),
         });
         pairs.push((*uid, new));
@@ -526,12 +538,13 @@ async fn copy_or_move<B: MailBackend>(
     remove: bool,
 ) -> StoreResult<Vec<(Uid, Uid)>> {
     let uids = uids.to_vec();
+    let now = backend.clock().now();
     let (pairs, account, changes) = backend
         .transact(job(move |tx| {
             Box::pin(async move {
                 let mut locked = lock_counters(tx, &[from, to]).await?;
                 let (pairs, mut changes, mut deltas) =
-                    copy_in_tx(tx, &mut locked, from, &uids, to).await?;
+                    copy_in_tx(tx, &mut locked, from, &uids, to, now).await?;
                 let mut released = Vec::new();
                 if remove {
                     let moved: Vec<Uid> = pairs.iter().map(|(s, _)| *s).collect();

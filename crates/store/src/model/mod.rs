@@ -27,6 +27,7 @@
 
 pub mod backend;
 mod caches;
+pub(crate) mod lifecycle;
 mod mailbox_rows;
 pub mod mailbox_rules;
 mod mailboxes;
@@ -42,6 +43,7 @@ use tokio::sync::broadcast;
 
 pub use backend::{MailBackend, MailTx, MessageRow, TxFuture, TxJob, job};
 pub use caches::ParsedCaches;
+pub use lifecycle::forget_recoverable_in_tx;
 pub use mailboxes::{
     create_defaults_in_tx as create_default_mailboxes_in_tx, remove_in_tx as remove_mailboxes_in_tx,
 };

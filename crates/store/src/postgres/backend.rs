@@ -63,6 +63,10 @@ impl MailBackend for PgStore {
         &self.inner.caches
     }
 
+    fn clock(&self) -> &crate::Clock {
+        &self.inner.clock
+    }
+
     async fn mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
         let r = self
             .conn()

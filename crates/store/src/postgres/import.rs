@@ -202,6 +202,7 @@ impl PgStore {
             });
         }
         let prepared = prepare_all(self, news).await?;
+        let saved = self.inner.clock.now();
         let account = write_tx!(self, |tx| {
             let mut mb = Locked::take(&mut tx, mailbox).await?;
             let mut distinct: BTreeMap<&BlobId, (&PreparedMessage, i64)> = BTreeMap::new();
@@ -222,11 +223,12 @@ impl PgStore {
             let dates: Vec<i64> = prepared.iter().map(|p| p.internal_date).collect();
             let flags: Vec<String> = prepared.iter().map(|p| flags_to_string(&p.flags)).collect();
             tx.execute(
-                "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
-                 SELECT $1, u, m, b, s, d, f
+                "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags,
+                                      save_date)
+                 SELECT $1, u, m, b, s, d, f, $8
                  FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
                       AS t(u, m, b, s, d, f)",
-                &[&mailbox.0, &uids, &modseqs, &blobs, &sizes, &dates, &flags],
+                &[&mailbox.0, &uids, &modseqs, &blobs, &sizes, &dates, &flags, &saved],
             )
             .await?;
             let max_uid = uids.iter().copied().max().unwrap_or(0) as u32;

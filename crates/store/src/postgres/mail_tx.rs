@@ -133,12 +133,15 @@ impl MailTx for PgTx<'_, '_> {
         let size: Vec<i64> = rows.iter().map(|r| r.size as i64).collect();
         let date: Vec<i64> = rows.iter().map(|r| r.internal_date).collect();
         let flags: Vec<String> = rows.iter().map(|r| flags_to_string(&r.flags)).collect();
+        let saved: Vec<i64> = rows.iter().map(|r| r.save_date).collect();
         self.tx
             .execute(
-                "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
-                 SELECT $1, u, $2, b, s, d, f
-                 FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
-                      AS t(u, b, s, d, f)",
+                "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags,
+                                      save_date)
+                 SELECT $1, u, $2, b, s, d, f, v
+                 FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+                             $8::bigint[])
+                      AS t(u, b, s, d, f, v)",
                 &[
                     &mailbox.0,
                     &(modseq.0 as i64),
@@ -147,6 +150,7 @@ impl MailTx for PgTx<'_, '_> {
                     &size,
                     &date,
                     &flags,
+                    &saved,
                 ],
             )
             .await?;

@@ -75,7 +75,7 @@ macro_rules! mailbox_columns {
 
 macro_rules! summary_columns {
     () => {
-        "uid, modseq, size, internal_date, flags, blob"
+        "uid, modseq, size, internal_date, flags, blob, save_date"
     };
 }
 
@@ -148,6 +148,8 @@ pub(crate) struct Inner {
     locks: mpsc::UnboundedSender<locks::Cmd>,
     /// What the mail model read lately.
     caches: ParsedCaches,
+    /// The mail model's time (SAVEDATE, expunge times, retention).
+    clock: crate::Clock,
     /// Dropped with the store: stops the listener task.
     _stop_listener: oneshot::Sender<()>,
 }
@@ -227,6 +229,7 @@ impl PgStore {
             node_id,
             locks: locks_tx,
             caches: ParsedCaches::default(),
+            clock: crate::Clock::default(),
             _stop_listener: stop_tx,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -309,6 +312,7 @@ fn summary_from_row(r: &Row) -> StoreResult<MessageSummary> {
         modseq: ModSeq(r.try_get::<_, i64>(1)? as u64),
         size: r.try_get::<_, i64>(2)? as u32,
         internal_date: r.try_get(3)?,
+        save_date: r.try_get(6)?,
         flags: flags_from_string(&flags),
         blob: BlobId(r.try_get(5)?),
     })

@@ -14,7 +14,10 @@ use super::sql::{ReadCost, SqlRow, SqlTx, SqlValue};
 use super::{read_row, read_rows};
 use crate::directory_store::DirectoryStore;
 use crate::error::{StoreError, StoreResult};
-use crate::model::{MailBackend, create_default_mailboxes_in_tx, job, remove_mailboxes_in_tx};
+use crate::model::{
+    MailBackend, create_default_mailboxes_in_tx, forget_recoverable_in_tx, job,
+    remove_mailboxes_in_tx,
+};
 use crate::now_unix;
 use crate::types::*;
 
@@ -147,6 +150,7 @@ impl<B: MailBackend> DirectoryStore for B {
                     .map(|r| Ok(MailboxId(r.int(0)?)))
                     .collect::<StoreResult<Vec<_>>>()?;
                 remove_mailboxes_in_tx(tx, &boxes).await?;
+                forget_recoverable_in_tx(tx, account).await?;
                 for sql in [
                     "DELETE FROM logins WHERE account_id = $1",
                     "DELETE FROM aliases WHERE account_id = $1",

@@ -42,6 +42,10 @@ impl MailBackend for SqliteStore {
         &self.inner.caches
     }
 
+    fn clock(&self) -> &crate::Clock {
+        &self.inner.clock
+    }
+
     async fn mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
         self.read(ReadSize::Small, move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -70,7 +74,7 @@ impl MailBackend for SqliteStore {
             // Distinguish "no such mailbox" from "empty".
             get_mailbox(c, mailbox)?;
             let mut stmt = c.prepare_cached(
-                "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+                "SELECT uid, modseq, size, internal_date, flags, blob, save_date FROM messages
                  WHERE mailbox_id = ?1 ORDER BY uid",
             )?;
             let rows = stmt.query_map([mailbox.0], summary_from_row)?;
@@ -85,7 +89,7 @@ impl MailBackend for SqliteStore {
         since: ModSeq,
     ) -> StoreResult<Vec<MessageSummary>> {
         self.read_changes(
-            "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+            "SELECT uid, modseq, size, internal_date, flags, blob, save_date FROM messages
              WHERE mailbox_id = ?1 AND modseq > ?2 LIMIT ?3",
             mailbox,
             since,

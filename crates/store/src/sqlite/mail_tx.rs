@@ -126,7 +126,7 @@ impl MailTx for SqliteTx<'_> {
         uids: &[Uid],
     ) -> StoreResult<Vec<MessageSummary>> {
         let mut get = self.conn.prepare_cached(
-            "SELECT uid, modseq, size, internal_date, flags, blob FROM messages
+            "SELECT uid, modseq, size, internal_date, flags, blob, save_date FROM messages
              WHERE mailbox_id = ?1 AND uid = ?2",
         )?;
         let mut out = Vec::with_capacity(uids.len());
@@ -148,8 +148,9 @@ impl MailTx for SqliteTx<'_> {
         rows: &[crate::model::MessageRow],
     ) -> StoreResult<()> {
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages(mailbox_id, uid, modseq, blob, size, internal_date, flags,
+                                  save_date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for r in rows {
             insert.execute(params![
@@ -159,7 +160,8 @@ impl MailTx for SqliteTx<'_> {
                 r.blob.0,
                 r.size,
                 r.internal_date,
-                flags_to_string(&r.flags)
+                flags_to_string(&r.flags),
+                r.save_date
             ])?;
         }
         Ok(())

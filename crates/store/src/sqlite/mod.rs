@@ -95,6 +95,8 @@ struct Inner {
     maildrops: Mutex<HashSet<AccountId>>,
     /// What the mail model read lately.
     caches: ParsedCaches,
+    /// The mail model's time (SAVEDATE, expunge times, retention).
+    clock: crate::Clock,
     /// Whether the SEARCH text index is on (`text_index`).
     text_index: bool,
     /// Wakes the text indexer when new mail was stored.
@@ -269,6 +271,7 @@ impl SqliteStore {
             feed: ChangeFeed::default(),
             maildrops: Mutex::new(HashSet::new()),
             caches: ParsedCaches::default(),
+            clock: crate::Clock::default(),
             text_index,
             index_signal,
             indexer: Mutex::new(None),
@@ -683,6 +686,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageSummary> {
         modseq: ModSeq(r.get::<_, i64>(1)? as u64),
         size: r.get(2)?,
         internal_date: r.get(3)?,
+        save_date: r.get(6)?,
         flags: flags_from_string(&flags),
         blob: BlobId(r.get(5)?),
     })
@@ -706,7 +710,13 @@ impl Drop for MaildropGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Change, DirectoryStore, MailStore, QueueStore, now_unix};
+    use crate::{Change, DirectoryStore, LifecycleStore, MailStore, QueueStore, now_unix};
+
+    /// Takes version 19's changes back out, for the tests that make an older
+    /// store out of a new one.
+    const BEFORE_19: &str = "ALTER TABLE messages DROP COLUMN save_date;
+        DROP TABLE recoverable;
+        DROP TABLE retention_runs;";
 
     #[tokio::test]
     async fn messages_kept_in_the_database_survive_the_upgrade_from_version_12() {
@@ -731,6 +741,7 @@ mod tests {
         // The table as version 12 had it.
         {
             let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(BEFORE_19).unwrap();
             c.execute_batch(
                 "CREATE TABLE v12 (hash TEXT PRIMARY KEY, content BLOB NOT NULL) WITHOUT ROWID;
                  INSERT INTO v12 SELECT hash, content FROM inline_blobs;
@@ -788,6 +799,7 @@ mod tests {
             .unwrap();
         {
             let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(BEFORE_19).unwrap();
             c.execute_batch(&format!(
                 "CREATE TABLE old_queue (id INTEGER PRIMARY KEY, sender TEXT NOT NULL,
                    account_id INTEGER, recipients TEXT NOT NULL, message BLOB NOT NULL,
@@ -841,6 +853,7 @@ mod tests {
             // Version 16 kept a mark on each mailbox (and had no claimed_by,
             // which version 18 adds).
             let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(BEFORE_19).unwrap();
             c.execute_batch(
                 "DROP TABLE subscriptions;
                  ALTER TABLE queue DROP COLUMN claimed_by;
@@ -932,6 +945,7 @@ mod tests {
         // Make the row as version 8 stored it: everything in `parsed`.
         {
             let c = Connection::open(dir.path().join("store.db")).unwrap();
+            c.execute_batch(BEFORE_19).unwrap();
             c.execute_batch(
                 "UPDATE blobs SET parsed = json_set(parsed, '$.search',
                      json_set(json(search), '$.header_text', json_extract(search_text, '$[0]'),
@@ -1126,7 +1140,8 @@ mod tests {
         let read = store.read_blobs(&batch).await.unwrap();
         assert_eq!(read, vec![Some(small.clone()), Some(large.clone()), None]);
         assert!(store.read_blob(&batch[2]).await.is_err());
-        // Expunged and collected: neither row nor file stays.
+        // Expunged, recoverable for a while (the bytes stay), then purged and
+        // collected: neither row nor file stays.
         let refs: Vec<MessageRef> = list
             .iter()
             .map(|m| MessageRef {
@@ -1136,6 +1151,8 @@ mod tests {
             .collect();
         store.expunge(a.id, &refs).await.unwrap();
         store.collect_blobs().await.unwrap();
+        assert_eq!(files(dir.path()), 1, "recoverable: its file stays");
+        assert_eq!(store.purge_recoverable(i64::MAX, 100).await.unwrap(), 2);
         assert_eq!(files(dir.path()), 0);
         let rows: i64 = store
             .read(ReadSize::Small, |c| {
@@ -1504,6 +1521,7 @@ mod tests {
             })
             .collect();
         store.expunge(a.id, &doomed).await.unwrap();
+        store.purge_recoverable(i64::MAX, 1000).await.unwrap();
         store.collect_blobs().await.unwrap();
         let entries = || {
             let c = Connection::open(dir.path().join("search.db")).unwrap();

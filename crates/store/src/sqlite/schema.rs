@@ -254,4 +254,35 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue ADD COLUMN claimed_by TEXT;
     UPDATE queue SET claimed_by = 'embedded' WHERE claimed_until IS NOT NULL;
     "#,
+    // version 19: when each message was saved to its mailbox (RFC 8514
+    // SAVEDATE; retention counts from it), the messages expunged and
+    // recoverable for a while (Exchange's Recoverable Items), and the
+    // retention job's runs. Messages stored before count as saved at the
+    // upgrade, so none is purged earlier than its folder's policy from the
+    // day the server could know.
+    r#"
+    ALTER TABLE messages ADD COLUMN save_date INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET save_date = CAST(strftime('%s', 'now') AS INTEGER);
+    CREATE TABLE recoverable (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id    INTEGER NOT NULL,
+        folder        TEXT NOT NULL,
+        blob          TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        flags         TEXT NOT NULL,
+        deleted_at    INTEGER NOT NULL
+    );
+    CREATE INDEX recoverable_account ON recoverable(account_id, deleted_at);
+    CREATE INDEX recoverable_deleted ON recoverable(deleted_at);
+    CREATE TABLE retention_runs (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        node     TEXT NOT NULL,
+        started  INTEGER NOT NULL,
+        finished INTEGER NOT NULL,
+        expired  INTEGER NOT NULL,
+        purged   INTEGER NOT NULL,
+        error    TEXT
+    );
+    "#,
 ];
