@@ -101,6 +101,21 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
                 "backend: {}",
                 a.settings.backend.as_deref().unwrap_or("none")
             );
+            let usage = store.usage(a.id).await?;
+            let config = config::load_or_create(data)?;
+            let state =
+                casella_directory::quota::QuotaState::new(&a, &config.quota.limits()?, usage);
+            let level = |l: Option<u64>| {
+                l.map_or_else(|| "none".to_string(), casella_directory::quota::format_size)
+            };
+            println!(
+                "usage: {} in {} messages (warning at {}, sending stops at {}, receiving at {})",
+                casella_directory::quota::format_bytes(usage.bytes),
+                usage.messages,
+                level(state.warning),
+                level(state.send),
+                level(state.receive)
+            );
             let aliases = store.aliases(a.id).await?;
             println!(
                 "aliases: {}",

@@ -47,6 +47,44 @@ pub struct Config {
     /// OAuth 2.0 ("modern authentication"): XOAUTH2 and OAUTHBEARER are offered
     /// when an issuer is set.
     pub oauth: OAuthSection,
+    /// Storage quotas for every account (each may have its own).
+    pub quota: QuotaSection,
+}
+
+/// `[quota]`: Exchange's three levels and a message limit for every account
+/// (`casella account set ADDRESS quota-send=…` overrides one). Sizes such as
+/// "1.9GB" or "500MB"; empty or "unlimited": none (the default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuotaSection {
+    /// IssueWarningQuota: a warning message to the INBOX, once a week.
+    pub warning: String,
+    /// ProhibitSendQuota: submission refused with 552 5.2.2.
+    pub prohibit_send: String,
+    /// ProhibitSendReceiveQuota: delivery, APPEND and COPY refused too.
+    pub prohibit_send_receive: String,
+    /// The most messages an account may hold (0: no limit).
+    pub messages: u64,
+}
+
+impl QuotaSection {
+    /// The levels, or an error naming the key with a bad size.
+    pub fn limits(&self) -> anyhow::Result<casella_store::QuotaLimits> {
+        let size = |key: &str, v: &str| -> anyhow::Result<Option<u64>> {
+            if v.trim().is_empty() {
+                return Ok(None);
+            }
+            casella_directory::quota::parse_size(v)
+                .map(|n| (n > 0).then_some(n))
+                .with_context(|| format!("[quota] {key} = {v:?}: a size such as 2GB or 500MB"))
+        };
+        Ok(casella_store::QuotaLimits {
+            warning: size("warning", &self.warning)?,
+            send: size("prohibit-send", &self.prohibit_send)?,
+            receive: size("prohibit-send-receive", &self.prohibit_send_receive)?,
+            messages: (self.messages > 0).then_some(self.messages),
+        })
+    }
 }
 
 /// `[oauth]`: the token issuer whose access tokens log users in.
@@ -347,6 +385,7 @@ impl Default for Config {
             sites: BTreeMap::new(),
             web: WebSection::default(),
             oauth: OAuthSection::default(),
+            quota: QuotaSection::default(),
         }
     }
 }

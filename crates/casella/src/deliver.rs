@@ -13,6 +13,9 @@ use crate::config;
 const EX_NOUSER: u8 = 67;
 /// sysexits.h EX_TEMPFAIL: the MTA retries later.
 const EX_TEMPFAIL: u8 = 75;
+/// sysexits.h EX_CANTCREAT, as dovecot-lda answers a full mailbox: the MTA
+/// bounces (5.2.2, mailbox full).
+const EX_CANTCREAT: u8 = 73;
 
 pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
     let store = match config::open_store(data).await {
@@ -28,6 +31,13 @@ pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_TEMPFAIL));
     }
     let directory = Directory::new(store.clone());
+    match config::load_or_create(data).and_then(|c| c.quota.limits()) {
+        Ok(limits) => directory.set_quota_defaults(limits),
+        Err(e) => {
+            eprintln!("casella deliver: {e:#}");
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
+    }
     let mut account = directory.recipient(to).await;
     if let Ok(None) = account
         && let Some((local, domain)) = to.rsplit_once('@')
@@ -46,9 +56,23 @@ pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_TEMPFAIL));
         }
     };
+    match directory.quota(account.id).await {
+        Ok(Some(q)) if q.receive_refused(raw.len() as u64, 1) => {
+            eprintln!("casella deliver: {to}: 5.2.2 mailbox full");
+            return Ok(ExitCode::from(EX_CANTCREAT));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("casella deliver: {e}");
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
+    }
     match store.deliver(account.id, raw).await {
         Ok(ap) => {
             tracing::info!(to = %account.address, uid = ap.uid.0, size = ap.size, "delivered");
+            directory
+                .warn_if_over(account.id, casella_store::now_unix())
+                .await;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -122,6 +122,7 @@ pub async fn run(data: &Path, listen: &[String]) -> anyhow::Result<()> {
     )
     .context("setting up TLS")?;
     let directory = Arc::new(Directory::new(store.clone()));
+    directory.set_quota_defaults(config.quota.limits()?);
     apply_security(
         &directory,
         crate::security::config(&settings::Overrides::load(data)?),

@@ -14,6 +14,7 @@ pub mod options;
 mod password;
 pub mod password_rules;
 mod policy;
+pub mod quota;
 pub mod sasl;
 pub mod scram;
 mod secret;
@@ -100,6 +101,8 @@ pub struct Directory {
     /// The domain a login name without one is in (`alice` logs in as
     /// `alice@default-domain`); `None` when names must be whole addresses.
     default_domain: std::sync::RwLock<Option<String>>,
+    /// The server's quota levels (`quota`).
+    quota_defaults: std::sync::RwLock<casella_store::QuotaLimits>,
 }
 
 /// The connection a SASL exchange runs on: the login policy, TLS, and the TLS
@@ -196,6 +199,7 @@ impl Directory {
             verified: verified::VerifiedPasswords::default(),
             oauth: std::sync::RwLock::new(None),
             default_domain: std::sync::RwLock::new(None),
+            quota_defaults: std::sync::RwLock::new(casella_store::QuotaLimits::default()),
         }
     }
 

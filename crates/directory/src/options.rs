@@ -19,6 +19,10 @@ pub const KEYS: &[&str] = &[
     "pop-dele",
     "retention-deleted-items",
     "retention-junk",
+    "quota-warning",
+    "quota-send",
+    "quota-receive",
+    "quota-messages",
 ];
 
 /// A bad key or value, with the reason.
@@ -133,6 +137,24 @@ pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionEr
         }
         "retention-deleted-items" => account.settings.retention.deleted_items = days(&key, value)?,
         "retention-junk" => account.settings.retention.junk = days(&key, value)?,
+        "quota-warning" | "issue-warning-quota" => {
+            account.settings.quota.warning = size(&key, value)?
+        }
+        "quota-send" | "prohibit-send-quota" => account.settings.quota.send = size(&key, value)?,
+        "quota-receive" | "prohibit-send-receive-quota" => {
+            account.settings.quota.receive = size(&key, value)?
+        }
+        "quota-messages" => {
+            account.settings.quota.messages = if is_default(value) {
+                None
+            } else if value.trim().eq_ignore_ascii_case("unlimited") {
+                Some(0)
+            } else {
+                Some(value.trim().parse().map_err(|_| {
+                    OptionError(format!("{key}: a number of messages, unlimited or default"))
+                })?)
+            }
+        }
         other => {
             return Err(OptionError(format!(
                 "unknown setting {other} ({}, backend)",
@@ -141,6 +163,27 @@ pub fn set(account: &mut Account, key: &str, value: &str) -> Result<(), OptionEr
         }
     }
     Ok(())
+}
+
+/// A size (`2GB`, `500MB`; `unlimited`), or `default` for the server's.
+fn size(key: &str, value: &str) -> Result<Option<u64>, OptionError> {
+    if is_default(value) {
+        return Ok(None);
+    }
+    crate::quota::parse_size(value).map(Some).ok_or_else(|| {
+        OptionError(format!(
+            "{key}: a size such as 2GB or 500MB, unlimited, or default"
+        ))
+    })
+}
+
+fn format_limit(limit: Option<u64>, size: bool) -> String {
+    match limit {
+        None => "default".to_string(),
+        Some(0) => "unlimited".to_string(),
+        Some(n) if size => crate::quota::format_size(n),
+        Some(n) => n.to_string(),
+    }
 }
 
 /// Days (`30` or `30d`; `0` keeps for ever), or `default` for the server's.
@@ -211,6 +254,10 @@ pub fn values(account: &Account) -> Vec<(&'static str, String)> {
             format_days(s.retention.deleted_items),
         ),
         ("retention-junk", format_days(s.retention.junk)),
+        ("quota-warning", format_limit(s.quota.warning, true)),
+        ("quota-send", format_limit(s.quota.send, true)),
+        ("quota-receive", format_limit(s.quota.receive, true)),
+        ("quota-messages", format_limit(s.quota.messages, false)),
     ]
 }
 
@@ -268,6 +315,13 @@ mod tests {
         assert!(set(&mut a, "retention-junk", "soon").is_err());
         set(&mut a, "retention-deleted-items", "default").unwrap();
         assert_eq!(a.settings.retention.deleted_items, None);
+        set(&mut a, "quota-send", "2GB").unwrap();
+        set(&mut a, "prohibit-send-receive-quota", "unlimited").unwrap();
+        set(&mut a, "quota-messages", "1000").unwrap();
+        assert_eq!(a.settings.quota.send, Some(2 << 30));
+        assert_eq!(a.settings.quota.receive, Some(0));
+        assert!(values(&a).contains(&("quota-send", "2 GB".into())));
+        assert!(set(&mut a, "quota-warning", "big").is_err());
         set(&mut a, "retrieval-format", "default").unwrap();
         assert_eq!(a.settings.retrieval_format, None);
         assert!(set(&mut a, "imap", "maybe").is_err());

@@ -37,6 +37,10 @@ const AUTHENTICATED: &[&str] = &[
     "WITHIN",
     // RFC 8514.
     "SAVEDATE",
+    // RFC 9208 (no QUOTASET: the administrator sets quotas).
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
     // RFC 5267 §4, RFC 9394.
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",

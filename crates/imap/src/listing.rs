@@ -237,6 +237,8 @@ mod tests {
             uid_next: Uid(1),
             highest_modseq: ModSeq(1),
             recent_watermark: Uid(0),
+            total_size: 0,
+            message_count: 0,
         }
     }
 

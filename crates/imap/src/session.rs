@@ -313,6 +313,9 @@ impl Session {
                 self.finish(&tag, "OK NAMESPACE completed", true).await;
             }
             C::Status { mailbox, items } => self.cmd_status(&tag, &mailbox, &items).await,
+            C::GetQuota(root) => self.cmd_getquota(&tag, &root).await,
+            C::GetQuotaRoot(mailbox) => self.cmd_getquotaroot(&tag, &mailbox).await,
+            C::SetQuota { .. } => self.cmd_setquota(&tag),
             C::Append { mailbox, messages } => self.cmd_append(&tag, &mailbox, messages).await,
             C::Idle => return self.cmd_idle(&tag, io).await,
             C::Notify(set) => self.cmd_notify(&tag, set).await,

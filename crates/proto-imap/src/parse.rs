@@ -131,6 +131,15 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             CommandBody::Lsub { reference, pattern }
         }
         "NAMESPACE" => bare(c, CommandBody::Namespace)?,
+        // RFC 9208 §4.
+        "GETQUOTA" => {
+            c.sep("quota root")?;
+            let root = c.astring_text("quota root")?;
+            c.end()?;
+            CommandBody::GetQuota(root)
+        }
+        "GETQUOTAROOT" => CommandBody::GetQuotaRoot(only_mailbox(c)?),
+        "SETQUOTA" => set_quota(c)?,
         "STATUS" => {
             c.sep("mailbox name")?;
             let mailbox = mailbox(c, "mailbox name")?;
@@ -179,6 +188,31 @@ fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     }
     c.end()?;
     Ok(CommandBody::CancelUpdate(tags))
+}
+
+/// `setquota = "SETQUOTA" SP quota-root-name SP setquota-list`, the list
+/// `"(" [setquota-resource *(SP setquota-resource)] ")"` of
+/// `resource-name SP resource-limit` (RFC 9208 §9).
+fn set_quota(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sep("quota root")?;
+    let root = c.astring_text("quota root")?;
+    c.sep("resource list")?;
+    c.expect(b'(', "Expected ( before the resource list")?;
+    let mut limits = Vec::new();
+    while !c.eat(b')') {
+        if !limits.is_empty() {
+            c.sep("resource")?;
+        }
+        let name = c.word();
+        if name.is_empty() {
+            return fail("Expected a resource name");
+        }
+        c.sep("resource limit")?;
+        let limit = c.number64("resource limit")?;
+        limits.push((name, limit));
+    }
+    c.end()?;
+    Ok(CommandBody::SetQuota { root, limits })
 }
 
 /// A command without arguments.

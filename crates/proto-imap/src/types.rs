@@ -63,6 +63,15 @@ pub enum CommandBody {
         pattern: String,
     },
     Namespace,
+    /// GETQUOTA quota-root (RFC 9208 §4.2).
+    GetQuota(String),
+    /// GETQUOTAROOT mailbox (RFC 9208 §4.3).
+    GetQuotaRoot(String),
+    /// SETQUOTA quota-root (resource limit ...) (RFC 9208 §4.1).
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
     Status {
         mailbox: String,
         items: Vec<StatusItem>,

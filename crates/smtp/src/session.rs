@@ -215,7 +215,7 @@ impl Session {
                     return Next::Close;
                 }
             }
-            Command::Mail { from, params } => self.mail(from, params),
+            Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data(conn).await,
             Command::Bdat { size, last } => return self.bdat(size, last, conn).await,

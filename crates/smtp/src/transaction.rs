@@ -50,7 +50,7 @@ enum Route {
 }
 
 impl Session {
-    pub(crate) fn mail(&mut self, from: String, params: Params) {
+    pub(crate) async fn mail(&mut self, from: String, params: Params) {
         if self.helo.is_none() {
             let greet = if self.mode == Mode::Lmtp {
                 "LHLO"
@@ -105,6 +105,24 @@ impl Session {
                 self.reply("450 4.7.1 Too many messages sent in the last hour; try again later");
                 return;
             }
+            // Exchange's ProhibitSendQuota: a full mailbox sends nothing
+            // (RFC 3463 X.2.2, mailbox full).
+            let id = account.id;
+            match self.shared.directory.quota(id).await {
+                Ok(Some(q)) if q.send_refused() => {
+                    self.reply(
+                        "552 5.2.2 Mailbox full: your mailbox is over its size limit; \
+                         delete messages to send again",
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "quota lookup failed");
+                    self.reply("451 4.3.0 Temporary failure, try again later");
+                    return;
+                }
+            }
         }
         self.envelope = Some(Envelope {
             from,
@@ -144,6 +162,22 @@ impl Session {
                 return;
             }
         };
+        // Exchange's ProhibitSendReceiveQuota: a full mailbox receives
+        // nothing (RFC 3463 X.2.2; permanent, as Exchange and Dovecot answer).
+        if let Route::Local(account) = &route {
+            match self.shared.directory.quota(account.id).await {
+                Ok(Some(q)) if q.receive_refused(1, 1) => {
+                    self.reply(&format!("552 5.2.2 <{to}>: Mailbox full"));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "quota lookup failed");
+                    self.reply("451 4.3.0 Temporary lookup failure, try again later");
+                    return;
+                }
+            }
+        }
         let Some(envelope) = self.envelope.as_mut() else {
             return;
         };
@@ -505,6 +539,10 @@ impl Session {
                         to = %r.account.address, uid = ap.uid.0, size = ap.size, id = %id,
                         "delivered"
                     );
+                    self.shared
+                        .directory
+                        .warn_if_over(r.account.id, now_unix())
+                        .await;
                     replies.push(format!("250 2.0.0 <{}> Delivered as {id}", r.address));
                 }
                 Err(()) => {

@@ -59,6 +59,7 @@ rules!(
     expunged_messages_are_recoverable_and_restored,
     a_deleted_mailbox_is_recoverable,
     savedate_finds_old_messages_and_purge_frees_bytes,
+    usage_follows_every_change,
 );
 
 /// RFC 9051 §6.3.7: subscriptions are names, not marks on mailboxes. CREATE
@@ -1815,4 +1816,67 @@ async fn savedate_finds_old_messages_and_purge_frees_bytes(store: Arc<dyn Store>
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].node, "two");
     assert_eq!(runs[0].purged, 1);
+}
+
+/// An account's usage is the sum of its messages' sizes and their number,
+/// after appends, deliveries, copies, moves, expunges, restores and a
+/// deleted mailbox (recoverable items not counted).
+async fn usage_follows_every_change(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = new_account(store, "usage@example.org").await;
+    let inbox = inbox(store, a.id).await;
+    let work = store.create_mailbox(a.id, "Work", None).await.unwrap();
+    let sum = || async {
+        let mut u = crate::Usage::default();
+        for mb in store.list_mailboxes(a.id).await.unwrap() {
+            for m in store.list_messages(mb.id).await.unwrap() {
+                u.bytes += u64::from(m.size);
+                u.messages += 1;
+            }
+        }
+        u
+    };
+    assert_eq!(store.usage(a.id).await.unwrap(), crate::Usage::default());
+    let x = store.append(inbox.id, message("usage x")).await.unwrap();
+    store
+        .append_batch(work.id, vec![message("usage y"), message("usage zz")])
+        .await
+        .unwrap();
+    store.deliver(a.id, message("usage d").raw).await.unwrap();
+    assert_eq!(store.usage(a.id).await.unwrap(), sum().await);
+    assert_eq!(store.usage(a.id).await.unwrap().messages, 4);
+    store.copy(inbox.id, &[x.uid], work.id).await.unwrap();
+    store
+        .move_messages(inbox.id, &[x.uid], work.id)
+        .await
+        .unwrap();
+    assert_eq!(store.usage(a.id).await.unwrap(), sum().await);
+    assert_eq!(store.usage(a.id).await.unwrap().messages, 5);
+    let w = store.list_messages(work.id).await.unwrap();
+    store
+        .expunge(
+            a.id,
+            &[MessageRef {
+                mailbox: work.id,
+                uid: w[0].uid,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.usage(a.id).await.unwrap(), sum().await);
+    let items = store
+        .recoverable(a.id, &RecoverFilter::default())
+        .await
+        .unwrap();
+    store
+        .restore_recoverable(a.id, &[items[0].id])
+        .await
+        .unwrap();
+    assert_eq!(store.usage(a.id).await.unwrap(), sum().await);
+    store.delete_mailbox(work.id).await.unwrap();
+    let left = store.usage(a.id).await.unwrap();
+    assert_eq!(left, sum().await);
+    assert_eq!(left.messages, 1, "the delivery in INBOX");
+    let other = new_account(store, "usage2@example.org").await;
+    assert_eq!(store.usage(other.id).await.unwrap().messages, 0);
 }

@@ -47,7 +47,9 @@ pub use changes::Change;
 pub use clock::Clock;
 pub use directory_store::DirectoryStore;
 pub use error::{StoreError, StoreResult};
-pub use lifecycle_store::{LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun};
+pub use lifecycle_store::{
+    LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun, Usage,
+};
 pub use mail_store::MailStore;
 pub use maildrop::{MaildropHold, MaildropLock};
 pub use model::mailbox_rules;

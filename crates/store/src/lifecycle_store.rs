@@ -44,6 +44,15 @@ pub struct Restored {
     pub uid: Uid,
 }
 
+/// What an account's mailboxes hold (recoverable items not counted, as in
+/// Exchange, where they have a quota of their own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The sum of the messages' sizes, in octets.
+    pub bytes: u64,
+    pub messages: u64,
+}
+
 /// One pass of the retention job, as `casella retention status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionRun {
@@ -89,6 +98,9 @@ pub trait LifecycleStore: Send + Sync + 'static {
         account: AccountId,
         ids: &[i64],
     ) -> StoreResult<Vec<Restored>>;
+    /// What the account's mailboxes hold now: the sum of the totals each
+    /// mailbox keeps (no scan of messages).
+    async fn usage(&self, account: AccountId) -> StoreResult<Usage>;
     /// Records a pass of the retention job (the last 100 are kept).
     async fn record_retention_run(&self, run: &RetentionRun) -> StoreResult<()>;
     /// The latest passes, newest first.

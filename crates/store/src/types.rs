@@ -146,6 +146,32 @@ impl RetentionDays {
     }
 }
 
+/// Exchange's three storage quota levels and a message count limit. Each
+/// `None`: not set here (the server's level applies, or none); `Some(0)`:
+/// unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuotaLimits {
+    /// IssueWarningQuota: a warning message is delivered when usage passes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<u64>,
+    /// ProhibitSendQuota: submission is refused above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send: Option<u64>,
+    /// ProhibitSendReceiveQuota: delivery, APPEND and COPY are refused too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receive: Option<u64>,
+    /// The most messages the mailboxes may hold (IMAP's MESSAGE resource).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+}
+
+impl QuotaLimits {
+    pub fn is_default(&self) -> bool {
+        *self == QuotaLimits::default()
+    }
+}
+
 /// Per-account settings kept as one document, so later issues add fields with a
 /// serde default instead of a migration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -168,6 +194,13 @@ pub struct AccountSettings {
     /// Overrides the retention section's days for Deleted Items and Junk.
     #[serde(skip_serializing_if = "RetentionDays::is_default")]
     pub retention: RetentionDays,
+    /// Overrides the server's quota levels for this account.
+    #[serde(skip_serializing_if = "QuotaLimits::is_default")]
+    pub quota: QuotaLimits,
+    /// When the last "mailbox almost full" warning was delivered (Unix
+    /// seconds): one a week at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_warned_at: Option<i64>,
     /// Every login refused (POP3, IMAP, SMTP and the web pages); mail is still
     /// delivered. Set with `casella account set ADDRESS enabled=off`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -362,6 +395,10 @@ pub struct Mailbox {
     /// Messages with a UID above this are \Recent for the next session that claims
     /// them (see `MailStore::claim_recent`).
     pub recent_watermark: Uid,
+    /// The sum of its messages' sizes and their number, kept by every write
+    /// (quota usage without a scan).
+    pub total_size: u64,
+    pub message_count: u64,
 }
 
 /// A message flag — RFC 9051 §2.3.2. `\Recent` is per session and never stored.

@@ -59,7 +59,10 @@ async fn find(web: &Web, address: &str) -> Result<casella_store::Account, OpErro
 pub async fn show_account(web: &Web, address: &str) -> Result<Value, OpError> {
     let a = find(web, address).await?;
     let aliases = web.directory.store().aliases(a.id).await?;
-    Ok(account_json(&a, aliases))
+    let usage = web.directory.store().usage(a.id).await?;
+    let mut json = account_json(&a, aliases);
+    json["usage"] = json!({"bytes": usage.bytes, "messages": usage.messages});
+    Ok(json)
 }
 
 /// The argon2id hash and the SCRAM keys of the new password of `address`,

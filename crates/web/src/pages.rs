@@ -424,7 +424,8 @@ async fn settings_page(
          you tell the mail program to <em>leave a copy of messages on the server</em>. You choose which folders POP \
          downloads and what happens to messages it deletes: <a href=\"/settings/pop\">POP options</a>.</p>\
          <p>Outgoing mail is sent through SMTP with the same user name and password.</p></div>\
-         {profile}{COPY_SCRIPT}",
+         {profile}{usage}{COPY_SCRIPT}",
+        usage = usage_html(&web, &account).await,
         nav = nav(&session),
         a = esc(address),
         imap = endpoint_table("imap", "IMAP", &offer.ends.imap, offer.imap),
@@ -448,6 +449,36 @@ async fn settings_page(
         },
     );
     Html(page("POP and IMAP", Some(address), &body))
+}
+
+/// "Mailbox size": what the account holds and, when a limit applies, how
+/// much of it that is.
+async fn usage_html(web: &Web, account: &Account) -> String {
+    use casella_directory::quota::{QuotaState, format_bytes, format_size};
+    let Ok(usage) = web.directory.store().usage(account.id).await else {
+        return String::new();
+    };
+    let state = QuotaState::new(account, &web.directory.quota_defaults(), usage);
+    let of = match state.receive {
+        Some(limit) => format!(
+            " of {} ({}%)",
+            format_size(limit),
+            (usage.bytes.saturating_mul(100) / limit).min(100)
+        ),
+        None => String::new(),
+    };
+    let warn = if state.send_refused() {
+        "<p class=\"err\" id=\"quota-full\">Your mailbox is full: you cannot send mail until you delete some.</p>"
+    } else if state.warn() {
+        "<p class=\"err\" id=\"quota-warning\">Your mailbox is almost full.</p>"
+    } else {
+        ""
+    };
+    format!(
+        "<h2>Mailbox size</h2><p id=\"usage\">{} in {} messages{of}.</p>{warn}",
+        format_bytes(usage.bytes),
+        usage.messages
+    )
 }
 
 async fn pop_options_page(

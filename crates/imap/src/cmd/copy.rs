@@ -48,11 +48,20 @@ impl Session {
         let source = sel.id();
         let account = sel.mailbox.account;
         // Ghosts (expunged elsewhere) cannot be copied any more.
-        let uids: Vec<_> = targets
+        let copied: Vec<(Uid, u32)> = targets
             .iter()
-            .filter(|(seq, _)| sel.by_seq(*seq).is_some_and(|m| !m.expunged))
-            .map(|(_, u)| *u)
+            .filter_map(|(seq, u)| {
+                sel.by_seq(*seq)
+                    .filter(|m| !m.expunged)
+                    .map(|m| (*u, m.size))
+            })
             .collect();
+        let uids: Vec<Uid> = copied.iter().map(|(u, _)| *u).collect();
+        // A COPY adds to the account (RFC 9208 §4.3); a MOVE within it does not.
+        let bytes: u64 = copied.iter().map(|(_, size)| u64::from(*size)).sum();
+        if !is_move && self.refused_by_quota(tag, bytes, uids.len() as u64).await {
+            return;
+        }
         if uids.is_empty() {
             // RFC 9051 §6.4.7: nothing to do is still success.
             self.finish(tag, &format!("OK {verb} completed"), !is_move || uid)

@@ -11,6 +11,7 @@ mod idle;
 mod mailbox;
 mod notify;
 mod qresync;
+mod quota;
 pub(crate) mod search;
 mod select;
 mod sort;

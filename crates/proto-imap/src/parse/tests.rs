@@ -473,6 +473,15 @@ fn cases() -> Vec<(&'static [u8], B)> {
             },
         ),
         (b"NAMESPACE", B::Namespace),
+        (b"GETQUOTA \"\"", B::GetQuota(String::new())),
+        (b"GETQUOTAROOT INBOX", B::GetQuotaRoot("INBOX".into())),
+        (
+            b"SETQUOTA \"\" (STORAGE 512 MESSAGE 1000)",
+            B::SetQuota {
+                root: String::new(),
+                limits: vec![("STORAGE".into(), 512), ("MESSAGE".into(), 1000)],
+            },
+        ),
         (
             b"STATUS blurdybloop (UIDNEXT MESSAGES)",
             B::Status {

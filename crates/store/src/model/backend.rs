@@ -96,13 +96,13 @@ pub trait MailTx: SqlTx {
         rows: &[(Uid, FlagSet)],
     ) -> StoreResult<()>;
     /// Deletes the messages among `uids` and records each as expunged at
-    /// `modseq`; returns those that existed, with their blobs.
+    /// `modseq`; returns those that existed, with their blobs and sizes.
     async fn expunge_messages(
         &mut self,
         mailbox: MailboxId,
         modseq: ModSeq,
         uids: &[Uid],
-    ) -> StoreResult<Vec<(Uid, BlobId)>>;
+    ) -> StoreResult<Vec<(Uid, BlobId, u32)>>;
     /// Adds `count` references to each new message's blob, storing its parsed
     /// metadata (and, where the backend keeps them with the metadata, its
     /// bytes) when the blob is new. Given in ascending blob order.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::changes::Change;
 use crate::error::StoreResult;
 use crate::lifecycle_store::{
-    LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun,
+    LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun, Usage,
 };
 use crate::model::backend::{MailBackend, MailTx, MessageRow, job};
 use crate::model::mailboxes::create_in_tx;
@@ -223,6 +223,21 @@ impl<B: MailBackend> LifecycleStore for B {
         Ok(restored)
     }
 
+    async fn usage(&self, account: AccountId) -> StoreResult<Usage> {
+        let rows = crate::records::read_rows(
+            self,
+            ReadCost::Small,
+            "SELECT total_size, message_count FROM mailboxes WHERE account_id = $1",
+            vec![SqlValue::Int(account.0)],
+            |r| Ok((r.int(0)?.max(0) as u64, r.int(1)?.max(0) as u64)),
+        )
+        .await?;
+        Ok(rows.into_iter().fold(Usage::default(), |u, (b, m)| Usage {
+            bytes: u.bytes.saturating_add(b),
+            messages: u.messages.saturating_add(m),
+        }))
+    }
+
     async fn record_retention_run(&self, run: &RetentionRun) -> StoreResult<()> {
         let run = run.clone();
         self.transact(job(move |tx| {
@@ -324,6 +339,7 @@ async fn restore_in_tx(
             .ok_or_else(|| crate::StoreError::NotFound(format!("mailbox {}", mailbox.0)))?;
         let uid = c.next_uid()?;
         let modseq = c.modseq();
+        c.add(item.size);
         rows.entry(mailbox).or_default().push(MessageRow {
             uid,
             blob: item.blob.clone(),

@@ -20,6 +20,8 @@ fn mailbox_from_row(r: &SqlRow) -> StoreResult<Mailbox> {
         uid_next: Uid(r.int(5)? as u32),
         highest_modseq: ModSeq(r.int(6)? as u64),
         recent_watermark: Uid(r.int(7)? as u32),
+        total_size: r.int(8)?.max(0) as u64,
+        message_count: r.int(9)?.max(0) as u64,
     })
 }
 
@@ -37,7 +39,7 @@ pub async fn insert_mailbox(
                  highest_modseq)
              VALUES ($1, $2, $3, $4, 1, 1)
              RETURNING id, account_id, name, special_use, uidvalidity, uidnext,
-                 highest_modseq, recent_uid",
+                 highest_modseq, recent_uid, total_size, message_count",
             &[
                 SqlValue::Int(account.0),
                 SqlValue::text(name),
@@ -49,18 +51,22 @@ pub async fn insert_mailbox(
     mailbox_from_row(&row)
 }
 
-/// Writes a locked mailbox's name, UIDNEXT, HIGHESTMODSEQ and \Recent
-/// watermark.
+/// Writes a locked mailbox's name, UIDNEXT, HIGHESTMODSEQ, \Recent
+/// watermark and totals.
 pub async fn save_mailbox(tx: &mut dyn SqlTx, mb: &Mailbox) -> StoreResult<()> {
+    let big = |n: u64| SqlValue::Int(n.min(i64::MAX as u64) as i64);
     tx.execute(
-        "UPDATE mailboxes SET name = $2, uidnext = $3, highest_modseq = $4, recent_uid = $5
+        "UPDATE mailboxes SET name = $2, uidnext = $3, highest_modseq = $4, recent_uid = $5,
+             total_size = $6, message_count = $7
          WHERE id = $1",
         &[
             SqlValue::Int(mb.id.0),
             SqlValue::text(&mb.name),
             SqlValue::Int(mb.uid_next.0.into()),
-            SqlValue::Int(mb.highest_modseq.0.min(i64::MAX as u64) as i64),
+            big(mb.highest_modseq.0),
             SqlValue::Int(mb.recent_watermark.0.into()),
+            big(mb.total_size),
+            big(mb.message_count),
         ],
     )
     .await?;

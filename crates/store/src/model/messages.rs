@@ -37,6 +37,18 @@ impl Counters {
         })
     }
 
+    /// Counts a message in (its size and one more message).
+    pub(super) fn add(&mut self, size: u32) {
+        self.mailbox.total_size = self.mailbox.total_size.saturating_add(size.into());
+        self.mailbox.message_count = self.mailbox.message_count.saturating_add(1);
+    }
+
+    /// Counts a message out.
+    fn remove(&mut self, size: u32) {
+        self.mailbox.total_size = self.mailbox.total_size.saturating_sub(size.into());
+        self.mailbox.message_count = self.mailbox.message_count.saturating_sub(1);
+    }
+
     /// The MODSEQ this transaction took for the mailbox, if it took one.
     pub(super) fn modseq_taken(&self) -> Option<ModSeq> {
         self.modseq
@@ -102,6 +114,7 @@ async fn append_in_tx(
         let mut rows = Vec::with_capacity(messages.len());
         for p in messages {
             let uid = c.next_uid()?;
+            c.add(p.size);
             rows.push(MessageRow {
                 uid,
                 blob: p.blob.clone(),
@@ -378,9 +391,10 @@ async fn expunge_in_tx(
     }
     let taken = c.modseq();
     debug_assert_eq!(taken, modseq);
-    gone.sort_unstable_by_key(|(uid, _)| *uid);
+    gone.sort_unstable_by_key(|(uid, _, _)| *uid);
     let mut expunged = Vec::with_capacity(gone.len());
-    for (uid, blob) in gone {
+    for (uid, blob, size) in gone {
+        c.remove(size);
         expunged.push(uid);
         released.push(blob);
     }
@@ -483,6 +497,7 @@ async fn copy_in_tx(
         let Some(m) = found.get(uid) else { continue };
         let new = dst.next_uid()?;
         let modseq = dst.modseq();
+        dst.add(m.size);
         *added.entry(m.blob.clone()).or_insert(0) += 1;
         rows.push(MessageRow {
             uid: new,

@@ -231,6 +231,17 @@ impl PgStore {
                 &[&mailbox.0, &uids, &modseqs, &blobs, &sizes, &dates, &flags, &saved],
             )
             .await?;
+            tx.execute(
+                "UPDATE mailboxes SET total_size = total_size + $2,
+                     message_count = message_count + $3
+                 WHERE id = $1",
+                &[
+                    &mailbox.0,
+                    &sizes.iter().sum::<i64>(),
+                    &(sizes.len() as i64),
+                ],
+            )
+            .await?;
             let max_uid = uids.iter().copied().max().unwrap_or(0) as u32;
             let max_modseq = modseqs.iter().copied().max().unwrap_or(0) as u64;
             mb.uid_next = mb.uid_next.max(max_uid + 1);

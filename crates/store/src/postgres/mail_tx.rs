@@ -181,11 +181,12 @@ impl MailTx for PgTx<'_, '_> {
         mailbox: MailboxId,
         modseq: ModSeq,
         uids: &[Uid],
-    ) -> StoreResult<Vec<(Uid, BlobId)>> {
+    ) -> StoreResult<Vec<(Uid, BlobId, u32)>> {
         let found = self
             .tx
             .query(
-                "DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) RETURNING uid, blob",
+                "DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)
+                 RETURNING uid, blob, size",
                 &[&mailbox.0, &uids_param(uids)],
             )
             .await?;
@@ -194,9 +195,13 @@ impl MailTx for PgTx<'_, '_> {
         }
         let mut gone = Vec::with_capacity(found.len());
         for r in &found {
-            gone.push((Uid(r.try_get::<_, i64>(0)? as u32), BlobId(r.try_get(1)?)));
+            gone.push((
+                Uid(r.try_get::<_, i64>(0)? as u32),
+                BlobId(r.try_get(1)?),
+                r.try_get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+            ));
         }
-        let expunged: Vec<i64> = gone.iter().map(|(u, _)| u.0 as i64).collect();
+        let expunged: Vec<i64> = gone.iter().map(|(u, _, _)| u.0 as i64).collect();
         self.tx
             .execute(
                 "INSERT INTO expunged(mailbox_id, uid, modseq)

@@ -69,7 +69,8 @@ macro_rules! write_tx {
 
 macro_rules! mailbox_columns {
     () => {
-        "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid"
+        "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid, \
+         total_size, message_count"
     };
 }
 
@@ -302,6 +303,8 @@ fn mailbox_from_row(r: &Row) -> StoreResult<Mailbox> {
         uid_next: Uid(r.try_get::<_, i64>(5)? as u32),
         highest_modseq: ModSeq(r.try_get::<_, i64>(6)? as u64),
         recent_watermark: Uid(r.try_get::<_, i64>(7)? as u32),
+        total_size: r.try_get::<_, i64>(8)?.max(0) as u64,
+        message_count: r.try_get::<_, i64>(9)?.max(0) as u64,
     })
 }
 

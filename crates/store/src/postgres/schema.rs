@@ -221,6 +221,15 @@ pub const MIGRATIONS: &[&str] = &[
         error    text
     );
     "#,
+    // version 11: as the embedded store's version 20 — each mailbox's
+    // total size and message count.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN total_size bigint NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN message_count bigint NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        total_size = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = mailboxes.id),
+        message_count = (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id);
+    "#,
 ];
 
 /// Brings the schema up to date. `client` is a connection of its own: the advisory

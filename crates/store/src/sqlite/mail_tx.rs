@@ -192,21 +192,21 @@ impl MailTx for SqliteTx<'_> {
         mailbox: MailboxId,
         modseq: ModSeq,
         uids: &[Uid],
-    ) -> StoreResult<Vec<(Uid, BlobId)>> {
+    ) -> StoreResult<Vec<(Uid, BlobId, u32)>> {
         let mut delete = self.conn.prepare_cached(
-            "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob",
+            "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob, size",
         )?;
         let mut remember = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
         )?;
         let mut gone = Vec::new();
         for uid in uids {
-            let blob: Option<String> = delete
-                .query_row(params![mailbox.0, uid.0], |r| r.get(0))
+            let row: Option<(String, u32)> = delete
+                .query_row(params![mailbox.0, uid.0], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            if let Some(blob) = blob {
+            if let Some((blob, size)) = row {
                 remember.execute(params![mailbox.0, uid.0, modseq.0 as i64])?;
-                gone.push((*uid, BlobId(blob)));
+                gone.push((*uid, BlobId(blob), size));
             }
         }
         Ok(gone)

@@ -601,8 +601,8 @@ fn watch_other_writers(inner: std::sync::Weak<Inner>) {
 
 // ---- row helpers ----
 
-const MAILBOX_COLUMNS: &str =
-    "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
+const MAILBOX_COLUMNS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, \
+     highest_modseq, recent_uid, total_size, message_count";
 
 fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let special: Option<String> = r.get(3)?;
@@ -615,6 +615,8 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         uid_next: Uid(r.get(5)?),
         highest_modseq: ModSeq(r.get::<_, i64>(6)? as u64),
         recent_watermark: Uid(r.get(7)?),
+        total_size: r.get::<_, i64>(8)?.max(0) as u64,
+        message_count: r.get::<_, i64>(9)?.max(0) as u64,
     })
 }
 
@@ -712,11 +714,13 @@ mod tests {
     use super::*;
     use crate::{Change, DirectoryStore, LifecycleStore, MailStore, QueueStore, now_unix};
 
-    /// Takes version 19's changes back out, for the tests that make an older
+    /// Takes versions 19 and 20 back out, for the tests that make an older
     /// store out of a new one.
     const BEFORE_19: &str = "ALTER TABLE messages DROP COLUMN save_date;
         DROP TABLE recoverable;
-        DROP TABLE retention_runs;";
+        DROP TABLE retention_runs;
+        ALTER TABLE mailboxes DROP COLUMN total_size;
+        ALTER TABLE mailboxes DROP COLUMN message_count;";
 
     #[tokio::test]
     async fn messages_kept_in_the_database_survive_the_upgrade_from_version_12() {

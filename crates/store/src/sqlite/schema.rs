@@ -285,4 +285,13 @@ pub const MIGRATIONS: &[&str] = &[
         error    TEXT
     );
     "#,
+    // version 20: each mailbox keeps the sum of its messages' sizes and their
+    // number (quota usage without a scan), counted once here.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN total_size INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        total_size = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = mailboxes.id),
+        message_count = (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id);
+    "#,
 ];
