@@ -44,7 +44,9 @@ fn read_line(s: &mut TcpStream) -> String {
     while !out.ends_with(b"\r\n") {
         match s.read(&mut b) {
             Ok(1) => out.push(b[0]),
-            _ => break,
+            // Said in the line, so an assertion on it shows why it ended.
+            Ok(_) => return format!("{}<closed>", String::from_utf8_lossy(&out)),
+            Err(e) => return format!("{}<{e}>", String::from_utf8_lossy(&out)),
         }
     }
     String::from_utf8_lossy(&out).trim_end().to_string()
@@ -107,7 +109,8 @@ fn a_thousand_connections_announcing_35_mb_literals_keep_the_server_small() {
         let mut t = TcpStream::connect(addr).expect("connect");
         t.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
-        assert!(read_line(&mut t).starts_with("* OK"));
+        let greeting = read_line(&mut t);
+        assert!(greeting.starts_with("* OK"), "connection {i}: {greeting}");
         if i % 2 == 0 {
             // A synchronizing literal: refused before a byte of it is sent;
             // then a literal of 8,000 bytes that is sent but whose command
