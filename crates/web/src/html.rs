@@ -16,6 +16,22 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// The outcome of a form: a status paragraph (`Ok`, with id `ok_id`) or an
+/// alert (`Err`, with id `err_id`); nothing for none.
+pub fn outcome(message: Option<Result<&str, &str>>, ok_id: &str, err_id: &str) -> String {
+    match message {
+        Some(Ok(m)) => format!(
+            "<p class=\"ok\" role=\"status\" id=\"{ok_id}\">{}</p>",
+            esc(m)
+        ),
+        Some(Err(m)) => format!(
+            "<p class=\"err\" role=\"alert\" id=\"{err_id}\">{}</p>",
+            esc(m)
+        ),
+        None => String::new(),
+    }
+}
+
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --accent: #1a5fb4; }
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0; }

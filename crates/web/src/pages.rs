@@ -721,17 +721,7 @@ async fn security_html_with(
         nav = nav(session),
         csrf = csrf_input(session),
         min = casella_directory::password_rules::MIN_LENGTH,
-        pw_message = match password_message {
-            Some(Ok(m)) => format!(
-                "<p class=\"ok\" role=\"status\" id=\"password-changed\">{}</p>",
-                esc(m)
-            ),
-            Some(Err(m)) => format!(
-                "<p class=\"err\" role=\"alert\" id=\"password-error\">{}</p>",
-                esc(m)
-            ),
-            None => String::new(),
-        },
+        pw_message = crate::html::outcome(password_message, "password-changed", "password-error"),
     );
     Html(page("Security", Some(&session.address), &body))
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use casella_store::{Account, RecoverFilter, RecoverableItem};
 
 use crate::Web;
-use crate::html::{esc, page};
+use crate::html::{esc, outcome, page};
 use crate::pages::{SignedIn, csrf_input, field, format_time, nav, refuse_form};
 use crate::session::WebSession;
 
@@ -119,17 +119,7 @@ async fn recover_html(
             deleted = format_time(item.deleted_at),
         ));
     }
-    let message = match message {
-        Some(Ok(t)) => format!(
-            "<p class=\"ok\" role=\"status\" id=\"outcome\">{}</p>",
-            esc(t)
-        ),
-        Some(Err(t)) => format!(
-            "<p class=\"err\" role=\"alert\" id=\"outcome\">{}</p>",
-            esc(t)
-        ),
-        None => String::new(),
-    };
+    let message = outcome(message, "outcome", "outcome");
     let list = if items.is_empty() {
         "<p id=\"none\">There is nothing to recover.</p>".to_string()
     } else {
