@@ -56,7 +56,7 @@ pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_TEMPFAIL));
         }
     };
-    match directory.quota(account.id).await {
+    match directory.quota_of(&account).await {
         Ok(Some(q)) if q.receive_refused(raw.len() as u64, 1) => {
             eprintln!("casella deliver: {to}: 5.2.2 mailbox full");
             return Ok(ExitCode::from(EX_CANTCREAT));
@@ -71,7 +71,7 @@ pub async fn run(data: &Path, to: &str) -> anyhow::Result<ExitCode> {
         Ok(ap) => {
             tracing::info!(to = %account.address, uid = ap.uid.0, size = ap.size, "delivered");
             directory
-                .warn_if_over(account.id, casella_store::now_unix())
+                .warn_if_over(&account, casella_store::now_unix())
                 .await;
             Ok(ExitCode::SUCCESS)
         }

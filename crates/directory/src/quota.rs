@@ -145,35 +145,40 @@ impl Directory {
         &self,
         account: casella_store::AccountId,
     ) -> StoreResult<Option<QuotaState>> {
-        let store = self.store();
-        let account = store.account(account).await?;
-        let defaults = self.quota_defaults();
-        if !QuotaState::limited(&account, &defaults) {
-            return Ok(None);
-        }
-        let usage = store.usage(account.id).await?;
-        Ok(Some(QuotaState::new(&account, &defaults, usage)))
+        let account = self.store().account(account).await?;
+        self.quota_of(&account).await
     }
 
-    /// After mail reached the account: when usage has passed
+    /// As [`Directory::quota`] for an account just read: its usage is read
+    /// only when a level applies.
+    pub async fn quota_of(&self, account: &Account) -> StoreResult<Option<QuotaState>> {
+        let defaults = self.quota_defaults();
+        if !QuotaState::limited(account, &defaults) {
+            return Ok(None);
+        }
+        let usage = self.store().usage(account.id).await?;
+        Ok(Some(QuotaState::new(account, &defaults, usage)))
+    }
+
+    /// After mail reached `account` (as read before): when usage has passed
     /// IssueWarningQuota, delivers the warning to its INBOX — once, and again
     /// a week later if usage is still above it. Failures are logged, never
     /// passed on (the mail is in).
-    pub async fn warn_if_over(&self, account: casella_store::AccountId, now: i64) {
+    pub async fn warn_if_over(&self, account: &Account, now: i64) {
         if let Err(e) = self.try_warn(account, now).await {
             tracing::warn!(error = %e, "quota warning not delivered");
         }
     }
 
-    async fn try_warn(&self, id: casella_store::AccountId, now: i64) -> StoreResult<()> {
-        let Some(state) = self.quota(id).await? else {
+    async fn try_warn(&self, account: &Account, now: i64) -> StoreResult<()> {
+        let Some(state) = self.quota_of(account).await? else {
             return Ok(());
         };
         if !state.warn() {
             return Ok(());
         }
         let store = self.store();
-        let mut account = store.account(id).await?;
+        let mut account = store.account(account.id).await?;
         if account
             .settings
             .quota_warned_at
@@ -186,7 +191,7 @@ impl Directory {
         account.settings.quota_warned_at = Some(now);
         store.update_account(&account).await?;
         let message = warning_message(&account.address, &state, now);
-        store.deliver(id, message).await?;
+        store.deliver(account.id, message).await?;
         tracing::info!(user = %account.address, "quota warning delivered");
         Ok(())
     }

@@ -165,7 +165,7 @@ impl Session {
         // Exchange's ProhibitSendReceiveQuota: a full mailbox receives
         // nothing (RFC 3463 X.2.2; permanent, as Exchange and Dovecot answer).
         if let Route::Local(account) = &route {
-            match self.shared.directory.quota(account.id).await {
+            match self.shared.directory.quota_of(account).await {
                 Ok(Some(q)) if q.receive_refused(1, 1) => {
                     self.reply(&format!("552 5.2.2 <{to}>: Mailbox full"));
                     return;
@@ -541,7 +541,7 @@ impl Session {
                     );
                     self.shared
                         .directory
-                        .warn_if_over(r.account.id, now_unix())
+                        .warn_if_over(&r.account, now_unix())
                         .await;
                     replies.push(format!("250 2.0.0 <{}> Delivered as {id}", r.address));
                 }

@@ -64,16 +64,14 @@ impl Session {
             });
         }
         let bytes: u64 = new.iter().map(|m| m.raw.len() as u64).sum();
-        if self.refused_by_quota(tag, bytes, new.len() as u64).await {
+        let Ok(limited) = self.check_quota(tag, bytes, new.len() as u64).await else {
             return;
-        }
+        };
         match self.store().append_batch(mb.id, new).await {
             Ok(appended) => {
-                let account = self.account_id();
-                self.shared
-                    .directory
-                    .warn_if_over(account, casella_store::now_unix())
-                    .await;
+                if limited {
+                    self.warn_if_over().await;
+                }
                 let uids: Vec<_> = appended.iter().map(|a| a.uid).collect();
                 let status = format!(
                     "OK [APPENDUID {} {}] APPEND completed",

@@ -59,7 +59,12 @@ impl Session {
         let uids: Vec<Uid> = copied.iter().map(|(u, _)| *u).collect();
         // A COPY adds to the account (RFC 9208 §4.3); a MOVE within it does not.
         let bytes: u64 = copied.iter().map(|(_, size)| u64::from(*size)).sum();
-        if !is_move && self.refused_by_quota(tag, bytes, uids.len() as u64).await {
+        if !is_move
+            && self
+                .check_quota(tag, bytes, uids.len() as u64)
+                .await
+                .is_err()
+        {
             return;
         }
         if uids.is_empty() {

@@ -104,19 +104,36 @@ impl Session {
     }
 
     /// Refuses with `NO [OVERQUOTA]` (RFC 9208 §4.3) when adding `bytes` in
-    /// `messages` would pass the account's limit; whether it refused (or
-    /// answered an error).
-    pub(crate) async fn refused_by_quota(&mut self, tag: &str, bytes: u64, messages: u64) -> bool {
-        match self.quota_now(tag).await {
-            Err(()) => true,
-            Ok(Some(q)) if q.receive_refused(bytes, messages) => {
+    /// `messages` would pass the account's limit: `Err` when it refused (or
+    /// answered an error); else whether a level applies (then
+    /// [`Session::warn_if_over`] after adding).
+    pub(crate) async fn check_quota(
+        &mut self,
+        tag: &str,
+        bytes: u64,
+        messages: u64,
+    ) -> Result<bool, ()> {
+        match self.quota_now(tag).await? {
+            Some(q) if q.receive_refused(bytes, messages) => {
                 self.tagged(
                     tag,
                     "NO [OVERQUOTA] The mailbox is full: delete messages (and empty Deleted Items) first",
                 );
-                true
+                Err(())
             }
-            Ok(_) => false,
+            q => Ok(q.is_some()),
         }
+    }
+
+    /// After adding mail under a quota: the warning when usage passed its
+    /// level (once a week).
+    pub(crate) async fn warn_if_over(&mut self) {
+        let Ok(account) = self.store().account(self.account_id()).await else {
+            return;
+        };
+        self.shared
+            .directory
+            .warn_if_over(&account, casella_store::now_unix())
+            .await;
     }
 }
