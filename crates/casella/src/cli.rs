@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    account, connectivity, deliver, doctor, localserve, migrate, queue, retention, security, serve,
-    settings, web,
+    account, connectivity, deliver, doctor, localserve, maildir, migrate, queue, retention,
+    security, serve, settings, web,
 };
 
 #[derive(Parser, Debug)]
@@ -157,6 +157,20 @@ pub enum Command {
         #[command(subcommand)]
         command: SecurityCommand,
     },
+    /// Bring mail in: `import maildir ADDRESS DIR` from a Dovecot Maildir++
+    /// (folders, UIDVALIDITY and UIDs from dovecot-uidlist, flags and
+    /// keywords, dates), so clients that synced with Dovecot find nothing new.
+    /// Runs again safely: what is there already is skipped.
+    Import {
+        #[command(subcommand)]
+        command: TransferCommand,
+    },
+    /// Write an account's mail out: `export maildir ADDRESS DIR`, a Maildir++
+    /// Dovecot reads with the same UIDs.
+    Export {
+        #[command(subcommand)]
+        command: TransferCommand,
+    },
     /// Retention: messages leave Deleted Items after 30 days and Junk after 10
     /// (counted from when each was put there), expunged messages stay
     /// recoverable for 14 days (`casella account recover`). `retention status`
@@ -278,6 +292,18 @@ pub enum SecurityCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TransferCommand {
+    /// A Maildir++ directory (Dovecot's layout).
+    Maildir {
+        address: String,
+        dir: PathBuf,
+        /// Print a JSON summary instead of a line per folder.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum RetentionCommand {
     /// The settings in force and the latest passes.
     Status,
@@ -341,6 +367,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Deliver { to } => deliver::run(&cli.data, &to).await,
+        Command::Import {
+            command: TransferCommand::Maildir { address, dir, json },
+        } => maildir::command(&cli.data, false, &address, &dir, json)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Export {
+            command: TransferCommand::Maildir { address, dir, json },
+        } => maildir::command(&cli.data, true, &address, &dir, json)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Command::Retention { command } => retention::command(&cli.data, command)
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -10,6 +10,7 @@ mod deliver;
 mod doctor;
 mod listeners;
 mod localserve;
+mod maildir;
 mod migrate;
 mod oauth;
 mod queue;

@@ -8,9 +8,10 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use casella_store::postgres::{ImportMailbox, ImportMessage, PgStore};
+use casella_store::postgres::PgStore;
 use casella_store::sqlite::SqliteStore;
 use casella_store::{DirectoryStore, MailStore, NewAccount, NewQueued, QueueStore};
+use casella_store::{ImportMailbox, ImportMessage, ImportStore};
 
 /// Messages read and written per round trip.
 const BATCH: usize = 200;

@@ -9,95 +9,41 @@
 //! does. Needs `doveadm` (Debian's dovecot-core): skipped with a line saying
 //! so when it is missing, unless `CASELLA_REQUIRE_CLIENTS=1`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 
-use casella_testkit::clients::{Run, run};
+use casella_testkit::clients::Run;
+use casella_testkit::doveadm::Doveadm;
 use casella_testkit::{LineClient, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
 const USER: &str = "alice@example.org";
 const PASS: &str = "secret pw 1";
-const DOVEADM: &str = "/usr/bin/doveadm";
 
 fn doveadm_available() -> bool {
-    casella_testkit::clients::available(DOVEADM, "dovecot-core")
+    casella_testkit::doveadm::available()
 }
 
 /// A local Dovecot (doveadm only, no server) with a Maildir, replicating to
-/// casella over imapc. doveadm refuses to touch mail as root, so as root it
-/// runs as `nobody`, in directories that user owns.
-struct Local {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
+/// casella over imapc.
+struct Local(Doveadm);
 
 impl Local {
     fn new(imap: std::net::SocketAddr) -> Local {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for d in ["home", "run", "state"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let config = root.join("dovecot.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\n\
-                 ssl = no\nmail_location = maildir:~/Maildir\n\
-                 namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
-                 imapc_host = {host}\nimapc_port = {port}\nimapc_user = {USER}\n\
-                 imapc_password = {PASS}\nimapc_features = rfc822.size fetch-headers modseq\n",
-                r = root.display(),
-                host = imap.ip(),
-                port = imap.port(),
-            ),
-        )
-        .unwrap();
-        std::fs::write(root.join("dovecot.log"), b"").unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "nobody:"])
-                .arg(root)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        Local { dir, config }
+        Local(Doveadm::new(&format!(
+            "imapc_host = {host}\nimapc_port = {port}\nimapc_user = {USER}\n\
+             imapc_password = {PASS}\nimapc_features = rfc822.size fetch-headers modseq\n",
+            host = imap.ip(),
+            port = imap.port(),
+        )))
     }
 
     fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
+        self.0.home()
     }
 
     /// `doveadm ARGS` as the local user.
     fn doveadm(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
-        // runuser sets HOME and USER from the password file: `env` puts ours back.
-        let home = format!("HOME={}", self.home().display());
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "nobody", "--", "env", &home, "USER=local", DOVEADM]);
-            c
-        } else {
-            let mut c = Command::new("env");
-            c.args([&home, "USER=local", DOVEADM]);
-            c
-        };
-        cmd.arg("-c").arg(&self.config).args(args);
-        match stdin {
-            Some(bytes) => {
-                let file = self.dir.path().join("stdin.eml");
-                std::fs::write(&file, bytes).unwrap();
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-                cmd.stdin(std::fs::File::open(&file).unwrap());
-            }
-            None => {
-                cmd.stdin(std::process::Stdio::null());
-            }
-        }
-        run(cmd, self.dir.path())
+        self.0.run(args, stdin)
     }
 
     /// The remote as doveadm names it: imapc, its index in memory.
@@ -116,14 +62,6 @@ impl Local {
             .out();
         out.lines().map(|l| l.trim().to_string()).collect()
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe extern "C" {
-        fn geteuid() -> u32;
-    }
-    unsafe { geteuid() == 0 }
 }
 
 fn login(s: &TestServer) -> LineClient {

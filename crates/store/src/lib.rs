@@ -30,6 +30,7 @@ mod clock;
 pub mod conformance;
 mod directory_store;
 mod error;
+mod import_store;
 mod lifecycle_store;
 mod mail_store;
 mod maildrop;
@@ -47,6 +48,7 @@ pub use changes::Change;
 pub use clock::Clock;
 pub use directory_store::DirectoryStore;
 pub use error::{StoreError, StoreResult};
+pub use import_store::{ImportMailbox, ImportMessage, ImportStore};
 pub use lifecycle_store::{
     LifecycleStore, RecoverFilter, RecoverableItem, Restored, RetentionRun, Usage,
 };
@@ -68,9 +70,9 @@ pub const SIGNOUT_KEPT_SECS: i64 = 86_400;
 
 /// Everything a server node opens: the mail model, the directory and the
 /// outbound queue, usually in one database.
-pub trait Store: MailStore + DirectoryStore + QueueStore + LifecycleStore {}
+pub trait Store: MailStore + DirectoryStore + QueueStore + LifecycleStore + ImportStore {}
 
-impl<T: MailStore + DirectoryStore + QueueStore + LifecycleStore> Store for T {}
+impl<T: MailStore + DirectoryStore + QueueStore + LifecycleStore + ImportStore> Store for T {}
 
 /// Stores line ends as CRLF: a bare LF becomes CRLF, everything else is kept.
 /// POP3 and IMAP both send CRLF, so sizes and bytes on the wire equal the stored ones.

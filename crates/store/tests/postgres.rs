@@ -1118,7 +1118,7 @@ async fn errors_map_to_the_store_vocabulary(url: String) {
 }
 
 async fn import_keeps_uids_and_modseqs(url: String) {
-    use casella_store::postgres::{ImportMailbox, ImportMessage};
+    use casella_store::{ImportMailbox, ImportMessage, ImportStore};
     use casella_store::{ModSeq, UidValidity};
     let store = node(&url, "a").await;
     let acct = account(&store, "moved@example.org").await;

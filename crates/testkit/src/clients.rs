@@ -63,7 +63,13 @@ fn package_of(program: &str) -> &str {
 /// open cannot hang the test), in its own process group, for at most
 /// [`CLIENT_LIMIT`].
 #[track_caller]
-pub fn run(mut cmd: Command, tmp: &Path) -> Run {
+pub fn run(cmd: Command, tmp: &Path) -> Run {
+    run_with_input(cmd, tmp, Stdio::null())
+}
+
+/// [`run`] with `input` as the child's standard input.
+#[track_caller]
+pub fn run_with_input(mut cmd: Command, tmp: &Path, input: Stdio) -> Run {
     let what = format!("{cmd:?}");
     let program = cmd.get_program().to_string_lossy().into_owned();
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -72,7 +78,7 @@ pub fn run(mut cmd: Command, tmp: &Path) -> Run {
     let err_path = tmp.join(format!("run-{n}.stderr"));
     let out_file = std::fs::File::create(&out_path).expect("stdout file");
     let err_file = std::fs::File::create(&err_path).expect("stderr file");
-    cmd.stdin(Stdio::null())
+    cmd.stdin(input)
         .stdout(out_file)
         .stderr(err_file)
         .process_group(0);

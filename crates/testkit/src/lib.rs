@@ -8,6 +8,7 @@
 
 mod client;
 pub mod clients;
+pub mod doveadm;
 pub mod imap_inbox;
 pub mod postgres;
 mod server;

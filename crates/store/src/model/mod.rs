@@ -27,6 +27,7 @@
 
 pub mod backend;
 mod caches;
+mod import;
 pub(crate) mod lifecycle;
 mod mailbox_rows;
 pub mod mailbox_rules;

@@ -39,34 +39,6 @@
 //! `synchronous_commit` at least `local` (see `pool`). Changes are published on the
 //! local feed after commit; the NOTIFY for other nodes is part of the transaction.
 
-// Macros first: `import` uses them.
-
-/// Runs `$body` (an async block body returning `StoreResult<T>`, with `$tx` the
-/// open transaction) and commits it, or rolls it back on error.
-macro_rules! write_tx {
-    ($store:expr, |$tx:ident| $body:block) => {{
-        let mut conn = $store.conn().await?;
-        #[allow(unused_mut)]
-        let mut $tx = conn.begin().await?;
-        let result: StoreResult<_> = async {
-            // A POP3 session's write: refused unless its maildrop lease is still
-            // its own (`locks`, invariant point 3).
-            if let Some(fence) = $store.fence {
-                $crate::postgres::locks::check_fence(&mut $tx, fence).await?;
-            }
-            $body
-        }
-        .await;
-        match result {
-            Ok(v) => $tx.commit().await.map(|()| v),
-            Err(e) => {
-                $tx.rollback().await;
-                Err(e)
-            }
-        }
-    }};
-}
-
 macro_rules! mailbox_columns {
     () => {
         "id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid, \
@@ -81,7 +53,6 @@ macro_rules! summary_columns {
 }
 
 mod backend;
-mod import;
 mod listen;
 pub(crate) mod locks;
 mod mail_tx;
@@ -96,14 +67,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Config, Row};
 
-use crate::changes::{Change, ChangeFeed};
+use crate::changes::ChangeFeed;
 use crate::error::{StoreError, StoreResult};
 use crate::model::ParsedCaches;
 use crate::model::names::canonical_name;
 use crate::types::*;
 use crate::{ParsedMessage, SearchFields};
 
-pub use import::{ImportMailbox, ImportMessage};
 pub use schema::MIGRATIONS;
 
 use pool::{Conn, Pool, PooledConn};
@@ -274,19 +244,6 @@ impl PgStore {
             found.insert(row.try_get(0)?, row);
         }
         Ok(found)
-    }
-
-    /// Queues the NOTIFY for other nodes (sent on commit).
-    fn announce(&self, conn: &mut pool::Tx<'_>, account: AccountId, changes: &[Change]) {
-        for p in listen::payloads(&self.inner.instance, account, changes) {
-            conn.notify(p);
-        }
-    }
-
-    fn publish(&self, account: AccountId, changes: Vec<Change>) {
-        if !changes.is_empty() {
-            self.inner.feed.publish(account, changes);
-        }
     }
 }
 
