@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    account, connectivity, deliver, doctor, localserve, maildir, migrate, queue, retention,
+    account, connectivity, deliver, doctor, localserve, maildir, mbox, migrate, queue, retention,
     security, serve, settings, web,
 };
 
@@ -159,14 +159,15 @@ pub enum Command {
     },
     /// Bring mail in: `import maildir ADDRESS DIR` from a Dovecot Maildir++
     /// (folders, UIDVALIDITY and UIDs from dovecot-uidlist, flags and
-    /// keywords, dates), so clients that synced with Dovecot find nothing new.
-    /// Runs again safely: what is there already is skipped.
+    /// keywords, dates), so clients that synced with Dovecot find nothing new,
+    /// and safe to run again (what is there already is skipped); `import mbox
+    /// ADDRESS FILE|DIR`.
     Import {
         #[command(subcommand)]
         command: TransferCommand,
     },
     /// Write an account's mail out: `export maildir ADDRESS DIR`, a Maildir++
-    /// Dovecot reads with the same UIDs.
+    /// Dovecot reads with the same UIDs; `export mbox ADDRESS DIR`.
     Export {
         #[command(subcommand)]
         command: TransferCommand,
@@ -301,6 +302,18 @@ pub enum TransferCommand {
         #[arg(long)]
         json: bool,
     },
+    /// mbox files (mboxrd): one per folder, DIR/NAME.mbox; an import takes a
+    /// file or a directory of them. Imported messages get new UIDs.
+    Mbox {
+        address: String,
+        path: PathBuf,
+        /// Import into this folder (default: the file's name).
+        #[arg(long)]
+        folder: Option<String>,
+        /// Print a JSON summary instead of a line per folder.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -375,6 +388,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export {
             command: TransferCommand::Maildir { address, dir, json },
         } => maildir::command(&cli.data, true, &address, &dir, json)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Import {
+            command:
+                TransferCommand::Mbox {
+                    address,
+                    path,
+                    folder,
+                    json,
+                },
+        } => mbox::command(&cli.data, false, &address, &path, folder.as_deref(), json)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+        Command::Export {
+            command:
+                TransferCommand::Mbox {
+                    address,
+                    path,
+                    folder: _,
+                    json,
+                },
+        } => mbox::command(&cli.data, true, &address, &path, None, json)
             .await
             .map(|_| ExitCode::SUCCESS),
         Command::Retention { command } => retention::command(&cli.data, command)

@@ -11,6 +11,7 @@ mod doctor;
 mod listeners;
 mod localserve;
 mod maildir;
+mod mbox;
 mod migrate;
 mod oauth;
 mod queue;
