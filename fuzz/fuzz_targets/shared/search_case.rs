@@ -82,6 +82,12 @@ impl<'a> SearchCase<'a> {
             recent: self.bits & 0x40 != 0,
             size: self.message.len() as u32,
             internal_date: i64::from(i32::from_le_bytes([self.a, self.b, self.bits, 0x60])),
+            // Saved some days after it arrived, or unknown (0) now and then.
+            save_date: if self.bits & 0x20 != 0 {
+                0
+            } else {
+                i64::from(i32::from_le_bytes([self.a, self.b, self.bits, 0x61]))
+            },
             modseq: u64::from(self.a),
             fields,
         }
