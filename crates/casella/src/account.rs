@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use casella_directory::{Secret, hash_password};
 
-use casella_store::{NewAccount, StoreError};
+use casella_store::{Account, NewAccount, StoreError};
 
 use crate::cli::{AccountCommand, AliasCommand};
 use crate::config;
@@ -56,6 +56,17 @@ fn backend_site(data: &Path, value: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(site.to_string()))
 }
 
+/// The account of `address` (any case), or an error naming it.
+pub async fn named(store: &dyn casella_store::Store, address: &str) -> anyhow::Result<Account> {
+    match store
+        .account_by_address(&address.trim().to_ascii_lowercase())
+        .await?
+    {
+        Some(a) => Ok(a),
+        None => bail!("no account {address}"),
+    }
+}
+
 pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
     let store = config::open_store(data).await?;
     match command {
@@ -86,12 +97,7 @@ pub async fn run(data: &Path, command: AccountCommand) -> anyhow::Result<()> {
             }
         }
         AccountCommand::Show { address } => {
-            let Some(a) = store
-                .account_by_address(&address.trim().to_ascii_lowercase())
-                .await?
-            else {
-                bail!("no account {address}");
-            };
+            let a = named(&*store, &address).await?;
             println!("address: {}", a.address);
             println!("administrator: {}", if a.is_admin { "yes" } else { "no" });
             for (key, value) in casella_directory::options::values(&a) {
@@ -250,12 +256,7 @@ async fn recover(
     ids: Vec<i64>,
     restore: bool,
 ) -> anyhow::Result<()> {
-    let Some(a) = store
-        .account_by_address(&address.trim().to_ascii_lowercase())
-        .await?
-    else {
-        bail!("no account {address}");
-    };
+    let a = named(store, address).await?;
     let now = store.time_source().now();
     let filter = casella_store::RecoverFilter {
         since: since

@@ -493,12 +493,7 @@ pub async fn command(
     json: bool,
 ) -> anyhow::Result<()> {
     let store = crate::config::open_store(data).await?;
-    let Some(account) = store
-        .account_by_address(&address.trim().to_ascii_lowercase())
-        .await?
-    else {
-        bail!("no account {address}");
-    };
+    let account = crate::account::named(&*store, address).await?;
     let reports = if export_to {
         export(&*store, account.id, dir).await?
     } else {

@@ -11,28 +11,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use casella_mime::{civil_from_days, days_from_civil};
+use casella_mime::{days_from_civil, format_asctime, month_number};
 use casella_store::{AccountId, Flag, FlagSet, NewMessage, Store};
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// asctime, as `From ` lines carry it: `Mon Dec  7 23:48:32 2026`.
-fn asctime(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let days = secs.div_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{} {} {d:2} {:02}:{:02}:{:02} {y}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
-}
 
 /// The date of a `From sender DATE` line (asctime, UTC), if it has one.
 fn from_line_date(line: &str) -> Option<i64> {
@@ -41,7 +21,7 @@ fn from_line_date(line: &str) -> Option<i64> {
     let [mon, day, time, year] = tokens.get(tokens.len().checked_sub(4)?..)? else {
         return None;
     };
-    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let m = month_number(mon)?;
     let d: u32 = day.parse().ok()?;
     let y: i64 = year.parse().ok()?;
     let hms: Vec<i64> = time
@@ -103,7 +83,7 @@ pub async fn export(
         let messages = store.list_messages(mb.id).await?;
         for m in &messages {
             let raw = store.read_blob(&m.blob).await?;
-            writeln!(w, "From MAILER-DAEMON {}", asctime(m.internal_date))?;
+            writeln!(w, "From MAILER-DAEMON {}", format_asctime(m.internal_date))?;
             w.write_all(flag_headers(&m.flags).as_bytes())?;
             for line in raw.split_inclusive(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -304,12 +284,7 @@ pub async fn command(
     json: bool,
 ) -> anyhow::Result<()> {
     let store = crate::config::open_store(data).await?;
-    let Some(account) = store
-        .account_by_address(&address.trim().to_ascii_lowercase())
-        .await?
-    else {
-        bail!("no account {address}");
-    };
+    let account = crate::account::named(&*store, address).await?;
     let done = if export_to {
         export(&*store, account.id, path).await?
     } else {
@@ -345,7 +320,7 @@ mod tests {
     #[test]
     fn from_lines_round_trip() {
         let t = 1_796_687_312;
-        let line = format!("From MAILER-DAEMON {}", asctime(t));
+        let line = format!("From MAILER-DAEMON {}", format_asctime(t));
         assert_eq!(line, "From MAILER-DAEMON Mon Dec  7 23:48:32 2026");
         assert_eq!(from_line_date(&line), Some(t));
         assert_eq!(from_line_date("From someone"), None);

@@ -148,18 +148,37 @@ fn parse_year(s: &str) -> Option<i64> {
     (1..=9999).contains(&y).then_some(y)
 }
 
-fn month_number(s: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+/// English month abbreviations, as dates in mail write them.
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+/// Day names from 1970-01-01, a Thursday.
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+
+/// The month (1-12) a name starts with (`Dec`, `december`, any case).
+pub fn month_number(s: &str) -> Option<u32> {
     if s.len() < 3 || !s.is_ascii() {
         return None;
     }
-    let prefix = s[..3].to_ascii_lowercase();
     MONTHS
         .iter()
-        .position(|m| *m == prefix)
+        .position(|m| m.eq_ignore_ascii_case(&s[..3]))
         .map(|i| i as u32 + 1)
+}
+
+/// asctime(3), in UTC, as mbox `From ` lines carry it: `Mon Dec  7 23:48:32 2026`.
+pub fn format_asctime(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{} {} {d:2} {:02}:{:02}:{:02} {y}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn is_leap(y: i64) -> bool {
@@ -232,10 +251,6 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// [`parse_rfc5322_date`] reads back as the same year (three digits would be
 /// the obsolete form, read as 1900 more).
 pub fn format_rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -19,7 +19,8 @@ mod transfer;
 
 pub use address::parse_address_list;
 pub use date::{
-    civil_from_days, days_from_civil, format_rfc5322_date, format_utc, parse_rfc5322_date,
+    civil_from_days, days_from_civil, format_asctime, format_rfc5322_date, format_utc,
+    month_number, parse_rfc5322_date,
 };
 pub use parse::parse;
 pub use present::{Presentation, RetrievalFormat};
