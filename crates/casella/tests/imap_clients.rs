@@ -12,6 +12,7 @@ use std::process::Command;
 
 use casella_testkit::clients::{Run, curl, run, scripts, write};
 use casella_testkit::imap_inbox::{MSG1, MSG2, msg3};
+use casella_testkit::mbsync::Mbsync;
 use casella_testkit::{LineClient, TestServer};
 
 const USER: &str = "u@example.org";
@@ -702,119 +703,24 @@ Body from curl.\r\n";
 // 3. mbsync (isync)
 // ---------------------------------------------------------------------------
 
-struct Mbsync {
-    dir: tempfile::TempDir,
+/// mbsync for USER on this server's imaps (IMAPS) or imap (STARTTLS) listener.
+fn mbsync(s: &TestServer, tls_mode: &str) -> Mbsync {
+    let port = s.port(if tls_mode == "IMAPS" { "imaps" } else { "imap" });
+    Mbsync::new(port, &s.cert_path(), USER, PASSWORD, tls_mode)
 }
 
-/// `mbsync -v` as (major, minor).
-fn mbsync_version(tmp: &Path) -> (u32, u32) {
-    let mut cmd = Command::new("mbsync");
-    cmd.arg("-v");
-    let r = run(cmd, tmp).success();
-    let out = r.out();
-    let v = out
-        .split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .unwrap_or_else(|| panic!("no version\n{}", r.dump()));
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-impl Mbsync {
-    /// A configuration for USER on the imaps listener: one channel, every mailbox,
-    /// both ways, creations and expunges both ways. Far side: the server; near side:
-    /// `inbox/` (INBOX) and `maildir/NAME` (the rest).
-    /// `tls` is "IMAPS" (the imaps listener) or "STARTTLS" (the imap listener).
-    fn new(s: &TestServer, tls_mode: &str) -> Mbsync {
-        let dir = tempdir();
-        let d = dir.path();
-        let version = mbsync_version(d);
-        // isync 1.5 renames SSLType to TLSType; 1.4 renamed Master/Slave to Far/Near.
-        let tls = if version >= (1, 5) {
-            "TLSType"
-        } else {
-            "SSLType"
-        };
-        let (far, near) = if version >= (1, 4) {
-            ("Far", "Near")
-        } else {
-            ("Master", "Slave")
-        };
-        std::fs::create_dir(d.join("maildir")).expect("maildir");
-        let rc = format!(
-            "IMAPAccount acct\n\
-             Host 127.0.0.1\n\
-             Port {port}\n\
-             User {USER}\n\
-             Pass \"{PASSWORD}\"\n\
-             {tls} {tls_mode}\n\
-             CertificateFile \"{cert}\"\n\
-             SystemCertificates no\n\
-             Timeout 20\n\
-             \n\
-             IMAPStore far\n\
-             Account acct\n\
-             \n\
-             MaildirStore near\n\
-             Path \"{path}/\"\n\
-             Inbox \"{inbox}\"\n\
-             SubFolders Verbatim\n\
-             \n\
-             Channel ch\n\
-             {far} :far:\n\
-             {near} :near:\n\
-             Patterns *\n\
-             Create Both\n\
-             Expunge Both\n\
-             Sync All\n\
-             SyncState *\n",
-            port = s.port(if tls_mode == "IMAPS" { "imaps" } else { "imap" }),
-            cert = s.cert_path().display(),
-            path = d.join("maildir").display(),
-            inbox = d.join("inbox").display(),
-        );
-        std::fs::write(d.join("mbsyncrc"), rc).expect("mbsyncrc");
-        Mbsync { dir }
-    }
-
-    fn sync(&self) -> Run {
-        let d = self.dir.path();
-        let mut cmd = Command::new("mbsync");
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", d)
-            .env("LC_ALL", "C")
-            .arg("-c")
-            .arg(d.join("mbsyncrc"))
-            .arg("-a")
-            .arg("-V");
-        let r = run(cmd, d);
-        assert!(r.status.success(), "{}", r.dump());
-        r
-    }
-
-    /// The local folder of a server mailbox.
-    fn folder(&self, name: &str) -> PathBuf {
-        if name == "INBOX" {
-            self.dir.path().join("inbox")
-        } else {
-            self.dir.path().join("maildir").join(name)
+/// Every local folder (by server name) with its messages.
+fn local_view(mb: &Mbsync) -> BTreeMap<String, Vec<LocalMsg>> {
+    let mut view = BTreeMap::new();
+    view.insert("INBOX".to_string(), local_messages(&mb.folder("INBOX")));
+    for e in std::fs::read_dir(mb.dir().join("maildir")).expect("maildir") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().join("cur").is_dir() {
+            view.insert(name, local_messages(&e.path()));
         }
     }
-
-    /// Every local folder (by server name) with its messages.
-    fn view(&self) -> BTreeMap<String, Vec<LocalMsg>> {
-        let mut view = BTreeMap::new();
-        view.insert("INBOX".to_string(), local_messages(&self.folder("INBOX")));
-        for e in std::fs::read_dir(self.dir.path().join("maildir")).expect("maildir") {
-            let e = e.expect("entry");
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.path().join("cur").is_dir() {
-                view.insert(name, local_messages(&e.path()));
-            }
-        }
-        view
-    }
+    view
 }
 
 /// One message file of a Maildir folder.
@@ -966,7 +872,7 @@ fn mbsync_two_way_sync() {
     }
     let s = server_with_three(CONFIG);
     let tmp = tempdir();
-    let mb = Mbsync::new(&s, "IMAPS");
+    let mb = mbsync(&s, "IMAPS");
     let standard = [
         "Archive",
         "Deleted Items",
@@ -978,7 +884,7 @@ fn mbsync_two_way_sync() {
 
     // 1st sync: everything comes down.
     mb.sync();
-    let local = mb.view();
+    let local = local_view(&mb);
     assert_eq!(
         local.keys().map(String::as_str).collect::<Vec<_>>(),
         standard,
@@ -1061,7 +967,7 @@ Written on the laptop.\n";
         local_msg.replace('\n', "\r\n"),
         "the uploaded message differs:\n{got}"
     );
-    let local = mb.view();
+    let local = local_view(&mb);
     assert_eq!(local["INBOX"].len(), 2, "{local:#?}");
     assert_same_on_both_sides(&server, &local);
 
@@ -1086,7 +992,7 @@ Written on the laptop.\n";
 
     // 3rd sync: the changes come down.
     mb.sync();
-    let local = mb.view();
+    let local = local_view(&mb);
     let inbox = &local["INBOX"];
     let ids: BTreeSet<&str> = inbox.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(
@@ -1107,7 +1013,7 @@ Written on the laptop.\n";
     let before_files: BTreeSet<PathBuf> =
         local.values().flatten().map(|m| m.path.clone()).collect();
     let r = mb.sync();
-    let local_after = mb.view();
+    let local_after = local_view(&mb);
     let after_files: BTreeSet<PathBuf> = local_after
         .values()
         .flatten()
@@ -1145,9 +1051,9 @@ fn mbsync_starttls_big_messages() {
     let down = big("down", "\r\n");
     s.deliver(USER, down.as_bytes());
     s.deliver(USER, MSG1);
-    let mb = Mbsync::new(&s, "STARTTLS");
+    let mb = mbsync(&s, "STARTTLS");
     let r = mb.sync();
-    let local = mb.view();
+    let local = local_view(&mb);
     assert_eq!(local["INBOX"].len(), 2, "{local:#?}\n{}", r.dump());
     let got = std::fs::read_to_string(&find(&local["INBOX"], "<down@remote.test>").path)
         .expect("message");
@@ -1187,7 +1093,7 @@ fn mbsync_starttls_big_messages() {
         got.len(),
         up.len()
     );
-    assert_same_on_both_sides(&server, &mb.view());
+    assert_same_on_both_sides(&server, &local_view(&mb));
 }
 
 /// Issue 17: the folders an account is made with cannot be deleted or renamed

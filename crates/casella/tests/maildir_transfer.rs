@@ -5,15 +5,18 @@
 //! client that synced with Dovecot (mbsync, Thunderbird) finds nothing new;
 //! a second import takes nothing twice; what casella exports Dovecot reads
 //! back with the same UIDVALIDITY, UIDs and flags, and importing the export
-//! into another account gives the same mailboxes (sizes and dates too).
-//! Needs `doveadm` (Debian's dovecot-core): skipped with a line when it is
-//! missing, unless `CASELLA_REQUIRE_CLIENTS=1`.
+//! into another account gives the same mailboxes (sizes and dates too); and
+//! mbsync, synced with the account, finds nothing to download on a server the
+//! account moved to by export and import (UIDVALIDITY and UIDs kept).
+//! Needs `doveadm` (Debian's dovecot-core) and `mbsync` (isync): skipped with
+//! a line when one is missing, unless `CASELLA_REQUIRE_CLIENTS=1`.
 
 use std::collections::BTreeMap;
 
 use casella_testkit::TestServer;
-use casella_testkit::clients::python;
+use casella_testkit::clients::{self, python};
 use casella_testkit::doveadm::{self, Doveadm};
+use casella_testkit::mbsync::Mbsync;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_casella");
@@ -200,4 +203,52 @@ fn a_dovecot_maildir_comes_in_with_its_uids_and_goes_back_out() {
     for mb in ["INBOX", "Archive/2024"] {
         assert_eq!(bob[mb], view[mb], "{mb} after export and import");
     }
+
+    // A mail program that synced with the account finds nothing new on a
+    // server the account moved to by export and import: mbsync keeps its
+    // state, is pointed at the new server, and downloads nothing.
+    if !clients::available("mbsync", "isync") {
+        return;
+    }
+    let sync = Mbsync::new(s.port("imaps"), &s.cert_path(), ALICE, PASS, "IMAPS");
+    sync.sync();
+    let before = local_files(sync.dir());
+    assert_eq!(before.len(), 4, "{before:?}");
+    let moved = TestServer::builder(BIN)
+        .protocols(&["imaps"])
+        .config("hostname = \"mail.test\"\n")
+        .start();
+    moved.add_account(ALICE, PASS);
+    let there = transfer(&moved, "import", ALICE, &out.maildir());
+    assert_eq!(there["imported"], 4, "{there}");
+    sync.point_at(moved.port("imaps"), &moved.cert_path());
+    let run = sync.sync();
+    assert_eq!(
+        local_files(sync.dir()),
+        before,
+        "nothing downloaded again: {}",
+        run.dump()
+    );
+}
+
+/// The message files of every local Maildir folder, by name.
+fn local_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == "cur" || n == "new")
+            {
+                out.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
 }

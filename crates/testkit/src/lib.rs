@@ -10,6 +10,7 @@ mod client;
 pub mod clients;
 pub mod doveadm;
 pub mod imap_inbox;
+pub mod mbsync;
 pub mod postgres;
 mod server;
 
