@@ -312,7 +312,7 @@ async fn import_folder(
     let mut next = list.next.unwrap_or(1).max(1);
     for f in &files {
         if let Some(&uid) = list.uids.get(&f.base) {
-            next = next.max(uid + 1);
+            next = next.max(uid.saturating_add(1));
         }
     }
     let mut numbered = Vec::with_capacity(files.len());
@@ -320,7 +320,7 @@ async fn import_folder(
         let uid = match list.uids.get(&f.base) {
             Some(&uid) => uid,
             None => {
-                next += 1;
+                next = next.saturating_add(1);
                 next - 1
             }
         };
@@ -331,12 +331,31 @@ async fn import_folder(
         .filter(|v| *v > 0)
         .unwrap_or_else(|| casella_store::now_unix().clamp(1, u32::MAX as i64) as u32);
     let mailbox = target_mailbox(store, account, name, validity, next).await?;
-    let have: std::collections::HashSet<Uid> = store
+    // A run before may have imported some; the account may have had mail
+    // since. A UID here with other bytes, or one at or above UIDNEXT taken
+    // meanwhile, is a different message: it is appended with a new UID.
+    // One expunged here stays expunged.
+    let have: HashMap<Uid, casella_store::BlobId> = store
         .list_messages(mailbox.id)
         .await?
         .into_iter()
-        .map(|m| m.uid)
+        .map(|m| (m.uid, m.blob))
         .collect();
+    let expunged: std::collections::HashSet<Uid> = store
+        .expunged_since(mailbox.id, ModSeq(0))
+        .await?
+        .into_iter()
+        .collect();
+    let have_blobs: std::collections::HashSet<casella_store::BlobId> =
+        have.values().cloned().collect();
+    let used = !have.is_empty() || !expunged.is_empty();
+    // Into a mailbox in use, imported messages take a MODSEQ above every
+    // one there (CONDSTORE clients see them as changes).
+    let modseq = if used {
+        ModSeq(mailbox.highest_modseq.0 + 1)
+    } else {
+        ModSeq(1)
+    };
     let total = numbered.len();
     let mut report = FolderReport {
         folder: name.to_string(),
@@ -344,17 +363,35 @@ async fn import_folder(
         ..FolderReport::default()
     };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut appends = Vec::new();
     for (i, (uid, f)) in numbered.into_iter().enumerate() {
-        if have.contains(&uid) {
+        let raw =
+            std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
+        let flags = flags_of(&f.info, keywords);
+        let blob =
+            casella_store::blob::BlobDir::id_of(&casella_store::normalize_line_ends(raw.clone()));
+        if have.get(&uid) == Some(&blob) || (expunged.contains(&uid) && !have.contains_key(&uid)) {
             report.skipped += 1;
+        } else if have.contains_key(&uid) || (used && uid < mailbox.uid_next) {
+            // Taken here by another message: appended with a new UID, once
+            // (a run after that finds its bytes in the mailbox).
+            if have_blobs.contains(&blob) {
+                report.skipped += 1;
+                progress.show(name, i + 1, total);
+                continue;
+            }
+            appends.push(casella_store::NewMessage {
+                raw,
+                internal_date: Some(f.mtime),
+                flags,
+                binary: false,
+            });
         } else {
-            let raw =
-                std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
             batch.push(ImportMessage {
                 uid,
-                modseq: ModSeq(1),
+                modseq,
                 internal_date: f.mtime,
-                flags: flags_of(&f.info, keywords),
+                flags,
                 raw,
             });
         }
@@ -368,6 +405,11 @@ async fn import_folder(
     }
     report.imported += batch.len();
     store.import_messages(mailbox.id, batch).await?;
+    // The rest after the UIDs kept, with new ones.
+    report.imported += appends.len();
+    for chunk in appends.chunks(BATCH) {
+        store.append_batch(mailbox.id, chunk.to_vec()).await?;
+    }
     if total == 0 {
         progress.show(name, 0, 0);
     }

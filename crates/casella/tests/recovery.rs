@@ -108,6 +108,14 @@ fn deleted_mail_is_listed_and_restored_with_a_new_uid() {
             .any(|f| f == "\\Flagged"),
         "flags kept: {back}"
     );
+    assert!(
+        !m["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "\\Deleted"),
+        "not \\Deleted any more, or the next EXPUNGE takes it again: {back}"
+    );
     let max_old = old_uids.iter().max().copied().unwrap();
     assert!(
         m["uid"].as_u64().unwrap() > max_old,

@@ -599,6 +599,7 @@ fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
             "UIDVALIDITY" => StatusItem::UidValidity,
             "UNSEEN" => StatusItem::Unseen,
             "DELETED" => StatusItem::Deleted,
+            "DELETED-STORAGE" => StatusItem::DeletedStorage,
             "SIZE" => StatusItem::Size,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "" => return fail("Invalid status item"),

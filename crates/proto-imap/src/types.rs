@@ -208,6 +208,9 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     Deleted,
+    /// RFC 9208 §4.4: the size of the \Deleted messages (required with
+    /// QUOTA=RES-STORAGE).
+    DeletedStorage,
     Size,
     HighestModSeq,
 }

@@ -57,6 +57,12 @@ impl Session {
             })
             .collect();
         let uids: Vec<Uid> = copied.iter().map(|(u, _)| *u).collect();
+        if uids.is_empty() {
+            // RFC 9051 §6.4.7: nothing to do is still success.
+            self.finish(tag, &format!("OK {verb} completed"), !is_move || uid)
+                .await;
+            return;
+        }
         // A COPY adds to the account (RFC 9208 §4.3); a MOVE within it does not.
         let bytes: u64 = copied.iter().map(|(_, size)| u64::from(*size)).sum();
         if !is_move
@@ -65,12 +71,6 @@ impl Session {
                 .await
                 .is_err()
         {
-            return;
-        }
-        if uids.is_empty() {
-            // RFC 9051 §6.4.7: nothing to do is still success.
-            self.finish(tag, &format!("OK {verb} completed"), !is_move || uid)
-                .await;
             return;
         }
         let result = if is_move && dest.id == source {

@@ -450,6 +450,7 @@ impl Session {
                 StatusItem::Messages
                     | StatusItem::Unseen
                     | StatusItem::Deleted
+                    | StatusItem::DeletedStorage
                     | StatusItem::Size
                     | StatusItem::Recent
             )
@@ -480,6 +481,13 @@ impl Session {
                     list.iter()
                         .filter(|m| m.flags.contains(&Flag::Deleted))
                         .count() as u64,
+                ),
+                StatusItem::DeletedStorage => (
+                    "DELETED-STORAGE",
+                    list.iter()
+                        .filter(|m| m.flags.contains(&Flag::Deleted))
+                        .map(|m| u64::from(m.size))
+                        .sum(),
                 ),
                 StatusItem::Size => ("SIZE", list.iter().map(|m| m.size as u64).sum()),
                 StatusItem::HighestModSeq => ("HIGHESTMODSEQ", mb.highest_modseq.0),

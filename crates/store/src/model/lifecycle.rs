@@ -143,7 +143,10 @@ impl<B: MailBackend> LifecycleStore for B {
         crate::records::read_rows(
             self,
             ReadCost::Large,
-            "SELECT uid FROM messages WHERE mailbox_id = $1 AND save_date < $2
+            // A row without a save date (0: written by a node older than
+            // the schema) is never taken as old.
+            "SELECT uid FROM messages WHERE mailbox_id = $1 AND save_date > 0
+                 AND save_date < $2
              ORDER BY uid LIMIT $3",
             params,
             |r| Ok(Uid(r.int(0)?.clamp(0, u32::MAX as i64) as u32)),
@@ -340,13 +343,17 @@ async fn restore_in_tx(
         let uid = c.next_uid()?;
         let modseq = c.modseq();
         c.add(item.size);
+        // Most were expunged because they were \Deleted: a restored message
+        // is not, or the next EXPUNGE would take it again.
+        let mut flags = item.flags.clone();
+        flags.remove(&Flag::Deleted);
         rows.entry(mailbox).or_default().push(MessageRow {
             uid,
             blob: item.blob.clone(),
             size: item.size,
             internal_date: item.internal_date,
             save_date: now,
-            flags: item.flags.clone(),
+            flags,
         });
         changes.push(Change::Appended {
             mailbox,
