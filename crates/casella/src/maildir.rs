@@ -368,14 +368,19 @@ async fn import_folder(
         let raw =
             std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
         let flags = flags_of(&f.info, keywords);
-        let blob =
-            casella_store::blob::BlobDir::id_of(&casella_store::normalize_line_ends(raw.clone()));
-        if have.get(&uid) == Some(&blob) || (expunged.contains(&uid) && !have.contains_key(&uid)) {
+        // Hashed only into a mailbox in use (a first import has nothing to
+        // compare with, and the store hashes what it stores anyway).
+        let blob = used.then(|| {
+            casella_store::blob::BlobDir::id_of(&casella_store::normalize_line_ends(raw.clone()))
+        });
+        if blob.is_some() && have.get(&uid) == blob.as_ref()
+            || (expunged.contains(&uid) && !have.contains_key(&uid))
+        {
             report.skipped += 1;
         } else if have.contains_key(&uid) || (used && uid < mailbox.uid_next) {
             // Taken here by another message: appended with a new UID, once
             // (a run after that finds its bytes in the mailbox).
-            if have_blobs.contains(&blob) {
+            if blob.as_ref().is_some_and(|b| have_blobs.contains(b)) {
                 report.skipped += 1;
                 progress.show(name, i + 1, total);
                 continue;
